@@ -1,0 +1,27 @@
+"""The policies language (``model``), its loader (``load``) and key locator (``locate``)."""
+
+from gladd.policies.load import LoadedPolicies, load_policies, parse_policies
+from gladd.policies.model import (
+    BreakerPolicy,
+    BudgetPolicy,
+    DatabasePolicy,
+    ExecutorPolicy,
+    Policies,
+    RetryPolicy,
+    ServiceBinding,
+    TaskBinding,
+)
+
+__all__ = [
+    "BreakerPolicy",
+    "BudgetPolicy",
+    "DatabasePolicy",
+    "ExecutorPolicy",
+    "LoadedPolicies",
+    "Policies",
+    "RetryPolicy",
+    "ServiceBinding",
+    "TaskBinding",
+    "load_policies",
+    "parse_policies",
+]
