@@ -21,7 +21,10 @@ EXAMPLES = '"500ms", "5s", "15m", "1h30m" or "7d"'
 def parse_duration(value: object) -> float:
     """Seconds in ``value``; raises ``ValueError`` with a message fit for an operator."""
     if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(f"must be a duration string like {EXAMPLES} (got {value!r})")
+        # ValueError, not TypeError: pydantic reports only ValueError as a field problem.
+        raise ValueError(  # noqa: TRY004
+            f"must be a duration string like {EXAMPLES} (got {value!r})"
+        )
     text = value.strip().replace(" ", "")
     if not _WHOLE.fullmatch(text):
         raise ValueError(

@@ -6,7 +6,14 @@
     ├── ConfigError                 an operator's configuration is wrong
     │   ├── PolicyError             policies.toml: carries every Problem (file, line, key path)
     │   └── SettingsError           settings from flags, environment or env file
-    └── StartupError                a subsystem could not start (e.g. admin port in use)
+    ├── StartupError                a subsystem could not start (e.g. admin port in use)
+    └── ResilienceError             the resilience engine refused or gave up on a call
+        ├── BreakerOpen             the circuit is open (or isolated): failed fast, no fallback
+        ├── RetriesExhausted        retrying stopped; ``__cause__`` is the last attempt's error
+        │   └── RetryBudgetExhausted  the shared retry budget forbade another retry
+        └── ResilienceTimeout       a timeout the guard imposed (also a ``TimeoutError``)
+            ├── AttemptTimeout      one attempt ran past its own timeout
+            └── TotalTimeout        the call ran past its total deadline (all attempts + sleeps)
 
 Later subsystems hang their own branches here (store, plugins, resilience). An operator
 mistake is always a ``ConfigError`` or ``StartupError`` with a one-line message that says
@@ -59,3 +66,66 @@ class SettingsError(ConfigError):
 
 class StartupError(GladdError):
     """A subsystem could not start; the message says which and why."""
+
+
+class ResilienceError(GladdError):
+    """The resilience engine refused a call or gave up on it."""
+
+
+class BreakerOpen(ResilienceError):
+    """A circuit breaker is open (or isolated) and no fallback answered."""
+
+    def __init__(self, breaker: str, state: str, retry_in: float | None) -> None:
+        self.breaker = breaker
+        self.state = state
+        self.retry_in = retry_in
+        when = f"; next probe in {retry_in:.3g}s" if retry_in is not None else ""
+        super().__init__(f"circuit breaker {breaker!r} is {state}: call failed fast{when}")
+
+
+class RetriesExhausted(ResilienceError):
+    """Retrying stopped; ``__cause__`` (and ``last``) is the last attempt's error."""
+
+    def __init__(self, policy: str, attempts: int, reason: str, last: BaseException) -> None:
+        self.policy = policy
+        self.attempts = attempts
+        self.reason = reason
+        self.last = last
+        super().__init__(
+            f"retry policy {policy!r} gave up after {attempts} attempt(s) ({reason}): "
+            f"{type(last).__name__}: {last}"
+        )
+
+
+class RetryBudgetExhausted(RetriesExhausted):
+    """The retry budget shared by every caller of the policy forbade another retry."""
+
+
+class ResilienceTimeout(ResilienceError, TimeoutError):
+    """A timeout the guard imposed; the awaited work was cancelled."""
+
+    def __init__(self, policy: str, after: float, attempt: int) -> None:
+        self.policy = policy
+        self.after = after
+        self.attempt = attempt
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        return f"{self.policy!r}: timed out after {self.after:.3g}s"
+
+
+class AttemptTimeout(ResilienceTimeout):
+    """One attempt ran past its own timeout."""
+
+    def _describe(self) -> str:
+        return f"{self.policy!r}: attempt {self.attempt} timed out after {self.after:.3g}s"
+
+
+class TotalTimeout(ResilienceTimeout):
+    """The call ran past its total deadline, which covers every attempt and every sleep."""
+
+    def _describe(self) -> str:
+        return (
+            f"{self.policy!r}: total deadline of {self.after:.3g}s reached "
+            f"during attempt {self.attempt}"
+        )

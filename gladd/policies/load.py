@@ -40,13 +40,15 @@ def load_policies(path: Path) -> LoadedPolicies:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise PolicyError(str(path), [_problem("file not found; create it or pass another path")])
+        raise PolicyError(
+            str(path), [_problem("file not found; create it or pass another path")]
+        ) from None
     except IsADirectoryError:
-        raise PolicyError(str(path), [_problem("is a directory, not a policies file")])
+        raise PolicyError(str(path), [_problem("is a directory, not a policies file")]) from None
     except PermissionError:
         raise PolicyError(
             str(path), [_problem("cannot be read: permission denied (check owner and mode)")]
-        )
+        ) from None
     except OSError as exc:
         raise PolicyError(str(path), [_problem(f"cannot be read: {exc.strerror}")]) from exc
     return parse_policies(data, source=str(path))
@@ -73,9 +75,7 @@ def parse_policies(data: bytes, *, source: str) -> LoadedPolicies:
     problems = [_place(p, positions) for p in semantic_problems(policies)]
     if problems:
         raise PolicyError(source, _in_file_order(problems))
-    return LoadedPolicies(
-        policies=policies, source=source, sha256=hashlib.sha256(data).hexdigest()
-    )
+    return LoadedPolicies(policies=policies, source=source, sha256=hashlib.sha256(data).hexdigest())
 
 
 def _in_file_order(problems: list[Problem]) -> list[Problem]:
@@ -189,13 +189,31 @@ def _unknown_key(loc: tuple[str | int, ...]) -> str:
     allowed = _allowed_keys(loc[:-1])
     hint = ""
     if allowed:
-        close = difflib.get_close_matches(key, allowed, n=1)
+        close = _closest(key, allowed)
         hint = (
-            f"; did you mean '{close[0]}'?"
+            f"; did you mean '{close}'?"
             if close
             else f"; allowed here: {', '.join(sorted(allowed))}"
         )
     return f"unknown key '{key}'{hint}"
+
+
+def _closest(key: str, allowed: list[str]) -> str | None:
+    """The allowed key the operator most likely meant: a shared stem first, then spelling."""
+    stem = max(allowed, key=lambda a: _shared_prefix(a, key))
+    if _shared_prefix(stem, key) >= 4:
+        return stem
+    close = difflib.get_close_matches(key, allowed, n=1)
+    return close[0] if close else None
+
+
+def _shared_prefix(a: str, b: str) -> int:
+    size = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        size += 1
+    return size
 
 
 def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:

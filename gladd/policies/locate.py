@@ -42,6 +42,8 @@ def locate(text: str) -> dict[Path, Position]:
         elif stripped.startswith("["):
             keys, _ = _read_keys(stripped, 1)
             table = tuple(keys)
+            for size in range(1, len(table)):
+                positions.setdefault(table[:size], (index + 1, indent + 1))
             positions[table] = (index + 1, indent + 1)
         elif stripped and not stripped.startswith("#"):
             keys, end = _read_keys(stripped, 0)

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from gladd.durations import Duration, format_duration
 from gladd.errors import Problem
 
-SCHEMA_VERSION = 1
-
 RetryOn = Literal["connect", "timeout", "reset", "5xx", "408", "429"]
 DEFAULT_RETRY_ON: tuple[RetryOn, ...] = ("connect", "timeout", "reset", "5xx", "408", "429")
 
-_RESTART = {"restart": True}
+_RESTART: dict[str, JsonValue] = {"restart": True}
 
 
 class _Section(BaseModel):
@@ -150,7 +148,7 @@ class EventLoopPolicy(_Section):
 class Policies(_Section):
     """The whole of ``policies.toml``."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     executor: ExecutorPolicy = ExecutorPolicy()
     database: DatabasePolicy = DatabasePolicy()
     retry: dict[str, RetryPolicy] = {}
@@ -207,14 +205,14 @@ def _reference_problems(p: Policies) -> list[Problem]:
         refs.append((f"{base}.retry", t.retry, "retry", p.retry))
         refs.append((f"{base}.breaker", t.breaker, "breaker", p.breaker))
         refs.append((f"{base}.service", t.service, "services", p.services))
-    problems = []
-    for path, name, section, defined in refs:
-        if name is not None and name not in defined:
-            known = ", ".join(sorted(defined)) or "none"
-            problems.append(
-                _bad(path, f"no [{section}.{name}] is defined (defined: {known})")
-            )
-    return problems
+    return [
+        _bad(
+            path,
+            f"no [{section}.{name}] is defined (defined: {', '.join(sorted(defined)) or 'none'})",
+        )
+        for path, name, section, defined in refs
+        if name is not None and name not in defined
+    ]
 
 
 def _executor_problems(e: ExecutorPolicy) -> list[Problem]:
@@ -227,9 +225,11 @@ def _executor_problems(e: ExecutorPolicy) -> list[Problem]:
                 f"or live workers are presumed dead (got {format_duration(e.heartbeat)})",
             )
         )
-    for name in ("task_timeout", "lease", "heartbeat", "poll_interval"):
-        if getattr(e, name) <= 0:
-            problems.append(_bad(f"executor.{name}", "must be longer than 0s"))
+    problems += [
+        _bad(f"executor.{name}", "must be longer than 0s")
+        for name in ("task_timeout", "lease", "heartbeat", "poll_interval")
+        if getattr(e, name) <= 0
+    ]
     return problems
 
 
@@ -292,9 +292,7 @@ def _breaker_problems(path: str, b: BreakerPolicy) -> list[Problem]:
     if b.mode == "ratio" and b.window <= 0:
         problems.append(_bad(f"{path}.window", "must be longer than 0s"))
     if b.fallback == "static" and b.fallback_value is None:
-        problems.append(
-            _bad(f"{path}.fallback_value", 'is required when fallback = "static"')
-        )
+        problems.append(_bad(f"{path}.fallback_value", 'is required when fallback = "static"'))
     return problems
 
 

@@ -1,0 +1,138 @@
+"""The admin API: a Starlette app served by uvicorn on the admin address.
+
+gladd binds the listening socket itself so that a port in use is a precise start-up
+error, and keeps signal handling to itself (uvicorn's own handlers are switched off):
+the daemon decides when the server stops.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import socket
+from collections.abc import Iterator
+
+import anyio
+import uvicorn
+from anyio.abc import TaskStatus
+from loguru import logger
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from gladd.errors import StartupError
+from gladd.health import HealthBoard, Status
+
+HEALTH_JSON = "application/health+json"
+
+
+def create_app(board: HealthBoard) -> Starlette:
+    """The admin routes, reading only the health board (never the database directly)."""
+
+    async def health(_: Request) -> JSONResponse:
+        report = board.report()
+        code = 503 if report["status"] == Status.FAIL.value else 200
+        return JSONResponse(report, status_code=code, media_type=HEALTH_JSON)
+
+    async def live(_: Request) -> JSONResponse:
+        # Answering at all proves the event loop and the process are alive.
+        return JSONResponse({"status": "pass"}, media_type=HEALTH_JSON)
+
+    async def ready(_: Request) -> JSONResponse:
+        ok, why = board.ready()
+        body = {"status": "pass" if ok else "fail", "output": why}
+        return JSONResponse(body, status_code=200 if ok else 503, media_type=HEALTH_JSON)
+
+    routes = [
+        Route("/health", health, methods=["GET"]),
+        Route("/health/live", live, methods=["GET"]),
+        Route("/health/ready", ready, methods=["GET"]),
+    ]
+    return Starlette(routes=routes)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, or a :class:`StartupError` saying why not."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise StartupError(
+            f"admin host {host!r} cannot be resolved ({exc.strerror}); "
+            "set --admin-host / GLADD_ADMIN_HOST to an address such as 127.0.0.1"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(_bind_message(host, port, exc)) from None
+    sock.setblocking(False)
+    return sock
+
+
+def _bind_message(host: str, port: int, exc: OSError) -> str:
+    where = f"admin address {host}:{port}"
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"{where} is already in use (another gladd?); stop it or choose another port "
+            "with --admin-port / GLADD_ADMIN_PORT"
+        )
+    if exc.errno == errno.EACCES:
+        return f"{where}: permission denied; use a port above 1023"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{where}: no such address on this machine; check --admin-host / GLADD_ADMIN_HOST"
+    return f"{where} cannot be bound: {exc.strerror}"
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # The daemon owns SIGTERM/SIGINT/SIGHUP; uvicorn must not take them over.
+        yield
+
+
+class AdminServer:
+    """The admin API as a subsystem: ``await tg.start(server.run)``, then ``stop()``."""
+
+    def __init__(self, board: HealthBoard, sock: socket.socket) -> None:
+        self.socket = sock
+        config = uvicorn.Config(
+            create_app(board),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=5,
+            limit_concurrency=256,
+        )
+        self._server = _Server(config)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        host, port, *_ = self.socket.getsockname()
+        return str(host), int(port)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._serve)
+            while not self._server.started:
+                if self._server.should_exit:
+                    raise StartupError("admin API failed to start; see the log above")
+                await anyio.sleep(0.005)
+            host, port = self.address
+            logger.info("admin API listening on http://{}:{}", _url_host(host), port)
+            task_status.started()
+
+    async def _serve(self) -> None:
+        await self._server.serve(sockets=[self.socket])
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,207 @@
+"""The ``gladd`` command: ``run``, ``check``, ``reload``, ``--version``.
+
+Operator mistakes (bad policies, bad settings, a port in use) print one precise message
+per problem on stderr and exit non-zero, never a traceback. Exit codes follow sysexits(3)
+where one fits, so scripts and systemd can tell a config error from a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import anyio
+from loguru import logger
+
+from gladd import __version__
+from gladd.daemon import Daemon
+from gladd.durations import format_duration
+from gladd.errors import ConfigError, GladdError, PolicyError, StartupError
+from gladd.logs import configure_logging
+from gladd.notify import Notifier
+from gladd.policies import LoadedPolicies, load_policies
+from gladd.settings import Settings, load_settings
+
+EXIT_OK = 0
+EXIT_USAGE = 64  # EX_USAGE
+EXIT_CONFIG = 78  # EX_CONFIG: policies or settings are wrong
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: could not start, or no daemon to talk to
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return EXIT_CONFIG
+    except GladdError as exc:
+        _fail(str(exc))
+        return EXIT_UNAVAILABLE
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+def _fail(message: str) -> None:
+    for line in message.splitlines():
+        print(f"gladd: {line}" if not _located(line) else line, file=sys.stderr)
+
+
+def _located(line: str) -> bool:
+    # "policies.toml:4:15: ..." lines already say where; don't prefix them.
+    head = line.split(":", 1)[0]
+    return head.endswith(".toml") or "/" in head
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gladd",
+        description="A resilience daemon driven by policies.toml.",
+    )
+    parser.add_argument("--version", action="version", version=f"gladd {__version__}")
+    parser.set_defaults(command=None)
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the daemon in the foreground")
+    _settings_flags(run)
+    run.set_defaults(command="run", handler=_run)
+
+    check = commands.add_parser("check", help="validate a policies file and summarise it")
+    check.add_argument("path", nargs="?", type=Path, help="default: the configured policies")
+    check.add_argument("--env-file", type=Path, help="read GLADD_* settings from this file")
+    check.set_defaults(command="check", handler=_check)
+
+    reload = commands.add_parser("reload", help="ask the running daemon to reload policies")
+    reload.add_argument("--state-dir", type=Path, help="where the daemon keeps gladd.pid")
+    reload.add_argument("--env-file", type=Path, help="read GLADD_* settings from this file")
+    reload.set_defaults(command="reload", handler=_reload)
+    return parser
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--policies", type=Path, metavar="PATH", help="policies file (GLADD_POLICIES)")
+    add("--database-url", metavar="URL", help="task store (GLADD_DATABASE_URL)")
+    add("--state-dir", type=Path, metavar="DIR", help="state directory (GLADD_STATE_DIR)")
+    add("--admin-host", metavar="HOST", help="admin API address (GLADD_ADMIN_HOST)")
+    add("--admin-port", type=int, metavar="PORT", help="admin API port (GLADD_ADMIN_PORT)")
+    add("--log-level", metavar="LEVEL", help="TRACE..CRITICAL (GLADD_LOG_LEVEL)")
+    add("--log-format", choices=["text", "json"], help="log line format (GLADD_LOG_FORMAT)")
+    add("--log-file", type=Path, metavar="PATH", help="also log to this file (GLADD_LOG_FILE)")
+    add("--env-file", type=Path, metavar="PATH", help="read GLADD_* settings from this file")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    names = (
+        "policies",
+        "database_url",
+        "state_dir",
+        "admin_host",
+        "admin_port",
+        "log_level",
+        "log_format",
+        "log_file",
+    )
+    flags = {name: getattr(args, name, None) for name in names}
+    return load_settings(env_file=args.env_file, **flags)
+
+
+def _check(args: argparse.Namespace) -> int:
+    path: Path = args.path or _settings(args).policies_path
+    try:
+        loaded = load_policies(path)
+    except PolicyError as exc:
+        _fail(str(exc))
+        count = len(exc.problems)
+        print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(f"{path}: OK")
+    print(summarise(loaded))
+    return EXIT_OK
+
+
+def summarise(loaded: LoadedPolicies) -> str:
+    """A few lines saying what a valid policies file defines."""
+    p = loaded.policies
+
+    def names(d: dict[str, object]) -> str:
+        return ", ".join(sorted(d)) if d else "none"
+
+    e = p.executor
+    return "\n".join(
+        [
+            f"  retry policies: {names(dict(p.retry))}",
+            f"  breakers:       {names(dict(p.breaker))}",
+            f"  services:       {names(dict(p.services))}",
+            f"  task kinds:     {names(dict(p.tasks))}",
+            f"  executor:       concurrency {e.concurrency}, task timeout "
+            f"{_dur(e.task_timeout)}, shutdown grace {_dur(e.shutdown_grace)}",
+            f"  database:       query timeout {_dur(p.database.query_timeout)}",
+            f"  sha256:         {loaded.sha256}",
+        ]
+    )
+
+
+def _dur(seconds: float) -> str:
+    return format_duration(seconds)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(
+        level=settings.log_level,
+        fmt=settings.log_format,
+        file=settings.log_file,
+        rotation=settings.log_rotation,
+        retention=settings.log_retention,
+    )
+    loaded = load_policies(settings.policies_path)
+    logger.info("policies loaded from {} (sha256 {})", loaded.source, loaded.sha256[:12])
+    with Notifier.from_environ() as notifier:
+        daemon = Daemon(settings, loaded, notifier)
+        try:
+            anyio.run(daemon.run)
+        except StartupError:
+            notifier.status("failed to start")
+            raise
+    return EXIT_OK
+
+
+def _reload(args: argparse.Namespace) -> int:
+    pid = _daemon_pid(args)
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise StartupError(f"no gladd is running as pid {pid} (stale pid file?)") from None
+    except PermissionError:
+        raise StartupError(
+            f"not allowed to signal gladd (pid {pid}); run as its user or root"
+        ) from None
+    print(f"sent SIGHUP to gladd (pid {pid}); the daemon logs what it did with it")
+    return EXIT_OK
+
+
+def _daemon_pid(args: argparse.Namespace) -> int:
+    # systemd passes the daemon's pid to ExecReload as $MAINPID (systemd.service(5)).
+    if os.environ.get("MAINPID", "").isdigit():
+        return int(os.environ["MAINPID"])
+    state_dir = args.state_dir or load_settings(env_file=args.env_file).state_dir
+    pidfile = state_dir / "gladd.pid"
+    try:
+        return int(pidfile.read_text().strip())
+    except FileNotFoundError:
+        raise StartupError(
+            f"no running gladd found: {pidfile} does not exist (is the daemon running with "
+            "this --state-dir?)"
+        ) from None
+    except ValueError:
+        raise StartupError(f"{pidfile} does not hold a process id; remove it") from None

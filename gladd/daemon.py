@@ -1,0 +1,147 @@
+"""The composition root: builds every subsystem from Settings and runs them in one task group.
+
+Start-up order matters: subsystems are started with ``task_group.start()`` so READY=1 is
+sent to systemd only once all of them are up. Stopping is one path for every cause
+(SIGTERM, SIGINT, a fatal subsystem error): STOPPING=1, stop the subsystems within the
+policies' shutdown grace, then cancel whatever is left.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import TaskStatus
+from loguru import logger
+
+from gladd import __version__
+from gladd.admin import AdminServer, bind_socket
+from gladd.durations import format_duration
+from gladd.errors import StartupError
+from gladd.health import Check, HealthBoard
+from gladd.notify import Notifier, run_watchdog, watchdog_interval
+from gladd.policies import LoadedPolicies
+from gladd.settings import Settings
+
+Starter = Callable[..., Coroutine[Any, Any, None]]
+"""A subsystem's ``run(*, task_status)``: started with ``task_group.start()``."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Served:
+    """The policies generation this daemon is serving."""
+
+    generation: int
+    loaded: LoadedPolicies
+
+    def describe(self) -> str:
+        return f"policies generation {self.generation} ({self.loaded.sha256[:12]})"
+
+
+class Daemon:
+    """One running gladd: owns the task group, the stop event and every subsystem."""
+
+    def __init__(self, settings: Settings, loaded: LoadedPolicies, notifier: Notifier) -> None:
+        self.settings = settings
+        self.notifier = notifier
+        self.served = Served(generation=1, loaded=loaded)
+        self.board = HealthBoard(version=__version__, service_id=settings.node_name)
+        self._stop = anyio.Event()
+        self._everything: anyio.CancelScope | None = None
+        self._publish_policies()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        problem = self.settings.admin_bind_problem()
+        if problem:
+            raise StartupError(problem)
+        sock = bind_socket(self.settings.admin_host, self.settings.admin_port)
+        admin = AdminServer(self.board, sock)
+        pidfile = _write_pidfile(self.settings.state_dir)
+        try:
+            async with anyio.create_task_group() as tg:
+                self._everything = tg.cancel_scope
+                # Signals and the watchdog outlive the subsystems: systemd wants pings
+                # until the very end, and a second SIGTERM must still cut the grace short.
+                await tg.start(self._watch_signals)
+                interval = watchdog_interval()
+                if interval is not None:
+                    await tg.start(run_watchdog, self.notifier, interval)
+                await self._run_subsystems([admin.run], [admin.stop])
+                tg.cancel_scope.cancel()
+        finally:
+            pidfile.unlink(missing_ok=True)
+            sock.close()
+        logger.info("gladd stopped")
+
+    async def _run_subsystems(
+        self, starters: list[Starter], stoppers: list[Callable[[], None]]
+    ) -> None:
+        async with anyio.create_task_group() as subsystems:
+            for start in starters:
+                await subsystems.start(start)
+            self.board.started = True
+            status = f"serving {self.served.describe()}"
+            self.notifier.ready(status=status)
+            logger.info(
+                "gladd {} ready on node {}: {}", __version__, self.settings.node_name, status
+            )
+            await self._stop.wait()
+            grace = self.served.loaded.policies.executor.shutdown_grace
+            self.board.stopping = True
+            self.notifier.stopping(status=f"stopping (grace {format_duration(grace)})")
+            logger.info("stopping: subsystems have {} to finish", format_duration(grace))
+            for stop in reversed(stoppers):
+                stop()
+            subsystems.cancel_scope.deadline = anyio.current_time() + grace
+        if subsystems.cancel_scope.cancelled_caught:
+            logger.warning("grace of {} ran out: cancelled what was left", format_duration(grace))
+
+    async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+            task_status.started()
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if signum == signal.SIGHUP:
+                    # Live reload arrives with the reload subsystem; until then, say so.
+                    logger.info(
+                        "SIGHUP received: live reload is not available yet; "
+                        "restart gladd to apply policy changes"
+                    )
+                elif self._stop.is_set() and self._everything is not None:
+                    logger.warning("{} received again: stopping now, without grace", name)
+                    self._everything.cancel()
+                else:
+                    logger.info("{} received: stopping", name)
+                    self._stop.set()
+
+    def _publish_policies(self) -> None:
+        self.board.publish(
+            Check(
+                component="policies",
+                measurement="generation",
+                observed_value=self.served.generation,
+                output=f"{self.served.loaded.source} sha256 {self.served.loaded.sha256[:12]}",
+            )
+        )
+
+
+def _write_pidfile(state_dir: Path) -> Path:
+    """``STATE_DIR/gladd.pid``, so ``gladd reload`` finds the daemon outside systemd."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path = state_dir / "gladd.pid"
+        path.write_text(f"{os.getpid()}\n")
+    except OSError as exc:
+        raise StartupError(
+            f"state directory {state_dir} is not writable ({exc.strerror}); "
+            "set --state-dir / GLADD_STATE_DIR to a directory gladd may write"
+        ) from None
+    return path

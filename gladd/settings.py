@@ -1,0 +1,154 @@
+"""Settings: *where* things are. Read once at start; a change needs a restart.
+
+Precedence, highest first: command-line flags, ``GLADD_*`` environment variables, the env
+file (``--env-file`` or ``GLADD_ENV_FILE``), then the defaults below. Policies — *how*
+things behave — live in ``policies.toml`` instead and reload live.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from gladd.errors import SettingsError
+
+LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
+
+# How each setting is spelled on the command line, for messages; env is GLADD_<NAME>.
+FLAGS = {
+    "policies": "--policies",
+    "database_url": "--database-url",
+    "state_dir": "--state-dir",
+    "admin_host": "--admin-host",
+    "admin_port": "--admin-port",
+    "log_level": "--log-level",
+    "log_format": "--log-format",
+    "log_file": "--log-file",
+}
+
+
+def default_state_dir(environ: dict[str, str] | None = None) -> Path:
+    """``$STATE_DIRECTORY`` under systemd, else the XDG state directory."""
+    env = os.environ if environ is None else environ
+    if env.get("STATE_DIRECTORY"):
+        # systemd may pass several, colon-separated; the first is ours (systemd.exec(5)).
+        return Path(env["STATE_DIRECTORY"].split(":")[0])
+    xdg = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(xdg) / "gladd"
+
+
+def shipped_policies() -> Path:
+    """The default ``policies.toml`` that ships with gladd (wheel or source checkout)."""
+    packaged = Path(__file__).parent / "default-policies.toml"
+    return packaged if packaged.exists() else Path(__file__).parent.parent / "policies.toml"
+
+
+class Settings(BaseSettings):
+    """Where gladd finds and puts things."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GLADD_", extra="ignore", frozen=True, validate_default=True
+    )
+
+    policies: Path | None = None
+    database_url: str | None = None
+    state_dir: Path = Field(default_factory=default_state_dir)
+    plugin_paths: Annotated[tuple[Path, ...], NoDecode] = ()
+    admin_host: str = "127.0.0.1"
+    admin_port: int = Field(8000, ge=0, le=65535)
+    admin_token: SecretStr | None = None
+    log_level: LogLevel = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    log_file: Path | None = None
+    log_rotation: str = "10 MB"
+    log_retention: int = Field(5, ge=0)
+    node_name: str = Field(default_factory=socket.gethostname)
+
+    @field_validator("plugin_paths", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        # Operators write PATH-style lists (a:b), not JSON.
+        if isinstance(value, str):
+            return tuple(Path(p) for p in value.split(os.pathsep) if p)
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @property
+    def policies_path(self) -> Path:
+        """The policies file: as configured, else ``./policies.toml``, else the shipped one."""
+        if self.policies is not None:
+            return self.policies
+        local = Path("policies.toml")
+        return local if local.is_file() else shipped_policies()
+
+    @property
+    def store_url(self) -> str:
+        """The database URL; by default a SQLite file in the state directory."""
+        return self.database_url or f"sqlite:///{self.state_dir / 'gladd.db'}"
+
+    def admin_bind_problem(self) -> str | None:
+        """Why the admin address may not be bound, or None when it may."""
+        if self.admin_token is not None or _is_loopback(self.admin_host):
+            return None
+        return (
+            f"refusing to serve the admin API on {self.admin_host}, which is not a loopback "
+            "address, without a token: set GLADD_ADMIN_TOKEN, or bind 127.0.0.1"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_settings(env_file: Path | None = None, **flags: Any) -> Settings:
+    """Settings from flags (``None`` means not given), environment and env file."""
+    env_file = env_file or _env_file_from_environ()
+    if env_file is not None and not env_file.is_file():
+        raise SettingsError(
+            f"{env_file}: env file not found (given by --env-file or GLADD_ENV_FILE)"
+        )
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        return Settings(_env_file=env_file, **given)
+    except ValidationError as exc:
+        raise SettingsError(_render(exc, env_file)) from None
+
+
+def _env_file_from_environ() -> Path | None:
+    value = os.environ.get("GLADD_ENV_FILE")
+    return Path(value) if value else None
+
+
+def _render(exc: ValidationError, env_file: Path | None) -> str:
+    lines = []
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else "?"
+        sources = [f"GLADD_{name.upper()}"]
+        if name in FLAGS:
+            sources.insert(0, FLAGS[name])
+        if env_file is not None:
+            sources.append(f"{env_file}")
+        got = err.get("input")
+        shown = "***" if name == "admin_token" else repr(got)
+        lines.append(f"setting {name} ({' / '.join(sources)}): {err['msg']} (got {shown})")
+    return "\n".join(lines)

@@ -1,0 +1,90 @@
+"""``gladd check``, ``gladd reload`` and ``--version`` as an operator runs them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gladd import __version__
+from tests.e2e.conftest import Gladd, run_cli
+
+pytestmark = pytest.mark.e2e
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_check_accepts_the_shipped_file_and_summarises_it() -> None:
+    result = run_cli("check", str(REPO / "policies.toml"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"{REPO / 'policies.toml'}: OK\n")
+    assert "retry policies: db, http, task" in result.stdout
+    assert "task timeout 15m" in result.stdout
+    assert "query timeout 5s" in result.stdout
+
+
+def test_check_defaults_to_the_configured_policies(tmp_path: Path) -> None:
+    path = tmp_path / "p.toml"
+    path.write_text("[retry.only]\n")
+    result = run_cli("check", env={"GLADD_POLICIES": str(path)})
+    assert result.returncode == 0, result.stderr
+    assert "retry policies: only" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[executor\n", ":1:10: TOML syntax: Expected ']' at the end of a table declaration"),
+        ("[retry.http]\nattempts = 0\n", ":2:12: retry.http.attempts: must be ≥ 1 (got 0)"),
+        ('[executor]\nshutdown_grace = "soon"\n', ":2:18: executor.shutdown_grace: 'soon' is not"),
+        ('[breaker.b]\nmode = "sometimes"\n', ":2:8: breaker.b.mode: must be one of"),
+        ('[services.s]\nretry = "gone"\n', ":2:9: services.s.retry: no [retry.gone] is defined"),
+    ],
+)
+def test_check_lists_every_problem_with_file_line_and_key(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    path = tmp_path / "policies.toml"
+    path.write_text(text)
+    result = run_cli("check", str(path))
+    assert result.returncode == 78
+    assert f"{path}{expected}" in result.stderr
+    assert result.stderr.rstrip().endswith(f"{path}: 1 problem")
+    assert "Traceback" not in result.stderr
+
+
+def test_check_on_a_missing_file(tmp_path: Path) -> None:
+    result = run_cli("check", str(tmp_path / "nope.toml"))
+    assert result.returncode == 78
+    assert "nope.toml: file not found" in result.stderr
+
+
+def test_version_and_python_dash_m() -> None:
+    assert run_cli("--version").stdout.strip() == f"gladd {__version__}"
+    result = subprocess.run(
+        [sys.executable, "-m", "gladd", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == f"gladd {__version__}"
+
+
+def test_no_command_prints_usage_and_exits_64() -> None:
+    result = run_cli()
+    assert result.returncode == 64
+    assert "usage: gladd" in result.stderr
+
+
+def test_reload_signals_the_running_daemon(gladd: Gladd) -> None:
+    gladd.start_ready()
+    result = run_cli("reload", "--state-dir", str(gladd.state_dir))
+    assert result.returncode == 0, result.stderr
+    assert f"sent SIGHUP to gladd (pid {gladd.process.pid})" in result.stdout  # type: ignore[union-attr]
+    code, err = gladd.stop()
+    assert code == 0
+    assert "SIGHUP received" in err
+
+
+def test_reload_without_a_daemon_says_so(tmp_path: Path) -> None:
+    result = run_cli("reload", "--state-dir", str(tmp_path))
+    assert result.returncode == 69
+    assert "no running gladd found" in result.stderr

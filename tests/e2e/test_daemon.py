@@ -1,0 +1,96 @@
+"""The real daemon: start, READY, health, watchdog, graceful stop, and start-up failures."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+
+from tests.e2e.conftest import Gladd
+
+pytestmark = pytest.mark.e2e
+
+
+def test_starts_serves_health_and_stops_cleanly_on_sigterm(gladd: Gladd) -> None:
+    ready = gladd.start_ready()
+    assert ready["READY"] == "1"
+    assert "serving policies generation 1" in ready["STATUS"]
+
+    health = gladd.get("/health")
+    assert health.status_code == 200
+    assert health.headers["content-type"] == "application/health+json"
+    body = health.json()
+    assert body["status"] == "pass"
+    assert body["checks"]["policies:generation"][0]["observedValue"] == 1
+    assert gladd.get("/health/live").json()["status"] == "pass"
+    assert gladd.get("/health/ready").status_code == 200
+    assert (gladd.state_dir / "gladd.pid").read_text().strip() == str(gladd.process.pid)  # type: ignore[union-attr]
+
+    started = time.monotonic()
+    code, err = gladd.stop()
+    assert code == 0, err
+    assert time.monotonic() - started < 30  # the shipped shutdown grace
+    assert "SIGTERM received: stopping" in err
+    assert "gladd stopped" in err
+    assert any(m.get("STOPPING") == "1" for m in gladd.notify.received) or gladd.notify.wait_for(
+        "STOPPING"
+    )
+    assert not (gladd.state_dir / "gladd.pid").exists()
+
+
+def test_pings_the_watchdog_at_half_the_interval(gladd: Gladd) -> None:
+    gladd.start_ready(WATCHDOG_USEC="200000")
+    first = gladd.notify.wait_for("WATCHDOG", timeout=2)
+    second = gladd.notify.wait_for("WATCHDOG", timeout=2)
+    assert first["WATCHDOG"] == second["WATCHDOG"] == "1"
+    code, _ = gladd.stop()
+    assert code == 0
+
+
+def test_sighup_is_received_and_logged_without_stopping(gladd: Gladd) -> None:
+    gladd.start_ready()
+    assert gladd.process is not None
+    gladd.process.send_signal(1)
+    time.sleep(0.3)
+    assert gladd.get("/health").status_code == 200
+    code, err = gladd.stop()
+    assert code == 0
+    assert "SIGHUP received" in err
+
+
+def test_admin_port_in_use_fails_fast_with_a_precise_message(gladd: Gladd) -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", gladd.port))
+        taken.listen()
+        process = gladd.start()
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 69
+    assert f"gladd: admin address 127.0.0.1:{gladd.port} is already in use" in err
+    assert "Traceback" not in err
+
+
+def test_non_loopback_admin_address_needs_a_token(gladd: Gladd) -> None:
+    process = gladd.start("--admin-host", "0.0.0.0")
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 69
+    assert "without a token: set GLADD_ADMIN_TOKEN" in err
+    assert "Traceback" not in err
+
+
+def test_invalid_policies_stop_the_start_with_located_errors(gladd: Gladd) -> None:
+    gladd.policies.write_text("[executor]\nconcurrency = 0\n")
+    process = gladd.start()
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 78
+    assert f"{gladd.policies}:2:15: executor.concurrency: must be ≥ 1 (got 0)" in err
+    assert "Traceback" not in err
+
+
+def test_invalid_settings_name_the_variable(gladd: Gladd) -> None:
+    process = gladd.start(GLADD_LOG_LEVEL="loud")
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 78
+    assert "setting log_level (--log-level / GLADD_LOG_LEVEL)" in err
+    assert "Traceback" not in err

@@ -1,0 +1,217 @@
+"""The policies language: what is accepted, and how each mistake is reported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gladd.errors import PolicyError
+from gladd.policies import load_policies, model, parse_policies
+from gladd.settings import shipped_policies
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def problems(text: str) -> list[str]:
+    with pytest.raises(PolicyError) as caught:
+        parse_policies(text.encode(), source="policies.toml")
+    return str(caught.value).splitlines()
+
+
+def test_shipped_policies_are_valid_and_define_the_documented_names() -> None:
+    loaded = load_policies(REPO / "policies.toml")
+    p = loaded.policies
+    assert set(p.retry) == {"db", "http", "task"}
+    assert p.executor.task_timeout == 900.0
+    assert p.database.query_timeout == 5.0
+    assert p.breaker["default"].failures == 5
+    assert p.breaker["default"].open_for == 60.0
+    assert len(loaded.sha256) == 64
+
+
+def test_shipped_default_is_the_repository_file() -> None:
+    assert shipped_policies().read_bytes() == (REPO / "policies.toml").read_bytes()
+
+
+def test_empty_file_gives_the_seed_defaults() -> None:
+    p = parse_policies(b"", source="policies.toml").policies
+    assert p.executor.task_timeout == 900.0
+    assert p.database.query_timeout == 5.0
+    assert p.executor.concurrency == 10
+
+
+def test_every_key_of_the_model_appears_in_the_shipped_file() -> None:
+    text = (REPO / "policies.toml").read_text()
+    sections = {
+        "executor": model.ExecutorPolicy,
+        "database": model.DatabasePolicy,
+        "retry.db": model.RetryPolicy,
+        "breaker.default": model.BreakerPolicy,
+        "services.example": model.ServiceBinding,
+        'tasks."gladd.sleep"': model.TaskBinding,
+        "pool_alerts": model.PoolAlertPolicy,
+        "event_loop": model.EventLoopPolicy,
+    }
+    missing = [
+        f"{section}.{field.alias or name}"
+        for section, cls in sections.items()
+        for name, field in cls.model_fields.items()
+        if f"{field.alias or name} =" not in text and f"# {field.alias or name} =" not in text
+    ]
+    assert missing == []
+
+
+def test_value_errors_name_file_line_column_and_key_path() -> None:
+    text = "[retry.http]\nattempts = 0\n"
+    assert problems(text) == ["policies.toml:2:12: retry.http.attempts: must be ≥ 1 (got 0)"]
+
+
+def test_every_error_is_listed_in_file_order() -> None:
+    text = """
+[executor]
+concurrency = 0
+task_timeout = "15 minutes"
+
+[retry.http]
+jitter = "fullish"
+attemps = 3
+budget = { ratio = 1.5, window = "10s" }
+"""
+    assert problems(text) == [
+        "policies.toml:3:15: executor.concurrency: must be ≥ 1 (got 0)",
+        "policies.toml:4:16: executor.task_timeout: '15 minutes' is not a duration: use a "
+        'number and a unit (ms, s, m, h, d), like "500ms", "5s", "15m", "1h30m" or "7d"',
+        "policies.toml:7:10: retry.http.jitter: must be one of 'none', 'full' or 'equal' "
+        "(got 'fullish')",
+        "policies.toml:8:11: retry.http.attemps: unknown key 'attemps'; did you mean 'attempts'?",
+        "policies.toml:9:20: retry.http.budget.ratio: must be ≤ 1.0 (got 1.5)",
+    ]
+
+
+def test_unknown_section_lists_what_is_allowed() -> None:
+    [line] = problems("[retries.http]\nattempts = 3\n")
+    assert line.startswith(
+        "policies.toml:1:1: retries: unknown key 'retries'; did you mean 'retry'?"
+    )
+
+
+def test_syntax_errors_are_located() -> None:
+    [line] = problems("[executor]\nconcurrency = = 3\n")
+    assert line.startswith("policies.toml:2:15: TOML syntax: Invalid value")
+
+
+def test_unterminated_table_at_end_is_located() -> None:
+    [line] = problems("[executor\n")
+    assert line.startswith("policies.toml:1:")
+    assert "TOML syntax" in line
+
+
+def test_quoted_task_kinds_are_located() -> None:
+    text = '[tasks."cloud.upload"]\ntimeout = 5\n'
+    assert problems(text) == [
+        'policies.toml:2:11: tasks."cloud.upload".timeout: must be a duration string like '
+        '"500ms", "5s", "15m", "1h30m" or "7d" (got 5)'
+    ]
+
+
+def test_dangling_references_name_what_is_defined() -> None:
+    text = """
+[retry.http]
+attempts = 3
+
+[services.cloud]
+retry = "htp"
+breaker = "cloud"
+"""
+    assert problems(text) == [
+        "policies.toml:6:9: services.cloud.retry: no [retry.htp] is defined (defined: http)",
+        "policies.toml:7:11: services.cloud.breaker: no [breaker.cloud] is defined (defined: none)",
+    ]
+
+
+def test_attempt_timeout_longer_than_the_total_deadline_is_impossible() -> None:
+    text = """
+[retry.http]
+deadline = "30s"
+
+[services.cloud]
+retry = "http"
+timeout = "1m"
+"""
+    [line] = problems(text)
+    assert line.startswith("policies.toml:7:11: services.cloud.timeout: one attempt's timeout (1m)")
+    assert "total deadline of retry.http (30s)" in line
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[executor]\nheartbeat = "1m"\nlease = "30s"\n',
+            "policies.toml:2:13: executor.heartbeat: must be shorter than executor.lease (30s)",
+        ),
+        (
+            '[retry.x]\nbase_delay = "5s"\nmax_delay = "1s"\n',
+            "policies.toml:3:13: retry.x.max_delay: must be ≥ base_delay (5s) (got 1s)",
+        ),
+        (
+            '[breaker.b]\nfallback = "static"\n',
+            'policies.toml:1:1: breaker.b.fallback_value: is required when fallback = "static"',
+        ),
+        (
+            "[pool_alerts]\nutilization = { warn = 0.9, critical = 0.5 }\n",
+            "policies.toml:2:24: pool_alerts.utilization.warn: must be ≤ critical (0.5) (got 0.9)",
+        ),
+        (
+            '[retry.x]\nexceptions = ["not an exception"]\n',
+            "policies.toml:2:14: retry.x.exceptions[0]: 'not an exception' is not an exception",
+        ),
+        (
+            "[breaker.b]\nfailure_ratio = 1.5\n",
+            "policies.toml:2:17: breaker.b.failure_ratio: must be ≤ 1.0 (got 1.5)",
+        ),
+        ("schema_version = 2\n", "policies.toml:1:18: schema_version: must be one of 1 (got 2)"),
+    ],
+)
+def test_impossible_values(text: str, expected: str) -> None:
+    [line] = problems(text)
+    assert line.startswith(expected)
+
+
+def test_wrong_types_say_what_was_expected() -> None:
+    assert problems('[executor]\nconcurrency = "ten"\n') == [
+        "policies.toml:2:15: executor.concurrency: must be an integer (got 'ten')"
+    ]
+
+
+def test_missing_and_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(PolicyError, match="file not found"):
+        load_policies(tmp_path / "absent.toml")
+    with pytest.raises(PolicyError, match="is a directory"):
+        load_policies(tmp_path)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe")
+    with pytest.raises(PolicyError, match="is not UTF-8"):
+        load_policies(binary)
+
+
+def test_policies_are_frozen() -> None:
+    p = parse_policies(b"", source="x").policies
+    with pytest.raises(ValueError, match="frozen"):
+        p.executor.concurrency = 3  # type: ignore[misc]
+
+
+def test_unreadable_file_says_permission_denied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Root reads any file, so the kernel's refusal is simulated at the one call that reads.
+    path = tmp_path / "policies.toml"
+    path.write_text("")
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    with pytest.raises(PolicyError, match="cannot be read: permission denied"):
+        load_policies(path)
