@@ -129,3 +129,19 @@ class TotalTimeout(ResilienceTimeout):
             f"{self.policy!r}: total deadline of {self.after:.3g}s reached "
             f"during attempt {self.attempt}"
         )
+
+
+class StoreError(GladdError):
+    """The task store failed; ``__cause__`` holds the driver's error."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached or refuses us; retrying later may succeed."""
+
+
+class UnknownTask(StoreError):
+    """No task has the given id."""
+
+
+class TaskRejected(GladdError):
+    """An enqueue was refused before anything was stored; the message says why."""

@@ -1,0 +1,225 @@
+"""The task store seam: one interface, three implementations (memory, SQLite, PostgreSQL).
+
+The executor, the CLI and the admin API speak only to :class:`Store`; the contract suite
+in ``tests/integration/test_store_contract.py`` runs the same assertions against every
+implementation. Time is always passed in (``now``, timezone-aware UTC) so tests drive it
+exactly and every node of a cluster decides by the same clock the caller chose.
+
+Ownership: a claim sets ``owner`` and bumps ``token`` (the fencing token). Every write
+about a running task names the token it holds; a write with a stale token changes nothing
+and reports ``False``, so a late result from a node presumed dead is discarded.
+
+State changes, the only ones allowed::
+
+    pending ──claim──▶ running ──succeed──▶ succeeded
+       ▲                 │ ├───fail (retry_at)──▶ pending   (attempt spent)
+       │                 │ ├───fail (no retry)──▶ dead
+       │                 │ ├───release───────────▶ pending   (attempt refunded)
+       │                 │ └───cancelled─────────▶ cancelled
+       ├──rescue─────────┘   (owner dead or past deadline; dead after max_rescues)
+       └──retry── dead | cancelled            pending ──cancel──▶ cancelled
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+JSON = Any
+"""A value that ``json.dumps`` accepts."""
+
+
+class TaskState(StrEnum):
+    PENDING = "pending"  # waiting for run_at, then for a worker
+    RUNNING = "running"  # claimed by `owner` under fencing `token`
+    SUCCEEDED = "succeeded"  # finished; `result` holds the handler's return value
+    DEAD = "dead"  # gave up: attempts or rescues exhausted, or a non-retryable error
+    CANCELLED = "cancelled"  # an operator cancelled it
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskError:
+    """One failed attempt, kept in the task's error history."""
+
+    type: str
+    message: str
+    attempt: int
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewTask:
+    """What an application hands over."""
+
+    kind: str
+    payload: JSON = field(default_factory=dict)
+    priority: int = 0
+    run_at: datetime | None = None  # None: now
+    max_attempts: int = 5
+    timeout: float | None = None  # seconds per attempt; None: the kind's policy decides
+    unique_key: str | None = None  # at most one unfinished task per key
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Task:
+    """A task as stored."""
+
+    id: int
+    kind: str
+    payload: JSON
+    state: TaskState
+    priority: int
+    run_at: datetime
+    attempt: int  # attempts started so far (a refunded attempt is not counted)
+    max_attempts: int
+    timeout: float | None
+    unique_key: str | None
+    owner: str | None  # worker id while running
+    token: int  # fencing token: bumped by every claim
+    rescues: int  # times rescued from a dead owner or a blown deadline
+    deadline: datetime | None  # while running: when the attempt is presumed hung
+    cancel_requested: bool
+    result: JSON
+    errors: tuple[TaskError, ...]
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Enqueued:
+    task: Task
+    created: bool  # False: an unfinished task with the same unique_key already existed
+
+
+# Outcomes of running attempts, written in batches by `Store.finish`.
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Succeeded:
+    id: int
+    token: int
+    result: JSON = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Failed:
+    """A failed attempt: back to pending at ``retry_at``, or dead when it is None."""
+
+    id: int
+    token: int
+    error: TaskError
+    retry_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Released:
+    """Back to pending at ``run_at`` without spending the attempt (stop, snooze, breaker)."""
+
+    id: int
+    token: int
+    run_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Cancelled:
+    """A running task stopped because an operator cancelled it."""
+
+    id: int
+    token: int
+
+
+Outcome = Succeeded | Failed | Released | Cancelled
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RescueReport:
+    to_pending: tuple[int, ...]
+    to_dead: tuple[int, ...]
+    dead_workers: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MigrationStatus:
+    current: int
+    latest: int
+    applied: tuple[int, ...]  # applied by this call
+
+
+class Store(Protocol):
+    """Durable tasks. Every method is safe to call from many tasks and, for PostgreSQL,
+    from many nodes at once."""
+
+    url: str  # with any password masked: safe to log
+
+    async def open(self) -> None:
+        """Connect and apply pending migrations (safe when nodes start together)."""
+
+    async def close(self) -> None: ...
+
+    async def migration_status(self) -> MigrationStatus: ...
+
+    async def enqueue(self, task: NewTask, *, now: datetime) -> Enqueued: ...
+
+    async def enqueue_many(self, tasks: Sequence[NewTask], *, now: datetime) -> list[Enqueued]: ...
+
+    async def claim(
+        self, *, worker: str, limit: int, now: datetime, kinds: Sequence[str] | None = None
+    ) -> list[Task]:
+        """Claim up to ``limit`` due pending tasks (priority desc, run_at, id): each becomes
+        running, owned by ``worker``, with ``attempt`` + 1, a new ``token``, and ``deadline``
+        = now + its timeout (tasks without a timeout get none). ``kinds`` restricts the
+        kinds claimed (None: any)."""
+
+    async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
+        """Apply outcomes in one round trip; each bool says whether the token still held."""
+
+    async def heartbeat(
+        self, *, worker: str, now: datetime, running: Sequence[tuple[int, int]]
+    ) -> set[int]:
+        """Record that ``worker`` is alive and still runs ``running`` (id, token); returns the
+        ids among them whose cancellation was requested."""
+
+    async def rescue(self, *, now: datetime, lease: float, max_rescues: int) -> RescueReport:
+        """Tasks of workers not heard from for ``lease`` seconds, and running tasks past
+        their deadline, go back to pending (rescues + 1) or to dead once rescues would exceed
+        ``max_rescues``. Their tokens are bumped, fencing out the old owner."""
+
+    async def forget_worker(self, worker: str) -> None:
+        """A worker leaving cleanly; its tasks must already be released."""
+
+    async def get(self, task_id: int) -> Task | None: ...
+
+    async def list(
+        self,
+        *,
+        state: TaskState | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[Task]:
+        """Newest first; ``before_id`` pages."""
+
+    async def cancel(self, task_id: int, *, now: datetime) -> Task | None:
+        """Pending: cancelled at once. Running: ``cancel_requested`` set (the owner sees it
+        at its next heartbeat). Finished: unchanged. None if no such task."""
+
+    async def retry(self, task_id: int, *, now: datetime) -> Task | None:
+        """Dead or cancelled → pending now, with a fresh allowance of attempts. Others
+        unchanged. None if no such task."""
+
+    async def purge(self, *, finished_before: datetime) -> int:
+        """Delete finished tasks that finished before the given time; returns how many."""
+
+    async def counts(self) -> dict[TaskState, int]: ...
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Sleep until a task may be due (an enqueue, here or on another node) or
+        ``timeout`` passes; True when woken. A hint only: the caller claims to find out."""
