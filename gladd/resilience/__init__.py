@@ -1,0 +1,91 @@
+"""The resilience engine: retry, timeouts, circuit breakers, retry budgets, fallbacks.
+
+Pure, synchronous decisions (:mod:`.backoff`, :mod:`.retry`, :mod:`.breaker`,
+:mod:`.budget`, :mod:`.classify`, :mod:`.retry_after`) over an injectable :class:`Clock`
+and a seedable RNG; a thin async shell (:class:`Guard`, :class:`ResilientTransport`) that
+only sleeps and calls; events to pluggable sinks (:class:`Counters`, :class:`LogSink`);
+and :class:`Resilience`, the registry built from ``Policies`` and reloaded with ``apply``.
+"""
+
+from gladd.errors import (
+    AttemptTimeout,
+    BreakerOpen,
+    ResilienceError,
+    ResilienceTimeout,
+    RetriesExhausted,
+    RetryBudgetExhausted,
+    TotalTimeout,
+)
+from gladd.resilience.backoff import Backoff
+from gladd.resilience.breaker import Breaker, BreakerStats
+from gladd.resilience.budget import BudgetStats, RetryBudget
+from gladd.resilience.classify import Classifier, status_class
+from gladd.resilience.clock import Clock, FakeClock, SystemClock
+from gladd.resilience.counters import Counters, Figures
+from gladd.resilience.events import (
+    AttemptStarted,
+    BreakerStateChanged,
+    BudgetExhausted,
+    CallRejected,
+    CallSucceeded,
+    Event,
+    FallbackMissed,
+    FallbackServed,
+    GaveUp,
+    RetryScheduled,
+    Sink,
+    TimedOut,
+)
+from gladd.resilience.fallback import NO_CACHE
+from gladd.resilience.guard import Guard, guard_for
+from gladd.resilience.logsink import LogSink
+from gladd.resilience.registry import Resilience
+from gladd.resilience.retry import RetryPlan, decide
+from gladd.resilience.retry_after import parse_retry_after
+from gladd.resilience.state import BreakerState, ReconfigureResult
+from gladd.resilience.transport import ResilientTransport
+
+__all__ = [
+    "NO_CACHE",
+    "AttemptStarted",
+    "AttemptTimeout",
+    "Backoff",
+    "Breaker",
+    "BreakerOpen",
+    "BreakerState",
+    "BreakerStateChanged",
+    "BreakerStats",
+    "BudgetExhausted",
+    "BudgetStats",
+    "CallRejected",
+    "CallSucceeded",
+    "Classifier",
+    "Clock",
+    "Counters",
+    "Event",
+    "FakeClock",
+    "FallbackMissed",
+    "FallbackServed",
+    "Figures",
+    "GaveUp",
+    "Guard",
+    "LogSink",
+    "ReconfigureResult",
+    "Resilience",
+    "ResilienceError",
+    "ResilienceTimeout",
+    "ResilientTransport",
+    "RetriesExhausted",
+    "RetryBudget",
+    "RetryBudgetExhausted",
+    "RetryPlan",
+    "RetryScheduled",
+    "Sink",
+    "SystemClock",
+    "TimedOut",
+    "TotalTimeout",
+    "decide",
+    "guard_for",
+    "parse_retry_after",
+    "status_class",
+]
