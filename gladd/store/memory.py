@@ -1,0 +1,498 @@
+"""The reference :class:`~gladd.store.base.Store`: in-process, in memory, for tests.
+
+Plugin authors test against it; the contract suite holds the SQL stores to the same
+behaviour. It keeps nothing across restarts and serves one event loop.
+
+Payloads and results go through JSON on the way in and out, as in the SQL stores: a caller
+can never mutate stored state through an object it passed in or got back, and a payload the
+databases would refuse (a set, ``NaN``, an object) is refused here too.
+
+The rules every store shares beyond ``base.py``'s state machine live here as small pure
+functions the SQL stores import:
+
+- ``enqueue`` refuses what no store can keep (:func:`check_new_task`);
+- a task whose cancellation was requested never goes back to pending: a ``Released`` or a
+  retried ``Failed`` outcome, or a rescue, finishes it as cancelled instead;
+- ``rescue`` sends a task to dead when its rescues would exceed the cap or its attempts are
+  spent (:func:`rescue_verdict`), and records why in its error history;
+- ``claim`` and ``heartbeat`` count as signs of life of the worker; a running task whose
+  owner has no worker row (forgotten, or never heard of) is rescued like a dead worker's;
+- a worker is dead when it has not been heard from for ``lease`` seconds or more, a task is
+  past its deadline when ``now`` is strictly later than it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import anyio
+
+from gladd.errors import StoreError, TaskRejected
+from gladd.store.base import (
+    JSON,
+    Cancelled,
+    Enqueued,
+    Failed,
+    MigrationStatus,
+    NewTask,
+    Outcome,
+    Released,
+    RescueReport,
+    Succeeded,
+    Task,
+    TaskError,
+    TaskState,
+)
+
+__all__ = ["MemoryStore"]
+
+PRIORITY_RANGE = range(-(2**31), 2**31)  # a PostgreSQL integer: the narrowest store decides
+RESCUED = "Rescued"  # TaskError.type recorded when a rescue takes a task from its owner
+
+_UNFINISHED = (TaskState.PENDING, TaskState.RUNNING)
+_RETRYABLE = (TaskState.DEAD, TaskState.CANCELLED)
+
+
+# -- rules shared by every store ------------------------------------------------------------
+
+
+def utc(moment: datetime, name: str = "now") -> datetime:
+    """``moment`` in UTC; a naive datetime is a programming error, not a guess."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware datetime (UTC), got {moment!r}")
+    return moment.astimezone(UTC)
+
+
+def dump_json(value: JSON, what: str) -> str:
+    """``value`` as compact JSON text, or TypeError naming ``what`` cannot be stored."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
+
+
+def check_new_task(task: NewTask, *, now: datetime) -> tuple[str, datetime]:
+    """Refuse what no store can keep; returns the payload as JSON text and the ``run_at``."""
+    problems: list[str] = []
+    if not isinstance(task.kind, str) or not task.kind.strip():
+        problems.append("kind must be a non-empty string")
+    if task.max_attempts < 1:
+        problems.append(f"max_attempts must be at least 1, got {task.max_attempts}")
+    if task.timeout is not None and not (math.isfinite(task.timeout) and task.timeout > 0):
+        problems.append(f"timeout must be a positive number of seconds, got {task.timeout}")
+    if task.priority not in PRIORITY_RANGE:
+        problems.append(f"priority must be a 32-bit integer, got {task.priority}")
+    if task.unique_key is not None and not task.unique_key:
+        problems.append("unique_key must be None or a non-empty string")
+    if task.run_at is not None and task.run_at.utcoffset() is None:
+        problems.append(f"run_at must be timezone-aware, got {task.run_at!r}")
+    payload = ""
+    try:
+        payload = dump_json(task.payload, "payload")
+    except TypeError as exc:
+        problems.append(str(exc))
+    if problems:
+        raise TaskRejected(f"task of kind {task.kind!r} refused: " + "; ".join(problems))
+    return payload, utc(task.run_at, "run_at") if task.run_at is not None else now
+
+
+def deadline_for(timeout: float | None, now: datetime) -> datetime | None:
+    return None if timeout is None else now + timedelta(microseconds=round(timeout * 1e6))
+
+
+def rescue_verdict(task: Task, *, max_rescues: int) -> TaskState:
+    """Where a rescued running task goes (see the module docstring)."""
+    if task.cancel_requested:
+        return TaskState.CANCELLED
+    if task.rescues + 1 > max_rescues or task.attempt >= task.max_attempts:
+        return TaskState.DEAD
+    return TaskState.PENDING
+
+
+def rescue_reason(task: Task, *, now: datetime, live: bool) -> str:
+    if not live:
+        return f"worker {task.owner!r} stopped heartbeating; attempt taken back"
+    assert task.deadline is not None
+    late = (now - task.deadline).total_seconds()
+    return f"attempt ran {late:g}s past its deadline; taken back from {task.owner!r}"
+
+
+class Wakeup:
+    """A sticky, reusable wake-up: ``notify`` wakes every current waiter, or the next one.
+
+    anyio events are single-use, so each notification replaces the event once consumed.
+    Create it inside the event loop (in ``open``).
+    """
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def notify(self) -> None:
+        self._event.set()
+
+    async def wait(self, timeout: float) -> bool:
+        event = self._event
+        if not event.is_set():
+            with anyio.move_on_after(timeout):
+                await event.wait()
+        if not event.is_set():
+            return False
+        if self._event is event:
+            self._event = anyio.Event()
+        return True
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+class MemoryStore:
+    """Tasks in a dict. Every method runs without awaiting, so each is atomic."""
+
+    def __init__(self) -> None:
+        self.url = "memory://"
+        # Stored tasks hold their payload and result as JSON text; `_public` decodes.
+        self._tasks: dict[int, Task] = {}
+        self._workers: dict[str, datetime] = {}
+        self._next_id = 1
+        self._wakeup: Wakeup | None = None
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._tasks)} tasks)"
+
+    async def open(self) -> None:
+        if self._wakeup is None:
+            self._wakeup = Wakeup()
+
+    async def close(self) -> None:
+        self._wakeup = None
+
+    async def migration_status(self) -> MigrationStatus:
+        self._require_open()
+        return MigrationStatus(current=0, latest=0, applied=())
+
+    # -- enqueue ----------------------------------------------------------------------------
+
+    async def enqueue(self, task: NewTask, *, now: datetime) -> Enqueued:
+        return (await self.enqueue_many([task], now=now))[0]
+
+    async def enqueue_many(self, tasks: Sequence[NewTask], *, now: datetime) -> list[Enqueued]:
+        wakeup = self._require_open()
+        now = utc(now)
+        checked = [check_new_task(task, now=now) for task in tasks]
+        enqueued = [
+            self._insert(t, payload, run_at, now)
+            for t, (payload, run_at) in zip(tasks, checked, strict=True)
+        ]
+        if any(e.created for e in enqueued):
+            wakeup.notify()
+        return enqueued
+
+    def _insert(self, new: NewTask, payload: str, run_at: datetime, now: datetime) -> Enqueued:
+        if new.unique_key is not None:
+            existing = self._unfinished_with_key(new.unique_key)
+            if existing is not None:
+                return Enqueued(task=_public(existing), created=False)
+        task = Task(
+            id=self._next_id,
+            kind=new.kind,
+            payload=payload,
+            state=TaskState.PENDING,
+            priority=new.priority,
+            run_at=run_at,
+            attempt=0,
+            max_attempts=new.max_attempts,
+            timeout=new.timeout,
+            unique_key=new.unique_key,
+            owner=None,
+            token=0,
+            rescues=0,
+            deadline=None,
+            cancel_requested=False,
+            result="null",
+            errors=(),
+            created_at=now,
+            updated_at=now,
+            finished_at=None,
+        )
+        self._next_id += 1
+        self._tasks[task.id] = task
+        return Enqueued(task=_public(task), created=True)
+
+    def _unfinished_with_key(self, key: str) -> Task | None:
+        for task in self._tasks.values():
+            if task.unique_key == key and task.state in _UNFINISHED:
+                return task
+        return None
+
+    # -- running ----------------------------------------------------------------------------
+
+    async def claim(
+        self, *, worker: str, limit: int, now: datetime, kinds: Sequence[str] | None = None
+    ) -> list[Task]:
+        self._require_open()
+        now = utc(now)
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        self._workers[worker] = max(now, self._workers.get(worker, now))
+        due = [
+            t
+            for t in self._tasks.values()
+            if t.state is TaskState.PENDING
+            and t.run_at <= now
+            and (kinds is None or t.kind in kinds)
+        ]
+        due.sort(key=lambda t: (-t.priority, t.run_at, t.id))
+        claimed = []
+        for task in due[:limit]:
+            running = replace(
+                task,
+                state=TaskState.RUNNING,
+                owner=worker,
+                attempt=task.attempt + 1,
+                token=task.token + 1,
+                deadline=deadline_for(task.timeout, now),
+                updated_at=now,
+            )
+            self._tasks[task.id] = running
+            claimed.append(_public(running))
+        return claimed
+
+    async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
+        wakeup = self._require_open()
+        now = utc(now)
+        results = [
+            dump_json(o.result, f"result of task {o.id}") if isinstance(o, Succeeded) else ""
+            for o in outcomes
+        ]
+        applied = [self._apply(o, r, now) for o, r in zip(outcomes, results, strict=True)]
+        if any(
+            ok and isinstance(o, Released | Failed) for o, ok in zip(outcomes, applied, strict=True)
+        ):
+            wakeup.notify()
+        return applied
+
+    def _apply(self, outcome: Outcome, result: str, now: datetime) -> bool:
+        task = self._tasks.get(outcome.id)
+        if task is None or task.state is not TaskState.RUNNING or task.token != outcome.token:
+            return False
+        done: dict[str, Any] = {"owner": None, "deadline": None, "updated_at": now}
+        match outcome:
+            case Succeeded():
+                done.update(state=TaskState.SUCCEEDED, result=result, finished_at=now)
+            case Failed(retry_at=None):
+                done.update(state=TaskState.DEAD, finished_at=now)
+            case Failed(retry_at=datetime() as retry_at):
+                done.update(_back_to_pending(task, utc(retry_at, "retry_at"), now))
+            case Released(run_at=run_at):
+                done.update(_back_to_pending(task, utc(run_at, "run_at"), now))
+                if done["state"] is TaskState.PENDING:
+                    done["attempt"] = task.attempt - 1
+            case Cancelled():
+                done.update(state=TaskState.CANCELLED, finished_at=now)
+        if isinstance(outcome, Failed):
+            error = replace(outcome.error, at=utc(outcome.error.at, "error.at"))
+            done["errors"] = (*task.errors, error)
+        self._tasks[task.id] = replace(task, **done)
+        return True
+
+    async def heartbeat(
+        self, *, worker: str, now: datetime, running: Sequence[tuple[int, int]]
+    ) -> set[int]:
+        self._require_open()
+        now = utc(now)
+        self._workers[worker] = max(now, self._workers.get(worker, now))
+        cancel = set()
+        for task_id, token in running:
+            task = self._tasks.get(task_id)
+            if (
+                task is not None
+                and task.state is TaskState.RUNNING
+                and task.token == token
+                and task.owner == worker
+                and task.cancel_requested
+            ):
+                cancel.add(task_id)
+        return cancel
+
+    async def rescue(self, *, now: datetime, lease: float, max_rescues: int) -> RescueReport:
+        wakeup = self._require_open()
+        now = utc(now)
+        cutoff = now - timedelta(seconds=lease)
+        dead = {w for w, seen in self._workers.items() if seen <= cutoff}
+        to_pending: list[int] = []
+        to_dead: list[int] = []
+        lost: set[str] = set(dead)
+        for task in list(self._tasks.values()):
+            if task.state is not TaskState.RUNNING:
+                continue
+            live = task.owner in self._workers and task.owner not in dead
+            if live and (task.deadline is None or task.deadline >= now):
+                continue
+            if not live and task.owner is not None:
+                lost.add(task.owner)
+            self._tasks[task.id] = self._rescued(task, now, live, max_rescues)
+            state = self._tasks[task.id].state
+            if state is TaskState.PENDING:
+                to_pending.append(task.id)
+            elif state is TaskState.DEAD:
+                to_dead.append(task.id)
+        for worker in dead:
+            del self._workers[worker]
+        if to_pending:
+            wakeup.notify()
+        return RescueReport(
+            to_pending=tuple(sorted(to_pending)),
+            to_dead=tuple(sorted(to_dead)),
+            dead_workers=tuple(sorted(lost)),
+        )
+
+    @staticmethod
+    def _rescued(task: Task, now: datetime, live: bool, max_rescues: int) -> Task:
+        state = rescue_verdict(task, max_rescues=max_rescues)
+        error = TaskError(
+            type=RESCUED,
+            message=rescue_reason(task, now=now, live=live),
+            attempt=task.attempt,
+            at=now,
+        )
+        return replace(
+            task,
+            state=state,
+            run_at=now if state is TaskState.PENDING else task.run_at,
+            owner=None,
+            deadline=None,
+            token=task.token + 1,
+            rescues=task.rescues + 1,
+            errors=(*task.errors, error),
+            updated_at=now,
+            finished_at=None if state is TaskState.PENDING else now,
+        )
+
+    async def forget_worker(self, worker: str) -> None:
+        self._require_open()
+        self._workers.pop(worker, None)
+
+    # -- operators --------------------------------------------------------------------------
+
+    async def get(self, task_id: int) -> Task | None:
+        self._require_open()
+        task = self._tasks.get(task_id)
+        return None if task is None else _public(task)
+
+    async def list(
+        self,
+        *,
+        state: TaskState | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[Task]:
+        self._require_open()
+        found: list[Task] = []
+        for task_id in sorted(self._tasks, reverse=True):
+            if len(found) >= limit:
+                break
+            task = self._tasks[task_id]
+            if (
+                (state is None or task.state is state)
+                and (kind is None or task.kind == kind)
+                and (before_id is None or task_id < before_id)
+            ):
+                found.append(_public(task))
+        return found
+
+    async def cancel(self, task_id: int, *, now: datetime) -> Task | None:
+        self._require_open()
+        now = utc(now)
+        task = self._tasks.get(task_id)
+        if task is None:
+            return None
+        if task.state is TaskState.PENDING:
+            task = replace(task, state=TaskState.CANCELLED, finished_at=now, updated_at=now)
+        elif task.state is TaskState.RUNNING and not task.cancel_requested:
+            task = replace(task, cancel_requested=True, updated_at=now)
+        self._tasks[task_id] = task
+        return _public(task)
+
+    async def retry(self, task_id: int, *, now: datetime) -> Task | None:
+        wakeup = self._require_open()
+        now = utc(now)
+        task = self._tasks.get(task_id)
+        if task is None:
+            return None
+        if task.state in _RETRYABLE:
+            if task.unique_key is not None:
+                other = self._unfinished_with_key(task.unique_key)
+                if other is not None:
+                    raise unique_conflict(task_id, task.unique_key, other.id)
+            task = replace(task, **retried(now))
+            self._tasks[task_id] = task
+            wakeup.notify()
+        return _public(task)
+
+    async def purge(self, *, finished_before: datetime) -> int:
+        self._require_open()
+        finished_before = utc(finished_before, "finished_before")
+        old = [
+            t.id
+            for t in self._tasks.values()
+            if t.finished_at is not None and t.finished_at < finished_before
+        ]
+        for task_id in old:
+            del self._tasks[task_id]
+        return len(old)
+
+    async def counts(self) -> dict[TaskState, int]:
+        self._require_open()
+        counts = dict.fromkeys(TaskState, 0)
+        for task in self._tasks.values():
+            counts[task.state] += 1
+        return counts
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        return await self._require_open().wait(timeout)
+
+    def _require_open(self) -> Wakeup:
+        if self._wakeup is None:
+            raise StoreError(f"{self.url}: the store is not open (call `await store.open()`)")
+        return self._wakeup
+
+
+def _back_to_pending(task: Task, run_at: datetime, now: datetime) -> dict[str, Any]:
+    if task.cancel_requested:
+        return {"state": TaskState.CANCELLED, "finished_at": now}
+    return {"state": TaskState.PENDING, "run_at": run_at}
+
+
+def retried(now: datetime) -> dict[str, Any]:
+    """The fields ``retry`` resets: pending now, with a fresh allowance of attempts."""
+    return {
+        "state": TaskState.PENDING,
+        "run_at": now,
+        "attempt": 0,
+        "rescues": 0,
+        "owner": None,
+        "deadline": None,
+        "cancel_requested": False,
+        "result": "null",
+        "finished_at": None,
+        "updated_at": now,
+    }
+
+
+def unique_conflict(task_id: int, key: str, other: int) -> TaskRejected:
+    return TaskRejected(
+        f"task {task_id} cannot be retried: task {other} with the same unique_key {key!r} "
+        "is still unfinished"
+    )
+
+
+def _public(task: Task) -> Task:
+    return replace(task, payload=json.loads(task.payload), result=json.loads(task.result))

@@ -1,0 +1,228 @@
+-- Named queries of PostgresStore. Each `-- name: NAME` starts one query; the text is constant,
+-- so asyncpg's per-connection prepared-statement cache hits on every call after the first.
+-- Values travel only as parameters ($1...); batches travel as arrays and are unnest()ed.
+
+-- name: enqueue
+-- $1 now; $2.. one array per NewTask field. Ids are drawn up front so each input row knows
+-- its task; a unique_key conflict inserts nothing and returns the unfinished task holding it
+-- (one inserted earlier in this very batch included).
+WITH input AS MATERIALIZED (
+    SELECT nextval('gladd_tasks_id_seq') AS id, i.*
+    FROM unnest($2::text[], $3::text[], $4::integer[], $5::timestamptz[], $6::integer[],
+                $7::double precision[], $8::text[])
+         WITH ORDINALITY AS i(kind, payload, priority, run_at, max_attempts, timeout,
+                              unique_key, ord)
+), inserted AS (
+    INSERT INTO gladd_tasks AS t (id, kind, payload, priority, run_at, max_attempts, timeout,
+                                  unique_key, created_at, updated_at)
+    SELECT id, kind, payload::jsonb, priority, run_at, max_attempts, timeout, unique_key, $1, $1
+    FROM input
+    ORDER BY ord
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
+    DO NOTHING
+    RETURNING t.*
+)
+SELECT i.ord, true AS created, n.*
+FROM input AS i JOIN inserted AS n ON n.id = i.id
+UNION ALL
+SELECT i.ord, false, n.*
+FROM input AS i JOIN inserted AS n ON n.unique_key = i.unique_key AND n.id <> i.id
+UNION ALL
+SELECT i.ord, false, e.*
+FROM input AS i
+JOIN gladd_tasks AS e ON e.unique_key = i.unique_key AND e.state IN ('pending', 'running')
+WHERE i.unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inserted AS n WHERE n.id = i.id);
+
+-- name: unfinished_by_keys
+SELECT * FROM gladd_tasks
+WHERE unique_key = ANY($1::text[]) AND state IN ('pending', 'running');
+
+-- name: unfinished_id_by_key
+SELECT id FROM gladd_tasks WHERE unique_key = $1 AND state IN ('pending', 'running');
+
+-- name: claim
+-- The inner SELECT walks the partial index gladd_tasks_claim; SKIP LOCKED lets nodes claim
+-- side by side without waiting for, or double-claiming, each other's rows.
+WITH seen AS (  -- a claim is a sign of life, as a heartbeat is
+    INSERT INTO gladd_workers AS w (id, last_seen) VALUES ($1, $2)
+    ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen
+    WHERE w.last_seen < excluded.last_seen
+)
+UPDATE gladd_tasks AS t
+SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
+    deadline = $2::timestamptz + make_interval(secs => t.timeout),
+    claim_id = $4, updated_at = $2
+WHERE t.id IN (
+    SELECT id FROM gladd_tasks
+    WHERE state = 'pending' AND run_at <= $2
+    ORDER BY priority DESC, run_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING t.*;
+
+-- name: claim_kinds
+WITH seen AS (  -- a claim is a sign of life, as a heartbeat is
+    INSERT INTO gladd_workers AS w (id, last_seen) VALUES ($1, $2)
+    ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen
+    WHERE w.last_seen < excluded.last_seen
+)
+UPDATE gladd_tasks AS t
+SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
+    deadline = $2::timestamptz + make_interval(secs => t.timeout),
+    claim_id = $4, updated_at = $2
+WHERE t.id IN (
+    SELECT id FROM gladd_tasks
+    WHERE state = 'pending' AND run_at <= $2 AND kind = ANY($5::text[])
+    ORDER BY priority DESC, run_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING t.*;
+
+-- name: claimed_by
+-- After a claim whose commit went unanswered: the tasks that claim took, if it committed.
+SELECT * FROM gladd_tasks WHERE state = 'running' AND owner = $1 AND claim_id = $2;
+
+-- name: finish
+-- $1 now; then (ids, tokens, ...) per outcome type. Each UPDATE applies only while the
+-- task is still running under the token named; the ids returned are the writes that held.
+-- A task whose cancellation was requested never goes back to pending: it ends cancelled.
+-- A task back to pending and due at once wakes the listeners.
+WITH succeeded AS (
+    UPDATE gladd_tasks AS t
+    SET state = 'succeeded', result = o.result::jsonb, owner = NULL, deadline = NULL,
+        finished_at = $1, updated_at = $1
+    FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS o(id, token, result)
+    WHERE t.id = o.id AND t.token = o.token AND t.state = 'running'
+    RETURNING t.id, t.state, t.run_at
+), failed AS (
+    UPDATE gladd_tasks AS t
+    SET state = CASE WHEN t.cancel_requested THEN 'cancelled'
+                     WHEN o.retry_at IS NULL THEN 'dead' ELSE 'pending' END,
+        run_at = CASE WHEN t.cancel_requested OR o.retry_at IS NULL THEN t.run_at
+                      ELSE o.retry_at END,
+        errors = t.errors || jsonb_build_array(o.error::jsonb),
+        owner = NULL, deadline = NULL,
+        finished_at = CASE WHEN t.cancel_requested OR o.retry_at IS NULL
+                           THEN $1::timestamptz END,
+        updated_at = $1
+    FROM unnest($5::bigint[], $6::bigint[], $7::text[], $8::timestamptz[])
+         AS o(id, token, error, retry_at)
+    WHERE t.id = o.id AND t.token = o.token AND t.state = 'running'
+    RETURNING t.id, t.state, t.run_at
+), released AS (
+    UPDATE gladd_tasks AS t
+    SET state = CASE WHEN t.cancel_requested THEN 'cancelled' ELSE 'pending' END,
+        run_at = CASE WHEN t.cancel_requested THEN t.run_at ELSE o.run_at END,
+        attempt = CASE WHEN t.cancel_requested THEN t.attempt ELSE t.attempt - 1 END,
+        finished_at = CASE WHEN t.cancel_requested THEN $1::timestamptz END,
+        owner = NULL, deadline = NULL, updated_at = $1
+    FROM unnest($9::bigint[], $10::bigint[], $11::timestamptz[]) AS o(id, token, run_at)
+    WHERE t.id = o.id AND t.token = o.token AND t.state = 'running'
+    RETURNING t.id, t.state, t.run_at
+), cancelled AS (
+    UPDATE gladd_tasks AS t
+    SET state = 'cancelled', owner = NULL, deadline = NULL, finished_at = $1, updated_at = $1
+    FROM unnest($12::bigint[], $13::bigint[]) AS o(id, token)
+    WHERE t.id = o.id AND t.token = o.token AND t.state = 'running'
+    RETURNING t.id, t.state, t.run_at
+), done AS (
+    SELECT * FROM succeeded UNION ALL SELECT * FROM failed
+    UNION ALL SELECT * FROM released UNION ALL SELECT * FROM cancelled
+)
+SELECT id, CASE WHEN state = 'pending' AND run_at <= $1 THEN pg_notify('gladd_tasks', '') END
+FROM done;
+
+-- name: heartbeat
+WITH seen AS (
+    INSERT INTO gladd_workers AS w (id, last_seen) VALUES ($1, $2)
+    ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen
+    WHERE w.last_seen < excluded.last_seen
+)
+SELECT t.id
+FROM gladd_tasks AS t
+JOIN unnest($3::bigint[], $4::bigint[]) AS r(id, token) ON t.id = r.id AND t.token = r.token
+WHERE t.state = 'running' AND t.owner = $1 AND t.cancel_requested;
+
+-- name: rescue_dead_workers
+-- Rescue runs these three in one transaction. $1 now, $2 lease (s): a worker not heard from
+-- for `lease` seconds or more is dead.
+DELETE FROM gladd_workers
+WHERE last_seen <= $1::timestamptz - make_interval(secs => $2::double precision)
+RETURNING id;
+
+-- name: rescue_victims
+-- Running tasks of dead or unknown owners, and those past their deadline; locked in id
+-- order, so concurrent rescuers cannot deadlock, and re-checked once the lock is held.
+SELECT t.*, coalesce(t.owner IN (SELECT id FROM gladd_workers), false) AS live
+FROM gladd_tasks AS t
+WHERE t.owner IS NOT NULL AND t.state = 'running'
+  AND (t.deadline < $1 OR t.owner NOT IN (SELECT id FROM gladd_workers))
+ORDER BY t.id
+FOR UPDATE OF t;
+
+-- name: rescue_apply
+UPDATE gladd_tasks AS t
+SET state = r.state,
+    run_at = CASE WHEN r.state = 'pending' THEN $1 ELSE t.run_at END,
+    owner = NULL, deadline = NULL, token = t.token + 1, rescues = t.rescues + 1,
+    errors = t.errors || jsonb_build_array(r.error::jsonb),
+    finished_at = CASE WHEN r.state = 'pending' THEN NULL ELSE $1::timestamptz END,
+    updated_at = $1
+FROM unnest($2::bigint[], $3::text[], $4::text[]) AS r(id, state, error)
+WHERE t.id = r.id AND t.state = 'running'
+RETURNING t.id, CASE WHEN t.state = 'pending' THEN pg_notify('gladd_tasks', '') END;
+
+-- name: forget_worker
+DELETE FROM gladd_workers WHERE id = $1;
+
+-- name: get
+SELECT * FROM gladd_tasks WHERE id = $1;
+
+-- name: list
+SELECT * FROM gladd_tasks
+WHERE ($1::text IS NULL OR state = $1)
+  AND ($2::text IS NULL OR kind = $2)
+  AND ($3::bigint IS NULL OR id < $3)
+ORDER BY id DESC
+LIMIT $4;
+
+-- name: cancel
+-- Pending: cancelled at once. Running: flagged for its owner's next heartbeat.
+WITH changed AS (
+    UPDATE gladd_tasks AS t
+    SET state = CASE WHEN t.state = 'pending' THEN 'cancelled' ELSE t.state END,
+        cancel_requested = t.cancel_requested OR t.state = 'running',
+        finished_at = CASE WHEN t.state = 'pending' THEN $2::timestamptz ELSE t.finished_at END,
+        updated_at = $2
+    WHERE t.id = $1
+      AND (t.state = 'pending' OR (t.state = 'running' AND NOT t.cancel_requested))
+    RETURNING t.*
+)
+SELECT * FROM changed
+UNION ALL
+SELECT * FROM gladd_tasks WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM changed);
+
+-- name: retry
+WITH changed AS (
+    UPDATE gladd_tasks AS t
+    SET state = 'pending', run_at = $2, attempt = 0, rescues = 0, owner = NULL,
+        deadline = NULL, cancel_requested = false, result = NULL, finished_at = NULL,
+        updated_at = $2
+    WHERE t.id = $1 AND t.state IN ('dead', 'cancelled')
+    RETURNING t.*
+)
+SELECT c.*, pg_notify('gladd_tasks', '') AS woke FROM changed AS c
+UNION ALL
+SELECT g.*, NULL FROM gladd_tasks AS g WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM changed);
+
+-- name: purge
+-- One bounded batch per statement, so a purge of millions stays under the query timeout.
+WITH doomed AS (
+    SELECT id FROM gladd_tasks WHERE finished_at < $1 LIMIT $2
+)
+DELETE FROM gladd_tasks AS t USING doomed AS d WHERE t.id = d.id;
+
+-- name: counts
+SELECT state, count(*) AS n FROM gladd_tasks GROUP BY state;

@@ -1,0 +1,426 @@
+"""PostgresStore beyond the shared contract: many nodes, wake-ups, migrations, failures.
+
+The contract suite (``test_store_contract.py``) holds every store to the same state
+machine; here are the things only a shared PostgreSQL has: concurrent claimers, LISTEN /
+NOTIFY between nodes, migrations racing at start-up, and what an operator sees when the
+server is unreachable, refuses the password, or is slow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import socket
+import struct
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import asyncpg
+import pytest
+
+from gladd.errors import RetriesExhausted, StoreError, StoreUnavailable
+from gladd.store.base import NewTask, Succeeded, TaskState
+from gladd.store.postgres import LATEST, PostgresStore, Q, mask_url
+
+pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
+
+T = TypeVar("T")
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _database_url(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+
+
+async def _admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def fresh_database(postgres_url: str) -> AsyncIterator[str]:
+    """An empty database of its own on the test server, dropped afterwards."""
+    name = f"gladd_pg_{secrets.token_hex(4)}"
+    await _admin(postgres_url, f'CREATE DATABASE "{name}"')
+    try:
+        yield _database_url(postgres_url, name)
+    finally:
+        await _admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def db_url(postgres_url: str) -> Iterator[str]:
+    """This module's own database, so the contract suite's truncations never meet ours."""
+    name = f"gladd_pg_{secrets.token_hex(4)}"
+    asyncio.run(_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+    try:
+        yield _database_url(postgres_url, name)
+    finally:
+        asyncio.run(_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@asynccontextmanager
+async def node(url: str, **options: Any) -> AsyncIterator[PostgresStore]:
+    store = PostgresStore(url, **options)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[PostgresStore]:
+    async with node(db_url) as opened:
+        await _admin(db_url, "TRUNCATE gladd_tasks, gladd_workers RESTART IDENTITY")
+        await opened.wait_for_work(0)  # forget wake-ups left by earlier tests
+        yield opened
+
+
+def _tasks(n: int, kind: str = "noop") -> list[NewTask]:
+    return [NewTask(kind=kind, payload={"n": i}) for i in range(n)]
+
+
+# -- many nodes ------------------------------------------------------------------------------
+
+
+async def test_two_nodes_claiming_at_once_never_share_a_task(
+    store: PostgresStore, db_url: str
+) -> None:
+    enqueued = await store.enqueue_many(_tasks(2000), now=NOW)
+    claimed: dict[str, list[int]] = {"a": [], "b": []}
+
+    async def drain(node_store: PostgresStore, name: str) -> None:
+        while batch := await node_store.claim(worker=name, limit=25, now=NOW):
+            claimed[name].extend(t.id for t in batch)
+            await anyio.sleep(0)
+
+    async with node(db_url) as other, anyio.create_task_group() as tg:
+        tg.start_soon(drain, store, "a")
+        tg.start_soon(drain, other, "b")
+
+    a, b = set(claimed["a"]), set(claimed["b"])
+    assert len(a) == len(claimed["a"])
+    assert len(b) == len(claimed["b"])
+    assert not a & b, "a task was claimed by both nodes"
+    assert a | b == {e.task.id for e in enqueued}
+    assert a, "node b claimed everything: the claims did not run side by side"
+    assert b, "node a claimed everything: the claims did not run side by side"
+
+
+async def test_enqueue_on_one_node_wakes_a_waiter_on_another(
+    store: PostgresStore, db_url: str
+) -> None:
+    woke: list[bool] = []
+
+    async def wait() -> None:
+        woke.append(await store.wait_for_work(10))
+
+    async with node(db_url) as producer, anyio.create_task_group() as tg:
+        tg.start_soon(wait)
+        await anyio.sleep(0.05)
+        started = time.monotonic()
+        await producer.enqueue(NewTask(kind="noop"), now=NOW)
+        with anyio.fail_after(5):
+            while not woke:
+                await anyio.sleep(0.01)
+    assert woke == [True]
+    assert time.monotonic() - started < 2, "woke by timeout, not by the notification"
+
+
+async def test_waiting_without_work_times_out(store: PostgresStore) -> None:
+    started = time.monotonic()
+    assert await store.wait_for_work(0.2) is False
+    assert time.monotonic() - started >= 0.19
+
+
+async def test_a_lost_listener_is_reestablished(store: PostgresStore, db_url: str) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+        )
+        assert killed == 1
+        # Meanwhile a wait is a timed poll; it must not hang or raise.
+        await store.wait_for_work(0.3)
+        async with node(db_url) as producer:
+            with anyio.fail_after(8):
+                while True:
+                    await store.wait_for_work(0)  # drain the catch-up wake-up
+                    await producer.enqueue(NewTask(kind="noop"), now=NOW)
+                    if await store.wait_for_work(0.5):
+                        break
+        listening = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+        )
+        assert listening >= 1
+    finally:
+        await conn.close()
+
+
+# -- migrations ------------------------------------------------------------------------------
+
+
+async def test_four_nodes_starting_together_migrate_exactly_once(postgres_url: str) -> None:
+    async with fresh_database(postgres_url) as url:
+        stores = [PostgresStore(url) for _ in range(4)]
+        try:
+            async with anyio.create_task_group() as tg:
+                for s in stores:
+                    tg.start_soon(s.open)
+            statuses = [await s.migration_status() for s in stores]
+        finally:
+            for s in stores:
+                await s.close()
+        conn = await asyncpg.connect(url)
+        try:
+            versions = [
+                r["version"] for r in await conn.fetch("SELECT version FROM gladd_migrations")
+            ]
+        finally:
+            await conn.close()
+    assert sorted(versions) == list(range(1, LATEST + 1))
+    applied = [v for status in statuses for v in status.applied]
+    assert sorted(applied) == list(range(1, LATEST + 1)), "a migration ran twice or never"
+    assert all(s.current == s.latest == LATEST for s in statuses)
+
+
+async def test_a_schema_newer_than_the_code_is_refused(postgres_url: str) -> None:
+    async with fresh_database(postgres_url) as url:
+        async with node(url):
+            pass
+        await _admin(url, "INSERT INTO gladd_migrations (version) VALUES (999)")
+        store = PostgresStore(url)
+        with pytest.raises(StoreError, match=r"schema version 999.*upgrade gladd"):
+            await store.open()
+        with pytest.raises(StoreError, match="not open"):
+            await store.get(1)
+
+
+# -- failures an operator sees ---------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_url_shown_never_holds_the_password() -> None:
+    store = PostgresStore("postgresql://app:hunter2@db.example:5432/gladd")
+    assert store.url == "postgresql://app:***@db.example:5432/gladd"
+    assert mask_url("postgresql://h/db?password=hunter2&sslmode=require") == (
+        "postgresql://h/db?password=***&sslmode=require"
+    )
+
+
+async def test_a_refused_port_is_unavailable_with_the_masked_url() -> None:
+    url = f"postgresql://postgres:hunter2@127.0.0.1:{_free_port()}/gladd"
+    with pytest.raises(StoreUnavailable) as caught:
+        await PostgresStore(url).open()
+    message = str(caught.value)
+    assert "hunter2" not in message
+    assert "postgres:***@127.0.0.1" in message
+    assert "refused" in message
+    assert caught.value.__cause__ is not None
+
+
+async def _refuse_password(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Just enough of the PostgreSQL protocol to reject a password (SQLSTATE 28P01)."""
+    length, code = struct.unpack("!ii", await reader.readexactly(8))
+    if code == 80877103:  # SSLRequest: "no", then the real startup message
+        writer.write(b"N")
+        length, code = struct.unpack("!ii", await reader.readexactly(8))
+    await reader.readexactly(length - 8)
+    writer.write(b"R" + struct.pack("!ii", 8, 3))  # AuthenticationCleartextPassword
+    await writer.drain()
+    _, size = struct.unpack("!ci", await reader.readexactly(5))
+    await reader.readexactly(size - 4)
+    fields = b"".join(
+        tag + text.encode() + b"\0"
+        for tag, text in (
+            (b"S", "FATAL"),
+            (b"V", "FATAL"),
+            (b"C", "28P01"),
+            (b"M", 'password authentication failed for user "app"'),
+        )
+    )
+    writer.write(b"E" + struct.pack("!i", len(fields) + 5) + fields + b"\0")
+    await writer.drain()
+    writer.close()
+
+
+async def test_a_wrong_password_is_unavailable_and_says_what_to_fix() -> None:
+    server = await asyncio.start_server(_refuse_password, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        url = f"postgresql://app:hunter2@127.0.0.1:{port}/gladd"
+        with pytest.raises(StoreUnavailable) as caught:
+            await PostgresStore(url).open()
+    finally:
+        server.close()
+    message = str(caught.value)
+    assert "hunter2" not in message
+    assert f"app:***@127.0.0.1:{port}" in message
+    assert "password" in message
+    assert type(caught.value.__cause__).__name__ == "InvalidPasswordError"
+
+
+async def test_a_missing_database_is_unavailable(postgres_url: str) -> None:
+    url = _database_url(postgres_url, "gladd_no_such_db")
+    with pytest.raises(StoreUnavailable, match=r"does not exist.*create it"):
+        await PostgresStore(url).open()
+
+
+async def test_a_query_stuck_on_a_lock_times_out_with_a_precise_error(
+    store: PostgresStore, db_url: str
+) -> None:
+    task = (await store.enqueue(NewTask(kind="noop"), now=NOW)).task
+    blocker = await asyncpg.connect(db_url)
+    try:
+        async with node(db_url, query_timeout=0.2) as impatient, blocker.transaction():
+            await blocker.execute("SELECT id FROM gladd_tasks WHERE id = $1 FOR UPDATE", task.id)
+            started = time.monotonic()
+            with pytest.raises(StoreError, match=r"cancel timed out after 0\.2s \(query_timeout\)"):
+                await impatient.cancel(task.id, now=NOW)
+            assert time.monotonic() - started < 2
+            assert (await impatient.get(task.id)) is not None  # the pool is still usable
+    finally:
+        await blocker.close()
+
+
+# -- claims ----------------------------------------------------------------------------------
+
+
+async def test_claims_use_the_pending_index_among_many_finished_tasks(
+    store: PostgresStore, db_url: str
+) -> None:
+    conn = await asyncpg.connect(db_url)
+    try:
+        await conn.execute(
+            "INSERT INTO gladd_tasks (kind, state, finished_at)"
+            " SELECT 'noop', 'succeeded', now() FROM generate_series(1, 100000)"
+        )
+        await store.enqueue_many(_tasks(10), now=NOW)
+        await conn.execute("ANALYZE gladd_tasks")
+        for query, args in (
+            (Q["claim"], ("w", NOW, 10, 1)),
+            (Q["claim_kinds"], ("w", NOW, 10, 1, ["noop"])),
+        ):
+            plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + query, *args))
+            assert "gladd_tasks_claim" in plan, plan
+            assert "Seq Scan on gladd_tasks" not in plan, plan
+        # A finish finds its rows by primary key, however many tasks are running.
+        empty: list[Any] = []
+        plan = "\n".join(
+            r[0]
+            for r in await conn.fetch(
+                "EXPLAIN " + Q["finish"], NOW, [1, 2], [1, 1], ["1", "1"], *[empty] * 9
+            )
+        )
+        assert "gladd_tasks_pkey" in plan, plan
+        assert "gladd_tasks_running" not in plan, plan
+    finally:
+        await conn.close()
+    claimed = await store.claim(worker="w", limit=100, now=NOW)
+    assert len(claimed) == 10
+
+
+async def test_a_claim_repeated_after_an_unknown_outcome_returns_what_it_took(
+    db_url: str, store: PostgresStore
+) -> None:
+    """The guard may run a claim again when the first answer was lost; nothing is lost."""
+
+    async def lose_first_answer(call: Callable[[], Awaitable[T]]) -> T:
+        await call()  # committed, but pretend the reply never arrived
+        return await call()
+
+    await store.enqueue_many(_tasks(5), now=NOW)
+    async with node(db_url, guard=lose_first_answer) as guarded:
+        claimed = await guarded.claim(worker="w", limit=3, now=NOW)
+    assert len(claimed) == 3
+    counts = await store.counts()
+    assert counts[TaskState.RUNNING] == 3, "the repeat claimed more than the caller got"
+    assert counts[TaskState.PENDING] == 2
+
+
+async def test_the_guard_sees_driver_errors_and_retries_a_lost_connection(
+    store: PostgresStore, db_url: str
+) -> None:
+    seen: list[str] = []
+
+    async def retry_once(call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            seen.append(type(exc).__name__)
+            return await call()
+
+    task = (await store.enqueue(NewTask(kind="noop"), now=NOW)).task
+    blocker = await asyncpg.connect(db_url)
+    results: list[Any] = []
+    try:
+        async with node(db_url, guard=retry_once) as guarded, anyio.create_task_group() as tg:
+            lock = blocker.transaction()
+            await lock.start()
+            await blocker.execute("SELECT 1 FROM gladd_tasks WHERE id = $1 FOR UPDATE", task.id)
+
+            async def cancel() -> None:
+                results.append(await guarded.cancel(task.id, now=NOW))
+
+            tg.start_soon(cancel)
+            with anyio.fail_after(5):  # the cancel waits on the lock: cut its connection
+                while not await blocker.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                ):
+                    await anyio.sleep(0.02)
+            await lock.rollback()  # the guard's second attempt goes through
+    finally:
+        await blocker.close()
+    assert seen == ["ConnectionDoesNotExistError"]
+    assert results[0].state is TaskState.CANCELLED
+
+
+async def test_finish_applies_a_batch_and_reports_stale_tokens_in_order(
+    store: PostgresStore,
+) -> None:
+    await store.enqueue_many(_tasks(3), now=NOW)
+    a, b, c = await store.claim(worker="w", limit=3, now=NOW)
+    later = NOW + timedelta(seconds=1)
+    done = await store.finish(
+        [
+            Succeeded(id=a.id, token=a.token, result={"ok": 1}),
+            Succeeded(id=b.id, token=b.token + 1),
+            Succeeded(id=c.id, token=c.token),
+        ],
+        now=later,
+    )
+    assert done == [True, False, True]
+    stored = await store.get(a.id)
+    assert stored is not None
+    assert stored.state is TaskState.SUCCEEDED
+    assert stored.result == {"ok": 1}
+    assert stored.finished_at == later
+
+
+async def test_a_guard_that_gives_up_surfaces_as_store_unavailable(db_url: str) -> None:
+    async def give_up(call: Callable[[], Awaitable[T]]) -> T:
+        last = ConnectionRefusedError(111, "Connection refused")
+        raise RetriesExhausted("db", 3, "attempts", last) from last
+
+    async with node(db_url) as plain:
+        plain._guard = give_up  # after open(): open() runs through the guard too
+        with pytest.raises(StoreUnavailable, match=r"get: connection refused.*gave up") as caught:
+            await plain.get(1)
+    assert isinstance(caught.value.__cause__, RetriesExhausted)

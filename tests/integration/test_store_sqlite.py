@@ -1,0 +1,204 @@
+"""What only the SQLite store promises: a real file that survives, migrates and shares."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import anyio
+import pytest
+
+from gladd.errors import StoreError, StoreUnavailable
+from gladd.store import NewTask, Succeeded, TaskState
+from gladd.store.sqlite import CLAIM_ANY, CLAIM_KINDS, SQLiteStore, migrations, to_us
+
+pytestmark = pytest.mark.anyio
+
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
+LATEST = migrations()[-1][0]
+
+
+def at(seconds: float) -> datetime:
+    return BASE + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "gladd.db"
+
+
+@pytest.fixture
+async def store(db: Path, anyio_backend: str) -> AsyncIterator[SQLiteStore]:
+    opened = SQLiteStore(db)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
+
+
+async def test_tasks_survive_close_and_reopen(db: Path) -> None:
+    first = SQLiteStore(db)
+    await first.open()
+    enqueued = await first.enqueue_many(
+        [NewTask(kind="k", payload={"i": i}, unique_key=f"u{i}") for i in range(3)], now=BASE
+    )
+    [claimed] = await first.claim(worker="w1", limit=1, now=at(1))
+    await first.finish([Succeeded(id=claimed.id, token=claimed.token, result=[1])], now=at(2))
+    before = [await first.get(e.task.id) for e in enqueued]
+    await first.purge(finished_before=at(3))
+    await first.close()
+
+    again = SQLiteStore(db)
+    await again.open()
+    try:
+        assert [await again.get(e.task.id) for e in enqueued[1:]] == before[1:]
+        assert await again.get(claimed.id) is None
+        assert (await again.enqueue(NewTask(kind="k", unique_key="u1"), now=at(4))).created is False
+        # Ids are never reused, even the purged highest one: they key the fencing tokens.
+        newest = await again.enqueue(NewTask(kind="k"), now=at(4))
+        assert newest.task.id == enqueued[-1].task.id + 1
+    finally:
+        await again.close()
+
+
+async def test_migrations_apply_once_and_are_recorded(db: Path) -> None:
+    store = SQLiteStore(db)
+    await store.open()
+    status = await store.migration_status()
+    assert (status.current, status.latest, status.applied) == (LATEST, LATEST, (1,))
+    await store.close()
+    await store.open()  # a reopen finds nothing to do
+    status = await store.migration_status()
+    assert (status.current, status.applied) == (LATEST, ())
+    await store.close()
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT version, applied_at FROM gladd_migrations").fetchall()
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    assert [version for version, _ in rows] == list(range(1, LATEST + 1))
+    assert all(isinstance(applied_at, int) for _, applied_at in rows)
+    assert mode == "wal"
+
+
+async def test_a_database_from_a_newer_gladd_is_refused(db: Path) -> None:
+    store = SQLiteStore(db)
+    await store.open()
+    await store.close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO gladd_migrations VALUES (?, 0)", (LATEST + 1,))
+    newer = SQLiteStore(db)
+    message = (
+        f"SQLite database {db} has schema version {LATEST + 1}, but this gladd knows "
+        f"versions up to {LATEST} only: upgrade gladd"
+    )
+    with pytest.raises(StoreError, match=message):
+        await newer.open()
+    with pytest.raises(StoreError, match="not open"):
+        await newer.counts()
+
+
+async def test_an_unusable_path_gives_a_precise_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(StoreError, match=f"cannot create directory {blocker}/sub"):
+        await SQLiteStore(blocker / "sub" / "gladd.db").open()
+    with pytest.raises(StoreError, match="is not a SQLite database"):
+        await SQLiteStore(blocker).open()
+
+
+async def test_a_store_locked_past_the_busy_timeout_is_unavailable(db: Path) -> None:
+    store = SQLiteStore(db, busy_timeout=0.05)
+    await store.open()
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreUnavailable, match="locked"):
+            await store.enqueue(NewTask(kind="k"), now=BASE)
+        holder.execute("ROLLBACK")
+        assert (await store.enqueue(NewTask(kind="k"), now=BASE)).created
+    finally:
+        holder.close()
+        await store.close()
+
+
+async def test_two_stores_on_one_file_share_the_tasks(db: Path) -> None:
+    one, two = SQLiteStore(db), SQLiteStore(db)
+    await one.open()
+    await two.open()
+    try:
+        await one.enqueue_many([NewTask(kind="k") for _ in range(300)], now=BASE)
+        [first] = await one.claim(worker="w1", limit=1, now=at(1))
+        seen_by_two = await two.get(first.id)
+        assert seen_by_two == first
+        assert (await two.counts())[TaskState.RUNNING] == 1
+
+        claimed: list[int] = []
+
+        async def claimer(store: SQLiteStore, worker: str) -> None:
+            while batch := await store.claim(worker=worker, limit=5, now=at(2)):
+                claimed.extend(t.id for t in batch)
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                for n in range(5):
+                    tg.start_soon(claimer, one, f"one-{n}")
+                    tg.start_soon(claimer, two, f"two-{n}")
+        assert len(claimed) == len(set(claimed)) == 299
+        assert first.id not in claimed
+        assert await two.finish([Succeeded(id=first.id, token=first.token)], now=at(3)) == [True]
+        assert (await one.get(first.id)).state is TaskState.SUCCEEDED  # type: ignore[union-attr]
+    finally:
+        await one.close()
+        await two.close()
+
+
+async def test_an_application_may_enqueue_with_a_plain_insert(store: SQLiteStore, db: Path) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO gladd_tasks (kind, payload) VALUES ('k', '{\"a\": 1}')")
+    [task] = await store.claim(worker="w1", limit=5, now=datetime.now(UTC) + timedelta(seconds=1))
+    assert (task.kind, task.payload, task.max_attempts, task.errors) == ("k", {"a": 1}, 5, ())
+    assert abs(task.created_at - datetime.now(UTC)) < timedelta(seconds=10)
+
+
+async def test_times_are_stored_as_utc_microseconds(store: SQLiteStore, db: Path) -> None:
+    moment = BASE + timedelta(microseconds=123_456)
+    task = (await store.enqueue(NewTask(kind="k"), now=moment)).task
+    with sqlite3.connect(db) as conn:
+        stored = conn.execute("SELECT run_at FROM gladd_tasks WHERE id = ?", (task.id,)).fetchone()
+    assert stored == (to_us(moment),)
+
+
+def _plan(conn: sqlite3.Connection, sql: str, params: dict[str, object]) -> str:
+    rows = conn.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+    return "\n".join(row[-1] for row in rows)
+
+
+async def test_claims_read_only_the_pending_index_among_many_finished_rows(
+    store: SQLiteStore, db: Path
+) -> None:
+    finished = [
+        ("old", "{}", "succeeded", 0, i, 1, 5, 1, "null", "[]", i, i, i) for i in range(200_000)
+    ]
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO gladd_tasks (kind, payload, state, priority, run_at, attempt, "
+            "max_attempts, token, result, errors, created_at, updated_at, finished_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            finished,
+        )
+        conn.execute("ANALYZE")
+    await store.enqueue_many([NewTask(kind="k", priority=i % 3) for i in range(10)], now=BASE)
+
+    params = {"worker": "w", "now": to_us(BASE), "limit": 5, "kinds": '["k"]'}
+    with sqlite3.connect(db) as conn:
+        for sql in (CLAIM_ANY, CLAIM_KINDS):
+            plan = _plan(conn, sql, params)
+            assert "USING INDEX gladd_tasks_claim" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan  # the index order is the claim order
+            assert "SCAN gladd_tasks\n" not in plan + "\n", plan
+
+    claimed = await store.claim(worker="w", limit=5, now=BASE)
+    assert [t.priority for t in claimed] == [2, 2, 2, 1, 1]
+    assert {t.kind for t in claimed} == {"k"}
