@@ -9,26 +9,40 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hmac
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 from loguru import logger
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gladd.admin_tasks import task_routes
 from gladd.errors import StartupError
+from gladd.executor.service import TaskService
 from gladd.health import HealthBoard, Status
 
 HEALTH_JSON = "application/health+json"
 
 
-def create_app(board: HealthBoard) -> Starlette:
-    """The admin routes, reading only the health board (never the database directly)."""
+PUBLIC_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
+
+
+def create_app(
+    board: HealthBoard,
+    *,
+    tasks: Callable[[], TaskService | None] | None = None,
+    token: str | None = None,
+) -> Starlette:
+    """The admin routes. Health reads only the board (never the database directly); every
+    other route needs ``Authorization: Bearer TOKEN`` when a token is configured."""
 
     async def health(_: Request) -> JSONResponse:
         report = board.report()
@@ -49,7 +63,34 @@ def create_app(board: HealthBoard) -> Starlette:
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
     ]
-    return Starlette(routes=routes)
+    if tasks is not None:
+        routes += task_routes(tasks)
+    middleware = [Middleware(_TokenAuth, token=token)] if token else []
+    return Starlette(routes=routes, middleware=middleware)
+
+
+class _TokenAuth:
+    """Bearer-token check for every route but the health probes (RFC 6750)."""
+
+    def __init__(self, app: ASGIApp, *, token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"authorization", b"")
+        if hmac.compare_digest(given, self.expected):
+            await self.app(scope, receive, send)
+            return
+        message = "wrong admin token" if given else "this route needs Authorization: Bearer TOKEN"
+        response = JSONResponse(
+            {"error": message},
+            status_code=401,
+            headers={"WWW-Authenticate": 'Bearer realm="gladd"'},
+        )
+        await response(scope, receive, send)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -98,10 +139,10 @@ class _Server(uvicorn.Server):
 class AdminServer:
     """The admin API as a subsystem: ``await tg.start(server.run)``, then ``stop()``."""
 
-    def __init__(self, board: HealthBoard, sock: socket.socket) -> None:
+    def __init__(self, app: Starlette, sock: socket.socket) -> None:
         self.socket = sock
         config = uvicorn.Config(
-            create_app(board),
+            app,
             log_config=None,
             access_log=False,
             lifespan="off",

@@ -18,9 +18,17 @@ import anyio
 from loguru import logger
 
 from gladd import __version__
+from gladd.cli_tasks import add_commands, run_verb
 from gladd.daemon import Daemon
 from gladd.durations import format_duration
-from gladd.errors import ConfigError, GladdError, PolicyError, StartupError
+from gladd.errors import (
+    ConfigError,
+    GladdError,
+    PolicyError,
+    StartupError,
+    TaskRejected,
+    UnknownTask,
+)
 from gladd.logs import configure_logging
 from gladd.notify import Notifier
 from gladd.policies import LoadedPolicies, load_policies
@@ -29,7 +37,9 @@ from gladd.settings import Settings, load_settings
 EXIT_OK = 0
 EXIT_USAGE = 64  # EX_USAGE
 EXIT_CONFIG = 78  # EX_CONFIG: policies or settings are wrong
-EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: could not start, or no daemon to talk to
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: could not start, or no daemon / database to talk to
+EXIT_DATAERR = 65  # EX_DATAERR: a task refused (unknown kind, invalid payload)
+EXIT_NOINPUT = 66  # EX_NOINPUT: no such task
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -43,6 +53,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         _fail(str(exc))
         return EXIT_CONFIG
+    except TaskRejected as exc:
+        _fail(str(exc))
+        return EXIT_DATAERR
+    except UnknownTask as exc:
+        _fail(str(exc))
+        return EXIT_NOINPUT
     except GladdError as exc:
         _fail(str(exc))
         return EXIT_UNAVAILABLE
@@ -84,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
     reload.add_argument("--state-dir", type=Path, help="where the daemon keeps gladd.pid")
     reload.add_argument("--env-file", type=Path, help="read GLADD_* settings from this file")
     reload.set_defaults(command="reload", handler=_reload)
+
+    add_commands(commands, _settings_flags, handler=lambda args: run_verb(args, _settings(args)))
     return parser
 
 

@@ -9,6 +9,7 @@ policies' shutdown grace, then cancel whatever is left.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -20,13 +21,20 @@ from anyio.abc import TaskStatus
 from loguru import logger
 
 from gladd import __version__
-from gladd.admin import AdminServer, bind_socket
+from gladd.admin import AdminServer, bind_socket, create_app
 from gladd.durations import format_duration
-from gladd.errors import StartupError
-from gladd.health import Check, HealthBoard
+from gladd.errors import StartupError, StoreError
+from gladd.executor.kinds import KindRegistry, builtin_kinds
+from gladd.executor.runner import Executor
+from gladd.executor.service import TaskService
+from gladd.health import Check, HealthBoard, Status
 from gladd.notify import Notifier, run_watchdog, watchdog_interval
-from gladd.policies import LoadedPolicies
+from gladd.policies import LoadedPolicies, Policies
 from gladd.settings import Settings
+from gladd.store.configure import configured_store
+
+STOP_MARGIN = 5.0
+"""Seconds past the shutdown grace for subsystems to write their last state."""
 
 Starter = Callable[..., Coroutine[Any, Any, None]]
 """A subsystem's ``run(*, task_status)``: started with ``task_group.start()``."""
@@ -51,9 +59,17 @@ class Daemon:
         self.notifier = notifier
         self.served = Served(generation=1, loaded=loaded)
         self.board = HealthBoard(version=__version__, service_id=settings.node_name)
+        self.kinds = KindRegistry(builtin_kinds())
+        self.store = configured_store(settings.store_url, loaded.policies)
+        self.tasks: TaskService | None = None
+        self.executor: Executor | None = None
         self._stop = anyio.Event()
         self._everything: anyio.CancelScope | None = None
         self._publish_policies()
+        self._publish_store(Status.WARN, "not opened yet")
+
+    def policies(self) -> Policies:
+        return self.served.loaded.policies
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -63,7 +79,13 @@ class Daemon:
         if problem:
             raise StartupError(problem)
         sock = bind_socket(self.settings.admin_host, self.settings.admin_port)
-        admin = AdminServer(self.board, sock)
+        token = self.settings.admin_token
+        app = create_app(
+            self.board,
+            tasks=lambda: self.tasks,
+            token=token.get_secret_value() if token else None,
+        )
+        admin = AdminServer(app, sock)
         pidfile = _write_pidfile(self.settings.state_dir)
         try:
             async with anyio.create_task_group() as tg:
@@ -74,11 +96,15 @@ class Daemon:
                 interval = watchdog_interval()
                 if interval is not None:
                     await tg.start(run_watchdog, self.notifier, interval)
-                await self._run_subsystems([admin.run], [admin.stop])
+                await self._run_subsystems(
+                    [admin.run, self._run_tasks], [admin.stop, self._stop_tasks]
+                )
                 tg.cancel_scope.cancel()
         finally:
             pidfile.unlink(missing_ok=True)
             sock.close()
+            with anyio.CancelScope(shield=True):
+                await self.store.close()
         logger.info("gladd stopped")
 
     async def _run_subsystems(
@@ -94,15 +120,68 @@ class Daemon:
                 "gladd {} ready on node {}: {}", __version__, self.settings.node_name, status
             )
             await self._stop.wait()
-            grace = self.served.loaded.policies.executor.shutdown_grace
+            grace = self.policies().executor.shutdown_grace
             self.board.stopping = True
             self.notifier.stopping(status=f"stopping (grace {format_duration(grace)})")
-            logger.info("stopping: subsystems have {} to finish", format_duration(grace))
+            logger.info("stopping: running tasks have {} to finish", format_duration(grace))
             for stop in reversed(stoppers):
                 stop()
-            subsystems.cancel_scope.deadline = anyio.current_time() + grace
+            # The executor enforces the grace itself and then writes its releases; this
+            # deadline only catches a subsystem that fails to stop at all.
+            subsystems.cancel_scope.deadline = anyio.current_time() + grace + STOP_MARGIN
         if subsystems.cancel_scope.cancelled_caught:
-            logger.warning("grace of {} ran out: cancelled what was left", format_duration(grace))
+            logger.warning("subsystems did not stop within the grace: cancelled")
+
+    async def _run_tasks(self, *, task_status: TaskStatus[None]) -> None:
+        """The store and the executor. READY does not wait for the database: while it is
+        away the daemon runs, says so in health (not ready), and keeps trying."""
+        task_status.started()
+        if not await self._open_store():
+            return
+        self.tasks = TaskService(self.store, self.kinds, self.policies)
+        self.executor = Executor(
+            store=self.store,
+            kinds=self.kinds,
+            policies=self.policies,
+            worker_id=f"{self.settings.node_name}:{os.getpid()}:{secrets.token_hex(3)}",
+            rescue_all_at_start=self.settings.store_url.startswith("sqlite"),
+        )
+        if self._stop.is_set():
+            return
+        await self.executor.run()
+
+    def _stop_tasks(self) -> None:
+        if self.executor is not None:
+            self.executor.stop()
+
+    async def _open_store(self) -> bool:
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                await self.store.open()
+            except StoreError as exc:
+                self._publish_store(Status.FAIL, str(exc))
+                logger.error("task store unavailable, retrying in {:g}s: {}", delay, exc)
+                with anyio.move_on_after(delay):
+                    await self._stop.wait()
+                delay = min(delay * 2, 30.0)
+                continue
+            self._publish_store(Status.PASS, "open")
+            logger.info("task store open: {}", self.store.url)
+            return True
+        return False
+
+    def _publish_store(self, status: Status, output: str) -> None:
+        self.board.publish(
+            Check(
+                component="database",
+                measurement="connection",
+                status=status,
+                observed_value=self.store.url,
+                output=output,
+                affects_readiness=True,
+            )
+        )
 
     async def _watch_signals(self, *, task_status: TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:

@@ -1,0 +1,198 @@
+"""``gladd tasks ...`` and ``gladd db ...``: operate on the store directly, daemon or not."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+
+from gladd.durations import parse_duration
+from gladd.errors import SettingsError, TaskRejected
+from gladd.executor.kinds import KindRegistry, builtin_kinds
+from gladd.executor.service import TaskService, task_json
+from gladd.policies import load_policies
+from gladd.settings import Settings
+from gladd.store import Task
+from gladd.store.configure import configured_store
+
+SettingsLoader = Callable[[argparse.Namespace], Settings]
+
+
+def add_commands(
+    commands: Any,
+    settings_flags: Callable[[argparse.ArgumentParser], None],
+    *,
+    handler: Callable[[argparse.Namespace], int],
+) -> None:
+    """Register ``tasks`` and ``db`` with the main parser's subcommands."""
+    tasks = commands.add_parser("tasks", help="enqueue, inspect, cancel and retry tasks")
+    verbs = tasks.add_subparsers(title="verbs", metavar="VERB", required=True)
+
+    enqueue = verbs.add_parser("enqueue", help="add a task; prints its id")
+    enqueue.add_argument("kind")
+    enqueue.add_argument("--payload", default="{}", help="JSON payload (default {})")
+    enqueue.add_argument("--delay", default="0s", help='run after this long, e.g. "30s"')
+    enqueue.add_argument("--priority", type=int, help="higher runs first (-1000..1000)")
+    enqueue.add_argument("--unique-key", help="at most one unfinished task per key")
+    enqueue.set_defaults(verb=_enqueue)
+
+    listing = verbs.add_parser("list", help="list tasks, newest first")
+    listing.add_argument("--state", help="pending, running, succeeded, dead or cancelled")
+    listing.add_argument("--kind")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(verb=_list)
+
+    show = verbs.add_parser("show", help="one task with its error history")
+    show.add_argument("id", type=int)
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(verb=_show)
+
+    for name, helptext, func in (
+        ("retry", "put a dead or cancelled task back to pending", _retry),
+        ("cancel", "cancel a pending or running task", _cancel),
+    ):
+        verb = verbs.add_parser(name, help=helptext)
+        verb.add_argument("id", type=int)
+        verb.set_defaults(verb=func)
+
+    purge = verbs.add_parser("purge", help="delete finished tasks older than a duration")
+    purge.add_argument("--older-than", default="7d", help='e.g. "7d" (default)')
+    purge.set_defaults(verb=_purge)
+
+    for parser in verbs.choices.values():
+        settings_flags(parser)
+    tasks.set_defaults(command="tasks", handler=handler)
+
+    db = commands.add_parser("db", help="the task store's schema")
+    db_verbs = db.add_subparsers(title="verbs", metavar="VERB", required=True)
+    for name, helptext, func in (
+        ("migrate", "apply pending schema migrations", _migrate),
+        ("status", "show the schema version", _migrate_status),
+    ):
+        verb = db_verbs.add_parser(name, help=helptext)
+        settings_flags(verb)
+        verb.set_defaults(verb=func)
+    db.set_defaults(command="db", handler=handler)
+
+
+@asynccontextmanager
+async def _service(settings: Settings) -> AsyncIterator[TaskService]:
+    policies = load_policies(settings.policies_path).policies
+    store = configured_store(settings.store_url, policies)
+    await store.open()
+    try:
+        yield TaskService(store, KindRegistry(builtin_kinds()), lambda: policies)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await store.close()
+
+
+def run_verb(args: argparse.Namespace, settings: Settings) -> int:
+    verb: Callable[[argparse.Namespace, TaskService], Awaitable[int]] = args.verb
+
+    async def main() -> int:
+        async with _service(settings) as service:
+            return await verb(args, service)
+
+    return anyio.run(main)
+
+
+async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except ValueError as exc:
+        raise TaskRejected(f"--payload is not valid JSON: {exc}") from None
+    try:
+        delay = parse_duration(args.delay)
+    except ValueError as exc:
+        raise SettingsError(f"--delay: {exc}") from None
+    enqueued = await service.enqueue(
+        args.kind, payload, delay=delay, priority=args.priority, unique_key=args.unique_key
+    )
+    print(enqueued.task.id)
+    if not enqueued.created:
+        print(
+            f"gladd: task {enqueued.task.id} with unique key {args.unique_key!r} already exists",
+            file=sys.stderr,
+        )
+    return 0
+
+
+async def _list(args: argparse.Namespace, service: TaskService) -> int:
+    tasks = await service.list(state=args.state, kind=args.kind, limit=args.limit)
+    if args.json:
+        print(json.dumps([task_json(t) for t in tasks], indent=2))
+        return 0
+    print(f"{'ID':>8}  {'STATE':<9}  {'KIND':<24}  {'ATTEMPT':>7}  RUN AT")
+    for t in tasks:
+        attempt = f"{t.attempt}/{t.max_attempts}"
+        run_at = f"{t.run_at:%Y-%m-%d %H:%M:%S}"
+        print(f"{t.id:>8}  {t.state.value:<9}  {t.kind:<24}  {attempt:>7}  {run_at}")
+    return 0
+
+
+async def _show(args: argparse.Namespace, service: TaskService) -> int:
+    task = await service.get(args.id)
+    if args.json:
+        print(json.dumps(task_json(task), indent=2))
+        return 0
+    print(describe(task))
+    return 0
+
+
+def describe(task: Task) -> str:
+    data = task_json(task)
+    lines = [f"task {task.id}: {task.kind} ({task.state.value})"]
+    keys: tuple[str, ...] = ("attempt", "max_attempts", "priority", "run_at", "owner")
+    keys += ("unique_key", "rescues", "created_at", "finished_at")
+    lines += [f"  {key}: {data[key]}" for key in keys if data[key] is not None]
+    lines.append(f"  payload: {json.dumps(task.payload)}")
+    if task.result is not None:
+        lines.append(f"  result: {json.dumps(task.result)}")
+    lines += [
+        f"  error (attempt {e.attempt}, {e.at:%Y-%m-%d %H:%M:%S}): {e.type}: {e.message}"
+        for e in task.errors
+    ]
+    return "\n".join(lines)
+
+
+async def _retry(args: argparse.Namespace, service: TaskService) -> int:
+    task = await service.retry(args.id)
+    print(f"task {task.id}: {task.state.value}")
+    return 0
+
+
+async def _cancel(args: argparse.Namespace, service: TaskService) -> int:
+    task = await service.cancel(args.id)
+    note = " (cancellation requested; its worker stops it)" if task.cancel_requested else ""
+    print(f"task {task.id}: {task.state.value}{note}")
+    return 0
+
+
+async def _purge(args: argparse.Namespace, service: TaskService) -> int:
+    try:
+        older_than = parse_duration(args.older_than)
+    except ValueError as exc:
+        raise SettingsError(f"--older-than: {exc}") from None
+    print(f"purged {await service.purge(older_than=older_than)} finished task(s)")
+    return 0
+
+
+async def _migrate(args: argparse.Namespace, service: TaskService) -> int:
+    # Opening the store applied every pending migration.
+    status = await service.store.migration_status()
+    print(f"schema at version {status.current} (latest {status.latest})")
+    return 0
+
+
+async def _migrate_status(args: argparse.Namespace, service: TaskService) -> int:
+    status = await service.store.migration_status()
+    state = "up to date" if status.current == status.latest else "migrations pending"
+    print(f"schema version {status.current} of {status.latest}: {state}")
+    return 0

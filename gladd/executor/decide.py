@@ -1,0 +1,123 @@
+"""What happens to a task after an attempt: pure decisions, no I/O.
+
+The executor turns a handler's exception into a stored outcome here: retry at a time
+computed from the kind's retry policy, or dead. Time and randomness are passed in.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from gladd.executor.kinds import FailTask, RetryLater
+from gladd.policies import Policies, RetryPolicy
+from gladd.resilience.backoff import Backoff
+from gladd.resilience.classify import Classifier
+from gladd.store import Failed, NewTask, Task, TaskError
+
+MAX_MESSAGE = 2000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRetry:
+    """A retry policy as it applies between task attempts."""
+
+    attempts: int
+    backoff: Backoff
+    classifier: Classifier
+    deadline: float
+
+    @classmethod
+    def from_policy(cls, policy: RetryPolicy) -> TaskRetry:
+        return cls(
+            attempts=policy.attempts,
+            backoff=Backoff(
+                kind=policy.backoff,
+                base=policy.base_delay,
+                max=policy.max_delay,
+                multiplier=policy.multiplier,
+                jitter=policy.jitter,
+            ),
+            classifier=Classifier.of(policy.on, policy.exceptions),
+            deadline=policy.deadline,
+        )
+
+
+def retry_policy_for(policies: Policies, kind: str) -> RetryPolicy | None:
+    binding = policies.tasks.get(kind)
+    name = (binding.retry if binding else None) or policies.executor.retry
+    return policies.retry.get(name) if name else None
+
+
+def timeout_for(policies: Policies, task: Task) -> float:
+    """One attempt's timeout: the task's own, else its kind's, else the executor's."""
+    if task.timeout is not None:
+        return task.timeout
+    binding = policies.tasks.get(task.kind)
+    if binding is not None and binding.timeout is not None:
+        return binding.timeout
+    return policies.executor.task_timeout
+
+
+def error_record(exc: BaseException, *, attempt: int, now: datetime) -> TaskError:
+    kind = type(exc)
+    name = (
+        kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}"
+    )
+    message = str(exc) or repr(exc)
+    return TaskError(type=name, message=message[:MAX_MESSAGE], attempt=attempt, at=now)
+
+
+def after_failure(
+    task: Task, exc: BaseException, *, retry: TaskRetry | None, now: datetime, rng: random.Random
+) -> Failed:
+    """The outcome of a failed attempt: pending again at ``retry_at``, or dead (None)."""
+    error = error_record(exc, attempt=task.attempt, now=now)
+    retry_at = _retry_at(task, exc, retry=retry, now=now, rng=rng)
+    return Failed(id=task.id, token=task.token, error=error, retry_at=retry_at)
+
+
+def _retry_at(
+    task: Task, exc: BaseException, *, retry: TaskRetry | None, now: datetime, rng: random.Random
+) -> datetime | None:
+    if isinstance(exc, FailTask) or task.attempt >= task.max_attempts:
+        return None
+    if isinstance(exc, RetryLater):
+        delay = exc.seconds
+    elif retry is not None and retry.classifier.cause(exc) is not None:
+        previous = retry.backoff.ceiling(task.attempt - 1) if task.attempt > 1 else 0.0
+        delay = retry.backoff.delay(task.attempt, previous, rng)
+    else:
+        return None
+    retry_at = now + timedelta(seconds=delay)
+    deadline = retry.deadline if retry is not None else None
+    if deadline is not None and retry_at > task.created_at + timedelta(seconds=deadline):
+        return None
+    return retry_at
+
+
+def new_task(
+    policies: Policies,
+    *,
+    kind: str,
+    payload: object,
+    run_at: datetime,
+    priority: int | None = None,
+    unique_key: str | None = None,
+    timeout: float | None = None,
+) -> NewTask:
+    """A task to store, with the kind's policy filling what the caller left out."""
+    binding = policies.tasks.get(kind)
+    retry = retry_policy_for(policies, kind)
+    return NewTask(
+        kind=kind,
+        payload=payload,
+        priority=priority if priority is not None else (binding.priority if binding else 0),
+        run_at=run_at,
+        max_attempts=retry.attempts if retry is not None else 1,
+        timeout=timeout,
+        unique_key=unique_key,
+    )

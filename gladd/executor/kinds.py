@@ -1,0 +1,155 @@
+"""Task kinds: the handler that runs each kind, its payload schema, and the handler API.
+
+A handler is ``async def handler(ctx: TaskContext, payload) -> result`` (or a plain
+function, run in a worker thread so it cannot block the event loop). ``payload`` is the
+kind's pydantic model when it declares one, else the decoded JSON. The result must be
+JSON-serialisable (a pydantic model is dumped for you).
+
+A handler steers what happens next by raising:
+
+- :class:`Snooze` — not now: run again after a delay, without spending an attempt;
+- :class:`RetryLater` — this attempt failed: retry after exactly this delay (attempts permitting);
+- :class:`FailTask` — this can never succeed: dead at once, no retry.
+
+Any other exception is judged by the kind's retry policy: transient errors (connect,
+timeout, reset, 5xx, 408, 429, named types) are retried with backoff; anything else, such
+as a programming error, goes straight to dead with its traceback summary in the history.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gladd.errors import TaskRejected
+from gladd.store import Task
+
+if TYPE_CHECKING:
+    from loguru import Logger
+
+JSON = Any
+
+
+class Snooze(Exception):
+    """Run this task again after ``seconds`` without spending an attempt."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"snoozed for {seconds:g}s")
+        self.seconds = max(0.0, seconds)
+
+
+class RetryLater(Exception):
+    """This attempt failed; retry after exactly ``seconds`` if attempts remain."""
+
+    def __init__(self, seconds: float, reason: str = "") -> None:
+        super().__init__(reason or f"retry requested in {seconds:g}s")
+        self.seconds = max(0.0, seconds)
+
+
+class FailTask(Exception):
+    """This task can never succeed: mark it dead without retrying."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskContext:
+    """What a handler gets besides its payload."""
+
+    task: Task
+    logger: Logger
+    enqueue: Callable[..., Awaitable[int]]
+
+    @property
+    def id(self) -> int:
+        return self.task.id
+
+    @property
+    def attempt(self) -> int:
+        return self.task.attempt
+
+
+Handler = Callable[[TaskContext, Any], Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Kind:
+    """A task kind and how to run it."""
+
+    name: str
+    handler: Handler
+    payload_model: type[BaseModel] | None = None
+    plugin: str = "gladd"
+
+    @property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.handler)
+
+    def parse(self, payload: JSON) -> Any:
+        """The payload as the handler receives it; raises TaskRejected when invalid."""
+        if self.payload_model is None:
+            return payload
+        try:
+            return self.payload_model.model_validate(payload)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'payload'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise TaskRejected(f"payload for {self.name} is invalid: {problems}") from None
+
+
+class KindRegistry:
+    """Every kind this node can run, by name."""
+
+    def __init__(self, kinds: Iterable[Kind] = ()) -> None:
+        self._kinds: dict[str, Kind] = {}
+        for kind in kinds:
+            self.register(kind)
+
+    def register(self, kind: Kind) -> None:
+        existing = self._kinds.get(kind.name)
+        if existing is not None:
+            raise TaskRejected(
+                f"task kind {kind.name} is declared twice (by {existing.plugin} and {kind.plugin})"
+            )
+        self._kinds[kind.name] = kind
+
+    def get(self, name: str) -> Kind | None:
+        return self._kinds.get(name)
+
+    def require(self, name: str) -> Kind:
+        kind = self._kinds.get(name)
+        if kind is None:
+            known = ", ".join(sorted(self._kinds)) or "none"
+            raise TaskRejected(f"unknown task kind {name!r} (known kinds: {known})")
+        return kind
+
+    def names(self) -> list[str]:
+        return sorted(self._kinds)
+
+
+class SleepPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seconds: float = Field(1.0, ge=0, le=86400)
+
+
+async def _noop(ctx: TaskContext, payload: JSON) -> None:
+    return None
+
+
+async def _sleep(ctx: TaskContext, payload: SleepPayload) -> dict[str, float]:
+    await anyio.sleep(payload.seconds)
+    return {"slept": payload.seconds}
+
+
+def builtin_kinds() -> list[Kind]:
+    """``gladd.noop`` and ``gladd.sleep``: for smoke tests and benchmarks."""
+    return [
+        Kind(name="gladd.noop", handler=_noop),
+        Kind(name="gladd.sleep", handler=_sleep, payload_model=SleepPayload),
+    ]

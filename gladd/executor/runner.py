@@ -1,0 +1,425 @@
+"""The executor: claims tasks, runs their handlers under the policies, records outcomes.
+
+Three loops share one task group: claiming (bounded by ``executor.concurrency``, woken by
+the store, polling only as a fallback), heartbeats (which also deliver cancellations), and
+maintenance (rescue of dead workers' tasks, retention purge). Outcomes are written by a
+flusher in batches: under load many completions share one round trip; when idle, the
+first completion is written at once.
+
+Stopping: claiming stops, running handlers get ``executor.shutdown_grace`` to finish, then
+are cancelled and *released* (pending again, attempt refunded) — nothing is lost, and
+heartbeats go on until the last outcome is written.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+
+import anyio
+from anyio.abc import TaskGroup, TaskStatus
+from loguru import logger
+from pydantic import BaseModel
+
+from gladd.errors import StoreError
+from gladd.executor.decide import (
+    TaskRetry,
+    after_failure,
+    new_task,
+    retry_policy_for,
+    timeout_for,
+)
+from gladd.executor.kinds import Kind, KindRegistry, Snooze, TaskContext
+from gladd.policies import Policies
+from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, Task
+
+CLAIM_BATCH = 100
+PURGE_EVERY = 3600.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StopReason(Enum):
+    CANCEL = "cancel"  # an operator cancelled the task
+    SHUTDOWN = "shutdown"  # the node is stopping: release without spending the attempt
+
+
+@dataclass(slots=True)
+class _Running:
+    task: Task
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    reason: StopReason | None = None
+
+
+@dataclass(slots=True)
+class ExecutorStats:
+    """Counters for health and metrics."""
+
+    claimed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    dead: int = 0
+    timeouts: int = 0
+    released: int = 0
+    cancelled: int = 0
+    fenced: int = 0
+    rescued: int = 0
+
+
+class Executor:
+    """One node's worker. ``await tg.start(executor.run)``; ``executor.stop()`` to drain."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        kinds: KindRegistry,
+        policies: Callable[[], Policies],
+        worker_id: str,
+        now: Callable[[], datetime] = utcnow,
+        rng: random.Random | None = None,
+        rescue_all_at_start: bool = False,
+    ) -> None:
+        self.store = store
+        self.kinds = kinds
+        self.policies = policies
+        self.worker_id = worker_id
+        self.now = now
+        self.rng = rng or random.Random()
+        self.stats = ExecutorStats()
+        self._rescue_all_at_start = rescue_all_at_start
+        self._running: dict[int, _Running] = {}
+        self._unwritten: dict[int, int] = {}  # id → token of outcomes not yet stored
+        self._outbox: list[Outcome] = []
+        self._outbox_ready = anyio.Event()
+        self._slot_freed = anyio.Event()
+        self._stopping = anyio.Event()
+        self._idle = anyio.CancelScope()
+        self._plans_for: Policies | None = None
+        self._plans: dict[str, TaskRetry | None] = {}  # per kind, for `_plans_for`
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    def stop(self) -> None:
+        """Stop claiming; running tasks finish within the grace, then are released."""
+        self._stopping.set()
+        self._idle.cancel()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        await self._start_rescue()
+        await self._heartbeat()
+        async with anyio.create_task_group() as background:
+            background.start_soon(self._heartbeat_loop)
+            background.start_soon(self._maintenance_loop)
+            background.start_soon(self._flush_loop)
+            task_status.started()
+            async with anyio.create_task_group() as handlers:
+                await self._claim_loop(handlers)
+                await self._drain()
+            await self._flush_everything()
+            background.cancel_scope.cancel()
+        await self._leave()
+
+    # -- claiming ---------------------------------------------------------------------
+
+    async def _claim_loop(self, handlers: TaskGroup) -> None:
+        while not self._stopping.is_set():
+            policies = self.policies()
+            free = policies.executor.concurrency - len(self._running)
+            if free <= 0:
+                await self._wait_for_slot()
+                continue
+            tasks = await self._claim(min(free, CLAIM_BATCH))
+            if tasks is None:
+                await self._idle_wait(policies.executor.poll_interval, store_wake=False)
+                continue
+            for task in tasks:
+                running = _Running(task=task)
+                self._running[task.id] = running
+                self._unwritten[task.id] = task.token
+                handlers.start_soon(self._run_one, running)
+            if not tasks:
+                await self._idle_wait(policies.executor.poll_interval, store_wake=True)
+
+    async def _claim(self, limit: int) -> list[Task] | None:
+        try:
+            tasks = await self.store.claim(
+                worker=self.worker_id, limit=limit, now=self.now(), kinds=self.kinds.names()
+            )
+        except StoreError as exc:
+            logger.warning("claiming tasks failed, will retry: {}", exc)
+            return None
+        self.stats.claimed += len(tasks)
+        return tasks
+
+    async def _idle_wait(self, seconds: float, *, store_wake: bool) -> None:
+        with anyio.CancelScope() as self._idle:
+            if self._stopping.is_set():
+                return
+            if store_wake:
+                try:
+                    await self.store.wait_for_work(seconds)
+                except StoreError as exc:
+                    logger.warning("waiting for tasks failed: {}", exc)
+                    await anyio.sleep(seconds)
+            else:
+                await anyio.sleep(seconds)
+
+    async def _wait_for_slot(self) -> None:
+        with anyio.CancelScope() as self._idle:
+            if not self._stopping.is_set():
+                await self._slot_freed.wait()
+        self._slot_freed = anyio.Event()
+
+    # -- running one task -------------------------------------------------------------
+
+    async def _run_one(self, running: _Running) -> None:
+        task = running.task
+        kind = self.kinds.require(task.kind)
+        policies = self.policies()
+        timeout = timeout_for(policies, task)
+        outcome: Outcome
+        with running.scope:
+            outcome = await self._attempt(kind, task, timeout, policies)
+        if running.scope.cancelled_caught:
+            outcome = self._stopped_outcome(running)
+        self._running.pop(task.id, None)
+        self._slot_freed.set()
+        self._record(outcome)
+
+    async def _attempt(self, kind: Kind, task: Task, limit: float, policies: Policies) -> Outcome:
+        log = logger.bind(task_id=task.id, kind=task.kind, attempt=task.attempt)
+        ctx = TaskContext(task=task, logger=log, enqueue=self._enqueue_follow_up)
+        try:
+            payload = kind.parse(task.payload)
+            with anyio.fail_after(limit):
+                result = await self._call(kind, ctx, payload)
+            return Succeeded(id=task.id, token=task.token, result=_jsonable(result))
+        except Snooze as snooze:
+            run_at = self.now() + timedelta(seconds=snooze.seconds)
+            return Released(id=task.id, token=task.token, run_at=run_at)
+        except TimeoutError:
+            self.stats.timeouts += 1
+            log.warning("task {} ({}) timed out after {:g}s", task.id, task.kind, limit)
+            error = TimeoutError(f"attempt timed out after {limit:g}s")
+            return self._failed(task, error, policies)
+        except Exception as exc:  # any handler error is recorded, never raised
+            return self._failed(task, exc, policies)
+
+    async def _call(self, kind: Kind, ctx: TaskContext, payload: object) -> object:
+        if kind.is_async:
+            return await kind.handler(ctx, payload)
+        return await anyio.to_thread.run_sync(kind.handler, ctx, payload, abandon_on_cancel=True)
+
+    def _failed(self, task: Task, exc: BaseException, policies: Policies) -> Failed:
+        outcome = after_failure(
+            task, exc, retry=self._retry_plan(policies, task.kind), now=self.now(), rng=self.rng
+        )
+        verdict = f"retry at {outcome.retry_at:%H:%M:%S}" if outcome.retry_at else "dead"
+        logger.bind(task_id=task.id, kind=task.kind, attempt=task.attempt).warning(
+            "task {} ({}) attempt {}/{} failed: {}: {} → {}",
+            task.id,
+            task.kind,
+            task.attempt,
+            task.max_attempts,
+            outcome.error.type,
+            outcome.error.message,
+            verdict,
+        )
+        return outcome
+
+    def _retry_plan(self, policies: Policies, kind: str) -> TaskRetry | None:
+        if policies is not self._plans_for:
+            self._plans_for, self._plans = policies, {}
+        if kind not in self._plans:
+            policy = retry_policy_for(policies, kind)
+            self._plans[kind] = TaskRetry.from_policy(policy) if policy is not None else None
+        return self._plans[kind]
+
+    def _stopped_outcome(self, running: _Running) -> Outcome:
+        task = running.task
+        if running.reason is StopReason.CANCEL:
+            return Cancelled(id=task.id, token=task.token)
+        return Released(id=task.id, token=task.token, run_at=self.now())
+
+    async def _enqueue_follow_up(
+        self, kind: str, payload: object = None, *, delay: float = 0.0, **options: object
+    ) -> int:
+        self.kinds.require(kind)
+        now = self.now()
+        spec = new_task(
+            self.policies(),
+            kind=kind,
+            payload={} if payload is None else payload,
+            run_at=now + timedelta(seconds=delay),
+            **options,  # type: ignore[arg-type]
+        )
+        enqueued = await self.store.enqueue(spec, now=now)
+        return enqueued.task.id
+
+    # -- writing outcomes -------------------------------------------------------------
+
+    def _record(self, outcome: Outcome) -> None:
+        self._outbox.append(outcome)
+        self._outbox_ready.set()
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._outbox_ready.wait()
+            self._outbox_ready = anyio.Event()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        batch, self._outbox = self._outbox, []
+        if not batch:
+            return
+        try:
+            accepted = await self.store.finish(batch, now=self.now())
+        except StoreError as exc:
+            # Keep them: the next flush retries, and heartbeats keep the tasks ours meanwhile.
+            logger.warning("writing {} task outcomes failed, will retry: {}", len(batch), exc)
+            self._outbox = batch + self._outbox
+            await anyio.sleep(0.5)
+            self._outbox_ready.set()
+            return
+        for outcome, ok in zip(batch, accepted, strict=True):
+            self._unwritten.pop(outcome.id, None)
+            self._count(outcome, ok)
+
+    def _count(self, outcome: Outcome, ok: bool) -> None:
+        if not ok:
+            self.stats.fenced += 1
+            logger.warning(
+                "task {}: outcome discarded, another worker owns it now (fencing token {})",
+                outcome.id,
+                outcome.token,
+            )
+        elif isinstance(outcome, Succeeded):
+            self.stats.succeeded += 1
+        elif isinstance(outcome, Failed):
+            self.stats.failed += 1
+            self.stats.dead += outcome.retry_at is None
+        elif isinstance(outcome, Released):
+            self.stats.released += 1
+        else:
+            self.stats.cancelled += 1
+
+    async def _flush_everything(self) -> None:
+        with anyio.move_on_after(self.policies().executor.heartbeat):
+            while self._outbox:
+                await self._flush()
+
+    # -- heartbeats, rescue, retention ------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.policies().executor.heartbeat)
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        mine = list(self._unwritten.items())
+        try:
+            cancel = await self.store.heartbeat(worker=self.worker_id, now=self.now(), running=mine)
+        except StoreError as exc:
+            logger.warning("heartbeat failed: {}", exc)
+            return
+        for task_id in cancel:
+            self._cancel(task_id, StopReason.CANCEL)
+
+    def _cancel(self, task_id: int, reason: StopReason) -> None:
+        running = self._running.get(task_id)
+        if running is not None and running.reason is None:
+            running.reason = reason
+            running.scope.cancel()
+            if reason is StopReason.CANCEL:
+                logger.info("task {} ({}) cancelled by request", task_id, running.task.kind)
+
+    async def _maintenance_loop(self) -> None:
+        last_purge = -PURGE_EVERY
+        while True:
+            e = self.policies().executor
+            await anyio.sleep(max(1.0, e.lease / 2))
+            await self._rescue(e.lease)
+            if anyio.current_time() - last_purge >= PURGE_EVERY:
+                last_purge = anyio.current_time()
+                await self._purge(e.retention)
+
+    async def _start_rescue(self) -> None:
+        # On SQLite only this process uses the file: whatever is still running was left by
+        # a previous process, whatever its last heartbeat says.
+        lease = 0.0 if self._rescue_all_at_start else self.policies().executor.lease
+        await self._rescue(lease)
+
+    async def _rescue(self, lease: float) -> None:
+        e = self.policies().executor
+        try:
+            report = await self.store.rescue(now=self.now(), lease=lease, max_rescues=e.max_rescues)
+        except StoreError as exc:
+            logger.warning("rescuing tasks of dead workers failed: {}", exc)
+            return
+        if report.to_pending or report.to_dead:
+            self.stats.rescued += len(report.to_pending) + len(report.to_dead)
+            logger.warning(
+                "rescued {} task(s) back to pending and {} to dead (rescue cap {}) from "
+                "worker(s) presumed dead: {}",
+                len(report.to_pending),
+                len(report.to_dead),
+                e.max_rescues,
+                ", ".join(report.dead_workers) or "past their deadline",
+            )
+
+    async def _purge(self, retention: float) -> None:
+        try:
+            purged = await self.store.purge(
+                finished_before=self.now() - timedelta(seconds=retention)
+            )
+        except StoreError as exc:
+            logger.warning("purging finished tasks failed: {}", exc)
+            return
+        if purged:
+            logger.info("purged {} finished task(s) older than the retention", purged)
+
+    # -- stopping ---------------------------------------------------------------------
+
+    async def _drain(self) -> None:
+        grace = self.policies().executor.shutdown_grace
+        if self._running:
+            logger.info("waiting up to {:g}s for {} running task(s)", grace, len(self._running))
+        with anyio.move_on_after(grace):
+            while self._running:
+                await self._slot_freed.wait()
+                self._slot_freed = anyio.Event()
+        for task_id in list(self._running):
+            self._cancel(task_id, StopReason.SHUTDOWN)
+        if self._running:
+            logger.warning("grace over: releasing {} task(s) to pending", len(self._running))
+
+    async def _leave(self) -> None:
+        if self._unwritten:
+            logger.error(
+                "{} task outcome(s) could not be written; those tasks will be rescued",
+                len(self._unwritten),
+            )
+            return
+        try:
+            await self.store.forget_worker(self.worker_id)
+        except StoreError as exc:
+            logger.warning("could not deregister worker {}: {}", self.worker_id, exc)
+
+
+def _jsonable(result: object) -> object:
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"handler returned a value that is not JSON: {exc}") from None
+    return result
