@@ -1,3 +1,47 @@
-"""gladd: a resilience daemon driven by one declarative file, ``policies.toml``."""
+"""gladd: a resilience daemon driven by one declarative file, ``policies.toml``.
+
+What applications and plugin authors use is exported here; everything else may change.
+"""
+
+from gladd.client import Client, enqueue
+from gladd.errors import (
+    BreakerOpen,
+    ConfigError,
+    GladdError,
+    PolicyError,
+    ResilienceError,
+    RetriesExhausted,
+    StoreError,
+    StoreUnavailable,
+    TaskRejected,
+    TaskTimeout,
+    UnknownTask,
+)
+from gladd.executor.kinds import FailTask, Kind, RetryLater, Snooze, TaskContext
+from gladd.store import Task, TaskState
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "BreakerOpen",
+    "Client",
+    "ConfigError",
+    "FailTask",
+    "GladdError",
+    "Kind",
+    "PolicyError",
+    "ResilienceError",
+    "RetriesExhausted",
+    "RetryLater",
+    "Snooze",
+    "StoreError",
+    "StoreUnavailable",
+    "Task",
+    "TaskContext",
+    "TaskRejected",
+    "TaskState",
+    "TaskTimeout",
+    "UnknownTask",
+    "__version__",
+    "enqueue",
+]

@@ -30,6 +30,7 @@ from gladd.executor.service import TaskService
 from gladd.health import Check, HealthBoard, Status
 from gladd.notify import Notifier, run_watchdog, watchdog_interval
 from gladd.policies import LoadedPolicies, Policies
+from gladd.resilience import Counters, LogSink, Resilience
 from gladd.settings import Settings
 from gladd.store.configure import configured_store
 
@@ -60,7 +61,11 @@ class Daemon:
         self.served = Served(generation=1, loaded=loaded)
         self.board = HealthBoard(version=__version__, service_id=settings.node_name)
         self.kinds = KindRegistry(builtin_kinds())
-        self.store = configured_store(settings.store_url, loaded.policies)
+        self.counters = Counters()
+        self.resilience = Resilience(loaded.policies, sinks=[self.counters, LogSink(logger)])
+        self.store = configured_store(
+            settings.store_url, loaded.policies, guard=self.resilience.database().call
+        )
         self.tasks: TaskService | None = None
         self.executor: Executor | None = None
         self._stop = anyio.Event()
@@ -145,6 +150,7 @@ class Daemon:
             policies=self.policies,
             worker_id=f"{self.settings.node_name}:{os.getpid()}:{secrets.token_hex(3)}",
             rescue_all_at_start=self.settings.store_url.startswith("sqlite"),
+            breaker_for=self.resilience.task_breaker,
         )
         if self._stop.is_set():
             return

@@ -7,15 +7,20 @@
     │   ├── PolicyError             policies.toml: carries every Problem (file, line, key path)
     │   └── SettingsError           settings from flags, environment or env file
     ├── StartupError                a subsystem could not start (e.g. admin port in use)
-    └── ResilienceError             the resilience engine refused or gave up on a call
-        ├── BreakerOpen             the circuit is open (or isolated): failed fast, no fallback
-        ├── RetriesExhausted        retrying stopped; ``__cause__`` is the last attempt's error
-        │   └── RetryBudgetExhausted  the shared retry budget forbade another retry
-        └── ResilienceTimeout       a timeout the guard imposed (also a ``TimeoutError``)
-            ├── AttemptTimeout      one attempt ran past its own timeout
-            └── TotalTimeout        the call ran past its total deadline (all attempts + sleeps)
+    ├── ResilienceError             the resilience engine refused or gave up on a call
+    │   ├── BreakerOpen             the circuit is open (or isolated): failed fast, no fallback
+    │   ├── RetriesExhausted        retrying stopped; ``__cause__`` is the last attempt's error
+    │   │   └── RetryBudgetExhausted  the shared retry budget forbade another retry
+    │   └── ResilienceTimeout       a timeout the guard imposed (also a ``TimeoutError``)
+    │       ├── AttemptTimeout      one attempt ran past its own timeout
+    │       └── TotalTimeout        the call ran past its total deadline (all attempts + sleeps)
+    ├── StoreError                  the task store failed; chained ``from`` the driver error
+    │   ├── StoreUnavailable        cannot reach the database (down, refused, bad password)
+    │   └── UnknownTask             no task with that id
+    ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
+    └── TaskTimeout                 a task attempt ran past its timeout (also a TimeoutError)
 
-Later subsystems hang their own branches here (store, plugins, resilience). An operator
+Later subsystems (plugins) hang their own branches here. An operator
 mistake is always a ``ConfigError`` or ``StartupError`` with a one-line message that says
 what is wrong, where, and how to fix it; the CLI prints it without a traceback.
 """
@@ -145,3 +150,7 @@ class UnknownTask(StoreError):
 
 class TaskRejected(GladdError):
     """An enqueue was refused before anything was stored; the message says why."""
+
+
+class TaskTimeout(GladdError, TimeoutError):
+    """A task attempt ran past its timeout and was cancelled (retried as a timeout)."""

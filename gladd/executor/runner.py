@@ -25,7 +25,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from loguru import logger
 from pydantic import BaseModel
 
-from gladd.errors import StoreError
+from gladd.errors import StoreError, TaskTimeout
 from gladd.executor.decide import (
     TaskRetry,
     after_failure,
@@ -35,6 +35,8 @@ from gladd.executor.decide import (
 )
 from gladd.executor.kinds import Kind, KindRegistry, Snooze, TaskContext
 from gladd.policies import Policies
+from gladd.resilience.breaker import Breaker
+from gladd.resilience.classify import DEFAULT_CLASSIFIER
 from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, Task
 
 CLAIM_BATCH = 100
@@ -70,6 +72,7 @@ class ExecutorStats:
     cancelled: int = 0
     fenced: int = 0
     rescued: int = 0
+    postponed: int = 0
 
 
 class Executor:
@@ -85,6 +88,7 @@ class Executor:
         now: Callable[[], datetime] = utcnow,
         rng: random.Random | None = None,
         rescue_all_at_start: bool = False,
+        breaker_for: Callable[[str], Breaker | None] | None = None,
     ) -> None:
         self.store = store
         self.kinds = kinds
@@ -92,6 +96,7 @@ class Executor:
         self.worker_id = worker_id
         self.now = now
         self.rng = rng or random.Random()
+        self.breaker_for = breaker_for
         self.stats = ExecutorStats()
         self._rescue_all_at_start = rescue_all_at_start
         self._running: dict[int, _Running] = {}
@@ -183,36 +188,59 @@ class Executor:
 
     async def _run_one(self, running: _Running) -> None:
         task = running.task
-        kind = self.kinds.require(task.kind)
         policies = self.policies()
-        timeout = timeout_for(policies, task)
-        outcome: Outcome
-        with running.scope:
-            outcome = await self._attempt(kind, task, timeout, policies)
-        if running.scope.cancelled_caught:
-            outcome = self._stopped_outcome(running)
+        breaker = self.breaker_for(task.kind) if self.breaker_for else None
+        permit = breaker.acquire() if breaker is not None else None
+        if breaker is not None and permit is None:
+            outcome: Outcome = self._postponed(task, breaker, policies)
+        else:
+            started = anyio.current_time()
+            with running.scope:
+                outcome, error = await self._attempt(task, policies)
+            if running.scope.cancelled_caught:
+                outcome, error = self._stopped_outcome(running), None
+            if breaker is not None and permit is not None:
+                _tell_breaker(breaker, permit, outcome, error, anyio.current_time() - started)
         self._running.pop(task.id, None)
         self._slot_freed.set()
         self._record(outcome)
 
-    async def _attempt(self, kind: Kind, task: Task, limit: float, policies: Policies) -> Outcome:
+    def _postponed(self, task: Task, breaker: Breaker, policies: Policies) -> Released:
+        wait = breaker.retry_in() or policies.executor.poll_interval
+        logger.info(
+            "task {} ({}) postponed {:.3g}s: breaker {} for {} is {}",
+            task.id,
+            task.kind,
+            wait,
+            breaker.name,
+            breaker.target,
+            breaker.state.value,
+        )
+        self.stats.postponed += 1
+        return Released(id=task.id, token=task.token, run_at=self.now() + timedelta(seconds=wait))
+
+    async def _attempt(
+        self, task: Task, policies: Policies
+    ) -> tuple[Outcome, BaseException | None]:
+        kind = self.kinds.require(task.kind)
+        limit = timeout_for(policies, task)
         log = logger.bind(task_id=task.id, kind=task.kind, attempt=task.attempt)
         ctx = TaskContext(task=task, logger=log, enqueue=self._enqueue_follow_up)
         try:
             payload = kind.parse(task.payload)
-            with anyio.fail_after(limit):
+            with anyio.move_on_after(limit) as deadline:
                 result = await self._call(kind, ctx, payload)
-            return Succeeded(id=task.id, token=task.token, result=_jsonable(result))
+            if deadline.cancelled_caught:
+                self.stats.timeouts += 1
+                log.warning("task {} ({}) timed out after {:g}s", task.id, task.kind, limit)
+                error = TaskTimeout(f"attempt timed out after {limit:g}s")
+                return self._failed(task, error, policies), error
+            return Succeeded(id=task.id, token=task.token, result=_jsonable(result)), None
         except Snooze as snooze:
             run_at = self.now() + timedelta(seconds=snooze.seconds)
-            return Released(id=task.id, token=task.token, run_at=run_at)
-        except TimeoutError:
-            self.stats.timeouts += 1
-            log.warning("task {} ({}) timed out after {:g}s", task.id, task.kind, limit)
-            error = TimeoutError(f"attempt timed out after {limit:g}s")
-            return self._failed(task, error, policies)
+            return Released(id=task.id, token=task.token, run_at=run_at), None
         except Exception as exc:  # any handler error is recorded, never raised
-            return self._failed(task, exc, policies)
+            return self._failed(task, exc, policies), exc
 
     async def _call(self, kind: Kind, ctx: TaskContext, payload: object) -> object:
         if kind.is_async:
@@ -413,6 +441,18 @@ class Executor:
             await self.store.forget_worker(self.worker_id)
         except StoreError as exc:
             logger.warning("could not deregister worker {}: {}", self.worker_id, exc)
+
+
+def _tell_breaker(
+    breaker: Breaker, permit: int, outcome: Outcome, error: BaseException | None, took: float
+) -> None:
+    """Only what says the service is unhealthy counts against it (DEFAULT_CLASSIFIER)."""
+    if isinstance(outcome, Succeeded):
+        breaker.record_success(permit, took)
+    elif error is not None and DEFAULT_CLASSIFIER.transient(error):
+        breaker.record_failure(permit, f"{type(error).__name__}: {error}")
+    else:
+        breaker.release(permit)
 
 
 def _jsonable(result: object) -> object:

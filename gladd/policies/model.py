@@ -166,6 +166,12 @@ def semantic_problems(p: Policies) -> list[Problem]:
     problems += _reference_problems(p)
     problems += _executor_problems(p.executor)
     problems += _database_problems(p.database)
+    problems += _timeout_problems(
+        "executor", p.executor.task_timeout, p.executor.retry, p, key="task_timeout"
+    )
+    problems += _timeout_problems(
+        "database", p.database.query_timeout, p.database.retry, p, key="query_timeout"
+    )
     for name, retry in p.retry.items():
         problems += _retry_problems(f"retry.{name}", retry)
     for name, breaker in p.breaker.items():
@@ -227,7 +233,7 @@ def _executor_problems(e: ExecutorPolicy) -> list[Problem]:
         )
     problems += [
         _bad(f"executor.{name}", "must be longer than 0s")
-        for name in ("task_timeout", "lease", "heartbeat", "poll_interval")
+        for name in ("lease", "heartbeat", "poll_interval")
         if getattr(e, name) <= 0
     ]
     return problems
@@ -235,8 +241,6 @@ def _executor_problems(e: ExecutorPolicy) -> list[Problem]:
 
 def _database_problems(d: DatabasePolicy) -> list[Problem]:
     problems = []
-    if d.query_timeout <= 0:
-        problems.append(_bad("database.query_timeout", "must be longer than 0s"))
     if d.pool_min_size > d.pool_max_size:
         problems.append(
             _bad(
@@ -297,15 +301,15 @@ def _breaker_problems(path: str, b: BreakerPolicy) -> list[Problem]:
 
 
 def _timeout_problems(
-    path: str, timeout: float, retry_name: str | None, p: Policies
+    path: str, timeout: float, retry_name: str | None, p: Policies, *, key: str = "timeout"
 ) -> list[Problem]:
     if timeout <= 0:
-        return [_bad(f"{path}.timeout", "must be longer than 0s")]
+        return [_bad(f"{path}.{key}", "must be longer than 0s")]
     retry = p.retry.get(retry_name) if retry_name else None
     if retry is not None and timeout > retry.deadline:
         return [
             _bad(
-                f"{path}.timeout",
+                f"{path}.{key}",
                 f"one attempt's timeout ({format_duration(timeout)}) is longer than the "
                 f"total deadline of retry.{retry_name} ({format_duration(retry.deadline)}); "
                 "shorten the timeout or raise the deadline",

@@ -88,6 +88,22 @@ class Resilience:
             self.service(service), inner, retry_non_idempotent=binding.retry_non_idempotent
         )
 
+    def task_breaker(self, kind: str) -> Breaker | None:
+        """The breaker that postpones task ``kind`` while open: its own ``breaker``, or the
+        breaker of the ``service`` it names (the very one the service's HTTP calls trip)."""
+        binding = self.policies.tasks.get(kind)
+        if binding is None:
+            return None
+        if binding.breaker is not None:
+            return self._breaker(
+                _Spec(target=kind, retry=None, breaker=binding.breaker, timeout=None)
+            )
+        if binding.service is not None:
+            service = self.policies.services.get(binding.service, ServiceBinding())
+            spec = _Spec(target=binding.service, retry=None, breaker=service.breaker, timeout=None)
+            return self._breaker(spec)
+        return None
+
     def breakers(self) -> dict[tuple[str, str], Breaker]:
         """Every breaker built so far, by (breaker policy name, target)."""
         return dict(self._breakers)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from gladd.policies import Policies
 from gladd.store.base import Store
 from gladd.store.factory import store_from_url
@@ -9,8 +12,16 @@ from gladd.store.factory import store_from_url
 POSTGRES_SCHEMES = ("postgresql:", "postgres:")
 
 
-def configured_store(url: str, policies: Policies) -> Store:
-    """An unopened store for ``url``; raises ConfigError for an unsupported scheme."""
+def configured_store(
+    url: str,
+    policies: Policies,
+    *,
+    guard: Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]] | None = None,
+) -> Store:
+    """An unopened store for ``url``; raises ConfigError for an unsupported scheme.
+
+    ``guard`` wraps each PostgreSQL operation (the daemon passes the database guard: the
+    ``[database]`` retry policy on connection errors)."""
     if url.startswith(POSTGRES_SCHEMES):
         db = policies.database
         return store_from_url(
@@ -18,5 +29,6 @@ def configured_store(url: str, policies: Policies) -> Store:
             query_timeout=db.query_timeout,
             pool_min_size=db.pool_min_size,
             pool_max_size=db.pool_max_size,
+            guard=guard,
         )
     return store_from_url(url)

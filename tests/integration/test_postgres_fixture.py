@@ -1,4 +1,4 @@
-"""The PostgreSQL fixture gives each run a real, empty database of its own."""
+"""The PostgreSQL fixture gives each run a real database of its own."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import pytest
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
 
 
-async def test_each_run_gets_its_own_empty_database(postgres_url: str) -> None:
+async def test_each_run_gets_its_own_database(postgres_url: str) -> None:
     conn = await asyncpg.connect(postgres_url)
     try:
         name = await conn.fetchval("SELECT current_database()")
-        tables = await conn.fetchval(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
-        )
+        others = await conn.fetchval("SELECT count(*) FROM pg_database WHERE datname = $1", name)
     finally:
         await conn.close()
     assert name.startswith("gladd_test_")
-    assert tables == 0
+    assert postgres_url.endswith(f"/{name}")
+    assert others == 1

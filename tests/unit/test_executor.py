@@ -25,6 +25,7 @@ from gladd.executor.kinds import (
 from gladd.executor.runner import Executor, utcnow
 from gladd.executor.service import TaskService
 from gladd.policies import Policies, parse_policies
+from gladd.resilience import Resilience
 from gladd.store import Task, TaskState
 from gladd.store.memory import MemoryStore
 
@@ -45,7 +46,7 @@ backoff = "constant"
 base_delay = "10ms"
 max_delay = "10ms"
 jitter = "none"
-deadline = "1m"
+deadline = "1h"
 """
 
 
@@ -163,7 +164,7 @@ async def test_a_hanging_handler_is_cancelled_at_its_timeout() -> None:
         dead = await h.wait_for(await h.enqueue("t.hang"), TaskState.DEAD)
     assert time.monotonic() - started < 2
     assert saw_cancel.is_set()
-    assert dead.errors[0].type == "TimeoutError"
+    assert dead.errors[0].type == "gladd.errors.TaskTimeout"
     assert "timed out after 0.1s" in dead.errors[0].message
     assert h.executor.stats.timeouts == 1
 
@@ -319,3 +320,59 @@ async def test_builtin_kinds_and_payload_validation() -> None:
             await h.enqueue("gladd.sleep", {"seconds": -1})
     assert noop.result is None
     assert slept.result == {"slept": 0.01}
+
+
+async def test_an_open_breaker_postpones_tasks_without_spending_attempts() -> None:
+    calls: list[int] = []
+
+    async def upstream(ctx: TaskContext, payload: object) -> str:
+        calls.append(ctx.attempt)
+        if len(calls) <= 2:
+            raise httpx.ConnectError("refused")
+        return "ok"
+
+    extra = """
+[retry.once]
+attempts = 5
+deadline = "1h"
+backoff = "constant"
+base_delay = "10ms"
+max_delay = "10ms"
+jitter = "none"
+[breaker.up]
+failures = 2
+open_for = "300ms"
+[services.up]
+breaker = "up"
+[tasks."t.up"]
+service = "up"
+retry = "once"
+"""
+    p = policies(extra=extra)
+    resilience = Resilience(p)
+    kinds = KindRegistry([Kind(name="t.up", handler=upstream)])
+    store = MemoryStore()
+    await store.open()
+    h = Harness(store, kinds, p)
+    h.executor = Executor(
+        store=store,
+        kinds=kinds,
+        policies=lambda: p,
+        worker_id="w1",
+        breaker_for=resilience.task_breaker,
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(h.executor.run)
+        task_id = await h.enqueue("t.up")
+        started = time.monotonic()
+        done = await h.wait_for(task_id, TaskState.SUCCEEDED)
+        h.executor.stop()
+    # Two failures opened the breaker; the task waited for the probe instead of burning
+    # its attempts, and the probe (third attempt) succeeded and closed the breaker.
+    assert calls == [1, 2, 3]
+    assert done.attempt == 3
+    assert h.executor.stats.postponed >= 1
+    assert time.monotonic() - started >= 0.25
+    breaker = resilience.task_breaker("t.up")
+    assert breaker is not None
+    assert breaker.state.value == "closed"

@@ -215,3 +215,27 @@ def test_unreadable_file_says_permission_denied(
     monkeypatch.setattr(Path, "read_bytes", refuse)
     with pytest.raises(PolicyError, match="cannot be read: permission denied"):
         load_policies(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[executor]\nretry = "r"\n[retry.r]\ndeadline = "1m"\n',
+            "policies.toml:1:1: executor.task_timeout: one attempt's timeout (15m) is longer "
+            "than the total deadline of retry.r (1m)",
+        ),
+        (
+            '[database]\nquery_timeout = "30s"\nretry = "r"\n[retry.r]\ndeadline = "10s"\n',
+            "policies.toml:2:17: database.query_timeout: one attempt's timeout (30s) is longer "
+            "than the total deadline of retry.r (10s)",
+        ),
+        (
+            '[executor]\ntask_timeout = "0s"\n',
+            "policies.toml:2:16: executor.task_timeout: must be longer than 0s",
+        ),
+    ],
+)
+def test_timeouts_must_fit_their_retry_deadline(text: str, expected: str) -> None:
+    [line] = problems(text)
+    assert line.startswith(expected)

@@ -1,0 +1,93 @@
+"""The Python API for applications: hand tasks to gladd from your own code.
+
+::
+
+    import gladd
+
+    task_id = await gladd.enqueue("gladd.sleep", {"seconds": 1.5})
+
+    async with gladd.Client("postgresql://app@db/gladd") as client:
+        await client.enqueue("http.request", {...}, delay=30, unique_key="order-17")
+
+The client writes to the store directly (the daemon need not be running) and validates
+kinds and payloads exactly as ``gladd tasks enqueue`` and ``POST /tasks`` do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from gladd.executor.kinds import KindRegistry, builtin_kinds
+from gladd.executor.service import TaskService
+from gladd.policies import Policies, load_policies
+from gladd.settings import load_settings
+from gladd.store import Store, Task
+from gladd.store.configure import configured_store
+
+
+class Client:
+    """A connection to gladd's task store, configured like the daemon (flags aside)."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        policies: Path | None = None,
+        kinds: KindRegistry | None = None,
+    ) -> None:
+        settings = load_settings(database_url=database_url, policies=policies)
+        self._policies: Policies = load_policies(settings.policies_path).policies
+        self._store: Store = configured_store(settings.store_url, self._policies)
+        self._service = TaskService(
+            self._store, kinds or KindRegistry(builtin_kinds()), lambda: self._policies
+        )
+
+    async def __aenter__(self) -> Self:
+        await self._store.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._store.close()
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: Any = None,
+        *,
+        delay: float = 0.0,
+        priority: int | None = None,
+        unique_key: str | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Store a task; returns its id (the existing task's id when ``unique_key`` matches
+        an unfinished one). Raises TaskRejected for an unknown kind or invalid payload."""
+        enqueued = await self._service.enqueue(
+            kind, payload, delay=delay, priority=priority, unique_key=unique_key, timeout=timeout
+        )
+        return enqueued.task.id
+
+    async def get(self, task_id: int) -> Task:
+        return await self._service.get(task_id)
+
+
+async def enqueue(
+    kind: str,
+    payload: Any = None,
+    *,
+    database_url: str | None = None,
+    delay: float = 0.0,
+    priority: int | None = None,
+    unique_key: str | None = None,
+) -> int:
+    """One task, one connection: for scripts. Long-lived applications keep a Client."""
+    async with Client(database_url) as client:
+        return await client.enqueue(
+            kind, payload, delay=delay, priority=priority, unique_key=unique_key
+        )

@@ -1,0 +1,48 @@
+"""The Python API an application uses to hand over tasks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import gladd
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_enqueue_into_a_sqlite_store_and_read_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gladd.db'}"
+    task_id = await gladd.enqueue("gladd.sleep", {"seconds": 0.5}, database_url=url)
+    async with gladd.Client(url) as client:
+        task = await client.get(task_id)
+        again = await client.enqueue("gladd.noop", unique_key="k")
+        same = await client.enqueue("gladd.noop", unique_key="k")
+    assert task.kind == "gladd.sleep"
+    assert task.state is gladd.TaskState.PENDING
+    assert task.payload == {"seconds": 0.5}
+    assert again == same
+
+
+async def test_bad_input_is_refused_before_anything_is_stored(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gladd.db'}"
+    async with gladd.Client(url) as client:
+        with pytest.raises(gladd.TaskRejected, match="unknown task kind 'nope'"):
+            await client.enqueue("nope")
+        with pytest.raises(gladd.TaskRejected, match="seconds"):
+            await client.enqueue("gladd.sleep", {"seconds": "long"})
+        with pytest.raises(gladd.UnknownTask, match="no task with id 1"):
+            await client.get(1)
+
+
+async def test_postgres_store_by_url(postgres_url: str) -> None:
+    async with gladd.Client(postgres_url) as client:
+        task_id = await client.enqueue("gladd.noop", {"x": 1}, priority=5)
+        task = await client.get(task_id)
+    assert task.priority == 5
+    assert task.payload == {"x": 1}
+
+
+def test_unknown_scheme_is_a_config_error() -> None:
+    with pytest.raises(gladd.ConfigError, match="unsupported scheme 'mysql'"):
+        gladd.Client("mysql://localhost/x")
