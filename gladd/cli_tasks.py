@@ -185,14 +185,17 @@ async def _purge(args: argparse.Namespace, service: TaskService) -> int:
 
 
 async def _migrate(args: argparse.Namespace, service: TaskService) -> int:
-    # Opening the store applied every pending migration.
+    # Opening the store applies every pending migration (under a lock on PostgreSQL).
     status = await service.store.migration_status()
-    print(f"schema at version {status.current} (latest {status.latest})")
+    applied = ", ".join(map(str, status.applied)) or "none (already up to date)"
+    print(f"schema at version {status.current} of {status.latest}; applied now: {applied}")
     return 0
 
 
 async def _migrate_status(args: argparse.Namespace, service: TaskService) -> int:
     status = await service.store.migration_status()
-    state = "up to date" if status.current == status.latest else "migrations pending"
-    print(f"schema version {status.current} of {status.latest}: {state}")
+    print(f"store: {service.store.url}")
+    print(f"schema version {status.current} of {status.latest} known to this gladd")
+    if status.applied:
+        print(f"applied just now (gladd migrates whenever it opens a store): {status.applied}")
     return 0
