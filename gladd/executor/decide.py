@@ -7,47 +7,31 @@ computed from the kind's retry policy, or dead. Time and randomness are passed i
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from gladd.executor.kinds import FailTask, RetryLater
 from gladd.policies import Policies, RetryPolicy
-from gladd.resilience.backoff import Backoff
-from gladd.resilience.classify import Classifier
+from gladd.resilience.retry import RetryPlan
 from gladd.store import Failed, NewTask, Task, TaskError
 
 MAX_MESSAGE = 2000
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TaskRetry:
-    """A retry policy as it applies between task attempts."""
-
-    attempts: int
-    backoff: Backoff
-    classifier: Classifier
-    deadline: float
-
-    @classmethod
-    def from_policy(cls, policy: RetryPolicy) -> TaskRetry:
-        return cls(
-            attempts=policy.attempts,
-            backoff=Backoff(
-                kind=policy.backoff,
-                base=policy.base_delay,
-                max=policy.max_delay,
-                multiplier=policy.multiplier,
-                jitter=policy.jitter,
-            ),
-            classifier=Classifier.of(policy.on, policy.exceptions),
-            deadline=policy.deadline,
-        )
-
-
 def retry_policy_for(policies: Policies, kind: str) -> RetryPolicy | None:
-    binding = policies.tasks.get(kind)
-    name = (binding.retry if binding else None) or policies.executor.retry
+    name = retry_name_for(policies, kind)
     return policies.retry.get(name) if name else None
+
+
+def retry_name_for(policies: Policies, kind: str) -> str | None:
+    binding = policies.tasks.get(kind)
+    return (binding.retry if binding else None) or policies.executor.retry
+
+
+def task_retry_plan(policies: Policies, kind: str) -> RetryPlan | None:
+    """The retry policy between attempts of ``kind`` (persisted: waits happen in the store)."""
+    name = retry_name_for(policies, kind)
+    policy = policies.retry.get(name) if name else None
+    return RetryPlan.from_policy(name, policy) if name and policy else None
 
 
 def timeout_for(policies: Policies, task: Task) -> float:
@@ -72,7 +56,7 @@ def error_record(exc: BaseException, *, attempt: int, now: datetime) -> TaskErro
 
 
 def after_failure(
-    task: Task, exc: BaseException, *, retry: TaskRetry | None, now: datetime, rng: random.Random
+    task: Task, exc: BaseException, *, retry: RetryPlan | None, now: datetime, rng: random.Random
 ) -> Failed:
     """The outcome of a failed attempt: pending again at ``retry_at``, or dead (None)."""
     error = error_record(exc, attempt=task.attempt, now=now)
@@ -81,7 +65,7 @@ def after_failure(
 
 
 def _retry_at(
-    task: Task, exc: BaseException, *, retry: TaskRetry | None, now: datetime, rng: random.Random
+    task: Task, exc: BaseException, *, retry: RetryPlan | None, now: datetime, rng: random.Random
 ) -> datetime | None:
     if isinstance(exc, FailTask) or task.attempt >= task.max_attempts:
         return None

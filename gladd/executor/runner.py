@@ -26,17 +26,12 @@ from loguru import logger
 from pydantic import BaseModel
 
 from gladd.errors import StoreError, TaskTimeout
-from gladd.executor.decide import (
-    TaskRetry,
-    after_failure,
-    new_task,
-    retry_policy_for,
-    timeout_for,
-)
+from gladd.executor.decide import after_failure, new_task, task_retry_plan, timeout_for
 from gladd.executor.kinds import Kind, KindRegistry, Snooze, TaskContext
 from gladd.policies import Policies
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.classify import DEFAULT_CLASSIFIER
+from gladd.resilience.retry import RetryPlan
 from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, Task
 
 CLAIM_BATCH = 100
@@ -107,7 +102,7 @@ class Executor:
         self._stopping = anyio.Event()
         self._idle = anyio.CancelScope()
         self._plans_for: Policies | None = None
-        self._plans: dict[str, TaskRetry | None] = {}  # per kind, for `_plans_for`
+        self._plans: dict[str, RetryPlan | None] = {}  # per kind, for `_plans_for`
 
     @property
     def running(self) -> int:
@@ -264,12 +259,11 @@ class Executor:
         )
         return outcome
 
-    def _retry_plan(self, policies: Policies, kind: str) -> TaskRetry | None:
+    def _retry_plan(self, policies: Policies, kind: str) -> RetryPlan | None:
         if policies is not self._plans_for:
             self._plans_for, self._plans = policies, {}
         if kind not in self._plans:
-            policy = retry_policy_for(policies, kind)
-            self._plans[kind] = TaskRetry.from_policy(policy) if policy is not None else None
+            self._plans[kind] = task_retry_plan(policies, kind)
         return self._plans[kind]
 
     def _stopped_outcome(self, running: _Running) -> Outcome:
