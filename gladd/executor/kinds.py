@@ -19,7 +19,8 @@ as a programming error, goes straight to dead with its traceback summary in the 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,15 @@ class TaskContext:
 
 
 Handler = Callable[[TaskContext, Any], Any]
+Enqueue = Callable[..., Awaitable[int]]
+ContextFactory = Callable[[Task, "Logger", Enqueue], AbstractAsyncContextManager[TaskContext]]
+"""Builds the context of one attempt and cleans up after it (the plugin host's seam)."""
+
+
+@asynccontextmanager
+async def basic_context(task: Task, logger: Logger, enqueue: Enqueue) -> AsyncIterator[TaskContext]:
+    """The context of kinds that need no resources: the task, a logger, enqueue."""
+    yield TaskContext(task=task, logger=logger, enqueue=enqueue)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -27,7 +27,14 @@ from pydantic import BaseModel
 
 from gladd.errors import StoreError, TaskTimeout
 from gladd.executor.decide import after_failure, new_task, task_retry_plan, timeout_for
-from gladd.executor.kinds import Kind, KindRegistry, Snooze, TaskContext
+from gladd.executor.kinds import (
+    ContextFactory,
+    Kind,
+    KindRegistry,
+    Snooze,
+    TaskContext,
+    basic_context,
+)
 from gladd.policies import Policies
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.classify import DEFAULT_CLASSIFIER
@@ -84,6 +91,7 @@ class Executor:
         rng: random.Random | None = None,
         rescue_all_at_start: bool = False,
         breaker_for: Callable[[str], Breaker | None] | None = None,
+        context_for: ContextFactory = basic_context,
     ) -> None:
         self.store = store
         self.kinds = kinds
@@ -92,6 +100,7 @@ class Executor:
         self.now = now
         self.rng = rng or random.Random()
         self.breaker_for = breaker_for
+        self.context_for = context_for
         self.stats = ExecutorStats()
         self._rescue_all_at_start = rescue_all_at_start
         self._running: dict[int, _Running] = {}
@@ -220,11 +229,11 @@ class Executor:
         kind = self.kinds.require(task.kind)
         limit = timeout_for(policies, task)
         log = logger.bind(task_id=task.id, kind=task.kind, attempt=task.attempt)
-        ctx = TaskContext(task=task, logger=log, enqueue=self._enqueue_follow_up)
         try:
             payload = kind.parse(task.payload)
             with anyio.move_on_after(limit) as deadline:
-                result = await self._call(kind, ctx, payload)
+                async with self.context_for(task, log, self._enqueue_follow_up) as ctx:
+                    result = await self._call(kind, ctx, payload)
             if deadline.cancelled_caught:
                 self.stats.timeouts += 1
                 log.warning("task {} ({}) timed out after {:g}s", task.id, task.kind, limit)
