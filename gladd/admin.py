@@ -11,7 +11,7 @@ import contextlib
 import errno
 import hmac
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import anyio
 import uvicorn
@@ -28,6 +28,7 @@ from gladd.admin_tasks import task_routes
 from gladd.errors import StartupError
 from gladd.executor.service import TaskService
 from gladd.health import HealthBoard, Status
+from gladd.reload.reloader import ReloadResult
 
 HEALTH_JSON = "application/health+json"
 
@@ -39,6 +40,7 @@ def create_app(
     board: HealthBoard,
     *,
     tasks: Callable[[], TaskService | None] | None = None,
+    reload: Callable[[str], Awaitable[ReloadResult]] | None = None,
     token: str | None = None,
 ) -> Starlette:
     """The admin routes. Health reads only the board (never the database directly); every
@@ -65,8 +67,30 @@ def create_app(
     ]
     if tasks is not None:
         routes += task_routes(tasks)
+    if reload is not None:
+        routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
     middleware = [Middleware(_TokenAuth, token=token)] if token else []
     return Starlette(routes=routes, middleware=middleware)
+
+
+def reload_endpoint(
+    reload: Callable[[str], Awaitable[ReloadResult]],
+) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """``POST /reload``: reload now and answer with the verdict (422 when rejected)."""
+
+    async def endpoint(_: Request) -> JSONResponse:
+        result = await reload("api")
+        body = {
+            "outcome": result.outcome,
+            "generation": result.generation,
+            "sha256": result.sha256,
+            "changes": [c.render() for c in result.changes],
+            "errors": list(result.errors),
+            "summary": result.summary(),
+        }
+        return JSONResponse(body, status_code=422 if result.outcome == "rejected" else 200)
+
+    return endpoint
 
 
 class _TokenAuth:

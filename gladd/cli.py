@@ -8,8 +8,6 @@ where one fits, so scripts and systemd can tell a config error from a crash.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +16,9 @@ import anyio
 from loguru import logger
 
 from gladd import __version__
+from gladd.admin_client import admin_request
 from gladd.cli_tasks import add_commands, run_verb
-from gladd.daemon import Daemon
+from gladd.daemon import LAST_GOOD, Daemon
 from gladd.durations import format_duration
 from gladd.errors import (
     ConfigError,
@@ -96,9 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--env-file", type=Path, help="read GLADD_* settings from this file")
     check.set_defaults(command="check", handler=_check)
 
-    reload = commands.add_parser("reload", help="ask the running daemon to reload policies")
-    reload.add_argument("--state-dir", type=Path, help="where the daemon keeps gladd.pid")
-    reload.add_argument("--env-file", type=Path, help="read GLADD_* settings from this file")
+    reload = commands.add_parser(
+        "reload", help="ask the running daemon to reload policies.toml; prints the verdict"
+    )
+    reload.add_argument("--admin-host", metavar="HOST", help="the daemon's admin address")
+    reload.add_argument("--admin-port", type=int, metavar="PORT", help="the daemon's admin port")
+    reload.add_argument("--env-file", type=Path, metavar="PATH", help="read GLADD_* settings")
     reload.set_defaults(command="reload", handler=_reload)
 
     add_commands(commands, _settings_flags, handler=lambda args: run_verb(args, _settings(args)))
@@ -116,6 +118,11 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     add("--log-format", choices=["text", "json"], help="log line format (GLADD_LOG_FORMAT)")
     add("--log-file", type=Path, metavar="PATH", help="also log to this file (GLADD_LOG_FILE)")
     add("--env-file", type=Path, metavar="PATH", help="read GLADD_* settings from this file")
+    add(
+        "--use-last-good",
+        action="store_true",
+        help="if the policies file is invalid, start from the last accepted copy",
+    )
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -182,10 +189,10 @@ def _run(args: argparse.Namespace) -> int:
         rotation=settings.log_rotation,
         retention=settings.log_retention,
     )
-    loaded = load_policies(settings.policies_path)
+    loaded, broken = _startup_policies(settings, use_last_good=args.use_last_good)
     logger.info("policies loaded from {} (sha256 {})", loaded.source, loaded.sha256[:12])
     with Notifier.from_environ() as notifier:
-        daemon = Daemon(settings, loaded, notifier)
+        daemon = Daemon(settings, loaded, notifier, broken_on_disk=broken)
         try:
             anyio.run(daemon.run)
         except StartupError:
@@ -194,32 +201,32 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _startup_policies(
+    settings: Settings, *, use_last_good: bool
+) -> tuple[LoadedPolicies, PolicyError | None]:
+    """The policies to start with; with ``--use-last-good``, a broken file falls back to
+    the copy the last run accepted (and the daemon warns in /health until it is fixed)."""
+    try:
+        return load_policies(settings.policies_path), None
+    except PolicyError as broken:
+        last_good = settings.state_dir / LAST_GOOD
+        if not use_last_good or not last_good.is_file():
+            raise
+        for line in str(broken).splitlines():
+            logger.error("{}", line)
+        logger.warning("starting from the last good copy {} (--use-last-good)", last_good)
+        return load_policies(last_good), broken
+
+
 def _reload(args: argparse.Namespace) -> int:
-    pid = _daemon_pid(args)
-    try:
-        os.kill(pid, signal.SIGHUP)
-    except ProcessLookupError:
-        raise StartupError(f"no gladd is running as pid {pid} (stale pid file?)") from None
-    except PermissionError:
-        raise StartupError(
-            f"not allowed to signal gladd (pid {pid}); run as its user or root"
-        ) from None
-    print(f"sent SIGHUP to gladd (pid {pid}); the daemon logs what it did with it")
-    return EXIT_OK
-
-
-def _daemon_pid(args: argparse.Namespace) -> int:
-    # systemd passes the daemon's pid to ExecReload as $MAINPID (systemd.service(5)).
-    if os.environ.get("MAINPID", "").isdigit():
-        return int(os.environ["MAINPID"])
-    state_dir = args.state_dir or load_settings(env_file=args.env_file).state_dir
-    pidfile = state_dir / "gladd.pid"
-    try:
-        return int(pidfile.read_text().strip())
-    except FileNotFoundError:
-        raise StartupError(
-            f"no running gladd found: {pidfile} does not exist (is the daemon running with "
-            "this --state-dir?)"
-        ) from None
-    except ValueError:
-        raise StartupError(f"{pidfile} does not hold a process id; remove it") from None
+    """Ask the daemon to reload and wait for the verdict (what systemd's ExecReload runs)."""
+    response = admin_request(_settings(args), "POST", "/reload")
+    if response.status_code not in (200, 422):
+        raise StartupError(f"reload failed: HTTP {response.status_code}: {response.text[:200]}")
+    verdict = response.json()
+    print(verdict["summary"])
+    for change in verdict["changes"]:
+        print(f"  {change}")
+    for error in verdict["errors"]:
+        print(error, file=sys.stderr)
+    return EXIT_CONFIG if verdict["outcome"] == "rejected" else EXIT_OK

@@ -12,7 +12,6 @@ import os
 import secrets
 import signal
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,16 @@ from loguru import logger
 from gladd import __version__
 from gladd.admin import AdminServer, bind_socket, create_app
 from gladd.durations import format_duration
-from gladd.errors import StartupError, StoreError
+from gladd.errors import PolicyError, StartupError, StoreError
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.runner import Executor
 from gladd.executor.service import TaskService
 from gladd.health import Check, HealthBoard, Status
 from gladd.notify import Notifier, run_watchdog, watchdog_interval
 from gladd.policies import LoadedPolicies, Policies
+from gladd.reload.diff import Change
+from gladd.reload.reloader import Reloader, ReloadResult, Served, write_last_good
+from gladd.reload.watch import watch_policies
 from gladd.resilience import Counters, LogSink, Resilience
 from gladd.settings import Settings
 from gladd.store.configure import configured_store
@@ -41,24 +43,34 @@ Starter = Callable[..., Coroutine[Any, Any, None]]
 """A subsystem's ``run(*, task_status)``: started with ``task_group.start()``."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Served:
-    """The policies generation this daemon is serving."""
-
-    generation: int
-    loaded: LoadedPolicies
-
-    def describe(self) -> str:
-        return f"policies generation {self.generation} ({self.loaded.sha256[:12]})"
+LAST_GOOD = "policies.last-good.toml"
+"""In the state directory: the last policies file this daemon accepted."""
 
 
 class Daemon:
     """One running gladd: owns the task group, the stop event and every subsystem."""
 
-    def __init__(self, settings: Settings, loaded: LoadedPolicies, notifier: Notifier) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        loaded: LoadedPolicies,
+        notifier: Notifier,
+        *,
+        broken_on_disk: PolicyError | None = None,
+    ) -> None:
         self.settings = settings
         self.notifier = notifier
         self.served = Served(generation=1, loaded=loaded)
+        self.reloader = Reloader(
+            path=settings.policies_path,
+            served=lambda: self.served,
+            apply=self._apply_policies,
+            last_good=settings.state_dir / LAST_GOOD,
+            listeners=[self._reload_reported],
+            on_start=self._reloading,
+        )
+        self._broken_on_disk = broken_on_disk
+        self._reload_announced = False
         self.board = HealthBoard(version=__version__, service_id=settings.node_name)
         self.kinds = KindRegistry(builtin_kinds())
         self.counters = Counters()
@@ -88,10 +100,13 @@ class Daemon:
         app = create_app(
             self.board,
             tasks=lambda: self.tasks,
+            reload=self.reloader.reload,
             token=token.get_secret_value() if token else None,
         )
         admin = AdminServer(app, sock)
-        pidfile = _write_pidfile(self.settings.state_dir)
+        _ensure_state_dir(self.settings.state_dir)
+        if self._broken_on_disk is None:
+            write_last_good(self.settings.state_dir / LAST_GOOD, self.served.loaded.data)
         try:
             async with anyio.create_task_group() as tg:
                 self._everything = tg.cancel_scope
@@ -101,12 +116,14 @@ class Daemon:
                 interval = watchdog_interval()
                 if interval is not None:
                     await tg.start(run_watchdog, self.notifier, interval)
+                # Reloads, like signals, run until the very end and are simply cancelled.
+                await tg.start(self.reloader.run)
+                await tg.start(self._watch_policies)
                 await self._run_subsystems(
                     [admin.run, self._run_tasks], [admin.stop, self._stop_tasks]
                 )
                 tg.cancel_scope.cancel()
         finally:
-            pidfile.unlink(missing_ok=True)
             sock.close()
             with anyio.CancelScope(shield=True):
                 await self.store.close()
@@ -195,11 +212,8 @@ class Daemon:
             async for signum in signals:
                 name = signal.Signals(signum).name
                 if signum == signal.SIGHUP:
-                    # Live reload arrives with the reload subsystem; until then, say so.
-                    logger.info(
-                        "SIGHUP received: live reload is not available yet; "
-                        "restart gladd to apply policy changes"
-                    )
+                    logger.info("SIGHUP received: reloading {}", self.reloader.path)
+                    self.reloader.request("signal")
                 elif self._stop.is_set() and self._everything is not None:
                     logger.warning("{} received again: stopping now, without grace", name)
                     self._everything.cancel()
@@ -207,26 +221,64 @@ class Daemon:
                     logger.info("{} received: stopping", name)
                     self._stop.set()
 
+    # -- live reload ----------------------------------------------------------------------
+
+    async def _watch_policies(self, *, task_status: TaskStatus[None]) -> None:
+        await watch_policies(self.reloader.path, self.reloader.request, task_status=task_status)
+
+    def _apply_policies(self, served: Served, changes: list[Change]) -> None:
+        """The swap: one reference, then the live objects that keep state across it."""
+        self.served = served
+        self._broken_on_disk = None
+        for result in self.resilience.apply(served.loaded.policies):
+            if not result.kept_state:
+                logger.warning("breaker/budget {} was reset: {}", result.name, result.reason)
+        if self.executor is not None:
+            self.executor.wake()
+
+    def _reloading(self) -> None:
+        self._reload_announced = True
+        self.notifier.reloading()
+
+    def _reload_reported(self, result: ReloadResult) -> None:
+        self._publish_policies()
+        if self._reload_announced:
+            # After RELOADING=1 systemd waits for READY=1, whatever the verdict.
+            self._reload_announced = False
+            verdict = " (last reload rejected)" if result.outcome == "rejected" else ""
+            self.notifier.ready(status=f"serving {self.served.describe()}{verdict}")
+
     def _publish_policies(self) -> None:
+        loaded = self.served.loaded
+        status, output = Status.PASS, f"{loaded.source} sha256 {loaded.sha256[:12]}"
+        rejection = self.reloader.last_rejection
+        if rejection is not None:
+            status = Status.WARN
+            output = "last reload rejected, serving the last good rules: " + "; ".join(
+                rejection.errors
+            )
+        elif self._broken_on_disk is not None:
+            status = Status.WARN
+            output = f"serving the last good copy; on disk: {self._broken_on_disk}"
         self.board.publish(
             Check(
                 component="policies",
                 measurement="generation",
+                status=status,
                 observed_value=self.served.generation,
-                output=f"{self.served.loaded.source} sha256 {self.served.loaded.sha256[:12]}",
+                output=output,
             )
         )
 
 
-def _write_pidfile(state_dir: Path) -> Path:
-    """``STATE_DIR/gladd.pid``, so ``gladd reload`` finds the daemon outside systemd."""
+def _ensure_state_dir(state_dir: Path) -> None:
     try:
         state_dir.mkdir(parents=True, exist_ok=True)
-        path = state_dir / "gladd.pid"
-        path.write_text(f"{os.getpid()}\n")
+        probe = state_dir / ".gladd-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
     except OSError as exc:
         raise StartupError(
             f"state directory {state_dir} is not writable ({exc.strerror}); "
             "set --state-dir / GLADD_STATE_DIR to a directory gladd may write"
         ) from None
-    return path

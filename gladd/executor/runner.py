@@ -117,6 +117,11 @@ class Executor:
     def running(self) -> int:
         return len(self._running)
 
+    def wake(self) -> None:
+        """Re-read the policies now (a reload may have raised the concurrency)."""
+        self._slot_freed.set()
+        self._idle.cancel()
+
     def stop(self) -> None:
         """Stop claiming; running tasks finish within the grace, then are released."""
         self._stopping.set()

@@ -33,6 +33,7 @@ class LoadedPolicies:
     policies: Policies
     source: str
     sha256: str
+    data: bytes  # the file as read, kept as the last good copy once accepted
 
 
 def load_policies(path: Path) -> LoadedPolicies:
@@ -75,7 +76,9 @@ def parse_policies(data: bytes, *, source: str) -> LoadedPolicies:
     problems = [_place(p, positions) for p in semantic_problems(policies)]
     if problems:
         raise PolicyError(source, _in_file_order(problems))
-    return LoadedPolicies(policies=policies, source=source, sha256=hashlib.sha256(data).hexdigest())
+    return LoadedPolicies(
+        policies=policies, source=source, sha256=hashlib.sha256(data).hexdigest(), data=data
+    )
 
 
 def _in_file_order(problems: list[Problem]) -> list[Problem]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gladd import __version__
-from tests.e2e.conftest import Gladd, run_cli
+from tests.e2e.conftest import Gladd, free_port, run_cli
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
@@ -74,17 +74,30 @@ def test_no_command_prints_usage_and_exits_64() -> None:
     assert "usage: gladd" in result.stderr
 
 
-def test_reload_signals_the_running_daemon(gladd: Gladd) -> None:
+def test_reload_asks_the_running_daemon_and_prints_the_verdict(gladd: Gladd) -> None:
     gladd.start_ready()
-    result = run_cli("reload", "--state-dir", str(gladd.state_dir))
-    assert result.returncode == 0, result.stderr
-    assert f"sent SIGHUP to gladd (pid {gladd.process.pid})" in result.stdout  # type: ignore[union-attr]
-    code, err = gladd.stop()
+    port = str(gladd.port)
+    unchanged = run_cli("reload", "--admin-port", port)
+    assert unchanged.returncode == 0, unchanged.stderr
+    assert unchanged.stdout.startswith("unchanged; serving generation 1")
+
+    gladd.policies.write_text(gladd.policies.read_text().replace("attempts = 4", "attempts = 6"))
+    applied = run_cli("reload", "--admin-port", port)
+    assert applied.returncode == 0, applied.stderr
+    # The file watcher may have applied the edit first; either way generation 2 is served.
+    assert "retry.http.attempts 4 → 6" in applied.stdout or applied.stdout.startswith(
+        "unchanged; serving generation 2"
+    )
+
+    gladd.policies.write_text("[executor]\nconcurrency = 0\n")
+    rejected = run_cli("reload", "--admin-port", port)
+    assert rejected.returncode == 78
+    assert f"{gladd.policies}:2:15: executor.concurrency: must be ≥ 1 (got 0)" in rejected.stderr
+    code, _ = gladd.stop()
     assert code == 0
-    assert "SIGHUP received" in err
 
 
-def test_reload_without_a_daemon_says_so(tmp_path: Path) -> None:
-    result = run_cli("reload", "--state-dir", str(tmp_path))
+def test_reload_without_a_daemon_says_so() -> None:
+    result = run_cli("reload", "--admin-port", str(free_port()))
     assert result.returncode == 69
-    assert "no running gladd found" in result.stderr
+    assert "no gladd answering at http://127.0.0.1:" in result.stderr

@@ -1,0 +1,250 @@
+"""The reload pipeline: read → parse → validate → diff → swap, one reload at a time.
+
+Every trigger (the file watcher, SIGHUP, ``POST /reload``, ``gladd reload``) asks the one
+:class:`Reloader`; requests that arrive while a reload runs are coalesced into the next
+one, and each caller gets the verdict of a reload that read the file *after* it asked.
+Anything that fails before the swap changes nothing: the daemon keeps serving the last
+good generation and says why in the log, in ``/health`` (warn) and to ``gladd reload``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import anyio
+from anyio.abc import TaskStatus
+from loguru import logger
+
+from gladd.errors import PolicyError
+from gladd.policies import LoadedPolicies, parse_policies
+from gladd.reload.diff import Change, diff_policies
+
+Outcome = Literal["applied", "rejected", "unchanged"]
+WATCH_TRIGGERS = frozenset({"file", "poll"})
+"""Triggers that fire on mere file events: same content again is not worth a word."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Served:
+    """The policies generation being served."""
+
+    generation: int
+    loaded: LoadedPolicies
+
+    def describe(self) -> str:
+        return f"policies generation {self.generation} ({self.loaded.sha256[:12]})"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReloadResult:
+    outcome: Outcome
+    trigger: str
+    generation: int  # the generation served after this reload
+    sha256: str  # of the content read ("" when the file could not be read)
+    changes: tuple[Change, ...] = ()
+    errors: tuple[str, ...] = ()
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        if self.outcome == "applied":
+            shown = "; ".join(c.render() for c in self.changes) or "no effective change"
+            return f"applied generation {self.generation}: {shown}"
+        if self.outcome == "rejected":
+            return f"rejected; still serving generation {self.generation}"
+        return f"unchanged; serving generation {self.generation}"
+
+
+@dataclass(slots=True)
+class _Round:
+    """One reload's worth of coalesced requests."""
+
+    triggers: list[str] = field(default_factory=list)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: ReloadResult | None = None
+
+
+Apply = Callable[[Served, list[Change]], None]
+Listener = Callable[[ReloadResult], None]
+
+
+class Reloader:
+    """Owns the served generation's successor: ``request()`` or ``await reload()``."""
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        served: Callable[[], Served],
+        apply: Apply,
+        last_good: Path | None = None,
+        listeners: list[Listener] | None = None,
+        on_start: Callable[[], None] | None = None,
+    ) -> None:
+        self.path = path
+        self.served = served
+        self.apply = apply
+        self.last_good = last_good
+        self.listeners = listeners or []
+        self.on_start = on_start
+        self.rejected_sha: str | None = None  # content of the last rejected reload
+        self.last_rejection: ReloadResult | None = None  # while the file stays broken
+        self._next = _Round()
+        self._wanted = anyio.Event()
+
+    def request(self, trigger: str) -> _Round:
+        """Ask for a reload; returns the round whose ``done`` event signals the verdict."""
+        round_ = self._next
+        round_.triggers.append(trigger)
+        self._wanted.set()
+        return round_
+
+    async def reload(self, trigger: str) -> ReloadResult:
+        """Ask for a reload and wait for its verdict."""
+        round_ = self.request(trigger)
+        await round_.done.wait()
+        assert round_.result is not None
+        return round_.result
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            await self._wanted.wait()
+            self._wanted = anyio.Event()
+            round_, self._next = self._next, _Round()
+            try:
+                round_.result = await self._reload(round_.triggers)
+            finally:
+                round_.done.set()
+
+    async def _reload(self, triggers: list[str]) -> ReloadResult:
+        # An explicit trigger names the reload; file events only if nothing else asked.
+        trigger = next((t for t in triggers if t not in WATCH_TRIGGERS), triggers[0])
+        started = time.perf_counter()
+        current = self.served()
+        try:
+            data = await anyio.Path(self.path).read_bytes()
+        except OSError as exc:
+            return self._unreadable(trigger, current, exc, started)
+        sha = hashlib.sha256(data).hexdigest()
+        watched = trigger in WATCH_TRIGGERS
+        if sha == current.loaded.sha256 or (watched and sha == self.rejected_sha):
+            if sha == current.loaded.sha256:
+                self.rejected_sha = None  # the file is back to what we serve
+            return self._finish(
+                ReloadResult(
+                    outcome="unchanged",
+                    trigger=trigger,
+                    generation=current.generation,
+                    sha256=sha,
+                    seconds=time.perf_counter() - started,
+                ),
+                quiet=True,
+            )
+        if self.on_start:
+            self.on_start()
+        result = self._evaluate(data, sha, trigger, current, started)
+        return self._finish(result, quiet=False)
+
+    def _evaluate(
+        self, data: bytes, sha: str, trigger: str, current: Served, started: float
+    ) -> ReloadResult:
+        try:
+            loaded = parse_policies(data, source=str(self.path))
+        except PolicyError as exc:
+            errors = tuple(p.render(exc.file) for p in exc.problems)
+            return self._rejected(trigger, current, sha, errors, started)
+        changes = diff_policies(current.loaded.policies, loaded.policies)
+        needs_restart = [c for c in changes if c.restart]
+        if needs_restart:
+            errors = tuple(
+                f"{self.path}: {c.render()}: this field needs a restart; restart gladd to "
+                "apply it, or put it back"
+                for c in needs_restart
+            )
+            return self._rejected(trigger, current, sha, errors, started)
+        served = Served(generation=current.generation + 1, loaded=loaded)
+        self.apply(served, changes)
+        self.rejected_sha = None
+        self._keep_last_good(data)
+        return ReloadResult(
+            outcome="applied",
+            trigger=trigger,
+            generation=served.generation,
+            sha256=sha,
+            changes=tuple(changes),
+            seconds=time.perf_counter() - started,
+        )
+
+    def _rejected(
+        self, trigger: str, current: Served, sha: str, errors: tuple[str, ...], started: float
+    ) -> ReloadResult:
+        self.rejected_sha = sha
+        return ReloadResult(
+            outcome="rejected",
+            trigger=trigger,
+            generation=current.generation,
+            sha256=sha,
+            errors=errors,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _unreadable(
+        self, trigger: str, current: Served, exc: OSError, started: float
+    ) -> ReloadResult:
+        if trigger in WATCH_TRIGGERS and isinstance(exc, FileNotFoundError):
+            # Mid-way through a delete-and-recreate or a symlink swap: wait for the file.
+            logger.info("{} is gone for now; keeping {}", self.path, current.describe())
+            gone = ReloadResult(
+                outcome="unchanged", trigger=trigger, generation=current.generation, sha256=""
+            )
+            return self._finish(gone, quiet=True)
+        reason = "file not found" if isinstance(exc, FileNotFoundError) else exc.strerror
+        return self._finish(
+            self._rejected(trigger, current, "", (f"{self.path}: {reason}",), started),
+            quiet=False,
+        )
+
+    def _finish(self, result: ReloadResult, *, quiet: bool) -> ReloadResult:
+        if result.outcome == "rejected":
+            self.last_rejection = result
+        elif result.outcome == "applied" or self.rejected_sha is None:
+            self.last_rejection = None  # applied, or the file is back to what we serve
+        if not quiet:
+            self._log(result)
+        for listener in self.listeners:
+            listener(result)
+        return result
+
+    def _log(self, result: ReloadResult) -> None:
+        head = (
+            f"reload ({result.trigger}) {result.outcome}: generation {result.generation}, "
+            f"sha256 {result.sha256[:12] or '-'}, {result.seconds * 1000:.1f} ms"
+        )
+        if result.outcome == "applied":
+            shown = "; ".join(c.render() for c in result.changes) or "no effective change"
+            logger.info("{}: {}", head, shown)
+        elif result.outcome == "rejected":
+            logger.error("{}; nothing changed:\n{}", head, "\n".join(result.errors))
+        else:
+            logger.info("{}", head)
+
+    def _keep_last_good(self, data: bytes) -> None:
+        if self.last_good is not None:
+            write_last_good(self.last_good, data)
+
+
+def write_last_good(path: Path, data: bytes) -> None:
+    """Keep an accepted policies file for ``gladd run --use-last-good``, atomically."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        logger.warning("could not keep the last good policies at {}: {}", path, exc.strerror)
