@@ -18,6 +18,16 @@ from gladd.errors import (
     UnknownTask,
 )
 from gladd.executor.kinds import FailTask, Kind, RetryLater, Snooze, TaskContext
+from gladd.plugins import (
+    Plugin,
+    PluginError,
+    PluginRuntime,
+    ServiceRefused,
+    ServiceTimeout,
+    ServiceUnavailable,
+    TaskKind,
+    raise_for_status,
+)
 from gladd.store import Task, TaskState
 
 __version__ = "0.1.0"
@@ -29,19 +39,27 @@ __all__ = [
     "FailTask",
     "GladdError",
     "Kind",
+    "Plugin",
+    "PluginError",
+    "PluginRuntime",
     "PolicyError",
     "ResilienceError",
     "RetriesExhausted",
     "RetryLater",
+    "ServiceRefused",
+    "ServiceTimeout",
+    "ServiceUnavailable",
     "Snooze",
     "StoreError",
     "StoreUnavailable",
     "Task",
     "TaskContext",
+    "TaskKind",
     "TaskRejected",
     "TaskState",
     "TaskTimeout",
     "UnknownTask",
     "__version__",
     "enqueue",
+    "raise_for_status",
 ]

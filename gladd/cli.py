@@ -30,6 +30,7 @@ from gladd.errors import (
 )
 from gladd.logs import configure_logging
 from gladd.notify import Notifier
+from gladd.plugins import plugin_report
 from gladd.policies import LoadedPolicies, load_policies
 from gladd.settings import Settings, load_settings
 
@@ -149,9 +150,15 @@ def _check(args: argparse.Namespace) -> int:
         count = len(exc.problems)
         print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
         return EXIT_CONFIG
-    print(f"{path}: OK")
+    report = plugin_report(loaded.policies, _settings(args).plugin_paths)
+    print(f"{path}: OK" if not report.errors else f"{path}: policies OK, plugins not")
     print(summarise(loaded))
-    return EXIT_OK
+    print(f"  plugins:        {', '.join(report.plugins) or 'none'}")
+    for line in report.notes:
+        print(f"  note: {line}")
+    for line in (*report.warnings, *report.errors):
+        print(f"gladd: {line}", file=sys.stderr)
+    return EXIT_CONFIG if report.errors else EXIT_OK
 
 
 def summarise(loaded: LoadedPolicies) -> str:

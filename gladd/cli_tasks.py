@@ -13,8 +13,8 @@ import anyio
 
 from gladd.durations import parse_duration
 from gladd.errors import SettingsError, TaskRejected
-from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.service import TaskService, task_json
+from gladd.plugins.registry import known_kinds
 from gladd.policies import load_policies
 from gladd.settings import Settings
 from gladd.store import Task
@@ -87,7 +87,7 @@ async def _service(settings: Settings) -> AsyncIterator[TaskService]:
     store = configured_store(settings.store_url, policies)
     await store.open()
     try:
-        yield TaskService(store, KindRegistry(builtin_kinds()), lambda: policies)
+        yield TaskService(store, known_kinds(policies, settings.plugin_paths), lambda: policies)
     finally:
         with anyio.CancelScope(shield=True):
             await store.close()

@@ -19,8 +19,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from gladd.executor.kinds import KindRegistry, builtin_kinds
+from gladd.executor.kinds import KindRegistry
 from gladd.executor.service import TaskService
+from gladd.plugins.registry import known_kinds
 from gladd.policies import Policies, load_policies
 from gladd.settings import load_settings
 from gladd.store import Store, Task
@@ -40,9 +41,8 @@ class Client:
         settings = load_settings(database_url=database_url, policies=policies)
         self._policies: Policies = load_policies(settings.policies_path).policies
         self._store: Store = configured_store(settings.store_url, self._policies)
-        self._service = TaskService(
-            self._store, kinds or KindRegistry(builtin_kinds()), lambda: self._policies
-        )
+        kinds = kinds or known_kinds(self._policies, settings.plugin_paths)
+        self._service = TaskService(self._store, kinds, lambda: self._policies)
 
     async def __aenter__(self) -> Self:
         await self._store.open()

@@ -22,12 +22,13 @@ from loguru import logger
 from gladd import __version__
 from gladd.admin import AdminServer, bind_socket, create_app
 from gladd.durations import format_duration
-from gladd.errors import PolicyError, StartupError, StoreError
+from gladd.errors import PolicyError, Problem, StartupError, StoreError
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.runner import Executor
 from gladd.executor.service import TaskService
 from gladd.health import Check, HealthBoard, Status
 from gladd.notify import Notifier, run_watchdog, watchdog_interval
+from gladd.plugins import PluginHost, discover_plugins
 from gladd.policies import LoadedPolicies, Policies
 from gladd.reload.diff import Change
 from gladd.reload.reloader import Reloader, ReloadResult, Served, write_last_good
@@ -68,13 +69,17 @@ class Daemon:
             last_good=settings.state_dir / LAST_GOOD,
             listeners=[self._reload_reported],
             on_start=self._reloading,
+            check=self._plugin_problems,
         )
         self._broken_on_disk = broken_on_disk
         self._reload_announced = False
         self.board = HealthBoard(version=__version__, service_id=settings.node_name)
-        self.kinds = KindRegistry(builtin_kinds())
         self.counters = Counters()
         self.resilience = Resilience(loaded.policies, sinks=[self.counters, LogSink(logger)])
+        discovery = discover_plugins(loaded.policies, settings.plugin_paths)
+        discovery.log()
+        self.plugins = PluginHost(discovery, self.policies, self.resilience, settings.state_dir)
+        self.kinds = KindRegistry([*builtin_kinds(), *self.plugins.kinds()])
         self.store = configured_store(
             settings.store_url, loaded.policies, guard=self.resilience.database().call
         )
@@ -82,6 +87,8 @@ class Daemon:
         self.executor: Executor | None = None
         self._stop = anyio.Event()
         self._everything: anyio.CancelScope | None = None
+        self._opening: anyio.CancelScope | None = None
+        self._store_failing: bool | None = None  # None: not known yet
         self._publish_policies()
         self._publish_store(Status.WARN, "not opened yet")
 
@@ -168,31 +175,55 @@ class Daemon:
             worker_id=f"{self.settings.node_name}:{os.getpid()}:{secrets.token_hex(3)}",
             rescue_all_at_start=self.settings.store_url.startswith("sqlite"),
             breaker_for=self.resilience.task_breaker,
+            store_health=self.store_health,
+            context_for=self.plugins.context_for,
         )
         if self._stop.is_set():
             return
-        await self.executor.run()
+        # The plugins' clients outlive the executor's drain: running tasks still use them.
+        async with self.plugins.serving():
+            await self.executor.run()
 
     def _stop_tasks(self) -> None:
+        if self._opening is not None:
+            self._opening.cancel()  # an open that hangs on an unanswering server ends now
         if self.executor is not None:
             self.executor.stop()
 
     async def _open_store(self) -> bool:
         delay = 0.5
         while not self._stop.is_set():
-            try:
-                await self.store.open()
-            except StoreError as exc:
-                self._publish_store(Status.FAIL, str(exc))
-                logger.error("task store unavailable, retrying in {:g}s: {}", delay, exc)
-                with anyio.move_on_after(delay):
-                    await self._stop.wait()
-                delay = min(delay * 2, 30.0)
-                continue
-            self._publish_store(Status.PASS, "open")
+            with anyio.CancelScope() as self._opening:
+                try:
+                    await self.store.open()
+                except StoreError as exc:
+                    self.store_health(exc)
+                    logger.info("retrying to open the task store in {:g}s", delay)
+                    with anyio.move_on_after(delay):
+                        await self._stop.wait()
+                    delay = min(delay * 2, 30.0)
+                    continue
+            if self._opening.cancelled_caught:
+                return False
+            self.store_health(None)
             logger.info("task store open: {}", self.store.url)
             return True
         return False
+
+    def store_health(self, error: StoreError | None) -> None:
+        """Whether the store answers, from whichever part of the daemon last asked it;
+        logged once per change, not once per failed query."""
+        failing = error is not None
+        if error is not None:
+            self._publish_store(Status.FAIL, str(error))
+        elif self._store_failing is not False:
+            self._publish_store(Status.PASS, "open")
+        if failing != self._store_failing:
+            if error is not None:
+                logger.error("task store unavailable: {}", error)
+            elif self._store_failing:
+                logger.success("task store {} answers again", self.store.url)
+            self._store_failing = failing
 
     def _publish_store(self, status: Status, output: str) -> None:
         self.board.publish(
@@ -233,14 +264,21 @@ class Daemon:
         for result in self.resilience.apply(served.loaded.policies):
             if not result.kept_state:
                 logger.warning("breaker/budget {} was reset: {}", result.name, result.reason)
+        self.plugins.apply(served.loaded.policies)
         if self.executor is not None:
             self.executor.wake()
+
+    def _plugin_problems(self, policies: Policies) -> list[Problem]:
+        """A reload that would leave a loaded plugin without its service is refused."""
+        return self.plugins.check(policies)
 
     def _reloading(self) -> None:
         self._reload_announced = True
         self.notifier.reloading()
 
     def _reload_reported(self, result: ReloadResult) -> None:
+        if result.outcome != "rejected" and result.sha256:
+            self._broken_on_disk = None  # the file on disk is good (again)
         self._publish_policies()
         if self._reload_announced:
             # After RELOADING=1 systemd waits for READY=1, whatever the verdict.

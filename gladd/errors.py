@@ -18,9 +18,16 @@
     │   ├── StoreUnavailable        cannot reach the database (down, refused, bad password)
     │   └── UnknownTask             no task with that id
     ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
-    └── TaskTimeout                 a task attempt ran past its timeout (also a TimeoutError)
+    ├── TaskTimeout                 a task attempt ran past its timeout (also a TimeoutError)
+    └── PluginError                 an integration plugin, or a call it made, failed
+        ├── PluginLoadError         a plugin could not be imported or validated: refused
+        └── ServiceCallError        a plugin's call to a service failed (names plugin, service)
+            ├── ServiceRefused      a non-retryable answer (401, 404, 422...): task dead
+            ├── ServiceUnavailable  a retryable answer (5xx, 429) after the transport's retries
+            └── ServiceTimeout      the service did not answer in time (also a TimeoutError)
 
-Later subsystems (plugins) hang their own branches here. An operator
+``ServiceCallError`` and its subclasses live in :mod:`gladd.plugins.errors`, since they
+also derive from the executor's ``FailTask`` and the transport's ``RetryableStatus``. An operator
 mistake is always a ``ConfigError`` or ``StartupError`` with a one-line message that says
 what is wrong, where, and how to fix it; the CLI prints it without a traceback.
 """
@@ -154,3 +161,16 @@ class TaskRejected(GladdError):
 
 class TaskTimeout(GladdError, TimeoutError):
     """A task attempt ran past its timeout and was cancelled (retried as a timeout)."""
+
+
+class PluginError(GladdError):
+    """An integration plugin, or a call it made to an outside service, failed."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin could not be imported or validated; ``source`` says where it came from."""
+
+    def __init__(self, source: str, message: str) -> None:
+        self.source = source
+        self.message = message
+        super().__init__(f"{source}: {message}")

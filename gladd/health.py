@@ -86,11 +86,15 @@ class HealthBoard:
             return False, "stopping"
         if not self.started:
             return False, "starting"
+        # A readiness check must pass outright: "warn" there means "not yet" (e.g. a store
+        # still opening), and a node that cannot take work must not be sent any.
         failing = [
-            c.key for c in self._checks.values() if c.affects_readiness and c.status is Status.FAIL
+            f"{c.key} ({c.output})" if c.output else c.key
+            for c in self._checks.values()
+            if c.affects_readiness and c.status is not Status.PASS
         ]
         if failing:
-            return False, "failing: " + ", ".join(sorted(failing))
+            return False, "not ready: " + ", ".join(sorted(failing))
         return True, "ready"
 
     def report(self) -> dict[str, Any]:

@@ -226,11 +226,17 @@ class InterceptHandler(logging.Handler):
             self.handleError(record)
             return
         name = record.name
+        exc_info = record.exc_info
+        if exc_info and exc_info[1] is not None and record.levelno < logging.ERROR:
+            # A library's warning about a recoverable error (asyncpg retrying its pool
+            # during a database outage, say) is one line, not a traceback per retry.
+            message = f"{message}: {type(exc_info[1]).__name__}: {exc_info[1]}"
+            exc_info = None
 
         def use_stdlib_name(loguru_record: Record) -> None:
             loguru_record["name"] = name
 
-        logger.opt(depth=_caller_depth(), exception=record.exc_info).patch(use_stdlib_name).log(
+        logger.opt(depth=_caller_depth(), exception=exc_info).patch(use_stdlib_name).log(
             level, message
         )
 

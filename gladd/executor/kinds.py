@@ -19,15 +19,18 @@ as a programming error, goes straight to dead with its traceback summary in the 
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gladd.errors import TaskRejected
+from gladd.policies.model import ServiceBinding
 from gladd.store import Task
 
 if TYPE_CHECKING:
@@ -58,11 +61,24 @@ class FailTask(Exception):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TaskContext:
-    """What a handler gets besides its payload."""
+    """What a handler gets besides its payload.
+
+    Plugin handlers also get (from :class:`gladd.plugins.PluginHost`): ``http``, one shared
+    resilient ``httpx.AsyncClient`` per service the plugin declares, and ``services``, those
+    services' ``[services.NAME]`` bindings (their ``hosts``...); ``settings``, the
+    plugin's validated ``[plugins.NAME]`` table; ``scratch``, a directory removed after the
+    attempt; and ``state``, the plugin's own long-lived objects (set up by its start hook).
+    """
 
     task: Task
     logger: Logger
     enqueue: Callable[..., Awaitable[int]]
+    plugin: str = "gladd"
+    http: Mapping[str, httpx.AsyncClient] = field(default_factory=dict)
+    services: Mapping[str, ServiceBinding] = field(default_factory=dict)
+    settings: Any = None
+    scratch: Path | None = None
+    state: dict[str, Any] = field(default_factory=dict)
 
     @property
     def id(self) -> int:

@@ -92,6 +92,7 @@ class Executor:
         rescue_all_at_start: bool = False,
         breaker_for: Callable[[str], Breaker | None] | None = None,
         context_for: ContextFactory = basic_context,
+        store_health: Callable[[StoreError | None], None] | None = None,
     ) -> None:
         self.store = store
         self.kinds = kinds
@@ -101,6 +102,7 @@ class Executor:
         self.rng = rng or random.Random()
         self.breaker_for = breaker_for
         self.context_for = context_for
+        self._store_health = store_health or (lambda error: None)
         self.stats = ExecutorStats()
         self._rescue_all_at_start = rescue_all_at_start
         self._running: dict[int, _Running] = {}
@@ -169,8 +171,10 @@ class Executor:
                 worker=self.worker_id, limit=limit, now=self.now(), kinds=self.kinds.names()
             )
         except StoreError as exc:
-            logger.warning("claiming tasks failed, will retry: {}", exc)
+            self._store_health(exc)
+            logger.debug("claiming tasks failed, will retry: {}", exc)
             return None
+        self._store_health(None)
         self.stats.claimed += len(tasks)
         return tasks
 
@@ -321,7 +325,8 @@ class Executor:
             accepted = await self.store.finish(batch, now=self.now())
         except StoreError as exc:
             # Keep them: the next flush retries, and heartbeats keep the tasks ours meanwhile.
-            logger.warning("writing {} task outcomes failed, will retry: {}", len(batch), exc)
+            self._store_health(exc)
+            logger.debug("writing {} task outcomes failed, will retry: {}", len(batch), exc)
             self._outbox = batch + self._outbox
             await anyio.sleep(0.5)
             self._outbox_ready.set()
@@ -365,7 +370,8 @@ class Executor:
         try:
             cancel = await self.store.heartbeat(worker=self.worker_id, now=self.now(), running=mine)
         except StoreError as exc:
-            logger.warning("heartbeat failed: {}", exc)
+            self._store_health(exc)
+            logger.debug("heartbeat failed: {}", exc)
             return
         for task_id in cancel:
             self._cancel(task_id, StopReason.CANCEL)

@@ -21,8 +21,8 @@ import anyio
 from anyio.abc import TaskStatus
 from loguru import logger
 
-from gladd.errors import PolicyError
-from gladd.policies import LoadedPolicies, parse_policies
+from gladd.errors import PolicyError, Problem
+from gladd.policies import LoadedPolicies, Policies, parse_policies
 from gladd.reload.diff import Change, diff_policies
 
 Outcome = Literal["applied", "rejected", "unchanged"]
@@ -85,6 +85,7 @@ class Reloader:
         last_good: Path | None = None,
         listeners: list[Listener] | None = None,
         on_start: Callable[[], None] | None = None,
+        check: Callable[[Policies], list[Problem]] | None = None,
     ) -> None:
         self.path = path
         self.served = served
@@ -92,6 +93,7 @@ class Reloader:
         self.last_good = last_good
         self.listeners = listeners or []
         self.on_start = on_start
+        self.check = check
         self.rejected_sha: str | None = None  # content of the last rejected reload
         self.last_rejection: ReloadResult | None = None  # while the file stays broken
         self._next = _Round()
@@ -119,6 +121,15 @@ class Reloader:
             round_, self._next = self._next, _Round()
             try:
                 round_.result = await self._reload(round_.triggers)
+            except Exception as exc:  # a bug in applying: report it, keep reloading
+                logger.exception("reload failed while applying the new policies")
+                round_.result = ReloadResult(
+                    outcome="rejected",
+                    trigger=round_.triggers[0],
+                    generation=self.served().generation,
+                    sha256="",
+                    errors=(f"internal error while applying: {type(exc).__name__}: {exc}",),
+                )
             finally:
                 round_.done.set()
 
@@ -158,6 +169,10 @@ class Reloader:
             loaded = parse_policies(data, source=str(self.path))
         except PolicyError as exc:
             errors = tuple(p.render(exc.file) for p in exc.problems)
+            return self._rejected(trigger, current, sha, errors, started)
+        problems = self.check(loaded.policies) if self.check else []
+        if problems:
+            errors = tuple(p.render(str(self.path)) for p in problems)
             return self._rejected(trigger, current, sha, errors, started)
         changes = diff_policies(current.loaded.policies, loaded.policies)
         needs_restart = [c for c in changes if c.restart]

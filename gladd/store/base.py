@@ -153,6 +153,33 @@ class MigrationStatus:
     applied: tuple[int, ...]  # applied by this call
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolStats:
+    """The store's connections right now, for the pool monitor, health and metrics.
+
+    ``pooled`` is False for a store with one connection (SQLite) or none (memory): the pool
+    alert rules do not apply to it, and its figures are reported as they are, not as a pool.
+    The acquire figures are cumulative, so any number of readers may take differences.
+    """
+
+    backend: str  # "postgresql", "sqlite" or "memory"
+    pooled: bool
+    open: bool
+    size: int  # connections open now
+    idle: int
+    in_use: int
+    max_size: int
+    waiting: int = 0  # callers waiting for a connection now
+    acquisitions: int = 0  # connections handed out (or given up on) since the store was made
+    acquire_wait_total: float = 0.0  # seconds those acquisitions waited, summed
+    longest_wait: float = 0.0  # seconds the longest-waiting caller has waited so far
+
+    @property
+    def utilization(self) -> float:
+        """In-use connections as a fraction of the maximum (0 when there is none)."""
+        return self.in_use / self.max_size if self.max_size else 0.0
+
+
 class Store(Protocol):
     """Durable tasks. Every method is safe to call from many tasks and, for PostgreSQL,
     from many nodes at once."""
@@ -219,6 +246,9 @@ class Store(Protocol):
         """Delete finished tasks that finished before the given time; returns how many."""
 
     async def counts(self) -> dict[TaskState, int]: ...
+
+    def pool_stats(self) -> PoolStats:
+        """The connections as they are now; no I/O, cheap enough for every scrape."""
 
     async def wait_for_work(self, timeout: float) -> bool:
         """Sleep until a task may be due (an enqueue, here or on another node) or

@@ -41,6 +41,7 @@ from gladd.store.base import (
     MigrationStatus,
     NewTask,
     Outcome,
+    PoolStats,
     Released,
     RescueReport,
     Succeeded,
@@ -105,11 +106,15 @@ def deadline_for(timeout: float | None, now: datetime) -> datetime | None:
     return None if timeout is None else now + timedelta(microseconds=round(timeout * 1e6))
 
 
-def rescue_verdict(task: Task, *, max_rescues: int) -> TaskState:
-    """Where a rescued running task goes (see the module docstring)."""
+def rescue_verdict(task: Task, *, max_rescues: int, live: bool) -> TaskState:
+    """Where a rescued running task goes (see the module docstring).
+
+    A worker that died is not the task's failure: its attempt does not count against
+    ``max_attempts`` (a crash must not kill a single-attempt task), only against the
+    poison-pill cap. An attempt that hung past its deadline on a live worker did fail."""
     if task.cancel_requested:
         return TaskState.CANCELLED
-    if task.rescues + 1 > max_rescues or task.attempt >= task.max_attempts:
+    if task.rescues + 1 > max_rescues or (live and task.attempt >= task.max_attempts):
         return TaskState.DEAD
     return TaskState.PENDING
 
@@ -355,7 +360,7 @@ class MemoryStore:
 
     @staticmethod
     def _rescued(task: Task, now: datetime, live: bool, max_rescues: int) -> Task:
-        state = rescue_verdict(task, max_rescues=max_rescues)
+        state = rescue_verdict(task, max_rescues=max_rescues, live=live)
         error = TaskError(
             type=RESCUED,
             message=rescue_reason(task, now=now, live=live),
@@ -458,6 +463,18 @@ class MemoryStore:
 
     async def wait_for_work(self, timeout: float) -> bool:
         return await self._require_open().wait(timeout)
+
+    def pool_stats(self) -> PoolStats:
+        # No connection at all, and no pretending otherwise.
+        return PoolStats(
+            backend="memory",
+            pooled=False,
+            open=self._wakeup is not None,
+            size=0,
+            idle=0,
+            in_use=0,
+            max_size=0,
+        )
 
     def _require_open(self) -> Wakeup:
         if self._wakeup is None:

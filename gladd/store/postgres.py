@@ -50,6 +50,7 @@ import asyncpg  # type: ignore[import-untyped]
 from loguru import logger
 
 from gladd.errors import ResilienceTimeout, StoreError, StoreUnavailable, TaskRejected
+from gladd.observe.acquire import AcquireMeter
 from gladd.store.base import (
     Cancelled,
     Enqueued,
@@ -57,6 +58,7 @@ from gladd.store.base import (
     MigrationStatus,
     NewTask,
     Outcome,
+    PoolStats,
     Released,
     RescueReport,
     Succeeded,
@@ -156,6 +158,7 @@ class PostgresStore:
         self._reconnect: asyncio.Task[None] | None = None
         self._wakeup = Wakeup()
         self._closed = False
+        self._acquires = AcquireMeter()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -393,6 +396,24 @@ class PostgresStore:
 
         return await self._run("counts", work)
 
+    def pool_stats(self) -> PoolStats:
+        pool, meter = self._pool, self._acquires
+        size = pool.get_size() if pool is not None else 0
+        idle = pool.get_idle_size() if pool is not None else 0
+        return PoolStats(
+            backend="postgresql",
+            pooled=True,
+            open=pool is not None,
+            size=size,
+            idle=idle,
+            in_use=max(0, size - idle),
+            max_size=self._max,
+            waiting=meter.waiting,
+            acquisitions=meter.acquisitions,
+            acquire_wait_total=meter.total_wait,
+            longest_wait=meter.longest_wait(),
+        )
+
     # -- wake-ups ----------------------------------------------------------------------
 
     async def wait_for_work(self, timeout: float) -> bool:
@@ -460,6 +481,7 @@ class PostgresStore:
             raise StoreError(f"{op}: the PostgreSQL store {self.url} is not open")
 
         async def attempt() -> T:
+            ticket = self._acquires.begin()
             try:
                 conn = await pool.acquire(timeout=self._timeout)
             except TimeoutError as exc:
@@ -468,6 +490,8 @@ class PostgresStore:
                     f" (query_timeout): all {self._max} pooled connections are busy, or the "
                     "server does not answer; check the server, or raise pool_max_size"
                 ) from exc
+            finally:
+                self._acquires.end(ticket)
             try:
                 for tries in range(3):
                     try:
@@ -622,7 +646,8 @@ def _rescued(row: Any, now: datetime, max_rescues: int) -> tuple[int, str, str]:
         attempt=task.attempt,
         at=now,
     )
-    return task.id, str(rescue_verdict(task, max_rescues=max_rescues)), _error_json(error)
+    verdict = rescue_verdict(task, max_rescues=max_rescues, live=row["live"])
+    return task.id, str(verdict), _error_json(error)
 
 
 def _sorted_claim(rows: Sequence[Any]) -> list[Task]:

@@ -49,6 +49,7 @@ from gladd.store.base import (
     MigrationStatus,
     NewTask,
     Outcome,
+    PoolStats,
     Released,
     RescueReport,
     Succeeded,
@@ -267,6 +268,7 @@ class _DbThread:
     def __init__(self, name: str) -> None:
         self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.in_flight = 0  # calls running or queued (read by pool_stats)
         self._thread.start()
 
     def _run(self) -> None:
@@ -274,6 +276,13 @@ class _DbThread:
             job()
 
     async def call(self, fn: Callable[[], T]) -> T:
+        self.in_flight += 1
+        try:
+            return await self._call(fn)
+        finally:
+            self.in_flight -= 1
+
+    async def _call(self, fn: Callable[[], T]) -> T:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -677,6 +686,21 @@ class SQLiteStore:
         assert self._wakeup is not None
         return await self._wakeup.wait(timeout)
 
+    def pool_stats(self) -> PoolStats:
+        # One connection on one thread, not a pool: statements queue for the thread instead.
+        thread = self._thread
+        calls = thread.in_flight if thread is not None else 0
+        return PoolStats(
+            backend="sqlite",
+            pooled=False,
+            open=thread is not None,
+            size=int(thread is not None),
+            idle=int(thread is not None and not calls),
+            in_use=min(calls, 1),
+            max_size=1,
+            waiting=max(0, calls - 1),
+        )
+
 
 # -- writes, run in the database thread -----------------------------------------------------
 
@@ -759,7 +783,7 @@ def _rescue(
             continue
         if not live and task.owner is not None:
             lost.add(task.owner)
-        state = rescue_verdict(task, max_rescues=max_rescues)
+        state = rescue_verdict(task, max_rescues=max_rescues, live=live)
         error = TaskError(
             type=RESCUED,
             message=rescue_reason(task, now=now, live=live),

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
+import asyncpg
 import httpx
 import pytest
 
 GLADD = str(Path(sys.executable).parent / "gladd")
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -130,3 +136,186 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
         text=True,
         timeout=30,
     )
+
+
+# -- helpers for the task tests (test_tasks_e2e.py, test_tasks_postgres_e2e.py) ------------
+
+
+@dataclass
+class LoggedGladd(Gladd):
+    """A :class:`Gladd` whose output goes to a file per run instead of a pipe, so a chatty
+    or long run can never block on a full pipe, and the log can be read while it runs."""
+
+    runs: int = 0
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        self.runs += 1
+        argv = [
+            GLADD,
+            "run",
+            "--policies",
+            str(self.policies),
+            "--state-dir",
+            str(self.state_dir),
+            "--admin-port",
+            str(self.port),
+            *args,
+        ]
+        with self.log_path.open("w") as out:
+            self.process = subprocess.Popen(
+                argv, env=self.env(**env), stdout=out, stderr=subprocess.STDOUT, text=True
+            )
+        return self.process
+
+    @property
+    def log_path(self) -> Path:
+        return self.tmp / f"gladd-run{self.runs}.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 15.0) -> tuple[int, str]:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=timeout)
+        return code, self.log()
+
+    def start_ready(self, *args: str, **env: str) -> dict[str, str]:
+        """Like :meth:`Gladd.start_ready`, but a process that exits fails at once, with
+        its log."""
+        process = self.start(*args, **env)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                return self.notify.wait_for("READY", timeout=0.2)
+            except AssertionError:
+                if process.poll() is not None:
+                    raise AssertionError(
+                        f"gladd exited with {process.returncode} before READY:\n{self.log()}"
+                    ) from None
+        raise AssertionError(f"no READY within 15s:\n{self.log()}")
+
+    def start_serving(self, *args: str, **env: str) -> None:
+        """READY, then the task store open: READY does not wait for the database."""
+        self.start_ready(*args, **env)
+
+        def store_open() -> bool:
+            checks = self.get("/health").json()["checks"]
+            return bool(checks["database:connection"][0]["output"] == "open")
+
+        wait_until(store_open, timeout=10, what="the task store open")
+
+    def kill(self) -> str:
+        """SIGKILL: no grace, no last writes — what a power cut or the OOM killer does."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+        return self.log()
+
+    def close(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.notify.sock.close()
+
+
+@pytest.fixture
+def nodes(tmp_path: Path) -> Iterator[Callable[[str], LoggedGladd]]:
+    """``nodes("a")``: a :class:`LoggedGladd` with its own directory under tmp_path."""
+    made: list[LoggedGladd] = []
+
+    def make(name: str) -> LoggedGladd:
+        home = tmp_path / name
+        home.mkdir()
+        node = LoggedGladd(home)
+        made.append(node)
+        return node
+
+    yield make
+    for node in made:
+        node.close()
+
+
+def executor_policies(
+    *,
+    concurrency: int = 4,
+    lease: str = "2s",
+    heartbeat: str = "200ms",
+    poll_interval: str = "100ms",
+    shutdown_grace: str = "300ms",
+    extra: str = "",
+) -> str:
+    """A small policies file with a fast executor; ``extra`` is appended verbatim."""
+    return (
+        "schema_version = 1\n\n[executor]\n"
+        f"concurrency = {concurrency}\n"
+        f'lease = "{lease}"\n'
+        f'heartbeat = "{heartbeat}"\n'
+        f'poll_interval = "{poll_interval}"\n'
+        f'shutdown_grace = "{shutdown_grace}"\n'
+        f"{extra}"
+    )
+
+
+def wait_until(
+    predicate: Callable[[], T | None], *, timeout: float, interval: float = 0.05, what: str = ""
+) -> T:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"not within {timeout}s: {what or predicate} (last: {last!r})")
+
+
+def cli_json(*args: str) -> Any:
+    """``gladd ARGS --json``, which must succeed, decoded."""
+    done = run_cli(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def by_state(api: httpx.Client, node: Gladd, state: str) -> list[dict[str, Any]]:
+    found = api.get(f"{node.url}/tasks", params={"state": state, "limit": 1000})
+    assert found.status_code == 200, found.text
+    return found.json()["tasks"]  # type: ignore[no-any-return]
+
+
+def enqueue(api: httpx.Client, node: Gladd, kind: str, payload: Any) -> int:
+    made = api.post(f"{node.url}/tasks", json={"kind": kind, "payload": payload})
+    assert made.status_code == 201, made.text
+    return int(made.json()["id"])
+
+
+def await_state(api: httpx.Client, node: Gladd, task_id: int, state: str) -> dict[str, Any]:
+    """Wait for one task to reach ``state`` (read through the daemon's API)."""
+
+    def reached() -> dict[str, Any] | None:
+        task: dict[str, Any] = api.get(f"{node.url}/tasks/{task_id}").json()
+        return task if task["state"] == state else None
+
+    return wait_until(reached, timeout=5, what=f"task {task_id} {state}")
+
+
+@pytest.fixture
+def pg_database(postgres_url: str) -> Iterator[str]:
+    """A PostgreSQL database of this test's own (nodes, workers and tasks start empty)."""
+    name = f"gladd_e2e_{secrets.token_hex(4)}"
+    asyncio.run(_pg_admin(postgres_url, f'CREATE DATABASE "{name}"'))
+    scheme, rest = postgres_url.split("://", 1)
+    server = rest.rsplit("/", 1)[0]
+    try:
+        yield f"{scheme}://{server}/{name}"
+    finally:
+        asyncio.run(_pg_admin(postgres_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _pg_admin(url: str, statement: str) -> None:
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        await conn.execute(statement)
+    finally:
+        await conn.close()

@@ -570,10 +570,21 @@ async def test_rescue_sends_a_poison_pill_to_dead(store: Store) -> None:
     assert (dead.state, dead.rescues, dead.finished_at, len(dead.errors)) == (DEAD, 3, at(250), 3)
 
 
-async def test_rescue_sends_to_dead_a_task_whose_attempts_are_spent(store: Store) -> None:
+async def test_a_dead_worker_does_not_spend_the_last_attempt(store: Store) -> None:
+    # The worker crashed; the task did not fail: it runs again (at least once).
     task = await add(store, max_attempts=1)
     await claim_one(store)
     report = await store.rescue(now=at(60), lease=30, max_rescues=5)
+    assert report.to_pending == (task.id,)
+    assert (await get(store, task.id)).state is PENDING
+
+
+async def test_a_hung_last_attempt_sends_the_task_to_dead(store: Store) -> None:
+    # Past its deadline on a live worker, the attempt failed: no attempts left.
+    task = await add(store, max_attempts=1, timeout=10)
+    await claim_one(store)
+    await store.heartbeat(worker="w1", now=at(10.5), running=[(task.id, 1)])
+    report = await store.rescue(now=at(10.5), lease=30, max_rescues=5)
     assert report.to_dead == (task.id,)
     assert (await get(store, task.id)).state is DEAD
 

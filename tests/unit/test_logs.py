@@ -272,3 +272,19 @@ def test_level_is_case_insensitive_and_invalid_format_rejected() -> None:
     assert "hidden" not in out.getvalue()
     with pytest.raises(ValueError, match="text, json"):
         configure_logging(fmt="xml", stderr=out, environ={})  # type: ignore[arg-type]
+
+
+def test_library_warnings_with_an_exception_are_one_line() -> None:
+    sink = io.StringIO()
+    configure_logging(stderr=sink, environ={})
+    try:
+        raise ConnectionRefusedError(111, "Connect call failed")
+    except ConnectionRefusedError:
+        logging.getLogger("asyncpg.pool").warning("Failed to restore the pool", exc_info=True)
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application", exc_info=True)
+    out = sink.getvalue()
+    assert (
+        "Failed to restore the pool: ConnectionRefusedError: [Errno 111] Connect call failed" in out
+    )
+    # Errors keep their traceback: those are bugs to read, not weather to report.
+    assert out.count("Traceback") == 1

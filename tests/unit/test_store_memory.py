@@ -110,17 +110,19 @@ def _running(**fields: object) -> Task:
 
 
 @pytest.mark.parametrize(
-    ("fields", "verdict"),
+    ("fields", "live", "verdict"),
     [
-        ({}, TaskState.PENDING),
-        ({"rescues": 2}, TaskState.PENDING),
-        ({"rescues": 3}, TaskState.DEAD),
-        ({"attempt": 5}, TaskState.DEAD),
-        ({"cancel_requested": True, "rescues": 3}, TaskState.CANCELLED),
+        ({}, False, TaskState.PENDING),
+        ({"rescues": 2}, False, TaskState.PENDING),
+        ({"rescues": 3}, False, TaskState.DEAD),
+        # A crashed worker does not spend the task's last attempt; a hung attempt does.
+        ({"attempt": 5}, False, TaskState.PENDING),
+        ({"attempt": 5}, True, TaskState.DEAD),
+        ({"cancel_requested": True, "rescues": 3}, False, TaskState.CANCELLED),
     ],
 )
-def test_rescue_verdict(fields: dict[str, object], verdict: TaskState) -> None:
-    assert rescue_verdict(_running(**fields), max_rescues=3) is verdict
+def test_rescue_verdict(fields: dict[str, object], live: bool, verdict: TaskState) -> None:
+    assert rescue_verdict(_running(**fields), max_rescues=3, live=live) is verdict
 
 
 # -- choosing a store by URL ----------------------------------------------------------------

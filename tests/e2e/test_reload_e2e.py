@@ -1,0 +1,436 @@
+"""Live reload through the real daemon, driven the ways editors, tools and deployments do it.
+
+Each test runs a real ``gladd run`` on a real policies file, changes the file, and waits
+(with a deadline) for ``/health`` to report the generation it expects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gladd.reload.watch import WAKE_MS
+from tests.e2e.conftest import (
+    LoggedGladd,
+    by_state,
+    enqueue,
+    executor_policies,
+    free_port,
+    run_cli,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+SHIPPED = (Path(__file__).resolve().parents[2] / "policies.toml").read_text()
+
+
+def edit(old: str, new: str, base: str = SHIPPED) -> str:
+    assert base.count(old) == 1, f"{old!r} is not unique"
+    return base.replace(old, new)
+
+
+def short_sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def policies_check(gladd: LoggedGladd) -> dict[str, Any]:
+    response = gladd.get("/health")
+    assert response.status_code == 200, response.text
+    check: dict[str, Any] = response.json()["checks"]["policies:generation"][0]
+    return check
+
+
+def generation(gladd: LoggedGladd) -> int:
+    return int(policies_check(gladd)["observedValue"])
+
+
+def wait_generation(gladd: LoggedGladd, expected: int, timeout: float = 5.0) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        check = policies_check(gladd)
+        return check if check["observedValue"] == expected else None
+
+    try:
+        return wait_until(reached, timeout=timeout, interval=0.02, what=f"generation {expected}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- gladd log ---\n{gladd.log()}") from None
+
+
+def wait_status(gladd: LoggedGladd, status: str, timeout: float = 5.0) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        check = policies_check(gladd)
+        return check if check["status"] == status else None
+
+    try:
+        return wait_until(reached, timeout=timeout, interval=0.02, what=f"policies {status}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- gladd log ---\n{gladd.log()}") from None
+
+
+def wait_logged(gladd: LoggedGladd, text: str, timeout: float = 5.0) -> str:
+    return wait_until(
+        lambda: gladd.log() if text in gladd.log() else None,
+        timeout=timeout,
+        interval=0.02,
+        what=f"{text!r} in the log",
+    )
+
+
+def reload_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if " - reload (" in line]
+
+
+def error_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "| ERROR " in line or "Traceback" in line]
+
+
+def start_watching_elsewhere(gladd: LoggedGladd) -> Path:
+    """Start gladd on a symlink to a file in a directory it does not watch: in-place edits
+    of that file send it no event (only the 5 s check would see them), so an explicit
+    reload made right after such an edit is the one that applies it."""
+    real = gladd.tmp / "real"
+    real.mkdir()
+    (real / "policies.toml").write_text(SHIPPED)
+    gladd.policies.unlink()
+    gladd.policies.symlink_to(real / "policies.toml")
+    gladd.start_ready()
+    wait_logged(gladd, "watching ")
+    time.sleep(WAKE_MS / 1000 + 0.2)  # past the watcher's one catch-up check
+    return real / "policies.toml"
+
+
+def write_in_place(path: Path, text: str) -> None:
+    with open(path, "w") as f:  # the editor's way: truncate, write, close
+        f.write(text)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.swp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@pytest.fixture
+def gladd(tmp_path: Path) -> Iterator[LoggedGladd]:
+    instance = LoggedGladd(tmp_path)
+    yield instance
+    instance.close()
+
+
+@pytest.fixture
+def serving(gladd: LoggedGladd) -> LoggedGladd:
+    """The daemon READY on the shipped policies, its watcher in place."""
+    gladd.start_ready()
+    wait_logged(gladd, "watching ")
+    assert generation(gladd) == 1
+    return gladd
+
+
+# -- the ways a file changes ----------------------------------------------------------------
+
+
+def test_an_in_place_edit_is_applied(serving: LoggedGladd) -> None:
+    write_in_place(serving.policies, edit("concurrency = 10", "concurrency = 3"))
+
+    check = wait_generation(serving, 2)
+    assert check["status"] == "pass"
+    log = wait_logged(serving, "executor.concurrency 10 → 3")
+    assert "reload (file) applied: generation 2" in log
+    assert error_lines(log) == []
+
+
+def test_an_atomic_rename_save_is_applied(serving: LoggedGladd) -> None:
+    new = edit("attempts = 4", "attempts = 6")
+    write_atomically(serving.policies, new)
+
+    check = wait_generation(serving, 2)
+    assert short_sha(new) in check["output"]
+    assert "retry.http.attempts 4 → 6" in wait_logged(serving, "retry.http.attempts")
+
+
+def test_a_file_moved_in_from_another_directory_is_applied(
+    serving: LoggedGladd, tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "staging"
+    elsewhere.mkdir()
+    new = edit("concurrency = 10", "concurrency = 4")
+    (elsewhere / "policies.toml").write_text(new)
+    subprocess.run(["mv", str(elsewhere / "policies.toml"), str(serving.policies)], check=True)
+
+    check = wait_generation(serving, 2)
+    assert short_sha(new) in check["output"]
+
+
+def test_a_deleted_then_recreated_file_is_waited_for_then_applied(serving: LoggedGladd) -> None:
+    serving.policies.unlink()
+    wait_logged(serving, "is gone for now")
+    check = policies_check(serving)
+    assert (check["observedValue"], check["status"]) == (1, "pass")  # still serving
+
+    new = edit("concurrency = 10", "concurrency = 2")
+    serving.policies.write_text(new)
+    check = wait_generation(serving, 2)
+    assert (check["status"], short_sha(new) in check["output"]) == ("pass", True)
+    assert error_lines(serving.log()) == []
+
+
+def test_a_kubernetes_configmap_symlink_swap_is_applied(gladd: LoggedGladd) -> None:
+    # The kubelet's atomic writer: policies.toml -> ..data/policies.toml, ..data -> ..<stamp>;
+    # an update writes a new ..<stamp> directory and re-points ..data with one rename.
+    mount = gladd.tmp / "configmap"
+    (mount / "..2026_v1").mkdir(parents=True)
+    (mount / "..2026_v1" / "policies.toml").write_text(SHIPPED)
+    (mount / "..data").symlink_to("..2026_v1")
+    (mount / "policies.toml").symlink_to("..data/policies.toml")
+    gladd.start_ready("--policies", str(mount / "policies.toml"))
+    wait_logged(gladd, f"watching {mount} for changes to policies.toml")
+
+    new = edit("concurrency = 10", "concurrency = 6")
+    (mount / "..2026_v2").mkdir()
+    (mount / "..2026_v2" / "policies.toml").write_text(new)
+    (mount / "..data_tmp").symlink_to("..2026_v2")
+    os.replace(mount / "..data_tmp", mount / "..data")
+
+    check = wait_generation(gladd, 2)
+    assert short_sha(new) in check["output"]
+    assert "reload (file) applied: generation 2" in gladd.log()
+
+
+def test_a_burst_of_saves_ends_serving_the_last_one_in_few_reloads(
+    serving: LoggedGladd,
+) -> None:
+    for n in range(1, 21):
+        text = edit("concurrency = 10", f"concurrency = {n}")
+        if n % 2:
+            write_atomically(serving.policies, text)
+        else:
+            write_in_place(serving.policies, text)
+    last = short_sha(text)
+
+    wait_until(
+        lambda: last in policies_check(serving)["output"],
+        timeout=5,
+        interval=0.02,
+        what="the last save served",
+    )
+    assert 2 <= generation(serving) <= 6  # coalesced: far fewer than 20 reloads
+    log = serving.log()
+    assert "executor.concurrency" in log
+    assert error_lines(log) == []
+    assert all(" applied: " in line for line in reload_lines(log)), reload_lines(log)
+
+
+def test_a_touch_costs_no_reload(serving: LoggedGladd) -> None:
+    before = reload_lines(serving.log())
+    received = len(serving.notify.received)
+    for _ in range(5):
+        os.utime(serving.policies)
+        time.sleep(0.1)
+    time.sleep(0.3)  # the watcher settles in 50 ms; give it room to (not) act
+    assert serving.get("/health").status_code == 200
+
+    assert generation(serving) == 1
+    assert reload_lines(serving.log()) == before
+    with pytest.raises(AssertionError):
+        serving.notify.wait_for("RELOADING", timeout=0.1)
+    assert all("RELOADING" not in m for m in serving.notify.received[received:])
+
+
+# -- refusals and recovery ------------------------------------------------------------------
+
+
+def test_an_invalid_edit_changes_nothing_and_warns_with_the_location(
+    serving: LoggedGladd,
+) -> None:
+    broken = edit("concurrency = 10", "concurrency = 0")
+    write_in_place(serving.policies, broken)
+    line = broken.splitlines().index("concurrency = 0") + 1
+    error = f"{serving.policies}:{line}:15: executor.concurrency: must be ≥ 1 (got 0)"
+
+    check = wait_status(serving, "warn")
+    assert check["observedValue"] == 1
+    assert error in check["output"]
+    assert serving.get("/health").status_code == 200  # a warning, not a failure
+    log = wait_logged(serving, error)
+    assert "reload (file) rejected: generation 1" in log
+
+
+def test_a_fix_after_an_invalid_edit_is_applied_and_health_passes_again(
+    serving: LoggedGladd,
+) -> None:
+    write_in_place(serving.policies, edit("concurrency = 10", "concurrency = 0"))
+    wait_status(serving, "warn")
+
+    write_in_place(serving.policies, edit("concurrency = 10", "concurrency = 5"))
+    check = wait_generation(serving, 2)
+    assert check["status"] == "pass"
+    assert "executor.concurrency 10 → 5" in wait_logged(serving, "executor.concurrency 10 → 5")
+
+
+def test_a_restart_only_change_is_refused_naming_the_field(serving: LoggedGladd) -> None:
+    write_in_place(serving.policies, edit("pool_max_size = 10", "pool_max_size = 20"))
+
+    check = wait_status(serving, "warn")
+    assert check["observedValue"] == 1
+    assert "database.pool_max_size 10 → 20: this field needs a restart" in check["output"]
+    assert "database.pool_max_size 10 → 20" in wait_logged(serving, "needs a restart")
+
+
+def test_a_sighup_reloads_and_tells_systemd(gladd: LoggedGladd) -> None:
+    target = start_watching_elsewhere(gladd)
+    assert gladd.process is not None
+
+    write_in_place(target, edit("concurrency = 10", "concurrency = 3"))
+    gladd.process.send_signal(signal.SIGHUP)
+
+    reloading = gladd.notify.wait_for("RELOADING", timeout=5)
+    assert reloading["RELOADING"] == "1"
+    assert int(reloading["MONOTONIC_USEC"]) > 0
+    ready = gladd.notify.wait_for("READY", timeout=5)
+    assert ready["STATUS"].startswith("serving policies generation 2 (")
+    assert generation(gladd) == 2
+    log = wait_logged(gladd, "reload (signal) applied: generation 2")
+    assert "SIGHUP received: reloading" in log
+
+
+def test_a_sighup_with_an_invalid_file_still_answers_ready(serving: LoggedGladd) -> None:
+    assert serving.process is not None
+    write_in_place(serving.policies, edit("concurrency = 10", "concurrency = 0"))
+    wait_status(serving, "warn")  # the watcher's reload, which told systemd already
+    serving.notify.wait_for("READY", timeout=2)
+
+    serving.process.send_signal(signal.SIGHUP)
+    serving.notify.wait_for("RELOADING", timeout=5)
+    ready = serving.notify.wait_for("READY", timeout=5)
+    assert ready["STATUS"] == (
+        f"serving policies generation 1 ({short_sha(SHIPPED)}) (last reload rejected)"
+    )
+
+
+def test_gladd_reload_exit_codes(serving: LoggedGladd) -> None:
+    port = str(serving.port)
+    same = run_cli("reload", "--admin-port", port)
+    assert same.returncode == 0, same.stderr
+    assert same.stdout.strip() == "unchanged; serving generation 1"
+
+    broken = edit("concurrency = 10", "concurrency = 0")
+    write_in_place(serving.policies, broken)
+    wait_status(serving, "warn")
+    refused = run_cli("reload", "--admin-port", port)
+    assert refused.returncode == 78
+    assert refused.stdout.strip() == "rejected; still serving generation 1"
+    assert "executor.concurrency: must be ≥ 1 (got 0)" in refused.stderr
+    assert str(serving.policies) in refused.stderr
+
+    write_in_place(serving.policies, edit("concurrency = 10", "concurrency = 5"))
+    wait_generation(serving, 2)
+    fixed = run_cli("reload", "--admin-port", port)
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.strip() == "unchanged; serving generation 2"
+
+    nobody = run_cli("reload", "--admin-port", str(free_port()))
+    assert nobody.returncode == 69
+    assert "Traceback" not in nobody.stderr
+
+
+def test_gladd_reload_prints_the_applied_changes(gladd: LoggedGladd) -> None:
+    target = start_watching_elsewhere(gladd)
+    write_in_place(target, edit("attempts = 4", "attempts = 5"))
+
+    done = run_cli("reload", "--admin-port", str(gladd.port))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "applied generation 2: retry.http.attempts 4 → 5",
+        "  retry.http.attempts 4 → 5",
+    ]
+
+
+# -- starting from the last good copy -------------------------------------------------------
+
+
+def test_use_last_good_starts_on_the_old_rules_when_the_file_is_broken(
+    gladd: LoggedGladd,
+) -> None:
+    gladd.start_ready()
+    code, _ = gladd.stop()
+    assert code == 0
+    assert (gladd.state_dir / "policies.last-good.toml").read_text() == SHIPPED
+    broken = edit("concurrency = 10", "concurrency = 0")
+    gladd.policies.write_text(broken)
+
+    refused = gladd.start()
+    assert refused.wait(timeout=15) == 78
+    assert "executor.concurrency: must be ≥ 1 (got 0)" in gladd.log()
+
+    ready = gladd.start_ready("--use-last-good")
+    assert ready["STATUS"] == f"serving policies generation 1 ({short_sha(SHIPPED)})"
+    check = policies_check(gladd)
+    assert check["status"] == "warn"
+    assert check["output"].startswith("serving the last good copy; on disk: ")
+    assert "executor.concurrency: must be ≥ 1 (got 0)" in check["output"]
+    assert "starting from the last good copy" in gladd.log()
+    # The broken file was not made the last good copy.
+    assert (gladd.state_dir / "policies.last-good.toml").read_text() == SHIPPED
+
+    write_in_place(gladd.policies, edit("concurrency = 10", "concurrency = 5"))
+    check = wait_generation(gladd, 2)
+    assert check["status"] == "pass"
+
+
+# -- a reload under load --------------------------------------------------------------------
+
+
+def test_raising_concurrency_takes_effect_while_tasks_run(gladd: LoggedGladd) -> None:
+    before = executor_policies(concurrency=1, poll_interval="100ms")
+    gladd.policies.write_text(before)
+    gladd.start_serving()
+    with httpx.Client(timeout=5) as api:
+        ids = [enqueue(api, gladd, "gladd.sleep", {"seconds": 1}) for _ in range(8)]
+        wait_until(lambda: by_state(api, gladd, "running"), timeout=5, what="a task running")
+        assert len(by_state(api, gladd, "running")) == 1
+
+        write_in_place(gladd.policies, before.replace("concurrency = 1", "concurrency = 5"))
+        wait_generation(gladd, 2)
+        started = time.monotonic()
+        wait_until(
+            lambda: len(by_state(api, gladd, "running")) >= 4,
+            timeout=2,
+            interval=0.02,
+            what="several tasks running at once",
+        )
+        assert time.monotonic() - started < 2
+
+        wait_until(
+            lambda: len(by_state(api, gladd, "succeeded")) == len(ids),
+            timeout=10,
+            what="every task succeeded",
+        )
+        assert by_state(api, gladd, "dead") == []
+    assert error_lines(gladd.log()) == []
+
+
+def test_use_last_good_warning_clears_when_the_file_is_restored_to_the_last_good_copy(
+    gladd: LoggedGladd,
+) -> None:
+    gladd.start_ready()
+    assert gladd.stop()[0] == 0
+    gladd.policies.write_text(edit("concurrency = 10", "concurrency = 0"))
+    gladd.start_ready("--use-last-good")
+    wait_logged(gladd, "watching ")
+    assert policies_check(gladd)["status"] == "warn"
+
+    write_in_place(gladd.policies, SHIPPED)  # what `git checkout policies.toml` does
+
+    check = wait_status(gladd, "pass", timeout=3)
+    assert check["observedValue"] == 1
+    done = run_cli("reload", "--admin-port", str(gladd.port))
+    assert (done.returncode, policies_check(gladd)["status"]) == (0, "pass")
