@@ -20,7 +20,7 @@ from loguru import logger
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -41,6 +41,7 @@ def create_app(
     *,
     tasks: Callable[[], TaskService | None] | None = None,
     reload: Callable[[str], Awaitable[ReloadResult]] | None = None,
+    metrics: Callable[[], tuple[bytes, str]] | None = None,
     token: str | None = None,
 ) -> Starlette:
     """The admin routes. Health reads only the board (never the database directly); every
@@ -69,8 +70,22 @@ def create_app(
         routes += task_routes(tasks)
     if reload is not None:
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
+    if metrics is not None:
+        routes.append(Route("/metrics", metrics_endpoint(metrics), methods=["GET"]))
     middleware = [Middleware(_TokenAuth, token=token)] if token else []
     return Starlette(routes=routes, middleware=middleware)
+
+
+def metrics_endpoint(
+    render: Callable[[], tuple[bytes, str]],
+) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /metrics``: Prometheus text, read from live objects at scrape time."""
+
+    async def scrape(_: Request) -> Response:
+        body, content_type = render()
+        return Response(body, media_type=content_type)
+
+    return scrape
 
 
 def reload_endpoint(

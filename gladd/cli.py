@@ -17,6 +17,7 @@ from loguru import logger
 
 from gladd import __version__
 from gladd.admin_client import admin_request
+from gladd.cli_status import add_status_command, run_status
 from gladd.cli_tasks import add_commands, run_verb
 from gladd.daemon import LAST_GOOD, Daemon
 from gladd.durations import format_duration
@@ -105,6 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     reload.set_defaults(command="reload", handler=_reload)
 
     add_commands(commands, _settings_flags, handler=lambda args: run_verb(args, _settings(args)))
+    add_status_command(
+        commands, _settings_flags, handler=lambda args: run_status(args, _settings(args))
+    )
     return parser
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,13 @@ from gladd.executor.runner import Executor
 from gladd.executor.service import TaskService
 from gladd.health import Check, HealthBoard, Status
 from gladd.notify import Notifier, run_watchdog, watchdog_interval
+from gladd.observe.health_checks import HealthChecker
+from gladd.observe.lag import LagMonitor
+from gladd.observe.metrics import Metrics
+from gladd.observe.pool import PoolMonitor
+from gladd.observe.reloads import Reloads
+from gladd.observe.tally import EventTally
+from gladd.observe.watched import Watched
 from gladd.plugins import PluginHost, discover_plugins
 from gladd.policies import LoadedPolicies, Policies
 from gladd.reload.diff import Change
@@ -62,12 +70,14 @@ class Daemon:
         self.settings = settings
         self.notifier = notifier
         self.served = Served(generation=1, loaded=loaded)
+        self.reloads = Reloads()
+        self.reloads.record("start", "applied", generation=1, at=time.time())
         self.reloader = Reloader(
             path=settings.policies_path,
             served=lambda: self.served,
             apply=self._apply_policies,
             last_good=settings.state_dir / LAST_GOOD,
-            listeners=[self._reload_reported],
+            listeners=[self._reload_reported, self.reloads.heard],
             on_start=self._reloading,
             check=self._plugin_problems,
         )
@@ -75,7 +85,10 @@ class Daemon:
         self._reload_announced = False
         self.board = HealthBoard(version=__version__, service_id=settings.node_name)
         self.counters = Counters()
-        self.resilience = Resilience(loaded.policies, sinks=[self.counters, LogSink(logger)])
+        self.tally = EventTally()
+        self.resilience = Resilience(
+            loaded.policies, sinks=[self.counters, self.tally, LogSink(logger)]
+        )
         discovery = discover_plugins(loaded.policies, settings.plugin_paths)
         discovery.log()
         self.plugins = PluginHost(discovery, self.policies, self.resilience, settings.state_dir)
@@ -85,6 +98,27 @@ class Daemon:
         )
         self.tasks: TaskService | None = None
         self.executor: Executor | None = None
+        self.pool_monitor = PoolMonitor(self.store, self.policies)
+        self.lag_monitor = LagMonitor(self.policies)
+        watched = Watched(
+            store=self.store,
+            policies=self.policies,
+            generation=lambda: self.served.generation,
+            resilience=self.resilience,
+            executor=lambda: self.executor,
+            pool=self.pool_monitor,
+            lag=self.lag_monitor,
+            reloads=self.reloads,
+            tally=self.tally,
+        )
+        self.health_checker = HealthChecker(self.board, watched, on_ping=self.store_health)
+        self.metrics = Metrics(
+            watched,
+            board=self.board,
+            checker=self.health_checker,
+            version=__version__,
+            node=settings.node_name,
+        )
         self._stop = anyio.Event()
         self._everything: anyio.CancelScope | None = None
         self._opening: anyio.CancelScope | None = None
@@ -108,6 +142,7 @@ class Daemon:
             self.board,
             tasks=lambda: self.tasks,
             reload=self.reloader.reload,
+            metrics=self.metrics.render,
             token=token.get_secret_value() if token else None,
         )
         admin = AdminServer(app, sock)
@@ -126,6 +161,10 @@ class Daemon:
                 # Reloads, like signals, run until the very end and are simply cancelled.
                 await tg.start(self.reloader.run)
                 await tg.start(self._watch_policies)
+                # Monitors never stop by themselves: they run until everything is cancelled.
+                await tg.start(self.lag_monitor.run)
+                await tg.start(self.pool_monitor.run)
+                await tg.start(self.health_checker.run)
                 await self._run_subsystems(
                     [admin.run, self._run_tasks], [admin.stop, self._stop_tasks]
                 )
@@ -177,6 +216,7 @@ class Daemon:
             breaker_for=self.resilience.task_breaker,
             store_health=self.store_health,
             context_for=self.plugins.context_for,
+            observe_task=self.metrics.observe_task,
         )
         if self._stop.is_set():
             return

@@ -35,6 +35,8 @@ from gladd.executor.kinds import (
     TaskContext,
     basic_context,
 )
+from gladd.observe.activity import activities
+from gladd.observe.outcomes import task_outcome
 from gladd.policies import Policies
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.classify import DEFAULT_CLASSIFIER
@@ -93,6 +95,7 @@ class Executor:
         breaker_for: Callable[[str], Breaker | None] | None = None,
         context_for: ContextFactory = basic_context,
         store_health: Callable[[StoreError | None], None] | None = None,
+        observe_task: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.store = store
         self.kinds = kinds
@@ -102,6 +105,7 @@ class Executor:
         self.rng = rng or random.Random()
         self.breaker_for = breaker_for
         self.context_for = context_for
+        self.observe_task = observe_task
         self._store_health = store_health or (lambda error: None)
         self.stats = ExecutorStats()
         self._rescue_all_at_start = rescue_all_at_start
@@ -212,8 +216,11 @@ class Executor:
                 outcome, error = await self._attempt(task, policies)
             if running.scope.cancelled_caught:
                 outcome, error = self._stopped_outcome(running), None
+            took = anyio.current_time() - started
             if breaker is not None and permit is not None:
-                _tell_breaker(breaker, permit, outcome, error, anyio.current_time() - started)
+                _tell_breaker(breaker, permit, outcome, error, took)
+            if self.observe_task is not None:
+                self.observe_task(task.kind, task_outcome(outcome, error), took)
         self._running.pop(task.id, None)
         self._slot_freed.set()
         self._record(outcome)
@@ -257,7 +264,9 @@ class Executor:
 
     async def _call(self, kind: Kind, ctx: TaskContext, payload: object) -> object:
         if kind.is_async:
-            return await kind.handler(ctx, payload)
+            # Named while it runs, so the loop-lag monitor can say who blocked the loop.
+            detail = f"task {ctx.task.id}, plugin {kind.plugin}"
+            return await activities.track("task", kind.name, kind.handler(ctx, payload), detail)
         return await anyio.to_thread.run_sync(kind.handler, ctx, payload, abandon_on_cancel=True)
 
     def _failed(self, task: Task, exc: BaseException, policies: Policies) -> Failed:

@@ -109,7 +109,7 @@ def test_refused_tasks_get_a_precise_error_and_store_nothing(
     node = nodes("a")
     node.policies.write_text(executor_policies())
     node.start_serving()
-    known = "(known kinds: gladd.noop, gladd.sleep)"
+    known = "(known kinds: gladd.noop, gladd.sleep, http.request)"
 
     unknown = cli(node, "enqueue", "gladd.nope")
     assert unknown.returncode == 65

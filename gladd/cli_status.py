@@ -1,0 +1,176 @@
+"""``gladd status``: ask the running daemon how it is, in one screen or as JSON.
+
+Reads ``GET /health`` (the checks the daemon keeps fresh in the background, so asking
+costs it nothing) and prints a compact summary. The exit code is the health, for scripts:
+
+    0  pass        1  warn        2  fail        69  no daemon answers (EX_UNAVAILABLE)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from gladd.admin_client import admin_url
+from gladd.settings import Settings
+
+EXIT_PASS = 0
+EXIT_WARN = 1
+EXIT_FAIL = 2
+EXIT_UNAVAILABLE = 69
+EXIT_BY_STATUS = {"pass": EXIT_PASS, "warn": EXIT_WARN, "fail": EXIT_FAIL}
+TIMEOUT = 5.0
+
+
+class Unreachable(Exception):
+    """No gladd health report at the URL; the message says why."""
+
+
+def add_status_command(
+    commands: Any,
+    settings_flags: Callable[[argparse.ArgumentParser], None],
+    *,
+    handler: Callable[[argparse.Namespace], int],
+) -> None:
+    """Register ``status`` with the main parser's subcommands."""
+    status = commands.add_parser(
+        "status",
+        help="ask the running daemon: health, policies, breakers, pool, executor, alerts",
+        description="Exit code: 0 pass, 1 warn, 2 fail, 69 no daemon answers.",
+    )
+    status.add_argument("--json", action="store_true", help="print the health report as JSON")
+    status.add_argument(
+        "--url", metavar="URL", help="the admin API (default: http://ADMIN_HOST:ADMIN_PORT)"
+    )
+    settings_flags(status)
+    status.set_defaults(command="status", handler=handler)
+
+
+def run_status(args: argparse.Namespace, settings: Settings) -> int:
+    """The ``status`` command; ``settings`` give the admin address and token."""
+    base = (args.url or admin_url(settings)).rstrip("/")
+    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    try:
+        report = fetch_health(base, token=token)
+    except Unreachable as exc:
+        print(f"gladd: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(summarise(report, base))
+    return EXIT_BY_STATUS.get(str(report.get("status")), EXIT_FAIL)
+
+
+def fetch_health(base: str, *, token: str | None = None, timeout: float = TIMEOUT) -> Any:
+    """The daemon's ``/health`` report (a 503 carries one too), or :class:`Unreachable`."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    url = f"{base}/health"
+    try:
+        response = httpx.get(url, headers=headers, timeout=timeout)
+    except httpx.ConnectError as exc:
+        raise Unreachable(
+            f"no gladd answers at {base} ({_reason(exc)}); is the daemon running, and "
+            "listening there? (--url, or --admin-host / --admin-port / GLADD_ADMIN_PORT)"
+        ) from None
+    except httpx.TimeoutException:
+        raise Unreachable(
+            f"{url} did not answer within {timeout:g}s: the daemon is hung or overloaded"
+        ) from None
+    except httpx.HTTPError as exc:
+        raise Unreachable(f"{url}: {type(exc).__name__}: {exc}") from None
+    try:
+        report = response.json()
+    except ValueError:
+        report = None
+    if not (isinstance(report, dict) and report.get("status") in EXIT_BY_STATUS):
+        raise Unreachable(
+            f"{url} answered HTTP {response.status_code}, but not with a gladd health "
+            "report: is something else listening on that port?"
+        )
+    return report
+
+
+def _reason(exc: httpx.ConnectError) -> str:
+    text = str(exc)
+    if "refused" in text.lower():
+        return "connection refused"
+    return text or type(exc).__name__
+
+
+# -- the summary -------------------------------------------------------------------------------
+
+
+def summarise(report: dict[str, Any], base: str = "") -> str:
+    """A few lines an operator reads at a glance; problems last, one per line."""
+    checks: dict[str, dict[str, Any]] = {
+        key: (entries[0] if entries else {}) for key, entries in report.get("checks", {}).items()
+    }
+
+    def value(key: str, default: Any = "?") -> Any:
+        return checks.get(key, {}).get("observedValue", default)
+
+    def output(key: str) -> str:
+        return str(checks.get(key, {}).get("output") or "")
+
+    status = str(report.get("status", "?"))
+    where = f" at {base}" if base else ""
+    lines = [
+        f"gladd {report.get('version', '?')} on {report.get('serviceId', '?')}{where}: "
+        f"{status.upper()}",
+        _row("policies", _policies(value, output)),
+        _row("database", _database(checks, value, output)),
+        _row("breakers", _breakers(value, output)),
+        _row("executor", _executor(value, output)),
+        _row("event loop", f"lag {value('eventloop:lag', 0)} ms (peak since the last check)"),
+    ]
+    problems = [
+        f"  {c.get('status', '?').upper():<4}  {key}: {c.get('output') or c.get('observedValue')}"
+        for key, c in sorted(checks.items())
+        if c.get("status") in ("warn", "fail")
+    ]
+    lines.append(_row("alerts", "none" if not problems else f"{len(problems)}"))
+    return "\n".join(lines + problems)
+
+
+def _row(label: str, text: str) -> str:
+    return f"  {label:<11}{text}"
+
+
+Getter = Callable[..., Any]
+
+
+def _policies(value: Getter, output: Getter) -> str:
+    text = f"generation {value('policies:generation')} ({output('policies:generation')})"
+    reload = output("policies:reload")
+    return f"{text}, last reload {reload}" if reload else text
+
+
+def _database(checks: dict[str, dict[str, Any]], value: Getter, output: Getter) -> str:
+    ping = checks.get("database:responseTime", {})
+    if ping.get("status") == "fail":
+        answer = f"UNREACHABLE ({ping.get('output', '')})"
+    else:
+        answer = f"{value('database:responseTime')} ms"
+    return f"{answer}; {output('database:connections')}"
+
+
+def _breakers(value: Getter, output: Getter) -> str:
+    tripped = value("breakers:open", 0)
+    return output("breakers:open") if not tripped else f"{tripped} open: {output('breakers:open')}"
+
+
+def _executor(value: Getter, output: Getter) -> str:
+    running = output("executor:running")
+    if not running.startswith("not running"):
+        running = f"{running or value('executor:running')} running"
+    rate = value("executor:timeoutRate", 0) or 0
+    return (
+        f"{running}, {value('executor:queued')} queued, "
+        f"{value('executor:deadLastHour', 0)} dead in the last hour, {rate:.1%} timeouts"
+    )

@@ -1,0 +1,440 @@
+"""``/metrics``: every figure in Prometheus text format, from a registry of gladd's own.
+
+Almost everything is read at scrape time by one custom collector from the live sources
+(:class:`~gladd.observe.watched.Watched`): a scrape is a handful of dict walks, the figures
+in one scrape are taken together, and nothing is counted twice. Only the task durations
+are a real histogram, fed by the executor through :meth:`Metrics.observe_task`.
+
+Names start with ``gladd_``, are in base units (seconds, ratios 0 to 1), and share labels:
+``policy`` (retry or breaker policy), ``service`` (what a call or breaker guards: an HTTP
+service, ``database``, or a task kind with a breaker of its own), ``kind`` (task kind),
+``breaker``, ``state``, ``outcome``, ``trigger``. The README section lists them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import (
+    CollectorRegistry,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from gladd.health import HealthBoard, Status
+from gladd.observe.health_checks import HealthChecker
+from gladd.observe.pool import RULES, Level
+from gladd.observe.tally import Tally
+from gladd.observe.watched import Watched
+from gladd.resilience.state import BreakerState
+from gladd.store.base import TaskState
+
+# The `_created` series of each counter and histogram are noise for Prometheus, which
+# detects counter resets by itself (a process-wide switch of prometheus-client).
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The classic Prometheus text format, which every Prometheus version reads."""
+
+TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
+"""Seconds: from a quick handler up to the default 15-minute task timeout."""
+
+
+class Metrics:
+    """The registry ``/metrics`` renders; see the module docstring."""
+
+    def __init__(
+        self,
+        watched: Watched,
+        *,
+        board: HealthBoard,
+        checker: HealthChecker | None = None,
+        version: str,
+        node: str,
+        process: bool = True,
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self._durations = Histogram(
+            "gladd_task_duration_seconds",
+            "Task attempts by kind and outcome: how long each ran (its _count counts them)",
+            ["kind", "outcome"],
+            buckets=TASK_BUCKETS,
+            registry=self.registry,
+        )
+        self._children: dict[tuple[str, str], Callable[[float], None]] = {}
+        self.registry.register(_Collector(watched, board, checker, version=version, node=node))
+        if process:  # open fds, RSS, CPU: leaks show here (Linux /proc)
+            ProcessCollector(namespace="gladd", registry=self.registry)
+
+    def observe_task(self, kind: str, outcome: str, seconds: float) -> None:
+        """One task attempt finished; ``outcome`` from :func:`~.outcomes.task_outcome`."""
+        observe = self._children.get((kind, outcome))
+        if observe is None:
+            observe = self._children[kind, outcome] = self._durations.labels(kind, outcome).observe
+        observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        """The scrape body and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE
+
+
+class _Collector(Collector):
+    def __init__(
+        self,
+        watched: Watched,
+        board: HealthBoard,
+        checker: HealthChecker | None,
+        *,
+        version: str,
+        node: str,
+    ) -> None:
+        self.w = watched
+        self.board = board
+        self.checker = checker
+        self.version = version
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        build = InfoMetricFamily("gladd_build", "This gladd's version and node name")
+        build.add_metric([], {"version": self.version, "node": self.node})
+        yield build
+        yield from self._health()
+        yield from self._policies()
+        yield from self._calls()
+        yield from self._breakers()
+        yield from self._executor()
+        yield from self._pool()
+        yield from self._database()
+        yield from self._lag()
+
+    # -- health and policies -----------------------------------------------------------------
+
+    def _health(self) -> Iterator[Metric]:
+        status = GaugeMetricFamily(
+            "gladd_health_status",
+            "1 for the overall health status (pass, warn, fail) that /health reports",
+            labels=["status"],
+        )
+        now = self.board.status()
+        for value in Status:
+            status.add_metric([value.value], float(value is now))
+        yield status
+        yield GaugeMetricFamily(
+            "gladd_ready", "1 while /health/ready passes", value=float(self.board.ready()[0])
+        )
+
+    def _policies(self) -> Iterator[Metric]:
+        reloads = self.w.reloads
+        yield GaugeMetricFamily(
+            "gladd_policies_generation",
+            "The policies generation served (1 at start, +1 per applied reload)",
+            value=self.w.generation(),
+        )
+        total = CounterMetricFamily(
+            "gladd_reloads", "Policy reloads by trigger and outcome", labels=["trigger", "outcome"]
+        )
+        for (trigger, outcome), n in sorted(reloads.counts.items()):
+            total.add_metric([trigger, outcome], n)
+        yield total
+        last = reloads.last
+        ok = last is not None and last.outcome != "rejected"
+        yield GaugeMetricFamily(
+            "gladd_reload_last_success",
+            "1 if the last reload succeeded, 0 if it was rejected",
+            value=float(ok),
+        )
+        success = reloads.last_success
+        yield GaugeMetricFamily(
+            "gladd_reload_last_success_timestamp_seconds",
+            "Unix time of the last successful reload (or of the start)",
+            value=success.at if success is not None else 0.0,
+        )
+
+    # -- resilience ---------------------------------------------------------------------------
+
+    def _calls(self) -> Iterator[Metric]:
+        tallies = sorted(self.w.tally.snapshot().items())
+        pl = ["policy", "service"]
+        calls = CounterMetricFamily(
+            "gladd_calls",
+            "Guarded calls by outcome (succeeded, failed, rejected by a breaker)",
+            labels=[*pl, "outcome"],
+        )
+        retries = CounterMetricFamily("gladd_retries", "Retries scheduled", labels=pl)
+        retried = CounterMetricFamily(
+            "gladd_retried_calls",
+            "Calls that needed a retry, by final outcome",
+            labels=[*pl, "outcome"],
+        )
+        budget = CounterMetricFamily(
+            "gladd_retry_budget_exhausted", "Retries refused by the retry budget", labels=pl
+        )
+        timeouts = CounterMetricFamily(
+            "gladd_call_timeouts",
+            "Attempts cut by the attempt timeout or the total deadline",
+            labels=[*pl, "scope"],
+        )
+        fallbacks = CounterMetricFamily(
+            "gladd_fallbacks",
+            "Fallback use while a breaker rejects: static, cache_hit, cache_miss",
+            labels=[*pl, "outcome"],
+        )
+        for (policy, service), t in tallies:
+            key = [policy, service]
+            calls.add_metric([*key, "succeeded"], t.succeeded)
+            calls.add_metric([*key, "failed"], t.failed)
+            calls.add_metric([*key, "rejected"], t.rejected)
+            retried.add_metric([*key, "succeeded"], t.retried_succeeded)
+            retried.add_metric([*key, "failed"], t.retried_failed)
+            retries.add_metric(key, t.retries)
+            budget.add_metric(key, t.budget_exhausted)
+            timeouts.add_metric([*key, "attempt"], t.attempt_timeouts)
+            timeouts.add_metric([*key, "total"], t.total_timeouts)
+            fallbacks.add_metric([*key, "static"], t.fallback_static)
+            fallbacks.add_metric([*key, "cache_hit"], t.fallback_cache_hits)
+            fallbacks.add_metric([*key, "cache_miss"], t.fallback_cache_misses)
+        yield from (calls, retries, retried, budget, timeouts, fallbacks)
+        yield from _ratios(tallies)
+
+    def _breakers(self) -> Iterator[Metric]:
+        state = GaugeMetricFamily(
+            "gladd_breaker_state",
+            "1 for each breaker's current state",
+            labels=["breaker", "service", "state"],
+        )
+        tripped = 0
+        for (name, service), breaker in sorted(self.w.resilience.breakers().items()):
+            now = breaker.state
+            tripped += now in (BreakerState.OPEN, BreakerState.ISOLATED)
+            for value in BreakerState:
+                state.add_metric([name, service, value.value], float(value is now))
+        yield state
+        yield GaugeMetricFamily(
+            "gladd_breakers_open",
+            "Breakers failing calls fast now (open or isolated)",
+            value=tripped,
+        )
+        moves = CounterMetricFamily(
+            "gladd_breaker_transitions",
+            "Breaker state changes, by the state entered",
+            labels=["breaker", "service", "state"],
+        )
+        for (name, service, new), n in sorted(self.w.tally.transitions.items()):
+            moves.add_metric([name, service, new], n)
+        yield moves
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    def _executor(self) -> Iterator[Metric]:
+        executor = self.w.executor()
+        if executor is not None:
+            s = executor.stats
+            yield GaugeMetricFamily(
+                "gladd_tasks_running", "Tasks running on this node", value=executor.running
+            )
+            outcomes = CounterMetricFamily(
+                "gladd_task_outcomes",
+                "Task outcomes written by this node",
+                labels=["outcome"],
+            )
+            for outcome, n in (
+                ("succeeded", s.succeeded),
+                ("failed", s.failed - s.dead),
+                ("dead", s.dead),
+                ("released", s.released),
+                ("cancelled", s.cancelled),
+            ):
+                outcomes.add_metric([outcome], n)
+            yield outcomes
+            for name, doc, n in (
+                ("gladd_tasks_claimed", "Tasks claimed by this node", s.claimed),
+                ("gladd_task_timeouts", "Attempts that hit their task timeout", s.timeouts),
+                ("gladd_task_rescues", "Tasks taken back from workers presumed dead", s.rescued),
+                (
+                    "gladd_task_fencing_rejections",
+                    "Outcomes discarded: another worker owned the task by then",
+                    s.fenced,
+                ),
+                ("gladd_tasks_postponed", "Tasks postponed by an open breaker", s.postponed),
+            ):
+                yield CounterMetricFamily(name, doc, value=n)
+            attempts = s.succeeded + s.failed
+            if attempts:
+                yield GaugeMetricFamily(
+                    "gladd_task_timeout_ratio",
+                    "Share of this node's finished attempts that timed out, since start",
+                    value=s.timeouts / attempts,
+                )
+        counts = self.checker.counts if self.checker is not None else {}
+        if counts:
+            tasks = GaugeMetricFamily(
+                "gladd_tasks",
+                "Tasks in the store by state (all nodes; counted every ~10s)",
+                labels=["state"],
+            )
+            for value in TaskState:
+                tasks.add_metric([value.value], counts.get(value, 0))
+            yield tasks
+
+    # -- the database and its pool ----------------------------------------------------------------
+
+    def _database(self) -> Iterator[Metric]:
+        stats = self.w.store.pool_stats()
+        info = InfoMetricFamily("gladd_db", "The task store's backend")
+        info.add_metric([], {"backend": stats.backend})
+        yield info
+        if self.checker is not None:
+            response = self.checker.response_time
+            yield GaugeMetricFamily(
+                "gladd_db_up",
+                "1 while the health check's database ping succeeds",
+                value=float(response is not None),
+            )
+            if response is not None:
+                yield GaugeMetricFamily(
+                    "gladd_db_response_time_seconds",
+                    "The last database ping's duration",
+                    value=response,
+                )
+        db = [t for (_, service), t in self.w.tally.snapshot().items() if service == "database"]
+        ratio = _timeout_ratio(db)
+        if ratio is not None:
+            yield GaugeMetricFamily(
+                "gladd_db_query_timeout_ratio",
+                "Share of database query attempts that timed out, since start",
+                value=ratio,
+            )
+
+    def _pool(self) -> Iterator[Metric]:
+        stats = self.w.store.pool_stats()
+        conns = GaugeMetricFamily(
+            "gladd_db_pool_connections",
+            "Connections by state (SQLite: its one connection)",
+            labels=["state"],
+        )
+        conns.add_metric(["in_use"], stats.in_use)
+        conns.add_metric(["idle"], stats.idle)
+        yield conns
+        yield GaugeMetricFamily("gladd_db_pool_size", "Connections open", value=stats.size)
+        yield GaugeMetricFamily(
+            "gladd_db_pool_max_size", "The most connections allowed", value=stats.max_size
+        )
+        yield GaugeMetricFamily(
+            "gladd_db_pool_utilization_ratio",
+            "In-use connections / the maximum",
+            value=stats.utilization,
+        )
+        yield GaugeMetricFamily(
+            "gladd_db_pool_waiting", "Callers waiting for a connection now", value=stats.waiting
+        )
+        yield CounterMetricFamily(
+            "gladd_db_pool_acquisitions",
+            "Connections acquired from the pool",
+            value=stats.acquisitions,
+        )
+        yield CounterMetricFamily(
+            "gladd_db_pool_acquire_wait_seconds",
+            "Time spent waiting to acquire connections",
+            value=stats.acquire_wait_total,
+        )
+        yield from self._pool_alerts()
+
+    def _pool_alerts(self) -> Iterator[Metric]:
+        monitor = self.w.pool
+        if monitor.latest is not None:
+            yield GaugeMetricFamily(
+                "gladd_db_pool_acquire_wait_current_seconds",
+                "The acquire wait the alert rules judged at the last sample",
+                value=monitor.latest.acquire_wait,
+            )
+        worst = monitor.alerts.level()
+        yield GaugeMetricFamily(
+            "gladd_db_pool_degraded",
+            "1 while a pool alert fires (warn or critical)",
+            value=float(worst is not Level.OK),
+        )
+        yield GaugeMetricFamily(
+            "gladd_db_pool_critical",
+            "1 while a critical pool alert fires",
+            value=float(worst is Level.CRITICAL),
+        )
+        alert = GaugeMetricFamily(
+            "gladd_db_pool_alert",
+            "1 for each pool alert rule's current level",
+            labels=["rule", "level"],
+        )
+        for rule in RULES:
+            level = monitor.alerts.level(rule)
+            for value in Level:
+                alert.add_metric([rule, value.value], float(value is level))
+        yield alert
+        raised = CounterMetricFamily(
+            "gladd_db_pool_alerts",
+            "Pool alerts raised, by rule and level",
+            labels=["rule", "level"],
+        )
+        for rule in RULES:
+            for value in (Level.WARN, Level.CRITICAL):
+                raised.add_metric([rule, value.value], monitor.raised[rule, value])
+        yield raised
+
+    # -- the event loop -------------------------------------------------------------------------
+
+    def _lag(self) -> Iterator[Metric]:
+        lag = self.w.lag
+        hist = HistogramMetricFamily(
+            "gladd_event_loop_lag_seconds", "How late the event loop woke up, per measurement"
+        )
+        hist.add_metric([], lag.histogram.buckets(), sum_value=lag.histogram.total)
+        yield hist
+        blocks = CounterMetricFamily(
+            "gladd_event_loop_blocks",
+            "Lags over the threshold, by the task kind to blame",
+            labels=["kind"],
+        )
+        for kind, n in sorted(lag.blocks.items()):
+            blocks.add_metric([kind], n)
+        yield blocks
+
+
+def _ratios(tallies: list[tuple[tuple[str, str], Tally]]) -> Iterator[Metric]:
+    pl = ["policy", "service"]
+    retry = GaugeMetricFamily(
+        "gladd_retry_success_ratio",
+        "Of calls that needed a retry, the share that succeeded",
+        labels=pl,
+    )
+    cache = GaugeMetricFamily(
+        "gladd_fallback_cache_hit_ratio",
+        "Of cache fallback lookups, the share that hit",
+        labels=pl,
+    )
+    timeout = GaugeMetricFamily(
+        "gladd_call_timeout_ratio", "Of attempts, the share that timed out", labels=pl
+    )
+    for (policy, service), t in tallies:
+        for family, value in (
+            (retry, t.retry_success_ratio),
+            (cache, t.cache_hit_ratio),
+            (timeout, t.timeout_ratio),
+        ):
+            if value is not None:
+                family.add_metric([policy, service], value)
+    yield from (retry, cache, timeout)
+
+
+def _timeout_ratio(tallies: list[Tally]) -> float | None:
+    attempts = sum(t.attempts for t in tallies)
+    if not attempts:
+        return None
+    return sum(t.attempt_timeouts + t.total_timeouts for t in tallies) / attempts

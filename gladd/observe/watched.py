@@ -1,0 +1,43 @@
+"""Everything the health checks and the metrics read, in one place.
+
+Built once by the composition root; each field is read at check or scrape time, so what
+health and ``/metrics`` show is always the live state, and nothing is pushed twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from gladd.executor.runner import ExecutorStats
+from gladd.observe.lag import LagMonitor
+from gladd.observe.pool import PoolMonitor
+from gladd.observe.reloads import Reloads
+from gladd.observe.tally import EventTally
+from gladd.policies import Policies
+from gladd.resilience.registry import Resilience
+from gladd.store.base import Store
+
+
+class ExecutorView(Protocol):
+    """What is read of the executor (:class:`gladd.executor.runner.Executor`)."""
+
+    @property
+    def running(self) -> int: ...
+
+    @property
+    def stats(self) -> ExecutorStats: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Watched:
+    store: Store
+    policies: Callable[[], Policies]
+    generation: Callable[[], int]
+    resilience: Resilience
+    executor: Callable[[], ExecutorView | None]
+    pool: PoolMonitor
+    lag: LagMonitor
+    reloads: Reloads
+    tally: EventTally
