@@ -170,7 +170,9 @@ async def test_a_sync_handler_does_not_block_the_loop(webhook: str, tmp_path: Pa
             status = await anyio.to_thread.run_sync(kind.handler, ctx, None)
         tg.cancel_scope.cancel()
     assert status == 200
-    assert sum(gaps) >= 0.5
+    # The loop kept ticking through the handler's half-second sleep (the ticker starts a
+    # moment after the thread, hence a little less than 0.5 s of ticks in all).
+    assert sum(gaps) >= 0.4
     assert max(gaps) < 0.1
 
 
