@@ -135,6 +135,7 @@ class StallWatcher:
         self._due: float | None = None
         self._caught: tuple[float, Activity | None, str | None] | None = None
         self._stop = threading.Event()
+        self._armed = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="gladd-lag-watcher", daemon=True)
 
     def start(self) -> None:
@@ -142,10 +143,13 @@ class StallWatcher:
 
     def stop(self) -> None:
         self._stop.set()
+        self._armed.set()
 
     def due(self, at: float | None) -> None:
         """The loop should wake at ``at`` (monotonic); None: not sleeping."""
         self._due = at
+        if at is not None:
+            self._armed.set()
 
     def take(self, due: float) -> tuple[Activity | None, str | None] | None:
         """What was caught during the stall past ``due``, if anything."""
@@ -155,11 +159,18 @@ class StallWatcher:
         return caught[1], caught[2]
 
     def _watch(self) -> None:
-        while not self._stop.wait(max(0.005, self._threshold() / 4)):
+        # Sleeps until the moment a stall would begin (the loop's wake-up time plus the
+        # threshold), so an idle daemon costs a couple of wake-ups per tick, not a spin.
+        while not self._stop.is_set():
             due = self._due
             if due is None or (self._caught is not None and self._caught[0] == due):
+                self._armed.wait(1.0)
+                self._armed.clear()
                 continue
-            if time.monotonic() - due > self._threshold():
+            remaining = due + self._threshold() - time.monotonic()
+            if remaining > 0:
+                self._stop.wait(remaining)
+            elif self._due == due:
                 self._caught = (due, *self._catch())
 
     def _catch(self) -> tuple[Activity | None, str | None]:
