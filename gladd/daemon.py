@@ -34,7 +34,6 @@ from gladd.observe.lag import LagMonitor
 from gladd.observe.metrics import Metrics
 from gladd.observe.pool import PoolMonitor
 from gladd.observe.reloads import Reloads
-from gladd.observe.tally import EventTally
 from gladd.observe.watched import Watched
 from gladd.plugins import PluginHost, discover_plugins
 from gladd.policies import LoadedPolicies, Policies
@@ -85,10 +84,7 @@ class Daemon:
         self._reload_announced = False
         self.board = HealthBoard(version=__version__, service_id=settings.node_name)
         self.counters = Counters()
-        self.tally = EventTally()
-        self.resilience = Resilience(
-            loaded.policies, sinks=[self.counters, self.tally, LogSink(logger)]
-        )
+        self.resilience = Resilience(loaded.policies, sinks=[self.counters, LogSink(logger)])
         discovery = discover_plugins(loaded.policies, settings.plugin_paths)
         discovery.log()
         self.plugins = PluginHost(discovery, self.policies, self.resilience, settings.state_dir)
@@ -109,7 +105,7 @@ class Daemon:
             pool=self.pool_monitor,
             lag=self.lag_monitor,
             reloads=self.reloads,
-            tally=self.tally,
+            counters=self.counters,
         )
         self.health_checker = HealthChecker(self.board, watched, on_ping=self.store_health)
         self.metrics = Metrics(

@@ -7,7 +7,6 @@ path, and the executor :mod:`gladd.observe.activity`; neither should pull in the
 - :mod:`.acquire` — connection acquire waits, measured by the PostgreSQL store;
 - :mod:`.pool` — pool alert rules (pure) and the sampler that applies them;
 - :mod:`.lag` — the event-loop lag monitor and its stall watcher thread;
-- :mod:`.tally` — a resilience sink counting events per (policy, service);
 - :mod:`.reloads` — the record of policy reloads;
 - :mod:`.watched` — every source the health checks and metrics read;
 - :mod:`.health_checks` — the background checks that publish to the health board;

@@ -34,8 +34,8 @@ from prometheus_client.registry import Collector
 from gladd.health import HealthBoard, Status
 from gladd.observe.health_checks import HealthChecker
 from gladd.observe.pool import RULES, Level
-from gladd.observe.tally import Tally
 from gladd.observe.watched import Watched
+from gladd.resilience import Figures
 from gladd.resilience.state import BreakerState
 from gladd.store.base import TaskState
 
@@ -163,7 +163,7 @@ class _Collector(Collector):
     # -- resilience ---------------------------------------------------------------------------
 
     def _calls(self) -> Iterator[Metric]:
-        tallies = sorted(self.w.tally.snapshot().items())
+        by_target = sorted(self.w.counters.by_target().items())
         pl = ["policy", "service"]
         calls = CounterMetricFamily(
             "gladd_calls",
@@ -189,22 +189,22 @@ class _Collector(Collector):
             "Fallback use while a breaker rejects: static, cache_hit, cache_miss",
             labels=[*pl, "outcome"],
         )
-        for (policy, service), t in tallies:
+        for (policy, service), f in by_target:
             key = [policy, service]
-            calls.add_metric([*key, "succeeded"], t.succeeded)
-            calls.add_metric([*key, "failed"], t.failed)
-            calls.add_metric([*key, "rejected"], t.rejected)
-            retried.add_metric([*key, "succeeded"], t.retried_succeeded)
-            retried.add_metric([*key, "failed"], t.retried_failed)
-            retries.add_metric(key, t.retries)
-            budget.add_metric(key, t.budget_exhausted)
-            timeouts.add_metric([*key, "attempt"], t.attempt_timeouts)
-            timeouts.add_metric([*key, "total"], t.total_timeouts)
-            fallbacks.add_metric([*key, "static"], t.fallback_static)
-            fallbacks.add_metric([*key, "cache_hit"], t.fallback_cache_hits)
-            fallbacks.add_metric([*key, "cache_miss"], t.fallback_cache_misses)
+            calls.add_metric([*key, "succeeded"], f.succeeded)
+            calls.add_metric([*key, "failed"], f.failed)
+            calls.add_metric([*key, "rejected"], f.rejected)
+            retried.add_metric([*key, "succeeded"], f.succeeded_after_retry)
+            retried.add_metric([*key, "failed"], f.failed_after_retry)
+            retries.add_metric(key, f.retries)
+            budget.add_metric(key, f.budget_exhausted)
+            timeouts.add_metric([*key, "attempt"], f.attempt_timeouts)
+            timeouts.add_metric([*key, "total"], f.total_timeouts)
+            fallbacks.add_metric([*key, "static"], f.static_fallbacks)
+            fallbacks.add_metric([*key, "cache_hit"], f.cache_hits)
+            fallbacks.add_metric([*key, "cache_miss"], f.cache_misses)
         yield from (calls, retries, retried, budget, timeouts, fallbacks)
-        yield from _ratios(tallies)
+        yield from _ratios(by_target)
 
     def _breakers(self) -> Iterator[Metric]:
         state = GaugeMetricFamily(
@@ -229,7 +229,7 @@ class _Collector(Collector):
             "Breaker state changes, by the state entered",
             labels=["breaker", "service", "state"],
         )
-        for (name, service, new), n in sorted(self.w.tally.transitions.items()):
+        for (name, service, new), n in sorted(self.w.counters.transitions.items()):
             moves.add_metric([name, service, new], n)
         yield moves
 
@@ -306,8 +306,8 @@ class _Collector(Collector):
                     "The last database ping's duration",
                     value=response,
                 )
-        db = [t for (_, service), t in self.w.tally.snapshot().items() if service == "database"]
-        ratio = _timeout_ratio(db)
+        db = [f for (_, service), f in self.w.counters.by_target().items() if service == "database"]
+        ratio = sum(db, Figures()).timeout_rate
         if ratio is not None:
             yield GaugeMetricFamily(
                 "gladd_db_query_timeout_ratio",
@@ -407,7 +407,7 @@ class _Collector(Collector):
         yield blocks
 
 
-def _ratios(tallies: list[tuple[tuple[str, str], Tally]]) -> Iterator[Metric]:
+def _ratios(by_target: list[tuple[tuple[str, str], Figures]]) -> Iterator[Metric]:
     pl = ["policy", "service"]
     retry = GaugeMetricFamily(
         "gladd_retry_success_ratio",
@@ -422,19 +422,12 @@ def _ratios(tallies: list[tuple[tuple[str, str], Tally]]) -> Iterator[Metric]:
     timeout = GaugeMetricFamily(
         "gladd_call_timeout_ratio", "Of attempts, the share that timed out", labels=pl
     )
-    for (policy, service), t in tallies:
+    for (policy, service), f in by_target:
         for family, value in (
-            (retry, t.retry_success_ratio),
-            (cache, t.cache_hit_ratio),
-            (timeout, t.timeout_ratio),
+            (retry, f.retry_success_rate),
+            (cache, f.cache_hit_rate),
+            (timeout, f.timeout_rate),
         ):
             if value is not None:
                 family.add_metric([policy, service], value)
     yield from (retry, cache, timeout)
-
-
-def _timeout_ratio(tallies: list[Tally]) -> float | None:
-    attempts = sum(t.attempts for t in tallies)
-    if not attempts:
-        return None
-    return sum(t.attempt_timeouts + t.total_timeouts for t in tallies) / attempts

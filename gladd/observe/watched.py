@@ -14,8 +14,8 @@ from gladd.executor.runner import ExecutorStats
 from gladd.observe.lag import LagMonitor
 from gladd.observe.pool import PoolMonitor
 from gladd.observe.reloads import Reloads
-from gladd.observe.tally import EventTally
 from gladd.policies import Policies
+from gladd.resilience.counters import Counters
 from gladd.resilience.registry import Resilience
 from gladd.store.base import Store
 
@@ -40,4 +40,4 @@ class Watched:
     pool: PoolMonitor
     lag: LagMonitor
     reloads: Reloads
-    tally: EventTally
+    counters: Counters

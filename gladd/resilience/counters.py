@@ -1,13 +1,16 @@
 """Counters derived from events: the figures ``/metrics`` and ``gladd status`` show.
 
-Per policy name: calls and their outcomes, retries and the retry success rate, budget
-refusals, timeouts, breaker trips, fallbacks and the cache hit rate. Each event updates a
-few integers with no await in between, so within the event loop an update is atomic; a
-reader in another thread (a metrics scrape) gets a consistent-enough frozen snapshot.
+Per (policy, target): calls and their outcomes, retries and the retry success rate, budget
+refusals, timeouts, fallbacks and the cache hit rate; per (breaker, target), the breaker's
+transitions. The target is what a call or breaker guards (an HTTP service, ``database``,
+or a task kind with a breaker of its own), so two services sharing a retry policy stay
+apart. Each event updates a few integers with no await in between, so within the event
+loop an update is atomic and a reader there (a metrics scrape) sees every figure at once.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, fields
 
 from gladd.resilience.events import (
@@ -31,7 +34,7 @@ def _rate(part: int, whole: int) -> float | None:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Figures:
-    """The counters of one policy (or of all, summed)."""
+    """The counters of one (policy, target), or of several summed."""
 
     calls: int = 0
     succeeded: int = 0
@@ -66,6 +69,11 @@ class Figures:
         return _rate(self.fallbacks_served, self.rejected)
 
     @property
+    def static_fallbacks(self) -> int:
+        """Fallbacks served from the policy's static value (the others came from the cache)."""
+        return self.fallbacks_served - self.cache_hits
+
+    @property
     def cache_hit_rate(self) -> float | None:
         """Of the cache fallback's lookups, the share that found a fresh value."""
         return _rate(self.cache_hits, self.cache_hits + self.cache_misses)
@@ -74,37 +82,34 @@ class Figures:
     def timeouts(self) -> int:
         return self.attempt_timeouts + self.total_timeouts
 
+    @property
+    def attempts(self) -> int:
+        """Attempts made: each call's first (unless rejected), plus each retry."""
+        return self.succeeded + self.failed + self.retries
+
+    @property
+    def timeout_rate(self) -> float | None:
+        """Of the attempts made, the share that timed out."""
+        return _rate(self.timeouts, self.attempts)
+
     def __add__(self, other: Figures) -> Figures:
         return Figures(
             **{f.name: getattr(self, f.name) + getattr(other, f.name) for f in fields(self)}
         )
 
 
-@dataclass(slots=True)
-class _Tally:
-    """The mutable twin of :class:`Figures`."""
+Key = tuple[str, str]
+"""(policy, target)."""
 
-    calls: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    rejected: int = 0
-    retries: int = 0
-    succeeded_after_retry: int = 0
-    failed_after_retry: int = 0
-    budget_exhausted: int = 0
-    attempt_timeouts: int = 0
-    total_timeouts: int = 0
-    breaker_opened: int = 0
-    fallbacks_served: int = 0
-    cache_hits: int = 0
-    cache_misses: int = 0
+_BUMPED = tuple(f.name for f in fields(Figures) if f.name not in ("calls", "breaker_opened"))
+"""The figures events bump one by one: ``calls`` is a sum of three, and a breaker's opens
+are read from :attr:`Counters.transitions`."""
 
-    def freeze(self) -> Figures:
-        return Figures(**{f.name: getattr(self, f.name) for f in fields(self)})
+_OPEN = BreakerState.OPEN.value
 
 
 class Counters:
-    """A sink that counts; read with :meth:`figures` or :meth:`by_policy`."""
+    """A sink that counts; read with :meth:`figures`, :meth:`by_policy`, :meth:`by_target`."""
 
     wants = frozenset(
         {
@@ -120,67 +125,88 @@ class Counters:
         }
     )
 
-    __slots__ = ("_tallies", "breaker_states")
+    __slots__ = ("_counts", "breaker_states", "transitions")
 
     def __init__(self) -> None:
-        self._tallies: dict[str, _Tally] = {}
-        self.breaker_states: dict[tuple[str, str], BreakerState] = {}
+        self._counts: dict[Key, dict[str, int]] = {}
+        """Per (policy, target) that saw a call: :data:`_BUMPED` by name; one dict, not a
+        mutable twin of :class:`Figures`, so the fields are listed once."""
+        self.transitions: Counter[tuple[str, str, str]] = Counter()
+        """Breaker transitions by (breaker, target, new state)."""
+        self.breaker_states: dict[Key, BreakerState] = {}
         """The last state seen per (breaker policy, target)."""
 
-    def _tally(self, policy: str) -> _Tally:
-        tally = self._tallies.get(policy)
-        if tally is None:
-            tally = self._tallies[policy] = _Tally()
-        return tally
+    def _of(self, event: Event) -> dict[str, int]:
+        key = (event.policy, event.target)
+        counts = self._counts.get(key)
+        if counts is None:
+            counts = self._counts[key] = dict.fromkeys(_BUMPED, 0)
+        return counts
 
     def __call__(self, event: Event, /) -> None:
-        tally = self._tallies.get(event.policy) or self._tally(event.policy)
         if type(event) is CallSucceeded:  # the hot one first
-            tally.calls += 1
-            tally.succeeded += 1
+            counts = self._of(event)
+            counts["succeeded"] += 1
             if event.attempts > 1:
-                tally.succeeded_after_retry += 1
+                counts["succeeded_after_retry"] += 1
         elif isinstance(event, GaveUp):
-            tally.calls += 1
-            tally.failed += 1
+            counts = self._of(event)
+            counts["failed"] += 1
             if event.attempts > 1:
-                tally.failed_after_retry += 1
-        else:
-            self._rare(tally, event)
-
-    def _rare(self, tally: _Tally, event: Event) -> None:
-        if isinstance(event, RetryScheduled):
-            tally.retries += 1
-        elif isinstance(event, BudgetExhausted):
-            tally.budget_exhausted += 1
-        elif isinstance(event, TimedOut):
-            if event.scope == "attempt":
-                tally.attempt_timeouts += 1
-            else:
-                tally.total_timeouts += 1
+                counts["failed_after_retry"] += 1
         elif isinstance(event, BreakerStateChanged):
+            # Not under the call counts: a breaker named unlike the retry policy of the
+            # calls it guards would add a (breaker, target) that saw no call.
+            self.transitions[event.policy, event.target, event.new.value] += 1
             self.breaker_states[event.policy, event.target] = event.new
-            if event.new is BreakerState.OPEN:
-                tally.breaker_opened += 1
+        else:
+            self._rare(self._of(event), event)
+
+    @staticmethod
+    def _rare(counts: dict[str, int], event: Event) -> None:
+        if isinstance(event, RetryScheduled):
+            counts["retries"] += 1
+        elif isinstance(event, BudgetExhausted):
+            counts["budget_exhausted"] += 1
+        elif isinstance(event, TimedOut):
+            counts["attempt_timeouts" if event.scope == "attempt" else "total_timeouts"] += 1
         elif isinstance(event, CallRejected):
-            tally.calls += 1
-            tally.rejected += 1
+            counts["rejected"] += 1
         elif isinstance(event, FallbackServed):
-            tally.fallbacks_served += 1
+            counts["fallbacks_served"] += 1
             if event.kind == "cache":
-                tally.cache_hits += 1
+                counts["cache_hits"] += 1
         elif isinstance(event, FallbackMissed):
-            tally.cache_misses += 1
+            counts["cache_misses"] += 1
+
+    def _figures(self, policy: str, target: str) -> Figures:
+        opened = self.transitions[policy, target, _OPEN]
+        counts = self._counts.get((policy, target))
+        if counts is None:
+            return Figures(breaker_opened=opened)
+        calls = counts["succeeded"] + counts["failed"] + counts["rejected"]
+        return Figures(calls=calls, breaker_opened=opened, **counts)
+
+    def by_target(self) -> dict[Key, Figures]:
+        """The figures of each (policy, target) that saw a call.
+
+        ``breaker_opened`` counts the opens of the breaker named like the policy on that
+        target; every breaker's are in :attr:`transitions`.
+        """
+        return {key: self._figures(*key) for key in list(self._counts)}
 
     def by_policy(self) -> dict[str, Figures]:
-        return {name: tally.freeze() for name, tally in list(self._tallies.items())}
+        """The figures of each policy (retry or breaker), summed over its targets."""
+        keys = dict.fromkeys([*self._counts, *((b, t) for b, t, _ in list(self.transitions))])
+        totals: dict[str, Figures] = {}
+        for policy, target in keys:
+            figures = self._figures(policy, target)
+            totals[policy] = totals[policy] + figures if policy in totals else figures
+        return totals
 
     def figures(self, policy: str | None = None) -> Figures:
         """The figures of ``policy``, or of every policy summed."""
+        by_policy = self.by_policy()
         if policy is not None:
-            tally = self._tallies.get(policy)
-            return tally.freeze() if tally is not None else Figures()
-        total = Figures()
-        for figures in self.by_policy().values():
-            total += figures
-        return total
+            return by_policy.get(policy, Figures())
+        return sum(by_policy.values(), Figures())

@@ -15,10 +15,9 @@ from gladd.observe.lag import LagMonitor
 from gladd.observe.metrics import Metrics
 from gladd.observe.pool import PoolMonitor
 from gladd.observe.reloads import Reloads
-from gladd.observe.tally import EventTally
 from gladd.observe.watched import Watched
 from gladd.policies import Policies
-from gladd.resilience import LogSink, Resilience
+from gladd.resilience import Counters, LogSink, Resilience
 from gladd.resilience.clock import Clock, SystemClock
 from gladd.store.base import Store
 
@@ -38,7 +37,7 @@ class Observed:
     clock: Clock = field(default_factory=SystemClock)
     executor: FakeExecutor | None = None
     board: HealthBoard = field(init=False)
-    tally: EventTally = field(init=False)
+    counters: Counters = field(init=False)
     resilience: Resilience = field(init=False)
     reloads: Reloads = field(init=False)
     pool: PoolMonitor = field(init=False)
@@ -51,9 +50,9 @@ class Observed:
     def __post_init__(self) -> None:
         self.board = HealthBoard(version="9.9.9", service_id="node-a")
         self.board.started = True
-        self.tally = EventTally()
+        self.counters = Counters()
         self.resilience = Resilience(
-            self.policies, sinks=[self.tally, LogSink(logger)], clock=self.clock
+            self.policies, sinks=[self.counters, LogSink(logger)], clock=self.clock
         )
         self.reloads = Reloads()
         self.reloads.record("start", "applied", generation=1, at=time.time())
@@ -68,7 +67,7 @@ class Observed:
             pool=self.pool,
             lag=self.lag,
             reloads=self.reloads,
-            tally=self.tally,
+            counters=self.counters,
         )
         self.pings: list[StoreError | None] = []
         self.checker = HealthChecker(self.board, self.watched, on_ping=self.pings.append)

@@ -67,7 +67,7 @@ async def busy_daemon() -> Observed:
     observed.executor.stats = ExecutorStats(
         claimed=40, succeeded=30, failed=6, dead=2, timeouts=3, released=2, rescued=1, fenced=1
     )
-    sink = observed.tally
+    sink = observed.counters
     for _ in range(9):
         sink(CallSucceeded(policy="http", target="github", attempts=1))
     sink(CallSucceeded(policy="http", target="github", attempts=3))
