@@ -125,9 +125,6 @@ class Daemon:
     def policies(self) -> Policies:
         return self.served.loaded.policies
 
-    def request_stop(self) -> None:
-        self._stop.set()
-
     async def run(self) -> None:
         problem = self.settings.admin_bind_problem()
         if problem:
