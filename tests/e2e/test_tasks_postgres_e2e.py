@@ -258,9 +258,9 @@ def test_a_database_outage_mid_run_loses_nothing_and_the_node_recovers(
     # The operator sees what failed, against which store, and that it will be retried.
     where = f"PostgreSQL store {proxy.url_for(pg_database)}"
     assert f"task store unavailable: {where}: " in log
-    assert "connection refused" in log
+    # The first query to meet the outage is refused, or cut mid-flight: either is said.
+    assert "connection refused" in log or "the connection was lost mid-query" in log
     assert "answers again" in log
-    assert "is PostgreSQL running and listening there?" in log
 
 
 def test_the_node_is_not_ready_while_its_store_is_still_opening(
@@ -296,7 +296,12 @@ def test_health_reports_a_database_outage_mid_run(nodes: Nodes, pg_database: str
             wait_until(unready, timeout=3, what="/health/ready 503 while the database is away")
             check = node.get("/health").json()["checks"]["database:connection"][0]
             assert check["status"] == "fail"
-            assert "connection refused" in check["output"]
+            # Which query meets the outage first decides the wording: a refused connect,
+            # or a connection cut mid-query; either way the check names the store.
+            assert f"127.0.0.1:{proxy.port}" in check["output"]
+            assert any(
+                words in check["output"] for words in ("connection refused", "connection was lost")
+            ), check["output"]
         finally:
             proxy.resume()
         wait_until(lambda: not unready(), timeout=5, what="ready again")
@@ -318,5 +323,5 @@ def test_a_database_outage_mid_run_logs_no_traceback(nodes: Nodes, pg_database: 
         proxy.resume()
         code, log = node.stop()
     assert code == 0, log
-    assert "connection refused" in log
+    assert "connection refused" in log or "the connection was lost mid-query" in log
     assert "Traceback" not in log
