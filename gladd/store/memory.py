@@ -7,34 +7,19 @@ Payloads and results go through JSON on the way in and out, as in the SQL stores
 can never mutate stored state through an object it passed in or got back, and a payload the
 databases would refuse (a set, ``NaN``, an object) is refused here too.
 
-The rules every store shares beyond ``base.py``'s state machine live here as small pure
-functions the SQL stores import:
-
-- ``enqueue`` refuses what no store can keep (:func:`check_new_task`);
-- a task whose cancellation was requested never goes back to pending: a ``Released`` or a
-  retried ``Failed`` outcome, or a rescue, finishes it as cancelled instead;
-- ``rescue`` sends a task to dead when its rescues would exceed the cap or its attempts are
-  spent (:func:`rescue_verdict`), and records why in its error history;
-- ``claim`` and ``heartbeat`` count as signs of life of the worker; a running task whose
-  owner has no worker row (forgotten, or never heard of) is rescued like a dead worker's;
-- a worker is dead when it has not been heard from for ``lease`` seconds or more, a task is
-  past its deadline when ``now`` is strictly later than it.
+The rules every store shares live in :mod:`gladd.store.rules`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import anyio
-
-from gladd.errors import StoreError, TaskRejected
+from gladd.errors import StoreError
 from gladd.store.base import (
-    JSON,
     Cancelled,
     Enqueued,
     Failed,
@@ -49,109 +34,23 @@ from gladd.store.base import (
     TaskError,
     TaskState,
 )
+from gladd.store.rules import (
+    RESCUED,
+    Wakeup,
+    check_new_task,
+    deadline_for,
+    dump_json,
+    rescue_reason,
+    rescue_verdict,
+    unique_conflict,
+    utc,
+)
 
 __all__ = ["MemoryStore"]
 
-PRIORITY_RANGE = range(-(2**31), 2**31)  # a PostgreSQL integer: the narrowest store decides
-RESCUED = "Rescued"  # TaskError.type recorded when a rescue takes a task from its owner
 
 _UNFINISHED = (TaskState.PENDING, TaskState.RUNNING)
 _RETRYABLE = (TaskState.DEAD, TaskState.CANCELLED)
-
-
-# -- rules shared by every store ------------------------------------------------------------
-
-
-def utc(moment: datetime, name: str = "now") -> datetime:
-    """``moment`` in UTC; a naive datetime is a programming error, not a guess."""
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise ValueError(f"{name} must be a timezone-aware datetime (UTC), got {moment!r}")
-    return moment.astimezone(UTC)
-
-
-def dump_json(value: JSON, what: str) -> str:
-    """``value`` as compact JSON text, or TypeError naming ``what`` cannot be stored."""
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
-
-
-def check_new_task(task: NewTask, *, now: datetime) -> tuple[str, datetime]:
-    """Refuse what no store can keep; returns the payload as JSON text and the ``run_at``."""
-    problems: list[str] = []
-    if not isinstance(task.kind, str) or not task.kind.strip():
-        problems.append("kind must be a non-empty string")
-    if task.max_attempts < 1:
-        problems.append(f"max_attempts must be at least 1, got {task.max_attempts}")
-    if task.timeout is not None and not (math.isfinite(task.timeout) and task.timeout > 0):
-        problems.append(f"timeout must be a positive number of seconds, got {task.timeout}")
-    if task.priority not in PRIORITY_RANGE:
-        problems.append(f"priority must be a 32-bit integer, got {task.priority}")
-    if task.unique_key is not None and not task.unique_key:
-        problems.append("unique_key must be None or a non-empty string")
-    if task.run_at is not None and task.run_at.utcoffset() is None:
-        problems.append(f"run_at must be timezone-aware, got {task.run_at!r}")
-    payload = ""
-    try:
-        payload = dump_json(task.payload, "payload")
-    except TypeError as exc:
-        problems.append(str(exc))
-    if problems:
-        raise TaskRejected(f"task of kind {task.kind!r} refused: " + "; ".join(problems))
-    return payload, utc(task.run_at, "run_at") if task.run_at is not None else now
-
-
-def deadline_for(timeout: float | None, now: datetime) -> datetime | None:
-    return None if timeout is None else now + timedelta(microseconds=round(timeout * 1e6))
-
-
-def rescue_verdict(task: Task, *, max_rescues: int, live: bool) -> TaskState:
-    """Where a rescued running task goes (see the module docstring).
-
-    A worker that died is not the task's failure: its attempt does not count against
-    ``max_attempts`` (a crash must not kill a single-attempt task), only against the
-    poison-pill cap. An attempt that hung past its deadline on a live worker did fail."""
-    if task.cancel_requested:
-        return TaskState.CANCELLED
-    if task.rescues + 1 > max_rescues or (live and task.attempt >= task.max_attempts):
-        return TaskState.DEAD
-    return TaskState.PENDING
-
-
-def rescue_reason(task: Task, *, now: datetime, live: bool) -> str:
-    if not live:
-        return f"worker {task.owner!r} stopped heartbeating; attempt taken back"
-    assert task.deadline is not None
-    late = (now - task.deadline).total_seconds()
-    return f"attempt ran {late:g}s past its deadline; taken back from {task.owner!r}"
-
-
-class Wakeup:
-    """A sticky, reusable wake-up: ``notify`` wakes every current waiter, or the next one.
-
-    anyio events are single-use, so each notification replaces the event once consumed.
-    Create it inside the event loop (in ``open``).
-    """
-
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event = anyio.Event()
-
-    def notify(self) -> None:
-        self._event.set()
-
-    async def wait(self, timeout: float) -> bool:
-        event = self._event
-        if not event.is_set():
-            with anyio.move_on_after(timeout):
-                await event.wait()
-        if not event.is_set():
-            return False
-        if self._event is event:
-            self._event = anyio.Event()
-        return True
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -502,13 +401,6 @@ def retried(now: datetime) -> dict[str, Any]:
         "finished_at": None,
         "updated_at": now,
     }
-
-
-def unique_conflict(task_id: int, key: str, other: int) -> TaskRejected:
-    return TaskRejected(
-        f"task {task_id} cannot be retried: task {other} with the same unique_key {key!r} "
-        "is still unfinished"
-    )
 
 
 def _public(task: Task) -> Task:

@@ -57,7 +57,7 @@ from gladd.store.base import (
     TaskError,
     TaskState,
 )
-from gladd.store.memory import (
+from gladd.store.rules import (
     RESCUED,
     Wakeup,
     check_new_task,

@@ -13,7 +13,8 @@ import pytest
 from gladd.errors import ConfigError, TaskRejected
 from gladd.store import NewTask, Task, TaskState
 from gladd.store.factory import mask_url, store_from_url
-from gladd.store.memory import MemoryStore, Wakeup, check_new_task, rescue_verdict, utc
+from gladd.store.memory import MemoryStore
+from gladd.store.rules import Wakeup, check_new_task, rescue_verdict, utc
 from gladd.store.sqlite import SQLiteStore
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
