@@ -236,6 +236,20 @@ def nodes(tmp_path: Path) -> Iterator[Callable[[str], LoggedGladd]]:
         node.close()
 
 
+# gladd.sleep with attempts to spare, for tests where an attempt may fail on purpose.
+RETRIED = """
+[retry.again]
+attempts = 3
+backoff = "constant"
+base_delay = "10ms"
+max_delay = "10ms"
+deadline = "1h"
+
+[tasks."gladd.sleep"]
+retry = "again"
+"""
+
+
 def executor_policies(
     *,
     concurrency: int = 4,
