@@ -74,9 +74,6 @@ class HealthBoard:
     def publish(self, check: Check) -> None:
         self._checks[check.key] = check
 
-    def withdraw(self, key: str) -> None:
-        self._checks.pop(key, None)
-
     def status(self) -> Status:
         return worst([c.status for c in self._checks.values()])
 

@@ -52,11 +52,6 @@ class Figures:
     cache_misses: int = 0
 
     @property
-    def success_rate(self) -> float | None:
-        """Share of calls that returned a value (None before any call)."""
-        return _rate(self.succeeded, self.calls)
-
-    @property
     def retry_success_rate(self) -> float | None:
         """Of the calls that needed a retry, the share that then succeeded."""
         return _rate(

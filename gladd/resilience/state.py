@@ -25,7 +25,3 @@ class ReconfigureResult:
     changed: tuple[str, ...] = ()
     """The policy fields that changed."""
     reason: str = ""
-
-    @property
-    def changed_anything(self) -> bool:
-        return bool(self.changed)
