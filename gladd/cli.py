@@ -74,9 +74,9 @@ def _fail(message: str) -> None:
 
 
 def _located(line: str) -> bool:
-    # "policies.toml:4:15: ..." lines already say where; don't prefix them.
+    # "policies.toml:4:15: ..." and "/etc/gladd/policies.toml: ..." lines already say where.
     head = line.split(":", 1)[0]
-    return head.endswith(".toml") or "/" in head
+    return " " not in head and (head.endswith(".toml") or "/" in head)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -77,15 +77,15 @@ def add_commands(
     ):
         verb = db_verbs.add_parser(name, help=helptext)
         settings_flags(verb)
-        verb.set_defaults(verb=func)
+        verb.set_defaults(verb=func, migrate=name == "migrate")
     db.set_defaults(command="db", handler=handler)
 
 
 @asynccontextmanager
-async def _service(settings: Settings) -> AsyncIterator[TaskService]:
+async def _service(settings: Settings, *, migrate: bool = True) -> AsyncIterator[TaskService]:
     policies = load_policies(settings.policies_path).policies
     store = configured_store(settings.store_url, policies)
-    await store.open()
+    await store.open(migrate=migrate)
     try:
         yield TaskService(store, known_kinds(policies, settings.plugin_paths), lambda: policies)
     finally:
@@ -97,7 +97,7 @@ def run_verb(args: argparse.Namespace, settings: Settings) -> int:
     verb: Callable[[argparse.Namespace, TaskService], Awaitable[int]] = args.verb
 
     async def main() -> int:
-        async with _service(settings) as service:
+        async with _service(settings, migrate=getattr(args, "migrate", True)) as service:
             return await verb(args, service)
 
     return anyio.run(main)
@@ -193,9 +193,13 @@ async def _migrate(args: argparse.Namespace, service: TaskService) -> int:
 
 
 async def _migrate_status(args: argparse.Namespace, service: TaskService) -> int:
+    # The store was opened without migrating: this is the schema as the daemon would find it.
     status = await service.store.migration_status()
     print(f"store: {service.store.url}")
     print(f"schema version {status.current} of {status.latest} known to this gladd")
-    if status.applied:
-        print(f"applied just now (gladd migrates whenever it opens a store): {status.applied}")
+    if status.pending:
+        pending = ", ".join(map(str, status.pending))
+        print(f"pending: {pending} (`gladd db migrate` or the next `gladd run` applies them)")
+    elif status.current > status.latest:
+        print("the database is newer than this gladd: upgrade gladd before running it here")
     return 0

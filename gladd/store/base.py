@@ -150,7 +150,12 @@ class RescueReport:
 class MigrationStatus:
     current: int
     latest: int
-    applied: tuple[int, ...]  # applied by this call
+    applied: tuple[int, ...]  # applied when this store was opened
+
+    @property
+    def pending(self) -> tuple[int, ...]:
+        """Versions this gladd knows that the database has not had yet."""
+        return tuple(range(self.current + 1, self.latest + 1))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -186,8 +191,12 @@ class Store(Protocol):
 
     url: str  # with any password masked: safe to log
 
-    async def open(self) -> None:
-        """Connect and apply pending migrations (safe when nodes start together)."""
+    async def open(self, *, migrate: bool = True) -> None:
+        """Connect and apply pending migrations (safe when nodes start together).
+
+        ``migrate=False`` only connects, for reading :meth:`migration_status` as it is: such
+        a store must not be used for tasks. A SQLite file that does not exist is not
+        created then; that is a :class:`StoreError`."""
 
     async def close(self) -> None: ...
 

@@ -70,7 +70,7 @@ class MemoryStore:
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._tasks)} tasks)"
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         if self._wakeup is None:
             self._wakeup = Wakeup()
 

@@ -162,7 +162,7 @@ class PostgresStore:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         if self._pool is not None:
             return
         self._closed = False
@@ -191,6 +191,8 @@ class PostgresStore:
             )
         except Exception as exc:
             raise _map_error("open", exc, self.url, self._timeout) from exc
+        if not migrate:
+            return
         try:
             self._applied = await self._run("migrate", self._migrate)
             await self._listen()
@@ -245,6 +247,8 @@ class PostgresStore:
 
     async def migration_status(self) -> MigrationStatus:
         async def work(conn: Any) -> int:
+            if await conn.fetchval("SELECT to_regclass('gladd_migrations')") is None:
+                return 0
             return cast(int, await conn.fetchval("SELECT max(version) FROM gladd_migrations"))
 
         current = await self._run("migration_status", work)

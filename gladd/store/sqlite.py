@@ -383,7 +383,7 @@ class SQLiteStore:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def open(self) -> None:
+    async def open(self, *, migrate: bool = True) -> None:
         if self._thread is not None:
             return
         if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -391,10 +391,15 @@ class SQLiteStore:
                 f"SQLite {sqlite3.sqlite_version} is too old for gladd: it needs 3.35 or later"
             )
         if self.path != ":memory:":
+            if not migrate and not Path(self.path).exists():
+                raise StoreError(
+                    f"there is no SQLite database at {self.path} yet: `gladd db migrate` "
+                    "or `gladd run` creates it"
+                )
             self._make_directory()
         thread = _DbThread(f"gladd-sqlite:{Path(self.path).name}")
         try:
-            self._applied = await thread.call(self._connect_and_migrate)
+            self._applied = await thread.call(lambda: self._connect_and_migrate(migrate))
         except BaseException:
             await thread.stop()
             raise
@@ -417,7 +422,7 @@ class SQLiteStore:
                 "fix its permissions, or choose another path in the database URL"
             )
 
-    def _connect_and_migrate(self) -> tuple[int, ...]:
+    def _connect_and_migrate(self, migrate: bool) -> tuple[int, ...]:
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
@@ -432,7 +437,7 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise _store_error(exc, self.path) from exc
             self._conn = conn
-            return self._transaction(lambda c: _migrate(c, self.path))
+            return self._transaction(lambda c: _migrate(c, self.path)) if migrate else ()
         except BaseException:
             self._conn = None
             conn.close()
@@ -453,9 +458,13 @@ class SQLiteStore:
             self._conn = None
 
     async def migration_status(self) -> MigrationStatus:
-        rows = await self._read(
-            lambda c: c.execute("SELECT version FROM gladd_migrations").fetchall()
-        )
+        def versions(conn: sqlite3.Connection) -> list[tuple[int]]:
+            exists = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gladd_migrations'"
+            ).fetchone()
+            return conn.execute("SELECT version FROM gladd_migrations").fetchall() if exists else []
+
+        rows = await self._read(versions)
         return MigrationStatus(
             current=max((v for (v,) in rows), default=0),
             latest=migrations()[-1][0],

@@ -101,3 +101,26 @@ def test_reload_without_a_daemon_says_so() -> None:
     result = run_cli("reload", "--admin-port", str(free_port()))
     assert result.returncode == 69
     assert "no gladd answering at http://127.0.0.1:" in result.stderr
+
+
+def test_db_status_reports_pending_migrations_and_db_migrate_applies_them(tmp_path: Path) -> None:
+    db = tmp_path / "tasks.db"
+    url = f"sqlite:///{db}"
+    env = {"GLADD_POLICIES": str(REPO / "policies.toml")}
+
+    absent = run_cli("db", "status", "--database-url", url, env=env)
+    assert absent.returncode == 69
+    assert f"gladd: there is no SQLite database at {db} yet" in absent.stderr
+    assert not db.exists()
+
+    migrated = run_cli("db", "migrate", "--database-url", url, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied now: 1" in migrated.stdout
+
+    status = run_cli("db", "status", "--database-url", url, env=env)
+    assert status.returncode == 0, status.stderr
+    assert "schema version 1 of 1" in status.stdout
+    assert "pending:" not in status.stdout
+
+    again = run_cli("db", "migrate", "--database-url", url, env=env)
+    assert "applied now: none (already up to date)" in again.stdout

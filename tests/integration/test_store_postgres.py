@@ -195,6 +195,22 @@ async def test_four_nodes_starting_together_migrate_exactly_once(postgres_url: s
     assert all(s.current == s.latest == LATEST for s in statuses)
 
 
+async def test_status_without_migrating_leaves_the_schema_alone(postgres_url: str) -> None:
+    async with fresh_database(postgres_url) as url:
+        store = PostgresStore(url)
+        await store.open(migrate=False)
+        try:
+            status = await store.migration_status()
+        finally:
+            await store.close()
+        assert (status.current, status.pending) == (0, tuple(range(1, LATEST + 1)))
+        conn = await asyncpg.connect(url)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('gladd_tasks')") is None
+        finally:
+            await conn.close()
+
+
 async def test_a_schema_newer_than_the_code_is_refused(postgres_url: str) -> None:
     async with fresh_database(postgres_url) as url:
         async with node(url):

@@ -82,6 +82,30 @@ async def test_migrations_apply_once_and_are_recorded(db: Path) -> None:
     assert mode == "wal"
 
 
+async def test_status_without_migrating_reports_the_schema_as_found(db: Path) -> None:
+    missing = SQLiteStore(db)
+    with pytest.raises(StoreError, match=f"no SQLite database at {db} yet: `gladd db migrate`"):
+        await missing.open(migrate=False)
+    assert not db.exists(), "reading the status must not create the database"
+
+    db.parent.mkdir()
+    sqlite3.connect(db).close()  # a file gladd never migrated
+    empty = SQLiteStore(db)
+    await empty.open(migrate=False)
+    status = await empty.migration_status()
+    await empty.close()
+    assert (status.current, status.pending, status.applied) == (0, tuple(range(1, LATEST + 1)), ())
+
+    migrated = SQLiteStore(db)
+    await migrated.open()
+    await migrated.close()
+    again = SQLiteStore(db)
+    await again.open(migrate=False)
+    status = await again.migration_status()
+    await again.close()
+    assert (status.current, status.pending) == (LATEST, ())
+
+
 async def test_a_database_from_a_newer_gladd_is_refused(db: Path) -> None:
     store = SQLiteStore(db)
     await store.open()
