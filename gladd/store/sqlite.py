@@ -391,12 +391,7 @@ class SQLiteStore:
                 f"SQLite {sqlite3.sqlite_version} is too old for gladd: it needs 3.35 or later"
             )
         if self.path != ":memory:":
-            if not migrate and not Path(self.path).exists():
-                raise StoreError(
-                    f"there is no SQLite database at {self.path} yet: `gladd db migrate` "
-                    "or `gladd run` creates it"
-                )
-            self._make_directory()
+            self._prepare_path(create=migrate)
         thread = _DbThread(f"gladd-sqlite:{Path(self.path).name}")
         try:
             self._applied = await thread.call(lambda: self._connect_and_migrate(migrate))
@@ -406,7 +401,12 @@ class SQLiteStore:
         self._thread = thread
         self._wakeup = Wakeup()
 
-    def _make_directory(self) -> None:
+    def _prepare_path(self, *, create: bool) -> None:
+        if not create and not Path(self.path).exists():
+            raise StoreError(
+                f"there is no SQLite database at {self.path} yet: `gladd db migrate` "
+                "or `gladd run` creates it"
+            )
         parent = Path(self.path).absolute().parent
         try:
             parent.mkdir(parents=True, exist_ok=True)

@@ -168,6 +168,34 @@ async def test_a_lost_listener_is_reestablished(store: PostgresStore, db_url: st
         await conn.close()
 
 
+# -- query plans -----------------------------------------------------------------------------
+
+
+async def test_claims_walk_the_claim_index_even_before_statistics_catch_up(
+    postgres_url: str,
+) -> None:
+    # Right after a burst of enqueues the planner's statistics still describe an empty table,
+    # and with default settings it sorts every pending row on each claim. gladd's connections
+    # price sorts out (and JIT, which such a price would otherwise wake) so the claim stays on
+    # the partial index gladd_tasks_claim.
+    async with fresh_database(postgres_url) as url, node(url) as store:
+        for _ in range(10):
+            await store.enqueue_many(_tasks(1000), now=NOW)
+
+        async def plan_and_settings(conn: Any) -> tuple[str, str, str]:
+            plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + Q["claim"], "w", NOW, 10, 1)
+            return (
+                str(plan),
+                await conn.fetchval("SHOW jit"),
+                await conn.fetchval("SHOW enable_sort"),
+            )
+
+        plan, jit, enable_sort = await store._run("plan", plan_and_settings)
+    assert (jit, enable_sort) == ("off", "off")
+    assert "gladd_tasks_claim" in plan
+    assert '"Sort"' not in plan, f"the claim sorts pending tasks: {plan}"
+
+
 # -- migrations ------------------------------------------------------------------------------
 
 
