@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -27,6 +27,10 @@ from gladd.reload.diff import Change, diff_policies
 
 Outcome = Literal["applied", "rejected", "unchanged"]
 WATCH_TRIGGERS = frozenset({"file", "poll"})
+SETTLE = 0.05
+"""Seconds new content must stay the same before a reload not sent by the watcher (which
+waits for quiet itself) uses it: a file caught mid-write is read again once it is whole."""
+MAX_SETTLE_ROUNDS = 20
 """Triggers that fire on mere file events: same content again is not worth a word."""
 
 
@@ -86,8 +90,12 @@ class Reloader:
         listeners: list[Listener] | None = None,
         on_start: Callable[[], None] | None = None,
         check: Callable[[Policies], list[Problem]] | None = None,
+        settle: float = SETTLE,
+        read: Callable[[], Awaitable[bytes]] | None = None,
     ) -> None:
         self.path = path
+        self.settle = settle
+        self._read = read or anyio.Path(path).read_bytes
         self.served = served
         self.apply = apply
         self.last_good = last_good
@@ -139,7 +147,7 @@ class Reloader:
         started = time.perf_counter()
         current = self.served()
         try:
-            data = await anyio.Path(self.path).read_bytes()
+            data = await self._read()
         except OSError as exc:
             return self._unreadable(trigger, current, exc, started)
         sha = hashlib.sha256(data).hexdigest()
@@ -157,10 +165,26 @@ class Reloader:
                 ),
                 quiet=True,
             )
+        if trigger != "file" and self.settle > 0:
+            try:
+                data, sha = await self._settled(data, sha)
+            except OSError as exc:
+                return self._unreadable(trigger, current, exc, started)
         if self.on_start:
             self.on_start()
         result = self._evaluate(data, sha, trigger, current, started)
         return self._finish(result, quiet=False)
+
+    async def _settled(self, data: bytes, sha: str) -> tuple[bytes, str]:
+        """The file's content once it stays the same for ``settle`` seconds (bounded)."""
+        for _ in range(MAX_SETTLE_ROUNDS):
+            await anyio.sleep(self.settle)
+            again = await self._read()
+            again_sha = hashlib.sha256(again).hexdigest()
+            if again_sha == sha:
+                break
+            data, sha = again, again_sha
+        return data, sha
 
     def _evaluate(
         self, data: bytes, sha: str, trigger: str, current: Served, started: float

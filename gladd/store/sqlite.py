@@ -12,9 +12,13 @@ Storage: times are INTEGER microseconds since the Unix epoch (UTC), JSON is TEXT
 is versioned by ``sql/sqlite/NNNN_name.sql`` files, applied at :meth:`SQLiteStore.open` in one
 transaction and recorded in ``gladd_migrations``; a file migrated by a newer gladd is refused.
 
-Wake-ups: :meth:`SQLiteStore.wait_for_work` is woken by enqueues (and retries, releases,
-rescues) made through this store object. Tasks inserted by another process, or by plain SQL,
-are found by the caller's polling fallback: its timeout bounds their extra latency.
+Wake-ups: :meth:`SQLiteStore.wait_for_work` is woken at once by enqueues (and retries,
+releases, rescues) made through this store object. While it waits it also looks at the WAL
+file now and then (``EXTERNAL_CHECK``: 50 ms soon after work, up to 500 ms when long idle;
+one stat() each); when the file changed it asks SQLite whether another connection
+committed (``PRAGMA data_version``, which this connection's own commits never change). So
+tasks enqueued by the CLI or another process start within 50 to 500 ms, and an idle daemon
+makes no trip to the database thread.
 
 The semantics shared with every store (what is refused, cancel wins over pending, rescue
 verdicts) live in :mod:`gladd.store.memory`, the reference implementation.
@@ -72,6 +76,10 @@ __all__ = ["SQLiteStore"]
 
 T = TypeVar("T")
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
+EXTERNAL_CHECK = (0.05, 0.5)
+"""Seconds between looks for other processes' commits while waiting: the first soon after
+work was last seen, growing (a tenth of the idle time so far) to the second, so a long-idle
+daemon wakes twice a second and one fed by another process finds its tasks in ~50 ms."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
@@ -255,6 +263,15 @@ def _migrate(conn: sqlite3.Connection, path: str) -> tuple[int, ...]:
     return tuple(applied)
 
 
+def _file_signature(path: str) -> tuple[int, int] | None:
+    """(mtime ns, size) of a file, None if absent: one local stat(), cheap enough for the loop."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_mtime_ns, status.st_size
+
+
 # -- the database thread --------------------------------------------------------------------
 
 
@@ -377,6 +394,8 @@ class SQLiteStore:
         self._thread: _DbThread | None = None
         self._wakeup: Wakeup | None = None
         self._applied: tuple[int, ...] = ()
+        self._data_version = 0  # PRAGMA data_version last seen, in the database thread
+        self._work_seen = 0.0  # anyio.current_time() when wait_for_work last found work
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -400,6 +419,7 @@ class SQLiteStore:
             raise
         self._thread = thread
         self._wakeup = Wakeup()
+        self._work_seen = anyio.current_time()
 
     def _prepare_path(self, *, create: bool) -> None:
         if not create and not Path(self.path).exists():
@@ -437,6 +457,7 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 raise _store_error(exc, self.path) from exc
             self._conn = conn
+            self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
             return self._transaction(lambda c: _migrate(c, self.path)) if migrate else ()
         except BaseException:
             self._conn = None
@@ -691,9 +712,48 @@ class SQLiteStore:
         return counts
 
     async def wait_for_work(self, timeout: float) -> bool:
-        self._open_thread()
-        assert self._wakeup is not None
-        return await self._wakeup.wait(timeout)
+        thread, wakeup = self._open_thread(), self._wakeup
+        assert wakeup is not None
+        if self.path == ":memory:":  # no other connection can reach it
+            return await wakeup.wait(timeout)
+
+        wal = f"{self.path}-wal"
+        seen = _file_signature(wal)
+
+        soonest, latest = EXTERNAL_CHECK
+
+        async def look_for_other_writers() -> None:
+            nonlocal seen
+            while True:
+                idle = anyio.current_time() - self._work_seen
+                await anyio.sleep(min(max(idle / 10, soonest), latest))
+                if self._thread is not thread:  # closed meanwhile
+                    return
+                # Every commit, ours or not, touches the WAL file: ask SQLite whose it was
+                # only then, so an idle check is one stat() and no trip to the thread.
+                signature = _file_signature(wal)
+                if signature == seen:
+                    continue
+                seen = signature
+                if await thread.call(self._committed_elsewhere):
+                    wakeup.notify()
+                    return
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(look_for_other_writers)
+            woken = await wakeup.wait(timeout)
+            tg.cancel_scope.cancel()
+        if woken:
+            self._work_seen = anyio.current_time()
+        return woken
+
+    def _committed_elsewhere(self) -> bool:
+        """Whether another connection committed since the last look (database thread)."""
+        if self._conn is None:
+            return False
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        changed, self._data_version = version != self._data_version, version
+        return bool(changed)
 
     def pool_stats(self) -> PoolStats:
         # One connection on one thread, not a pool: statements queue for the thread instead.

@@ -178,6 +178,31 @@ async def test_two_stores_on_one_file_share_the_tasks(db: Path) -> None:
         await two.close()
 
 
+async def test_a_waiting_store_wakes_for_commits_made_by_other_connections(
+    store: SQLiteStore, db: Path
+) -> None:
+    # Its own commits (the 50 enqueues, a claim) never wake it: the wait runs its course.
+    await store.enqueue_many([NewTask(kind="k") for _ in range(50)], now=BASE)
+    assert await store.wait_for_work(0) is True  # the enqueues' own, in-process wake-up
+    await store.claim(worker="w1", limit=50, now=at(1))
+    started = anyio.current_time()
+    assert await store.wait_for_work(0.3) is False
+    assert anyio.current_time() - started >= 0.3
+
+    # A plain INSERT from another connection (the CLI, another process) wakes it at once,
+    # not after the caller's polling timeout.
+    async def insert_elsewhere() -> None:
+        await anyio.sleep(0.1)
+        with sqlite3.connect(db) as conn:
+            conn.execute("INSERT INTO gladd_tasks (kind, payload) VALUES ('k', '{}')")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(insert_elsewhere)
+        started = anyio.current_time()
+        assert await store.wait_for_work(30) is True
+    assert anyio.current_time() - started < 2, "woken by the timeout, not by the commit"
+
+
 async def test_an_application_may_enqueue_with_a_plain_insert(store: SQLiteStore, db: Path) -> None:
     with sqlite3.connect(db) as conn:
         conn.execute("INSERT INTO gladd_tasks (kind, payload) VALUES ('k', '{\"a\": 1}')")

@@ -49,6 +49,7 @@ class Harness:
     applied: list[tuple[Served, list[Change]]] = field(default_factory=list)
     reported: list[ReloadResult] = field(default_factory=list)
     starts: int = 0
+    settle: float = 0.0  # the FIFO tests feed each read themselves
     reads: tuple[anyio.abc.ObjectSendStream[int], anyio.abc.ObjectReceiveStream[int]] = field(
         default_factory=lambda: anyio.create_memory_object_stream[int](100)
     )
@@ -63,6 +64,7 @@ class Harness:
             last_good=self.last_good,
             listeners=[self.reported.append],
             on_start=self._started,
+            settle=self.settle,
         )
 
     def _current(self) -> Served:
@@ -368,6 +370,31 @@ async def test_requests_during_a_reload_coalesce_into_one_read_made_after_they_a
     assert (result.outcome, result.generation, result.sha256) == ("applied", 3, sha(second))
     assert result.trigger == "api"
     assert [served.generation for served, _ in harness.applied] == [2, 3]
+
+
+async def test_content_caught_mid_write_is_read_again_until_it_holds_still(
+    harness: Harness,
+) -> None:
+    # `cat new > policies.toml` truncates first: a reload asked for at that moment reads an
+    # empty file, which is valid (all defaults). It must wait for the whole file instead.
+    whole = edit("concurrency = 10", "concurrency = 3")
+    reads = [b"", whole, whole]
+
+    async def read() -> bytes:
+        return reads.pop(0)
+
+    reloader = Reloader(
+        path=harness.path, served=harness._current, apply=harness._apply, settle=0.001, read=read
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(reloader.run)
+        result = await reloader.reload("signal")
+        tg.cancel_scope.cancel()
+
+    assert (result.outcome, result.generation, result.sha256) == ("applied", 2, sha(whole))
+    assert [c.render() for c in result.changes] == ["executor.concurrency 10 → 3"]
+    assert len(harness.applied) == 1
+    assert reads == [], "read again until two reads agreed"
 
 
 # -- the last good copy ---------------------------------------------------------------------
