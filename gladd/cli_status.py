@@ -123,7 +123,7 @@ def summarise(report: dict[str, Any], base: str = "") -> str:
     lines = [
         f"gladd {report.get('version', '?')} on {report.get('serviceId', '?')}{where}: "
         f"{status.upper()}",
-        _row("policies", _policies(value, output)),
+        _row("policies", _policies(checks, value, output)),
         _row("database", _database(checks, value, output)),
         _row("breakers", _breakers(value, output)),
         _row("executor", _executor(value, output)),
@@ -145,8 +145,12 @@ def _row(label: str, text: str) -> str:
 Getter = Callable[..., Any]
 
 
-def _policies(value: Getter, output: Getter) -> str:
-    text = f"generation {value('policies:generation')} ({output('policies:generation')})"
+def _policies(checks: dict[str, dict[str, Any]], value: Getter, output: Getter) -> str:
+    text = f"generation {value('policies:generation')}"
+    if checks.get("policies:generation", {}).get("status") == "pass":
+        text += f" ({output('policies:generation')})"
+    if value("policies:reload", None) == "rejected":
+        return f"{text}, last reload rejected (the errors are listed below)"
     reload = output("policies:reload")
     return f"{text}, last reload {reload}" if reload else text
 

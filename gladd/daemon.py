@@ -29,7 +29,7 @@ from gladd.executor.runner import Executor
 from gladd.executor.service import TaskService
 from gladd.health import Check, HealthBoard, Status
 from gladd.notify import Notifier, run_watchdog, watchdog_interval
-from gladd.observe.health_checks import HealthChecker
+from gladd.observe.health_checks import HealthChecker, reload_check
 from gladd.observe.lag import LagMonitor
 from gladd.observe.metrics import Metrics
 from gladd.observe.pool import PoolMonitor
@@ -76,7 +76,8 @@ class Daemon:
             served=lambda: self.served,
             apply=self._apply_policies,
             last_good=settings.state_dir / LAST_GOOD,
-            listeners=[self._reload_reported, self.reloads.heard],
+            # The record first: the health published on each verdict reads it.
+            listeners=[self.reloads.heard, self._reload_reported],
             on_start=self._reloading,
             check=self._plugin_problems,
         )
@@ -320,6 +321,8 @@ class Daemon:
             self.notifier.ready(status=f"serving {self.served.describe()}{verdict}")
 
     def _publish_policies(self) -> None:
+        # Both policies checks move together, so no reader sees a verdict beside a stale one.
+        self.board.publish(reload_check(self.reloads.last, at=time.time()))
         loaded = self.served.loaded
         status, output = Status.PASS, f"{loaded.source} sha256 {loaded.sha256[:12]}"
         rejection = self.reloader.last_rejection

@@ -259,7 +259,12 @@ def test_an_invalid_edit_changes_nothing_and_warns_with_the_location(
     check = wait_status(serving, "warn")
     assert check["observedValue"] == 1
     assert error in check["output"]
-    assert serving.get("/health").status_code == 200  # a warning, not a failure
+    health = serving.get("/health")
+    assert health.status_code == 200  # a warning, not a failure
+    # The reload record moves with the generation check: no stale "applied" beside it.
+    (last,) = health.json()["checks"]["policies:reload"]
+    assert last["observedValue"] == "rejected"
+    assert error in last["output"]
     log = wait_logged(serving, error)
     assert "reload (file) rejected: generation 1" in log
 

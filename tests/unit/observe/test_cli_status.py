@@ -113,6 +113,31 @@ def test_the_summary_is_compact_and_names_the_problems() -> None:
     ]
 
 
+def test_a_rejected_reload_is_named_once_with_its_errors_below() -> None:
+    error = "/etc/gladd/policies.toml:16:15: executor.concurrency: must be ≥ 1 (got 0)"
+    text = summarise(
+        report(
+            "warn",
+            **{
+                "policies:generation": check(
+                    "warn", 3, f"last reload rejected, serving the last good rules: {error}"
+                ),
+                "policies:reload": check(
+                    "pass", "rejected", f"rejected (file), generation 3: {error}"
+                ),
+            },
+        )
+    )
+    lines = text.splitlines()
+    assert (
+        lines[1] == "  policies   generation 3, last reload rejected (the errors are listed below)"
+    )
+    assert lines[-1] == (
+        f"  WARN  policies:generation: last reload rejected, serving the last good rules: {error}"
+    )
+    assert text.count(error) == 1
+
+
 def test_an_unreachable_database_is_spelled_out() -> None:
     text = summarise(
         report("fail", **{"database:responseTime": check("fail", None, "connection refused")})
