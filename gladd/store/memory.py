@@ -40,6 +40,7 @@ from gladd.store.rules import (
     check_new_task,
     deadline_for,
     dump_json,
+    pending_task,
     rescue_reason,
     rescue_verdict,
     unique_conflict,
@@ -103,27 +104,10 @@ class MemoryStore:
             existing = self._unfinished_with_key(new.unique_key)
             if existing is not None:
                 return Enqueued(task=_public(existing), created=False)
-        task = Task(
-            id=self._next_id,
-            kind=new.kind,
-            payload=payload,
-            state=TaskState.PENDING,
-            priority=new.priority,
-            run_at=run_at,
-            attempt=0,
-            max_attempts=new.max_attempts,
-            timeout=new.timeout,
-            unique_key=new.unique_key,
-            owner=None,
-            token=0,
-            rescues=0,
-            deadline=None,
-            cancel_requested=False,
+        # Stored as the other stores keep it: payload and result as JSON text.
+        task = replace(
+            pending_task(new, task_id=self._next_id, payload=payload, run_at=run_at, now=now),
             result="null",
-            errors=(),
-            created_at=now,
-            updated_at=now,
-            finished_at=None,
         )
         self._next_id += 1
         self._tasks[task.id] = task

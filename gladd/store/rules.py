@@ -37,6 +37,34 @@ def utc(moment: datetime, name: str = "now") -> datetime:
     return moment.astimezone(UTC)
 
 
+def pending_task(
+    new: NewTask, *, task_id: int, payload: JSON, run_at: datetime, now: datetime
+) -> Task:
+    """The task ``new`` becomes the moment it is stored: pending, never attempted."""
+    return Task(
+        id=task_id,
+        kind=new.kind,
+        payload=payload,
+        state=TaskState.PENDING,
+        priority=new.priority,
+        run_at=run_at,
+        attempt=0,
+        max_attempts=new.max_attempts,
+        timeout=new.timeout,
+        unique_key=new.unique_key,
+        owner=None,
+        token=0,
+        rescues=0,
+        deadline=None,
+        cancel_requested=False,
+        result=None,
+        errors=(),
+        created_at=now,
+        updated_at=now,
+        finished_at=None,
+    )
+
+
 def dump_json(value: JSON, what: str) -> str:
     """``value`` as compact JSON text, or TypeError naming ``what`` cannot be stored."""
     try:

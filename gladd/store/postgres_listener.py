@@ -1,0 +1,96 @@
+"""The PostgreSQL store's wake-up connection: one connection outside the pool LISTENs on
+``gladd_tasks``; when it drops it is re-established in the background, and once it is back
+the waiters are woken for any notification missed meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import asyncpg  # type: ignore[import-untyped]
+from loguru import logger
+
+from gladd.store.postgres_errors import map_error
+
+CHANNEL = "gladd_tasks"
+LISTENER_RETRY = 1.0  # seconds between attempts to re-establish the listening connection
+
+
+class Listener:
+    """LISTENs on ``CHANNEL`` for one opening of a store; ``notify`` runs on each notification."""
+
+    def __init__(self, dsn: str, *, url: str, timeout: float, notify: Callable[[], None]) -> None:
+        self._dsn = dsn
+        self.url = url  # masked: for messages
+        self._timeout = timeout
+        self._notify = notify
+        self._conn: Any = None
+        self._reconnect: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def listen(self) -> None:
+        try:
+            conn = await asyncpg.connect(self._dsn, timeout=max(self._timeout, 1.0))
+        except Exception as exc:
+            raise map_error("listen", exc, self.url, self._timeout) from exc
+        try:
+            await conn.add_listener(CHANNEL, self._on_notify)
+        except BaseException:
+            await _close_quietly(conn)
+            raise
+        conn.add_termination_listener(self._on_lost)
+        self._conn = conn
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+            self._reconnect = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await _close_quietly(conn)
+
+    def _on_notify(self, *_: object) -> None:
+        self._notify()
+
+    def _on_lost(self, *_: object) -> None:
+        self._conn = None
+        if self._closed or self._reconnect is not None:
+            return
+        logger.warning(
+            "PostgreSQL store {}: the listening connection was lost; waiting for work by "
+            "polling until it is re-established",
+            self.url,
+        )
+        self._reconnect = asyncio.get_running_loop().create_task(self._relisten())
+
+    async def _relisten(self) -> None:
+        try:
+            while not self._closed:
+                try:
+                    await self.listen()
+                except Exception:  # still down: a wait is a timed poll meanwhile
+                    await anyio.sleep(LISTENER_RETRY)
+                    continue
+                if self._closed:  # closed while connecting
+                    conn, self._conn = self._conn, None
+                    if conn is not None:
+                        await _close_quietly(conn)
+                    return
+                logger.info("PostgreSQL store {}: listening for new tasks again", self.url)
+                self._notify()  # tasks may have arrived unheard: let waiters claim
+                return
+        finally:
+            self._reconnect = None
+
+
+async def _close_quietly(conn: Any) -> None:
+    try:
+        with anyio.move_on_after(1.0):
+            await conn.close()
+    except Exception:  # it is being discarded either way
+        conn.terminate()
+    if not conn.is_closed():
+        conn.terminate()

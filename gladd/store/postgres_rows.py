@@ -1,0 +1,131 @@
+"""Values to and from the PostgreSQL store's queries: a row as a :class:`Task`, and the
+arrays a batch of enqueues or outcomes travels as."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from gladd.store.base import (
+    Cancelled,
+    Failed,
+    NewTask,
+    Outcome,
+    Released,
+    Succeeded,
+    Task,
+    TaskError,
+    TaskState,
+)
+from gladd.store.rules import RESCUED, dump_json, rescue_reason, rescue_verdict, utc
+
+
+def enqueue_args(
+    tasks: Sequence[NewTask], checked: Sequence[tuple[str, datetime]], now: datetime
+) -> tuple[object, ...]:
+    return (
+        now,
+        [t.kind for t in tasks],
+        [payload for payload, _ in checked],
+        [t.priority for t in tasks],
+        [run_at for _, run_at in checked],
+        [t.max_attempts for t in tasks],
+        [t.timeout for t in tasks],
+        [t.unique_key for t in tasks],  # last: postgres._enqueue_once reads it
+    )
+
+
+def finish_args(outcomes: Sequence[Outcome], now: datetime) -> tuple[tuple[object, ...], set[int]]:
+    """Arrays per outcome type; an id named twice in one batch counts only the first time."""
+    ok: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    failed: tuple[list[Any], list[Any], list[Any], list[Any]] = ([], [], [], [])
+    released: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
+    cancelled: tuple[list[Any], list[Any]] = ([], [])
+    seen: set[int] = set()
+    first: set[int] = set()
+    for i, o in enumerate(outcomes):
+        if o.id in seen:
+            continue
+        seen.add(o.id)
+        first.add(i)
+        if isinstance(o, Succeeded):
+            _append(ok, o.id, o.token, dump_json(o.result, f"result of task {o.id}"))
+        elif isinstance(o, Failed):
+            retry_at = None if o.retry_at is None else utc(o.retry_at, "retry_at")
+            _append(failed, o.id, o.token, error_json(o.error), retry_at)
+        elif isinstance(o, Released):
+            _append(released, o.id, o.token, utc(o.run_at, "run_at"))
+        elif isinstance(o, Cancelled):
+            _append(cancelled, o.id, o.token)
+    return (now, *ok, *failed, *released, *cancelled), first
+
+
+def _append(columns: tuple[list[Any], ...], *values: object) -> None:
+    for column, value in zip(columns, values, strict=True):
+        column.append(value)
+
+
+def error_json(error: TaskError) -> str:
+    return json.dumps(
+        {
+            "type": error.type,
+            "message": error.message,
+            "attempt": error.attempt,
+            "at": utc(error.at, "error.at").isoformat(),
+        }
+    )
+
+
+def row_to_task(row: Any) -> Task:
+    timeout = row["timeout"]
+    return Task(
+        id=row["id"],
+        kind=row["kind"],
+        payload=row["payload"],
+        state=TaskState(row["state"]),
+        priority=row["priority"],
+        run_at=row["run_at"],
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        timeout=timeout,
+        unique_key=row["unique_key"],
+        owner=row["owner"],
+        token=row["token"],
+        rescues=row["rescues"],
+        deadline=row["deadline"],
+        cancel_requested=row["cancel_requested"],
+        result=row["result"],
+        errors=tuple(
+            TaskError(
+                type=e["type"],
+                message=e["message"],
+                attempt=e["attempt"],
+                at=datetime.fromisoformat(e["at"]),
+            )
+            for e in row["errors"]
+        ),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def rescued(row: Any, now: datetime, max_rescues: int) -> tuple[int, str, str]:
+    """(id, new state, error JSON) of a running task taken back from its owner."""
+    task = row_to_task(row)
+    error = TaskError(
+        type=RESCUED,
+        message=rescue_reason(task, now=now, live=row["live"]),
+        attempt=task.attempt,
+        at=now,
+    )
+    verdict = rescue_verdict(task, max_rescues=max_rescues, live=row["live"])
+    return task.id, str(verdict), error_json(error)
+
+
+def sorted_claim(rows: Sequence[Any]) -> list[Task]:
+    tasks = [row_to_task(row) for row in rows]
+    tasks.sort(key=lambda t: (-t.priority, t.run_at, t.id))
+    return tasks

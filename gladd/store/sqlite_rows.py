@@ -1,0 +1,81 @@
+"""Values to and from SQLite rows: times as INTEGER microseconds since the Unix epoch (UTC),
+JSON as TEXT, and a ``gladd_tasks`` row (``COLUMNS``, in that order) as a :class:`Task`."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gladd.store.base import Task, TaskError, TaskState
+from gladd.store.rules import utc
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+COLUMNS = (
+    "id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key, "
+    "owner, token, rescues, deadline, cancel_requested, result, errors, created_at, "
+    "updated_at, finished_at"
+)
+
+
+def to_us(moment: datetime) -> int:
+    return (moment - EPOCH) // _MICROSECOND
+
+
+def from_us(us: int | None) -> datetime | None:
+    return None if us is None else EPOCH + timedelta(microseconds=us)
+
+
+def error_json(error: TaskError) -> str:
+    record = {
+        "type": error.type,
+        "message": error.message,
+        "attempt": error.attempt,
+        "at": to_us(utc(error.at, "error.at")),
+    }
+    return json.dumps(record, separators=(",", ":"))
+
+
+def _errors(text: str) -> tuple[TaskError, ...]:
+    if text == "[]":
+        return ()
+    return tuple(
+        TaskError(
+            type=e["type"],
+            message=e["message"],
+            attempt=e["attempt"],
+            at=EPOCH + timedelta(microseconds=e["at"]),
+        )
+        for e in json.loads(text)
+    )
+
+
+def row_to_task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
+    (id_, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
+     owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
+     updated_at, finished_at) = row  # fmt: skip
+    return Task(
+        id=id_,
+        kind=kind,
+        payload=json.loads(payload),
+        state=TaskState(state),
+        priority=priority,
+        run_at=EPOCH + timedelta(microseconds=run_at),
+        attempt=attempt,
+        max_attempts=max_attempts,
+        timeout=timeout,
+        unique_key=unique_key,
+        owner=owner,
+        token=token,
+        rescues=rescues,
+        deadline=from_us(deadline),
+        cancel_requested=bool(cancel_requested),
+        result=None if result is None else json.loads(result),
+        errors=_errors(errors),
+        created_at=EPOCH + timedelta(microseconds=created_at),
+        updated_at=EPOCH + timedelta(microseconds=updated_at),
+        finished_at=from_us(finished_at),
+    )
