@@ -42,7 +42,7 @@ from gladd.reload.reloader import Reloader, ReloadResult, Served, write_last_goo
 from gladd.reload.watch import watch_policies
 from gladd.resilience import Counters, LogSink, Resilience
 from gladd.settings import Settings
-from gladd.store.configure import configured_store
+from gladd.store.configure import configured_store, retune_store
 
 STOP_MARGIN = 5.0
 """Seconds past the shutdown grace for subsystems to write their last state."""
@@ -299,6 +299,7 @@ class Daemon:
             if not result.kept_state:
                 logger.warning("breaker/budget {} was reset: {}", result.name, result.reason)
         self.plugins.apply(served.loaded.policies)
+        retune_store(self.store, served.loaded.policies)
         if self.executor is not None:
             self.executor.wake()
 

@@ -43,7 +43,7 @@ class ExecutorPolicy(_Section):
 class DatabasePolicy(_Section):
     """How gladd treats its own store."""
 
-    query_timeout: Duration = Field(5.0, json_schema_extra=_RESTART)
+    query_timeout: Duration = 5.0
     retry: str | None = None
     pool_min_size: int = Field(1, ge=0, le=1000, json_schema_extra=_RESTART)
     pool_max_size: int = Field(10, ge=1, le=1000, json_schema_extra=_RESTART)

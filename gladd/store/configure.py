@@ -1,4 +1,5 @@
-"""The store a configuration asks for: URL from settings, tuning from ``[database]``."""
+"""The store a configuration asks for: URL from settings, tuning from ``[database]``;
+and the one ``[database]`` field a reload changes on an open store (``query_timeout``)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,12 @@ def configured_store(
             guard=guard,
         )
     return store_from_url(url)
+
+
+def retune_store(store: Store, policies: Policies) -> None:
+    """Apply the live ``[database]`` fields to an open store (the pool sizes and the URL
+    need a restart). Only PostgreSQL has a query timeout to change."""
+    from gladd.store.postgres import PostgresStore  # noqa: PLC0415 - asyncpg only when used
+
+    if isinstance(store, PostgresStore):
+        store.query_timeout = policies.database.query_timeout

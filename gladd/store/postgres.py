@@ -116,11 +116,10 @@ class PostgresStore:
         pool_max_size: int = 10,
         guard: Guard | None = None,
     ) -> None:
-        if query_timeout <= 0:
-            raise ValueError(f"query_timeout must be longer than 0s (got {query_timeout})")
         self._dsn = url
         self.url = mask_url(url)
-        self._timeout = query_timeout
+        self._timeout = 0.0
+        self.query_timeout = query_timeout
         self._min = pool_min_size
         self._max = pool_max_size
         self._guard = guard
@@ -129,6 +128,18 @@ class PostgresStore:
         self._listener: Listener | None = None
         self._wakeup = Wakeup()
         self._acquires = AcquireMeter()
+
+    @property
+    def query_timeout(self) -> float:
+        """Seconds each operation (and each wait for a pooled connection) may take; may be
+        changed while the store is open (a reload of ``database.query_timeout``)."""
+        return self._timeout
+
+    @query_timeout.setter
+    def query_timeout(self, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError(f"query_timeout must be longer than 0s (got {seconds})")
+        self._timeout = seconds
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -142,7 +153,8 @@ class PostgresStore:
                 min_size=self._min,
                 max_size=self._max,
                 timeout=max(self._timeout, 1.0),
-                command_timeout=self._timeout,
+                # No command_timeout: _run bounds each operation by the current
+                # query_timeout instead, so a reload can change it.
                 init=_init_connection,
                 reset=_reset_connection,
                 # The claim must walk the partial claim index in order. On a table whose
@@ -163,7 +175,8 @@ class PostgresStore:
         if not migrate:
             return
         try:
-            self._applied = await self._run("migrate", self._migrate)
+            # Bounded per statement inside (it may wait for another node's migration).
+            self._applied = await self._run("migrate", self._migrate, bounded=False)
             self._listener = Listener(
                 self._dsn, url=self.url, timeout=self._timeout, notify=self._on_notify
             )
@@ -388,8 +401,11 @@ class PostgresStore:
 
         return await self._run(op, work)
 
-    async def _run(self, op: str, work: Callable[[Any], Awaitable[T]]) -> T:
-        """Run ``work`` on a pooled connection, under the guard, with errors mapped."""
+    async def _run(
+        self, op: str, work: Callable[[Any], Awaitable[T]], *, bounded: bool = True
+    ) -> T:
+        """Run ``work`` on a pooled connection, under the guard, with errors mapped; each
+        attempt at it is cancelled after ``query_timeout`` unless ``bounded`` is False."""
         pool = self._pool
         if pool is None:
             raise StoreError(f"{op}: the PostgreSQL store {self.url} is not open")
@@ -407,14 +423,17 @@ class PostgresStore:
             finally:
                 self._acquires.end(ticket)
             try:
-                for tries in range(3):
-                    try:
-                        return await work(conn)
-                    except asyncpg.DeadlockDetectedError:
-                        # The server rolled the statement back: nothing happened, run it again.
-                        if tries == 2:
-                            raise
+                with anyio.fail_after(self._timeout if bounded else None):
+                    for tries in range(3):
+                        try:
+                            return await work(conn)
+                        except asyncpg.DeadlockDetectedError:
+                            # The server rolled it back: nothing happened, run it again.
+                            if tries == 2:
+                                raise
             finally:
+                # Outside the deadline: a cancelled query is cleaned up here (asyncpg
+                # waits for the server's cancellation, the reset rolls back).
                 await pool.release(conn)
             raise AssertionError("unreachable")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncpg  # type: ignore[import-untyped]
 
-from gladd.errors import ResilienceTimeout, StoreError, StoreUnavailable
+from gladd.errors import AttemptTimeout, ResilienceTimeout, StoreError, StoreUnavailable
 
 _UNAVAILABLE_HINTS: tuple[tuple[str, str], ...] = (
     ("InvalidPasswordError", "the server rejected the password: fix it in the database URL"),
@@ -46,7 +46,9 @@ def map_error(op: str, exc: BaseException, url: str, timeout: float) -> StoreErr
     if isinstance(root, StoreError):
         return type(root)(f"{root}{given_up}")
     detail = f"{type(root).__name__}: {root}"
-    if isinstance(root, ResilienceTimeout):  # the guard's own deadline, not query_timeout
+    if isinstance(root, AttemptTimeout):  # the database guard's attempt: query_timeout
+        timeout = root.after
+    elif isinstance(root, ResilienceTimeout):  # the retry policy's deadline
         return StoreError(f"PostgreSQL store {url}: {op} gave up: {root}")
     if isinstance(root, TimeoutError | asyncpg.QueryCanceledError):
         return StoreError(

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import anyio.from_thread
+import asyncpg
 import httpx
 import pytest
 
@@ -315,3 +317,46 @@ def test_a_database_outage_mid_run_logs_no_traceback(nodes: Nodes, pg_database: 
     assert code == 0, log
     assert "connection refused" in log or "the connection was lost mid-query" in log
     assert "Traceback" not in log
+
+
+def test_a_reloaded_query_timeout_bounds_the_next_queries(
+    nodes: Nodes, pg_database: str, api: httpx.Client
+) -> None:
+    node = nodes("solo")
+    node.policies.write_text(executor_policies(extra='[database]\nquery_timeout = "500ms"\n'))
+    start(node, pg_database)
+    made = api.post(f"{node.url}/tasks", json={"kind": "gladd.noop", "delay": "1h"})
+    assert made.status_code == 201, made.text
+    task_id = made.json()["id"]
+
+    def cancel_while_locked(hold: float) -> tuple[httpx.Response, float]:
+        """Cancel the task while another session holds its row for ``hold`` seconds."""
+        with anyio.from_thread.start_blocking_portal() as portal:
+            blocker = portal.call(asyncpg.connect, pg_database)
+            portal.call(blocker.execute, "BEGIN")
+            portal.call(blocker.execute, f"SELECT FROM gladd_tasks WHERE id = {task_id} FOR UPDATE")
+            release = threading.Timer(hold, portal.call, (blocker.close,))
+            release.start()
+            try:
+                started = time.monotonic()
+                response = api.post(f"{node.url}/tasks/{task_id}/cancel")
+                return response, time.monotonic() - started
+            finally:
+                release.join()
+
+    refused, took = cancel_while_locked(1.5)
+    assert refused.status_code == 500, refused.text
+    assert "cancel timed out after 0.5s (query_timeout)" in refused.json()["error"]
+    assert took < 1.4
+
+    # An operator raises the timeout during the incident: the same wait now goes through.
+    node.policies.write_text(node.policies.read_text().replace('"500ms"', '"4s"'))
+    reloaded = run_cli("reload", "--admin-port", str(node.port))
+    assert reloaded.returncode == 0, reloaded.stderr
+    assert "database.query_timeout 500ms → 4s" in reloaded.stdout or reloaded.stdout.startswith(
+        "unchanged; serving generation 2"  # the file watcher got there first
+    )
+    cancelled, took = cancel_while_locked(1.0)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["state"] == "cancelled"
+    assert took >= 0.9

@@ -168,6 +168,25 @@ async def test_a_lost_listener_is_reestablished(store: PostgresStore, db_url: st
         await conn.close()
 
 
+async def test_a_new_query_timeout_applies_to_the_next_queries(
+    store: PostgresStore, db_url: str
+) -> None:
+    task = (await store.enqueue(NewTask(kind="noop"), now=NOW)).task
+    blocker = await asyncpg.connect(db_url)
+    try:
+        async with node(db_url) as patient, blocker.transaction():
+            await blocker.execute("SELECT id FROM gladd_tasks WHERE id = $1 FOR UPDATE", task.id)
+            patient.query_timeout = 0.3  # what a reload of database.query_timeout does
+            started = time.monotonic()
+            with pytest.raises(StoreError, match=r"cancel timed out after 0\.3s \(query_timeout\)"):
+                await patient.cancel(task.id, now=NOW)
+            assert time.monotonic() - started < 2, "still the 5s timeout it opened with"
+        with pytest.raises(ValueError, match="longer than 0s"):
+            patient.query_timeout = 0
+    finally:
+        await blocker.close()
+
+
 # -- query plans -----------------------------------------------------------------------------
 
 

@@ -107,7 +107,6 @@ def test_changes_come_in_the_order_the_model_declares_them() -> None:
     [
         ("pool_max_size = 10", "pool_max_size = 20", "database.pool_max_size"),
         ("pool_min_size = 1", "pool_min_size = 2", "database.pool_min_size"),
-        ('query_timeout = "5s"', 'query_timeout = "2s"', "database.query_timeout"),
     ],
 )
 def test_restart_only_fields_are_flagged(old: str, new: str, path: str) -> None:
@@ -121,13 +120,15 @@ def test_hot_fields_are_not_flagged_restart() -> None:
         policies(SHIPPED),
         edited(
             ("concurrency = 10", "concurrency = 3"),
-            ('retry = "db"', 'retry = "http"'),  # hot, unlike its [database] neighbours
+            ('retry = "db"', 'retry = "http"'),  # hot, like query_timeout below
+            ('query_timeout = "5s"', 'query_timeout = "2s"'),
             ("attempts = 4", "attempts = 5"),
             extra="\n[breaker.cloudinary]\n",
         ),
     )
     assert {c.path: c.restart for c in changes} == {
         "executor.concurrency": False,
+        "database.query_timeout": False,
         "database.retry": False,
         "retry.http.attempts": False,
         "breaker.cloudinary": False,

@@ -212,7 +212,7 @@ async def test_a_syntax_error_is_located(harness: Harness) -> None:
     ("old", "new", "shown"),
     [
         ("pool_max_size = 10", "pool_max_size = 20", "database.pool_max_size 10 → 20"),
-        ('query_timeout = "5s"', 'query_timeout = "2s"', "database.query_timeout 5s → 2s"),
+        ("pool_min_size = 1", "pool_min_size = 2", "database.pool_min_size 1 → 2"),
     ],
 )
 async def test_a_restart_only_change_is_rejected_naming_the_field(
