@@ -37,6 +37,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
 Nodes = Callable[[str], LoggedGladd]
 
+# How gladd words a database outage depends on which query meets it first: a refused
+# connect, a connection cut mid-query, or one reset by the peer.
+OUTAGE_WORDS = ("connection refused", "connection was lost", "connection was reset")
+
 
 @pytest.fixture
 def api() -> Iterator[httpx.Client]:
@@ -250,8 +254,7 @@ def test_a_database_outage_mid_run_loses_nothing_and_the_node_recovers(
     # The operator sees what failed, against which store, and that it will be retried.
     where = f"PostgreSQL store {proxy.url_for(pg_database)}"
     assert f"task store unavailable: {where}: " in log
-    # The first query to meet the outage is refused, or cut mid-flight: either is said.
-    assert "connection refused" in log or "the connection was lost mid-query" in log
+    assert any(words in log for words in OUTAGE_WORDS), log
     assert "answers again" in log
 
 
@@ -288,12 +291,10 @@ def test_health_reports_a_database_outage_mid_run(nodes: Nodes, pg_database: str
             wait_until(unready, timeout=3, what="/health/ready 503 while the database is away")
             check = node.get("/health").json()["checks"]["database:connection"][0]
             assert check["status"] == "fail"
-            # Which query meets the outage first decides the wording: a refused connect,
-            # or a connection cut mid-query; either way the check names the store.
+            # Which query meets the outage first decides the wording (OUTAGE_WORDS); either
+            # way the check names the store.
             assert f"127.0.0.1:{proxy.port}" in check["output"]
-            assert any(
-                words in check["output"] for words in ("connection refused", "connection was lost")
-            ), check["output"]
+            assert any(words in check["output"] for words in OUTAGE_WORDS), check["output"]
         finally:
             proxy.resume()
         wait_until(lambda: not unready(), timeout=5, what="ready again")
@@ -315,7 +316,7 @@ def test_a_database_outage_mid_run_logs_no_traceback(nodes: Nodes, pg_database: 
         proxy.resume()
         code, log = node.stop()
     assert code == 0, log
-    assert "connection refused" in log or "the connection was lost mid-query" in log
+    assert any(words in log for words in OUTAGE_WORDS), log
     assert "Traceback" not in log
 
 
@@ -344,10 +345,9 @@ def test_a_reloaded_query_timeout_bounds_the_next_queries(
             finally:
                 release.join()
 
-    refused, took = cancel_while_locked(1.5)
+    refused, _ = cancel_while_locked(1.5)  # would succeed once the lock goes, at 1.5s
     assert refused.status_code == 500, refused.text
     assert "cancel timed out after 0.5s (query_timeout)" in refused.json()["error"]
-    assert took < 1.4
 
     # An operator raises the timeout during the incident: the same wait now goes through.
     node.policies.write_text(node.policies.read_text().replace('"500ms"', '"4s"'))
