@@ -31,18 +31,15 @@ from gladd.store.base import (
     RescueReport,
     Succeeded,
     Task,
-    TaskError,
     TaskState,
 )
 from gladd.store.rules import (
-    RESCUED,
     Wakeup,
     check_new_task,
     deadline_for,
     dump_json,
     pending_task,
-    rescue_reason,
-    rescue_verdict,
+    rescue,
     unique_conflict,
     utc,
 )
@@ -243,13 +240,7 @@ class MemoryStore:
 
     @staticmethod
     def _rescued(task: Task, now: datetime, live: bool, max_rescues: int) -> Task:
-        state = rescue_verdict(task, max_rescues=max_rescues, live=live)
-        error = TaskError(
-            type=RESCUED,
-            message=rescue_reason(task, now=now, live=live),
-            attempt=task.attempt,
-            at=now,
-        )
+        state, error = rescue(task, now=now, live=live, max_rescues=max_rescues)
         return replace(
             task,
             state=state,

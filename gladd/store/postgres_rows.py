@@ -19,7 +19,7 @@ from gladd.store.base import (
     TaskError,
     TaskState,
 )
-from gladd.store.rules import RESCUED, dump_json, rescue_reason, rescue_verdict, utc
+from gladd.store.rules import dump_json, rescue, utc
 
 
 def enqueue_args(
@@ -115,13 +115,7 @@ def row_to_task(row: Any) -> Task:
 def rescued(row: Any, now: datetime, max_rescues: int) -> tuple[int, str, str]:
     """(id, new state, error JSON) of a running task taken back from its owner."""
     task = row_to_task(row)
-    error = TaskError(
-        type=RESCUED,
-        message=rescue_reason(task, now=now, live=row["live"]),
-        attempt=task.attempt,
-        at=now,
-    )
-    verdict = rescue_verdict(task, max_rescues=max_rescues, live=row["live"])
+    verdict, error = rescue(task, now=now, live=row["live"], max_rescues=max_rescues)
     return task.id, str(verdict), error_json(error)
 
 

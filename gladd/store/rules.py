@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 import anyio
 
 from gladd.errors import TaskRejected
-from gladd.store.base import JSON, NewTask, Task, TaskState
+from gladd.store.base import JSON, NewTask, Task, TaskError, TaskState
 
 PRIORITY_RANGE = range(-(2**31), 2**31)  # a PostgreSQL integer: the narrowest store decides
 RESCUED = "Rescued"  # TaskError.type recorded when a rescue takes a task from its owner
@@ -115,12 +115,19 @@ def rescue_verdict(task: Task, *, max_rescues: int, live: bool) -> TaskState:
     return TaskState.PENDING
 
 
-def rescue_reason(task: Task, *, now: datetime, live: bool) -> str:
-    if not live:
-        return f"worker {task.owner!r} stopped heartbeating; attempt taken back"
-    assert task.deadline is not None
-    late = (now - task.deadline).total_seconds()
-    return f"attempt ran {late:g}s past its deadline; taken back from {task.owner!r}"
+def rescue(
+    task: Task, *, now: datetime, live: bool, max_rescues: int
+) -> tuple[TaskState, TaskError]:
+    """A running task taken back from its owner: where it goes (:func:`rescue_verdict`),
+    and the entry that says why in its error history."""
+    if live:
+        assert task.deadline is not None
+        late = (now - task.deadline).total_seconds()
+        reason = f"attempt ran {late:g}s past its deadline; taken back from {task.owner!r}"
+    else:
+        reason = f"worker {task.owner!r} stopped heartbeating; attempt taken back"
+    error = TaskError(type=RESCUED, message=reason, attempt=task.attempt, at=now)
+    return rescue_verdict(task, max_rescues=max_rescues, live=live), error
 
 
 class Wakeup:

@@ -20,15 +20,12 @@ from gladd.store.base import (
     Released,
     RescueReport,
     Succeeded,
-    TaskError,
     TaskState,
 )
 from gladd.store.rules import (
-    RESCUED,
     dump_json,
     pending_task,
-    rescue_reason,
-    rescue_verdict,
+    rescue,
     utc,
 )
 from gladd.store.sqlite_rows import COLUMNS, EPOCH, error_json, from_us, row_to_task, to_us
@@ -159,13 +156,7 @@ def rescue_running(
             continue
         if not live and task.owner is not None:
             lost.add(task.owner)
-        state = rescue_verdict(task, max_rescues=max_rescues, live=live)
-        error = TaskError(
-            type=RESCUED,
-            message=rescue_reason(task, now=now, live=live),
-            attempt=task.attempt,
-            at=now,
-        )
+        state, error = rescue(task, now=now, live=live, max_rescues=max_rescues)
         pending = state is TaskState.PENDING
         conn.execute(
             RESCUE,
