@@ -21,8 +21,8 @@ tasks enqueued by the CLI or another process start within 50 to 500 ms, and an i
 makes no trip to the database thread.
 
 The semantics shared with every store (what is refused, cancel wins over pending, rescue
-verdicts) live in :mod:`gladd.store.memory`, the reference implementation. The parts of
-this store: :mod:`~gladd.store.sqlite_thread` (the database thread),
+verdicts) live in :mod:`gladd.store.rules`; the contract suite holds every store to them.
+The parts of this store: :mod:`~gladd.store.sqlite_thread` (the database thread),
 :mod:`~gladd.store.sqlite_writes` (the statements that change rows),
 :mod:`~gladd.store.sqlite_rows` (values in and out of rows),
 :mod:`~gladd.store.sqlite_schema` (migrations) and :mod:`~gladd.store.sqlite_errors` (the
