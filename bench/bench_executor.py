@@ -16,8 +16,9 @@ use a temp file.
 3. Idle pickup latency: one task at a time into an idle worker, from the enqueue call's
    return to the handler's first line. gladd-SQLite enqueues through the executor's own
    store (in-process wake-up); gladd-PostgreSQL and the peers through a second connection,
-   so LISTEN/NOTIFY carries the wake-up. An extra row (no target) shows SQLite fed from a
-   second connection, as the CLI or another process feeds it: found by the idle check.
+   so LISTEN/NOTIFY carries the wake-up. One more row feeds gladd-SQLite through a second
+   store, as the CLI or another process feeds it: its enqueues ring the waiting store's
+   doorbell.
 4. Big table (``--big``, default on): the drain again behind 1,000,000 succeeded rows.
 5. An idle ``gladd run`` daemon: RSS after 10 s, CPU over the next 10 s.
 
@@ -453,12 +454,14 @@ class Bench:
             )
             p99 = self._latency_row(f"gladd-{backend}", samples, f"p99 ≤ {P99_MS:g} ms")
             self.rep.verdict(p99 <= P99_MS)
-        # Informational: an enqueue from another process, seen by the idle check (≤ 50 ms).
+        # SQLite fed through a second store, as the CLI or another process feeds it: the
+        # enqueuing store rings the waiting one's doorbell.
         samples = await _timed(
-            "pickup gladd-sqlite, other process",
-            lambda: gladd_latency("sqlite", min(self.m, 100), elsewhere=True),
+            "pickup gladd-sqlite, other store",
+            lambda: gladd_latency("sqlite", self.m, elsewhere=True),
         )
-        self._latency_row("gladd-sqlite from another connection", samples, "")
+        p99 = self._latency_row("gladd-sqlite, other store", samples, f"p99 ≤ {P99_MS:g} ms")
+        self.rep.verdict(p99 <= P99_MS)
         for name, peer_latency in PEER_LATENCIES.items():
 
             async def peer(

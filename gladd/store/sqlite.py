@@ -13,12 +13,13 @@ is versioned by ``sql/sqlite/NNNN_name.sql`` files, applied at :meth:`SQLiteStor
 transaction and recorded in ``gladd_migrations``; a file migrated by a newer gladd is refused.
 
 Wake-ups: :meth:`SQLiteStore.wait_for_work` is woken at once by enqueues (and retries,
-releases, rescues) made through this store object. While it waits it also looks at the WAL
-file now and then (``EXTERNAL_CHECK``: 50 ms soon after work, up to 500 ms when long idle;
-one stat() each); when the file changed it asks SQLite whether another connection
-committed (``PRAGMA data_version``, which this connection's own commits never change). So
-tasks enqueued by the CLI or another process start within 50 to 500 ms, and an idle daemon
-makes no trip to the database thread.
+releases, rescues) made through this store object, and by those of stores in other
+processes (the CLI, ``gladd.enqueue``), which ring the waiting store's doorbell
+(:mod:`~gladd.store.sqlite_doorbell`) after they commit. For writers that cannot ring
+(plain SQL, a second daemon) it also looks at the WAL file now and then
+(``EXTERNAL_CHECK``: 50 ms soon after work, up to 500 ms when long idle; one stat() each);
+when the file changed it asks SQLite whether another connection committed (``PRAGMA
+data_version``, which this connection's own commits never change).
 
 The semantics shared with every store (what is refused, cancel wins over pending, rescue
 verdicts) live in :mod:`gladd.store.rules`; the contract suite holds every store to them.
@@ -55,6 +56,7 @@ from gladd.store.base import (
     TaskState,
 )
 from gladd.store.rules import Wakeup, check_new_task, unique_conflict, utc
+from gladd.store.sqlite_doorbell import Doorbell
 from gladd.store.sqlite_errors import map_error
 from gladd.store.sqlite_rows import COLUMNS, row_to_task, to_us
 from gladd.store.sqlite_schema import apply_migrations, migrations
@@ -107,6 +109,8 @@ class SQLiteStore:
         self._applied: tuple[int, ...] = ()
         self._data_version = 0  # PRAGMA data_version last seen, in the database thread
         self._work_seen = 0.0  # anyio.current_time() when wait_for_work last found work
+        self._doorbell = Doorbell(self.path) if self.path != ":memory:" else None
+        self._answering = False  # a waiter is listening for the doorbell
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -179,6 +183,8 @@ class SQLiteStore:
         thread, self._thread, self._wakeup = self._thread, None, None
         if thread is None:
             return
+        if self._doorbell is not None:
+            self._doorbell.close()
         try:
             await thread.call(self._close_connection)
         finally:
@@ -244,6 +250,8 @@ class SQLiteStore:
     def _notify(self) -> None:
         if self._wakeup is not None:
             self._wakeup.notify()
+        if self._doorbell is not None:
+            self._doorbell.ring()  # the daemon, if this store is another process's
 
     # -- enqueue ----------------------------------------------------------------------------
 
@@ -450,10 +458,25 @@ class SQLiteStore:
                     wakeup.notify()
                     return
 
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(look_for_other_writers)
-            woken = await wakeup.wait(timeout)
-            tg.cancel_scope.cancel()
+        async def answer_the_door(doorbell: Doorbell) -> None:
+            await doorbell.wait()
+            wakeup.notify()
+
+        # One waiter listens at the door for all: the wake-up it passes on reaches each.
+        doorbell = self._doorbell
+        answering = doorbell is not None and not self._answering and doorbell.listen()
+        self._answering |= answering
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(look_for_other_writers)
+                if answering:
+                    assert doorbell is not None
+                    tg.start_soon(answer_the_door, doorbell)
+                woken = await wakeup.wait(timeout)
+                tg.cancel_scope.cancel()
+        finally:
+            if answering:
+                self._answering = False
         if woken:
             self._work_seen = anyio.current_time()
         return woken
