@@ -333,6 +333,7 @@ class HealthChecker:
             if not self.watched.store.pool_stats().open:
                 return
             self._opened = True
+            self.check_local()  # its connections check said "not open" until now
         timeout = self.watched.policies().database.query_timeout
         response, error = await self._ping(timeout)
         if response is not None and self._rounds % COUNT_EVERY == 0:

@@ -68,6 +68,8 @@ def test_health_has_every_check_and_status_exits_0(nodes: Callable[[str], Logged
         "eventloop:lag",
     ):
         assert key in checks, key
+    # Said at once, not after the next round of local checks (10 s by default).
+    assert "not open" not in checks["database:connections"][0]["output"]
 
     done = status(node)
     assert done.returncode == 0, done.stderr
