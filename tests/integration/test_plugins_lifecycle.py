@@ -171,9 +171,11 @@ async def test_a_sync_handler_does_not_block_the_loop(webhook: str, tmp_path: Pa
         tg.cancel_scope.cancel()
     assert status == 200
     # The loop kept ticking through the handler's half-second sleep (the ticker starts a
-    # moment after the thread, hence a little less than 0.5 s of ticks in all).
+    # moment after the thread, hence a little less than 0.5 s of ticks in all). Run on the
+    # loop, the sleep would show as one gap of 0.5 s; a busy machine may delay a tick or
+    # two by far less.
     assert sum(gaps) >= 0.4
-    assert max(gaps) < 0.1
+    assert max(gaps) < 0.3, gaps
 
 
 def _task(kind: str) -> Task:
