@@ -405,14 +405,13 @@ def test_raising_concurrency_takes_effect_while_tasks_run(gladd: LoggedGladd) ->
 
         write_in_place(gladd.policies, before.replace("concurrency = 1", "concurrency = 5"))
         wait_generation(gladd, 2)
-        started = time.monotonic()
+        # Under the old limit of one, four never run at once, however long we wait.
         wait_until(
             lambda: len(by_state(api, gladd, "running")) >= 4,
-            timeout=2,
+            timeout=5,
             interval=0.02,
             what="several tasks running at once",
         )
-        assert time.monotonic() - started < 2
 
         wait_until(
             lambda: len(by_state(api, gladd, "succeeded")) == len(ids),
