@@ -27,11 +27,11 @@ from gladd.reload.diff import Change, diff_policies
 
 Outcome = Literal["applied", "rejected", "unchanged"]
 WATCH_TRIGGERS = frozenset({"file", "poll"})
+"""Triggers that fire on mere file events: same content again is not worth a word."""
 SETTLE = 0.05
 """Seconds new content must stay the same before a reload not sent by the watcher (which
 waits for quiet itself) uses it: a file caught mid-write is read again once it is whole."""
 MAX_SETTLE_ROUNDS = 20
-"""Triggers that fire on mere file events: same content again is not worth a word."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -151,29 +151,36 @@ class Reloader:
         except OSError as exc:
             return self._unreadable(trigger, current, exc, started)
         sha = hashlib.sha256(data).hexdigest()
-        watched = trigger in WATCH_TRIGGERS
-        if sha == current.loaded.sha256 or (watched and sha == self.rejected_sha):
-            if sha == current.loaded.sha256:
-                self.rejected_sha = None  # the file is back to what we serve
-            return self._finish(
-                ReloadResult(
-                    outcome="unchanged",
-                    trigger=trigger,
-                    generation=current.generation,
-                    sha256=sha,
-                    seconds=time.perf_counter() - started,
-                ),
-                quiet=True,
-            )
+        if self._nothing_new(sha, trigger, current):
+            return self._unchanged(sha, trigger, current, started)
         if trigger != "file" and self.settle > 0:
             try:
                 data, sha = await self._settled(data, sha)
             except OSError as exc:
                 return self._unreadable(trigger, current, exc, started)
+            if self._nothing_new(sha, trigger, current):  # the writer put it back
+                return self._unchanged(sha, trigger, current, started)
         if self.on_start:
             self.on_start()
         result = self._evaluate(data, sha, trigger, current, started)
         return self._finish(result, quiet=False)
+
+    def _nothing_new(self, sha: str, trigger: str, current: Served) -> bool:
+        """The content served, or (for file events) the content last rejected."""
+        if sha == current.loaded.sha256:
+            self.rejected_sha = None  # the file is back to what we serve
+            return True
+        return trigger in WATCH_TRIGGERS and sha == self.rejected_sha
+
+    def _unchanged(self, sha: str, trigger: str, current: Served, started: float) -> ReloadResult:
+        result = ReloadResult(
+            outcome="unchanged",
+            trigger=trigger,
+            generation=current.generation,
+            sha256=sha,
+            seconds=time.perf_counter() - started,
+        )
+        return self._finish(result, quiet=True)
 
     async def _settled(self, data: bytes, sha: str) -> tuple[bytes, str]:
         """The file's content once it stays the same for ``settle`` seconds (bounded)."""

@@ -397,6 +397,25 @@ async def test_content_caught_mid_write_is_read_again_until_it_holds_still(
     assert reads == [], "read again until two reads agreed"
 
 
+async def test_content_put_back_while_settling_is_unchanged(harness: Harness) -> None:
+    reads = [edit("concurrency = 10", "concurrency = 3"), SHIPPED, SHIPPED]
+
+    async def read() -> bytes:
+        return reads.pop(0)
+
+    reloader = Reloader(
+        path=harness.path, served=harness._current, apply=harness._apply, settle=0.001, read=read
+    )
+    async with anyio.create_task_group() as tg:
+        await tg.start(reloader.run)
+        result = await reloader.reload("signal")
+        tg.cancel_scope.cancel()
+
+    assert (result.outcome, result.generation, result.sha256) == ("unchanged", 1, sha(SHIPPED))
+    assert harness.applied == []
+    assert reads == []
+
+
 # -- the last good copy ---------------------------------------------------------------------
 
 
