@@ -82,8 +82,9 @@ class Gladd:
         env.update(NOTIFY_SOCKET=str(self.notify.path), **extra)
         return env
 
-    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
-        argv = [
+    def argv(self, *args: str) -> list[str]:
+        """``gladd run`` on this node's policies, state directory and admin port."""
+        return [
             GLADD,
             "run",
             "--policies",
@@ -94,6 +95,9 @@ class Gladd:
             str(self.port),
             *args,
         ]
+
+    def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        argv = self.argv(*args)
         self.process = subprocess.Popen(
             argv, env=self.env(**env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
@@ -150,17 +154,7 @@ class LoggedGladd(Gladd):
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
         self.runs += 1
-        argv = [
-            GLADD,
-            "run",
-            "--policies",
-            str(self.policies),
-            "--state-dir",
-            str(self.state_dir),
-            "--admin-port",
-            str(self.port),
-            *args,
-        ]
+        argv = self.argv(*args)
         with self.log_path.open("w") as out:
             self.process = subprocess.Popen(
                 argv, env=self.env(**env), stdout=out, stderr=subprocess.STDOUT, text=True

@@ -372,13 +372,8 @@ async def test_requests_during_a_reload_coalesce_into_one_read_made_after_they_a
     assert [served.generation for served, _ in harness.applied] == [2, 3]
 
 
-async def test_content_caught_mid_write_is_read_again_until_it_holds_still(
-    harness: Harness,
-) -> None:
-    # `cat new > policies.toml` truncates first: a reload asked for at that moment reads an
-    # empty file, which is valid (all defaults). It must wait for the whole file instead.
-    whole = edit("concurrency = 10", "concurrency = 3")
-    reads = [b"", whole, whole]
+async def reload_reading(harness: Harness, reads: list[bytes]) -> ReloadResult:
+    """One reload by signal whose reads of the file return ``reads`` in turn (settling)."""
 
     async def read() -> bytes:
         return reads.pop(0)
@@ -390,6 +385,17 @@ async def test_content_caught_mid_write_is_read_again_until_it_holds_still(
         await tg.start(reloader.run)
         result = await reloader.reload("signal")
         tg.cancel_scope.cancel()
+    return result
+
+
+async def test_content_caught_mid_write_is_read_again_until_it_holds_still(
+    harness: Harness,
+) -> None:
+    # `cat new > policies.toml` truncates first: a reload asked for at that moment reads an
+    # empty file, which is valid (all defaults). It must wait for the whole file instead.
+    whole = edit("concurrency = 10", "concurrency = 3")
+    reads = [b"", whole, whole]
+    result = await reload_reading(harness, reads)
 
     assert (result.outcome, result.generation, result.sha256) == ("applied", 2, sha(whole))
     assert [c.render() for c in result.changes] == ["executor.concurrency 10 → 3"]
@@ -399,17 +405,7 @@ async def test_content_caught_mid_write_is_read_again_until_it_holds_still(
 
 async def test_content_put_back_while_settling_is_unchanged(harness: Harness) -> None:
     reads = [edit("concurrency = 10", "concurrency = 3"), SHIPPED, SHIPPED]
-
-    async def read() -> bytes:
-        return reads.pop(0)
-
-    reloader = Reloader(
-        path=harness.path, served=harness._current, apply=harness._apply, settle=0.001, read=read
-    )
-    async with anyio.create_task_group() as tg:
-        await tg.start(reloader.run)
-        result = await reloader.reload("signal")
-        tg.cancel_scope.cancel()
+    result = await reload_reading(harness, reads)
 
     assert (result.outcome, result.generation, result.sha256) == ("unchanged", 1, sha(SHIPPED))
     assert harness.applied == []
