@@ -22,8 +22,8 @@ Every operation is safe to run again:
 - ``claim``: a claim whose commit outcome is unknown (timeout or connection lost after the
   statement went out) is never blindly repeated. Each claim carries a random ``claim_id``;
   a repeat first asks for the tasks taken under it and returns those if the first attempt
-  committed. Should even that fail, the tasks stay running under this worker and are
-  rescued at their deadline or once the worker is presumed dead: at-least-once still holds.
+  committed. Should every attempt fail, the id is kept, and the worker's next claim asks
+  for it first: a live worker gets back what the lost claim took.
 - ``enqueue``: a repeat after an unknown outcome may store a task twice (at-least-once);
   tasks with a ``unique_key`` cannot be duplicated.
 
@@ -126,6 +126,7 @@ class PostgresStore:
         self._pool: Any = None
         self._applied: tuple[int, ...] = ()
         self._listener: Listener | None = None
+        self._unsettled_claims: dict[str, int] = {}  # worker → claim id of unknown outcome
         self._wakeup = Wakeup()
         self._acquires = AcquireMeter()
 
@@ -239,8 +240,11 @@ class PostgresStore:
         now = utc(now)
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
-        claim_id = secrets.randbits(63)
-        sent = False
+        # A claim of this worker's that failed after it went out may have committed: its
+        # id is asked after first, so its tasks are not left running under a live worker.
+        unsettled = self._unsettled_claims.pop(worker, None)
+        claim_id = secrets.randbits(63) if unsettled is None else unsettled
+        sent = unsettled is not None
 
         async def work(conn: Any) -> list[Task]:
             nonlocal sent
@@ -255,7 +259,12 @@ class PostgresStore:
                 rows = await conn.fetch(Q["claim_kinds"], worker, now, limit, claim_id, kinds)
             return sorted_claim(rows)
 
-        return await self._run("claim", work)
+        try:
+            return await self._run("claim", work)
+        except BaseException:
+            if sent:
+                self._unsettled_claims[worker] = claim_id
+            raise
 
     async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
         now = utc(now)

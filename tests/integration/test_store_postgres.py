@@ -417,6 +417,35 @@ async def test_a_claim_repeated_after_an_unknown_outcome_returns_what_it_took(
     assert counts[TaskState.PENDING] == 2
 
 
+async def test_a_claim_whose_answer_was_lost_for_good_is_returned_by_the_next_claim(
+    db_url: str, store: PostgresStore
+) -> None:
+    """Every attempt of a claim failed, the first after it committed: the worker's next
+    claim hands over what it took rather than leave it running under a live worker."""
+    lose: list[bool] = []  # armed once the store is open
+
+    async def commit_then_lose(call: Callable[[], Awaitable[T]]) -> T:
+        result = await call()
+        if lose and lose.pop():
+            raise ConnectionResetError("the reply never arrived")
+        return result
+
+    await store.enqueue_many(_tasks(5), now=NOW)
+    async with node(db_url, guard=commit_then_lose) as guarded:
+        lose.append(True)
+        with pytest.raises(StoreUnavailable):
+            await guarded.claim(worker="w", limit=3, now=NOW)
+        assert (await store.counts())[TaskState.RUNNING] == 3  # committed, unseen
+        recovered = await guarded.claim(worker="w", limit=3, now=NOW)
+        assert len(recovered) == 3
+        assert all(t.owner == "w" and t.state is TaskState.RUNNING for t in recovered)
+        counts = await store.counts()
+        assert (counts[TaskState.RUNNING], counts[TaskState.PENDING]) == (3, 2)
+        nxt = await guarded.claim(worker="w", limit=3, now=NOW)
+        assert len(nxt) == 2
+        assert not {t.id for t in nxt} & {t.id for t in recovered}
+
+
 async def test_the_guard_sees_driver_errors_and_retries_a_lost_connection(
     store: PostgresStore, db_url: str
 ) -> None:
