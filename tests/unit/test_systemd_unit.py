@@ -1,16 +1,21 @@
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
-SYSTEMD = Path(__file__).resolve().parents[2] / "systemd"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+SYSTEMD = ROOT / "systemd"
 UNIT = SYSTEMD / "gladd.service"
 ENV_EXAMPLE = SYSTEMD / "gladd.env.example"
-INSTALLED_BINARY = "/usr/local/bin/gladd"
+INSTALLED_BINARY = "/opt/gladd/bin/gladd"
 MAX_EXPOSURE = 2.0
 
 
@@ -56,17 +61,20 @@ def seconds(value: str) -> float:
     [
         ("Type", "notify"),
         ("NotifyAccess", "main"),
-        ("ExecStartPre", "/usr/local/bin/gladd check"),
-        ("ExecStart", "/usr/local/bin/gladd run"),
-        ("ExecReload", "/usr/local/bin/gladd reload"),
+        ("ExecStartPre", "/opt/gladd/bin/gladd check"),
+        ("ExecStart", "/opt/gladd/bin/gladd run"),
+        ("ExecReload", "/opt/gladd/bin/gladd reload"),
         ("WatchdogSec", "30s"),
         ("Restart", "on-failure"),
         ("KillMode", "mixed"),
         ("User", "gladd"),
         ("Group", "gladd"),
         ("StateDirectory", "gladd"),
+        ("StateDirectoryMode", "0750"),
         ("ConfigurationDirectory", "gladd"),
+        ("ConfigurationDirectoryMode", "0750"),
         ("LogsDirectory", "gladd"),
+        ("LogsDirectoryMode", "0750"),
         ("RuntimeDirectory", "gladd"),
         ("Environment", "GLADD_POLICIES=/etc/gladd/policies.toml"),
         ("EnvironmentFile", "-/etc/gladd/gladd.env"),
@@ -146,3 +154,198 @@ def test_systemd_analyze_verify_reports_no_problem_with_the_unit(tmp_path: Path)
     ]
     assert result.returncode == 0, output
     assert problems == [], output
+
+
+# The README's service recipe and this unit are one installation: the tests below read the
+# recipe's commands from README.md (the blocks CI runs) and fail when the two drift apart.
+
+
+def readme_block(marker: str) -> str:
+    """The ```sh block after `<!-- marker -->`, as .ci/service-install extracts it."""
+    text = README.read_text()
+    _, found, after = text.partition(f"<!-- {marker} -->\n")
+    assert found, f"README.md has no <!-- {marker} --> block"
+    match = re.match(r"```sh\n(.*?)^```$", after, re.DOTALL | re.MULTILINE)
+    assert match, f"<!-- {marker} --> is not followed by a ```sh block"
+    return match[1]
+
+
+def recipe_commands(block: str) -> list[list[str]]:
+    """Each simple command's argv, `sudo` dropped: `a || sudo b` is two commands."""
+    commands: list[list[str]] = []
+    for line in block.splitlines():
+        argv: list[str] = []
+        for word in [*shlex.split(line, comments=True), "&&"]:
+            if word in {"&&", "||", ";", "|"}:
+                if argv:
+                    commands.append(argv[1:] if argv[0] == "sudo" else argv)
+                argv = []
+            else:
+                argv.append(word)
+    return commands
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Placed:
+    """What one `install` operand becomes: a path with its owner, group and mode."""
+
+    path: str
+    owner: str
+    group: str
+    mode: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recipe:
+    venv: str
+    pip_argv: list[str]
+    user: str
+    useradd_argv: list[str]
+    files: dict[str, Placed]  # by source, relative to the checkout
+    directories: dict[str, Placed]  # by path
+
+
+def install_placements(argv: list[str]) -> tuple[bool, list[str], Placed]:
+    """`install [-d] [-o O] [-g G] [-m M] operands...` (only the forms the recipe uses)."""
+    options = {"-o": "root", "-g": "root", "-m": "0755"}
+    directory, operands = False, []
+    words = iter(argv[1:])
+    for word in words:
+        if word == "-d":
+            directory = True
+        elif word in options:
+            options[word] = next(words)
+        else:
+            assert not word.startswith("-"), f"install option the test does not know: {word}"
+            operands.append(word)
+    placed = Placed(path="", owner=options["-o"], group=options["-g"], mode=options["-m"])
+    return directory, operands, placed
+
+
+def parse_recipe(block: str) -> Recipe:
+    venv, pip_argv, user, useradd_argv = "", [], "", []
+    files: dict[str, Placed] = {}
+    directories: dict[str, Placed] = {}
+    for argv in recipe_commands(block):
+        if argv[:3] == ["python3", "-m", "venv"]:
+            venv = argv[3]
+        elif argv[0].endswith("/pip"):
+            pip_argv = argv
+        elif argv[0] == "useradd":
+            user, useradd_argv = argv[-1], argv
+        elif argv[0] == "install":
+            directory, operands, placed = install_placements(argv)
+            if directory:
+                directories.update({path: replace(placed, path=path) for path in operands})
+            else:
+                source, target = operands
+                files[source] = replace(placed, path=target)
+    assert venv, "the recipe makes no venv"
+    assert user, "the recipe creates no user"
+    return Recipe(
+        venv=venv,
+        pip_argv=pip_argv,
+        user=user,
+        useradd_argv=useradd_argv,
+        files=files,
+        directories=directories,
+    )
+
+
+@pytest.fixture(scope="module")
+def recipe() -> Recipe:
+    return parse_recipe(readme_block("service-install"))
+
+
+def test_the_recipe_parser_reads_the_forms_the_recipe_uses() -> None:
+    parsed = parse_recipe(
+        "getent passwd u >/dev/null || sudo useradd --system u\n"
+        "sudo python3 -m venv /v  # a comment\n"
+        "sudo /v/bin/pip install .\n"
+        "sudo install -d -o u -g u -m 0700 /a /b\n"
+        "sudo install -g u -m 0640 x.conf /etc/x.conf\n"
+    )
+    assert parsed.venv == "/v"
+    assert parsed.pip_argv == ["/v/bin/pip", "install", "."]
+    assert parsed.user == "u"
+    assert parsed.directories["/b"] == Placed(path="/b", owner="u", group="u", mode="0700")
+    assert parsed.files["x.conf"] == Placed(
+        path="/etc/x.conf", owner="root", group="u", mode="0640"
+    )
+
+
+def test_the_unit_runs_the_gladd_the_recipe_installs(
+    recipe: Recipe, service: dict[str, list[str]]
+) -> None:
+    # Into the venv, with the venv's pip: the system pip refuses (PEP 668) on Debian and Ubuntu.
+    assert recipe.pip_argv == [f"{recipe.venv}/bin/pip", "install", "."]
+    binary = f"{recipe.venv}/bin/gladd"
+    assert binary == INSTALLED_BINARY
+    for key in ("ExecStartPre", "ExecStart", "ExecReload"):
+        assert service[key][0].split()[0] == binary, key
+
+
+def test_the_recipe_installs_the_unit_where_ci_verifies_it(recipe: Recipe) -> None:
+    unit = recipe.files["systemd/gladd.service"]
+    assert unit == Placed(
+        path="/etc/systemd/system/gladd.service", owner="root", group="root", mode="0644"
+    )
+
+
+def test_the_recipe_creates_the_user_and_group_the_unit_runs_as(
+    recipe: Recipe, service: dict[str, list[str]]
+) -> None:
+    assert service["User"] == service["Group"] == [recipe.user]
+    assert {"--system", "--user-group"} <= set(recipe.useradd_argv)
+    assert recipe.useradd_argv[recipe.useradd_argv.index("--shell") + 1] == "/usr/sbin/nologin"
+
+
+def test_the_recipe_installs_the_policies_and_env_file_the_unit_reads(
+    recipe: Recipe, service: dict[str, list[str]]
+) -> None:
+    policies = recipe.files["policies.toml"]
+    env_file = recipe.files["systemd/gladd.env.example"]
+    assert service["Environment"] == [f"GLADD_POLICIES={policies.path}"]
+    assert service["EnvironmentFile"] == [f"-{env_file.path}"]
+    # Readable by the service, writable by root only; the env file holds secrets.
+    for placed in (policies, env_file):
+        assert (placed.owner, placed.group, placed.mode) == ("root", recipe.user, "0640")
+
+
+@pytest.mark.parametrize(
+    ("key", "base", "owner"),
+    [
+        ("ConfigurationDirectory", "/etc", "root"),
+        ("StateDirectory", "/var/lib", "gladd"),
+        ("LogsDirectory", "/var/log", "gladd"),
+    ],
+)
+def test_the_recipe_creates_each_directory_as_the_unit_declares_it(
+    recipe: Recipe, service: dict[str, list[str]], key: str, base: str, owner: str
+) -> None:
+    path = f"{base}/{service[key][0]}"
+    assert recipe.directories[path] == Placed(
+        path=path, owner=owner, group=recipe.user, mode=service[f"{key}Mode"][0]
+    )
+
+
+def test_every_file_the_recipe_installs_is_in_the_checkout(recipe: Recipe) -> None:
+    assert [source for source in recipe.files if not (ROOT / source).is_file()] == []
+
+
+def test_documentation_names_the_readme_the_package_installs_into_the_venv(
+    recipe: Recipe,
+) -> None:
+    unit = parse_unit(UNIT.read_text())["Unit"]
+    shared_data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"][
+        "targets"
+    ]["wheel"]["shared-data"]
+    assert unit["Documentation"] == [f"file:{recipe.venv}/{shared_data['README.md']}"]
+
+
+def test_the_start_block_enables_the_unit_the_recipe_installs(recipe: Recipe) -> None:
+    name = Path(recipe.files["systemd/gladd.service"].path).stem
+    assert recipe_commands(readme_block("service-start")) == [
+        ["systemctl", "daemon-reload"],
+        ["systemctl", "enable", "--now", name],
+    ]
