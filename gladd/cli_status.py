@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from gladd.admin_client import admin_url
+from gladd.durations import format_duration
 from gladd.settings import Settings
 
 EXIT_PASS = 0
@@ -125,7 +126,7 @@ def summarise(report: dict[str, Any], base: str = "") -> str:
         f"{status.upper()}",
         _row("policies", _policies(checks, value, output)),
         _row("database", _database(checks, value, output)),
-        _row("breakers", _breakers(value, output)),
+        *_breakers(value, output),
         _row("executor", _executor(value, output)),
         _row("event loop", f"lag {value('eventloop:lag', 0)} ms (peak since the last check)"),
     ]
@@ -164,9 +165,41 @@ def _database(checks: dict[str, dict[str, Any]], value: Getter, output: Getter) 
     return f"{answer}; {output('database:connections')}"
 
 
-def _breakers(value: Getter, output: Getter) -> str:
-    tripped = value("breakers:open", 0)
-    return output("breakers:open") if not tripped else f"{tripped} open: {output('breakers:open')}"
+def _breakers(value: Getter, output: Getter) -> list[str]:
+    """Every breaker with its state, one a line; a daemon without ``breakers:state`` (older)
+    gets the ones not closed, counted as that (half-open is not open)."""
+    listed = value("breakers:state", None)
+    if not isinstance(listed, list):
+        tripped = value("breakers:open", 0)
+        text = output("breakers:open")
+        return [_row("breakers", text if not tripped else f"{tripped} not closed: {text}")]
+    if not listed:
+        return [_row("breakers", "none built yet (each is built on first use)")]
+    states = [_state(b) for b in listed]
+    counts = {state: states.count(state) for state in dict.fromkeys(sorted(states, key=_rank))}
+    tally = ", ".join(f"{n} {state}" for state, n in counts.items())
+    lines = [_row("breakers", f"{len(listed)}: {tally}")]
+    width = max(len(_breaker_name(b)) for b in listed)
+    for breaker, state in zip(listed, states, strict=True):
+        probe = breaker.get("probeIn")
+        when = f", probe in {format_duration(probe)}" if probe else ""
+        lines.append(f"  {'':<11}{_breaker_name(breaker):<{width}}  {state}{when}")
+    return lines
+
+
+_STATE_ORDER = ("isolated", "open", "half-open", "closed")
+
+
+def _state(breaker: dict[str, Any]) -> str:
+    return str(breaker.get("state", "?")).replace("_", "-")
+
+
+def _rank(state: str) -> int:
+    return _STATE_ORDER.index(state) if state in _STATE_ORDER else len(_STATE_ORDER)
+
+
+def _breaker_name(breaker: dict[str, Any]) -> str:
+    return f"{breaker.get('breaker', '?')} for {breaker.get('service', '?')}"
 
 
 def _executor(value: Getter, output: Getter) -> str:

@@ -1,4 +1,9 @@
-"""``gladd tasks ...`` and ``gladd db ...``: operate on the store directly, daemon or not."""
+"""``gladd tasks ...`` and ``gladd db ...``: operate on the store directly, daemon or not.
+
+They work on the store the settings name (the service's, through its env file, on a host
+that runs it) and never create one: pointed at a store that is not there they say so, with
+where they looked, and exit 69. ``gladd db migrate`` is the one command that creates a store.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,26 @@ import json
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio
 
 from gladd.durations import parse_duration
-from gladd.errors import SettingsError, TaskRejected
-from gladd.executor.service import TaskService, task_json
+from gladd.errors import SettingsError, StoreError, StoreNotFound, TaskRejected, UnknownTask
+from gladd.executor.service import TaskService, parse_state, task_json
 from gladd.plugins.registry import known_kinds
 from gladd.policies import load_policies
-from gladd.settings import Settings
-from gladd.store import Task
+from gladd.settings import (
+    SERVICE_ENV_FILE,
+    Settings,
+    env_file_in_use,
+    unreadable_service_env_file,
+)
+from gladd.store import Task, TaskState
+from gladd.store.base import FINISHED_STATES
 from gladd.store.configure import configured_store
+from gladd.store.factory import mask_url
 
 SettingsLoader = Callable[[argparse.Namespace], Settings]
 
@@ -63,6 +76,15 @@ def add_commands(
 
     purge = verbs.add_parser("purge", help="delete finished tasks older than a duration")
     purge.add_argument("--older-than", default="7d", help='e.g. "7d" (default)')
+    purge.add_argument(
+        "--state",
+        action="append",
+        metavar="STATE",
+        help="succeeded, dead or cancelled (repeat, or comma-separate; default: all three)",
+    )
+    purge.add_argument(
+        "--dry-run", action="store_true", help="count what would be purged; delete nothing"
+    )
     purge.set_defaults(verb=_purge)
 
     for parser in verbs.choices.values():
@@ -77,15 +99,17 @@ def add_commands(
     ):
         verb = db_verbs.add_parser(name, help=helptext)
         settings_flags(verb)
-        verb.set_defaults(verb=func, migrate=name == "migrate")
+        verb.set_defaults(verb=func, migrate=name == "migrate", create=name == "migrate")
     db.set_defaults(command="db", handler=handler)
 
 
 @asynccontextmanager
-async def _service(settings: Settings, *, migrate: bool = True) -> AsyncIterator[TaskService]:
+async def _service(
+    settings: Settings, *, migrate: bool = True, create: bool = False
+) -> AsyncIterator[TaskService]:
     policies = load_policies(settings.policies_path).policies
     store = configured_store(settings.store_url, policies)
-    await store.open(migrate=migrate)
+    await store.open(migrate=migrate, create=create)
     try:
         yield TaskService(store, known_kinds(policies, settings.plugin_paths), lambda: policies)
     finally:
@@ -95,12 +119,44 @@ async def _service(settings: Settings, *, migrate: bool = True) -> AsyncIterator
 
 def run_verb(args: argparse.Namespace, settings: Settings) -> int:
     verb: Callable[[argparse.Namespace, TaskService], Awaitable[int]] = args.verb
+    migrate, create = getattr(args, "migrate", True), getattr(args, "create", False)
 
     async def main() -> int:
-        async with _service(settings, migrate=getattr(args, "migrate", True)) as service:
+        async with _service(settings, migrate=migrate, create=create) as service:
             return await verb(args, service)
 
-    return anyio.run(main)
+    try:
+        return anyio.run(main)
+    except StoreNotFound as exc:
+        raise StoreNotFound(f"{exc}\n{where_from(settings, args.env_file)}") from exc
+    except StoreError as exc:
+        if isinstance(exc, UnknownTask) or mask_url(settings.store_url) in str(exc):
+            raise
+        raise type(exc)(f"{exc} (store: {mask_url(settings.store_url)})") from exc
+
+
+def where_from(settings: Settings, env_file: Path | None) -> str:
+    """Which settings chose the store, and how to point at the daemon's instead."""
+    used = env_file_in_use(env_file)
+    source = f"settings from the env file {used}" if used else "no env file"
+    if settings.database_url is None:
+        source += f", the state directory {settings.state_dir}"
+    lines = [
+        f"this store comes from {source} (flags > GLADD_* > env file > defaults); "
+        "nothing was created"
+    ]
+    unreadable = unreadable_service_env_file()
+    if used is None and unreadable is not None:
+        lines.append(
+            f"{unreadable}, the service's settings, exists but this user may not read it: "
+            "run as the service's user (sudo -u gladd gladd ...) or root"
+        )
+    lines.append(
+        "to use the daemon's store: --env-file PATH (the service's: "
+        f"{SERVICE_ENV_FILE}), --database-url URL or --state-dir DIR; "
+        "`gladd db migrate` creates a new store"
+    )
+    return "\n".join(lines)
 
 
 async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
@@ -129,6 +185,7 @@ async def _list(args: argparse.Namespace, service: TaskService) -> int:
     if args.json:
         print(json.dumps([task_json(t) for t in tasks], indent=2))
         return 0
+    print(f"store: {service.store.url}")
     print(f"{'ID':>8}  {'STATE':<9}  {'KIND':<24}  {'ATTEMPT':>7}  RUN AT")
     for t in tasks:
         attempt = f"{t.attempt}/{t.max_attempts}"
@@ -180,8 +237,30 @@ async def _purge(args: argparse.Namespace, service: TaskService) -> int:
         older_than = parse_duration(args.older_than)
     except ValueError as exc:
         raise SettingsError(f"--older-than: {exc}") from None
-    print(f"purged {await service.purge(older_than=older_than)} finished task(s)")
+    states = purge_states(args.state)
+    count = await service.purge(older_than=older_than, states=states, dry_run=args.dry_run)
+    which = "/".join(sorted(states))
+    if args.dry_run:
+        print(f"would purge {count} {which} task(s) older than {args.older_than} (dry run)")
+    else:
+        print(f"purged {count} {which} task(s) older than {args.older_than}")
     return 0
+
+
+def purge_states(given: list[str] | None) -> frozenset[TaskState]:
+    """``--state`` values (repeated or comma-separated) as finished states; refuses an
+    unknown state (TaskRejected) and an unfinished one (SettingsError, with the reason)."""
+    if not given:
+        return FINISHED_STATES
+    names = {n.strip() for value in given for n in value.split(",") if n.strip()}
+    states = {parse_state(name) for name in sorted(names)}
+    unfinished = sorted(s.value for s in states if s is not None and not s.finished)
+    if unfinished:
+        raise SettingsError(
+            f"--state {', '.join(unfinished)}: purge deletes finished tasks only "
+            "(succeeded, dead, cancelled); cancel a pending or running task first"
+        )
+    return frozenset(s for s in states if s is not None)
 
 
 async def _migrate(args: argparse.Namespace, service: TaskService) -> int:

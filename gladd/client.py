@@ -10,7 +10,10 @@
         await client.enqueue("http.request", {...}, delay=30, unique_key="order-17")
 
 The client writes to the store directly (the daemon need not be running) and validates
-kinds and payloads exactly as ``gladd tasks enqueue`` and ``POST /tasks`` do.
+kinds and payloads exactly as ``gladd tasks enqueue`` and ``POST /tasks`` do. Without a
+URL it finds the store as the CLI does (``GLADD_*``, the env file — the service's
+``/etc/gladd/gladd.env`` on its host —, the state directory), and it never creates one: a
+store that is not there raises :class:`~gladd.errors.StoreNotFound` naming where it looked.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from gladd.store.configure import configured_store
 
 
 class Client:
-    """A connection to gladd's task store, configured like the daemon (flags aside)."""
+    """A connection to gladd's task store, configured like the daemon (flags aside).
+    The store must exist: the daemon (``gladd run``) or ``gladd db migrate`` creates it."""
 
     def __init__(
         self,
@@ -37,15 +41,16 @@ class Client:
         *,
         policies: Path | None = None,
         kinds: KindRegistry | None = None,
+        env_file: Path | None = None,
     ) -> None:
-        settings = load_settings(database_url=database_url, policies=policies)
+        settings = load_settings(env_file, database_url=database_url, policies=policies)
         self._policies: Policies = load_policies(settings.policies_path).policies
         self._store: Store = configured_store(settings.store_url, self._policies)
         kinds = kinds or known_kinds(self._policies, settings.plugin_paths)
         self._service = TaskService(self._store, kinds, lambda: self._policies)
 
     async def __aenter__(self) -> Self:
-        await self._store.open()
+        await self._store.open(create=False)
         return self
 
     async def __aexit__(

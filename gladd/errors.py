@@ -16,6 +16,7 @@
     │       └── TotalTimeout        the call ran past its total deadline (all attempts + sleeps)
     ├── StoreError                  the task store failed; chained ``from`` the driver error
     │   ├── StoreUnavailable        cannot reach the database (down, refused, bad password)
+    │   ├── StoreNotFound           no store there, and the caller may not create one
     │   └── UnknownTask             no task with that id
     ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
     ├── TaskTimeout                 a task attempt ran past its timeout (also a TimeoutError)
@@ -149,6 +150,12 @@ class StoreError(GladdError):
 
 class StoreUnavailable(StoreError):
     """The database cannot be reached or refuses us; retrying later may succeed."""
+
+
+class StoreNotFound(StoreError):
+    """The configured store does not exist (no SQLite file, or a database without gladd's
+    tables) and the caller opened it without ``create``: pointed at the wrong place, most
+    likely. Nothing was created."""
 
 
 class UnknownTask(StoreError):

@@ -1,8 +1,13 @@
 """Settings: *where* things are. Read once at start; a change needs a restart.
 
 Precedence, highest first: command-line flags, ``GLADD_*`` environment variables, the env
-file (``--env-file`` or ``GLADD_ENV_FILE``), then the defaults below. Policies — *how*
-things behave — live in ``policies.toml`` instead and reload live.
+file, then the defaults below. Policies — *how* things behave — live in ``policies.toml``
+instead and reload live.
+
+The env file is ``--env-file``, else ``GLADD_ENV_FILE`` (empty: none), else the systemd
+unit's ``/etc/gladd/gladd.env`` when it exists and this user may read it: so the commands an
+operator runs on the service's host (``sudo -u gladd gladd tasks list``) read the settings
+the service reads, and find its store.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -31,6 +37,16 @@ FLAGS = {
     "log_format": "--log-format",
     "log_file": "--log-file",
 }
+
+
+SERVICE_ENV_FILE = Path("/etc/gladd/gladd.env")
+"""The unit's ``EnvironmentFile=`` (systemd/gladd.service): read by default when present."""
+SERVICE_DEFAULTS: dict[str, Path] = {
+    "policies": Path("/etc/gladd/policies.toml"),  # the unit's Environment=GLADD_POLICIES
+    "state_dir": Path("/var/lib/gladd"),  # the unit's StateDirectory=gladd
+}
+"""What the unit sets outside its env file: the defaults wherever the service's env file is
+read, so a command run beside the service sees the service's files, not its user's."""
 
 
 def default_state_dir(environ: dict[str, str] | None = None) -> Path:
@@ -122,21 +138,73 @@ def _is_loopback(host: str) -> bool:
 
 def load_settings(env_file: Path | None = None, **flags: Any) -> Settings:
     """Settings from flags (``None`` means not given), environment and env file."""
-    env_file = env_file or _env_file_from_environ()
-    if env_file is not None and not env_file.is_file():
+    env_file = env_file_in_use(env_file)
+    if env_file is not None:
+        _require_readable(env_file)
+    given = {name: value for name, value in flags.items() if value is not None}
+    try:
+        settings = Settings(_env_file=env_file, **given)
+    except ValidationError as exc:
+        raise SettingsError(_render(exc, env_file)) from None
+    if env_file is not None and _same_file(env_file, SERVICE_ENV_FILE):
+        return _with_service_defaults(settings, os.environ)
+    return settings
+
+
+def _with_service_defaults(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """``settings`` with the unit's own values for what neither flag, variable nor env file
+    set. Under systemd itself ``$STATE_DIRECTORY`` names the state directory (a drop-in may
+    move it), so it wins."""
+    unset = {
+        name: value
+        for name, value in SERVICE_DEFAULTS.items()
+        if name not in settings.model_fields_set
+        and not (name == "state_dir" and environ.get("STATE_DIRECTORY"))
+    }
+    return settings.model_copy(update=unset) if unset else settings
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:
+        return False
+
+
+def env_file_in_use(
+    given: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    service: Path | None = None,
+) -> Path | None:
+    """The env file settings come from: ``given`` (``--env-file``), else ``GLADD_ENV_FILE``
+    (set but empty: none), else the service's when it exists and is readable, else none."""
+    if given is not None:
+        return given
+    env = os.environ if environ is None else environ
+    if "GLADD_ENV_FILE" in env:
+        return Path(env["GLADD_ENV_FILE"]) if env["GLADD_ENV_FILE"] else None
+    service = service or SERVICE_ENV_FILE
+    return service if service.is_file() and os.access(service, os.R_OK) else None
+
+
+def unreadable_service_env_file(service: Path | None = None) -> Path | None:
+    """The service's env file when it exists but this user may not read it (so it was
+    skipped): worth naming when a store is not found."""
+    service = service or SERVICE_ENV_FILE
+    return service if service.is_file() and not os.access(service, os.R_OK) else None
+
+
+def _require_readable(env_file: Path) -> None:
+    if not env_file.is_file():
         raise SettingsError(
             f"{env_file}: env file not found (given by --env-file or GLADD_ENV_FILE)"
         )
-    given = {name: value for name, value in flags.items() if value is not None}
-    try:
-        return Settings(_env_file=env_file, **given)
-    except ValidationError as exc:
-        raise SettingsError(_render(exc, env_file)) from None
-
-
-def _env_file_from_environ() -> Path | None:
-    value = os.environ.get("GLADD_ENV_FILE")
-    return Path(value) if value else None
+    if not os.access(env_file, os.R_OK):
+        raise SettingsError(
+            f"{env_file}: env file not readable by this user: run as its owner or group "
+            "(the service's is root:gladd, mode 0640: sudo -u gladd gladd ...), or pass "
+            "another with --env-file"
+        )
 
 
 def _render(exc: ValidationError, env_file: Path | None) -> str:

@@ -19,6 +19,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+@pytest.fixture(autouse=True)
+def no_host_env_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings never come from the host's /etc/gladd/gladd.env (read by default when it
+    exists): a test that wants an env file names it."""
+    monkeypatch.setenv("GLADD_ENV_FILE", "")
+
+
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))

@@ -4,7 +4,7 @@ API and the Python API so each answers the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,6 +14,7 @@ from gladd.executor.kinds import KindRegistry
 from gladd.executor.runner import utcnow
 from gladd.policies import Policies
 from gladd.store import Enqueued, Store, Task, TaskState
+from gladd.store.base import FINISHED_STATES
 
 MAX_LIST = 1000
 
@@ -88,8 +89,19 @@ class TaskService:
             raise UnknownTask(f"no task with id {task_id}")
         return task
 
-    async def purge(self, *, older_than: float) -> int:
-        return await self.store.purge(finished_before=self.now() - timedelta(seconds=older_than))
+    async def purge(
+        self,
+        *,
+        older_than: float,
+        states: Collection[TaskState] = FINISHED_STATES,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete the tasks in ``states`` finished longer than ``older_than`` seconds ago
+        (with ``dry_run``, only count them); how many."""
+        before = self.now() - timedelta(seconds=older_than)
+        if dry_run:
+            return await self.store.count_purgeable(finished_before=before, states=states)
+        return await self.store.purge(finished_before=before, states=states)
 
 
 def parse_state(state: str | None) -> TaskState | None:

@@ -13,6 +13,8 @@ database:responseTime    fail when the ping fails or takes longer than query_tim
 database:connections     pass (the figures; the judging is pool:alerts')
 pool:alerts              warn while a warn alert fires; fail while a critical one does
 breakers:open            warn while any breaker is open, half-open or isolated
+breakers:state           pass: every breaker built so far with its state (the judging is
+                         breakers:open's), for ``gladd status``
 executor:running         pass
 executor:queued          pass (pending tasks in the whole store)
 executor:deadLastHour    warn when a task went dead on this node within the hour
@@ -145,6 +147,28 @@ def breakers_check(breakers: dict[tuple[str, str], BreakerStats], *, at: float) 
         observed_value=len(tripped),
         observed_unit="breakers",
         output=", ".join(parts) if parts else f"{len(breakers)} breaker(s), all closed",
+        at=at,
+    )
+
+
+def breaker_states_check(breakers: dict[tuple[str, str], BreakerStats], *, at: float) -> Check:
+    """Every breaker and its state; ``observedValue`` lists them for tools."""
+    listed = [
+        {
+            "breaker": name,
+            "service": target,
+            "state": stats.state.value,
+            "probeIn": stats.retry_in,
+        }
+        for (name, target), stats in sorted(breakers.items())
+    ]
+    parts = [f"{b['breaker']} for {b['service']} ({b['state']})" for b in listed]
+    return Check(
+        component="breakers",
+        measurement="state",
+        observed_value=listed,
+        observed_unit="breakers",
+        output=", ".join(parts) if parts else "no breaker built yet (each is built on first use)",
         at=at,
     )
 
@@ -315,10 +339,12 @@ class HealthChecker:
         policies = w.policies()
         at = self._wall()
         stats = w.store.pool_stats()  # fresh: the monitor samples only every interval
+        breakers = {k: b.stats() for k, b in w.resilience.breakers().items()}
         checks = [
             connections_check(stats, at=at),
             pool_alerts_check(w.pool.alerts.firing(), stats, at=at),
-            breakers_check({k: b.stats() for k, b in w.resilience.breakers().items()}, at=at),
+            breakers_check(breakers, at=at),
+            breaker_states_check(breakers, at=at),
             *self._executor(policies.executor.concurrency, at),
             reload_check(w.reloads.last, at=at),
             lag_check(w.lag.take_peak(), policies.event_loop.lag_threshold, at=at),

@@ -22,7 +22,7 @@ State changes, the only ones allowed::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -42,6 +42,10 @@ class TaskState(StrEnum):
     @property
     def finished(self) -> bool:
         return self in (TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED)
+
+
+FINISHED_STATES = frozenset(s for s in TaskState if s.finished)
+"""The states :meth:`Store.purge` may delete from: no transition leaves them but ``retry``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -191,12 +195,15 @@ class Store(Protocol):
 
     url: str  # with any password masked: safe to log
 
-    async def open(self, *, migrate: bool = True) -> None:
+    async def open(self, *, migrate: bool = True, create: bool = True) -> None:
         """Connect and apply pending migrations (safe when nodes start together).
 
-        ``migrate=False`` only connects, for reading :meth:`migration_status` as it is: such
-        a store must not be used for tasks. A SQLite file that does not exist is not
-        created then; that is a :class:`StoreError`."""
+        ``create=False`` refuses a store that is not there yet — a SQLite file that does not
+        exist, a database without gladd's tables — with :class:`StoreNotFound`, creating
+        nothing: what commands that operate on the daemon's store pass, so a wrong path is
+        an error rather than a new, empty store. ``migrate=False`` only connects, for reading
+        :meth:`migration_status` as it is (and implies ``create=False`` for a SQLite file):
+        such a store must not be used for tasks."""
 
     async def close(self) -> None: ...
 
@@ -251,8 +258,16 @@ class Store(Protocol):
         """Dead or cancelled → pending now, with a fresh allowance of attempts. Others
         unchanged. None if no such task."""
 
-    async def purge(self, *, finished_before: datetime) -> int:
-        """Delete finished tasks that finished before the given time; returns how many."""
+    async def purge(
+        self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES
+    ) -> int:
+        """Delete the tasks in ``states`` that finished before the given time; returns how
+        many. ``states`` must be finished states (ValueError otherwise)."""
+
+    async def count_purgeable(
+        self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES
+    ) -> int:
+        """How many tasks :meth:`purge` with these arguments would delete now; deletes none."""
 
     async def counts(self) -> dict[TaskState, int]: ...
 

@@ -13,13 +13,14 @@ The rules every store shares live in :mod:`gladd.store.rules`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from gladd.errors import StoreError
 from gladd.store.base import (
+    FINISHED_STATES,
     Cancelled,
     Enqueued,
     Failed,
@@ -39,6 +40,7 @@ from gladd.store.rules import (
     deadline_for,
     dump_json,
     pending_task,
+    purge_states,
     rescue,
     unique_conflict,
     utc,
@@ -68,7 +70,7 @@ class MemoryStore:
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._tasks)} tasks)"
 
-    async def open(self, *, migrate: bool = True) -> None:
+    async def open(self, *, migrate: bool = True, create: bool = True) -> None:
         if self._wakeup is None:
             self._wakeup = Wakeup()
 
@@ -316,17 +318,30 @@ class MemoryStore:
             wakeup.notify()
         return _public(task)
 
-    async def purge(self, *, finished_before: datetime) -> int:
-        self._require_open()
-        finished_before = utc(finished_before, "finished_before")
-        old = [
-            t.id
-            for t in self._tasks.values()
-            if t.finished_at is not None and t.finished_at < finished_before
-        ]
+    async def purge(
+        self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES
+    ) -> int:
+        old = self._purgeable(finished_before, states)
         for task_id in old:
             del self._tasks[task_id]
         return len(old)
+
+    async def count_purgeable(
+        self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES
+    ) -> int:
+        return len(self._purgeable(finished_before, states))
+
+    def _purgeable(
+        self, finished_before: datetime, states: Collection[TaskState]
+    ) -> tuple[int, ...]:
+        self._require_open()
+        finished_before = utc(finished_before, "finished_before")
+        names = purge_states(states)
+        return tuple(
+            t.id
+            for t in self._tasks.values()
+            if t.finished_at is not None and t.finished_at < finished_before and t.state in names
+        )
 
     async def counts(self) -> dict[TaskState, int]:
         self._require_open()

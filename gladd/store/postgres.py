@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
 from importlib.resources import files
 from typing import Any, Protocol, TypeVar, cast
@@ -51,9 +51,10 @@ from typing import Any, Protocol, TypeVar, cast
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 
-from gladd.errors import StoreError, StoreUnavailable, TaskRejected
+from gladd.errors import StoreError, StoreNotFound, StoreUnavailable, TaskRejected
 from gladd.observe.acquire import AcquireMeter
 from gladd.store.base import (
+    FINISHED_STATES,
     Enqueued,
     MigrationStatus,
     NewTask,
@@ -74,7 +75,7 @@ from gladd.store.postgres_rows import (
     sorted_claim,
 )
 from gladd.store.postgres_schema import LATEST, apply_migrations
-from gladd.store.rules import Wakeup, check_new_task, unique_conflict, utc
+from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
 
 # Besides the store, the names the tests take from here (LATEST lives in postgres_schema).
 __all__ = ["LATEST", "Guard", "PostgresStore", "Q", "mask_url"]
@@ -144,7 +145,7 @@ class PostgresStore:
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    async def open(self, *, migrate: bool = True) -> None:
+    async def open(self, *, migrate: bool = True, create: bool = True) -> None:
         if self._pool is not None:
             return
         self._wakeup = Wakeup()
@@ -176,6 +177,8 @@ class PostgresStore:
         if not migrate:
             return
         try:
+            if not create:
+                await self._require_schema()
             # Bounded per statement inside (it may wait for another node's migration).
             self._applied = await self._run("migrate", self._migrate, bounded=False)
             self._listener = Listener(
@@ -196,6 +199,16 @@ class PostgresStore:
                 await pool.close()
             if scope.cancelled_caught:
                 pool.terminate()
+
+    async def _require_schema(self) -> None:
+        async def work(conn: Any) -> bool:
+            return await conn.fetchval("SELECT to_regclass('gladd_migrations')") is not None
+
+        if not await self._run("open", work):
+            raise StoreNotFound(
+                f"the database at {self.url} has no gladd tables (nothing was created): "
+                "`gladd db migrate` or `gladd run` creates them, or choose another database"
+            )
 
     async def _migrate(self, conn: Any) -> tuple[int, ...]:
         return await apply_migrations(conn, url=self.url, timeout=self._timeout)
@@ -354,11 +367,14 @@ class PostgresStore:
 
         return await self._run("retry", work)
 
-    async def purge(self, *, finished_before: datetime) -> int:
+    async def purge(
+        self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES
+    ) -> int:
         finished_before = utc(finished_before, "finished_before")
+        names = list(purge_states(states))
 
         async def work(conn: Any) -> int:
-            status = await conn.execute(Q["purge"], finished_before, PURGE_BATCH)
+            status = await conn.execute(Q["purge"], finished_before, PURGE_BATCH, names)
             return int(status.rsplit(" ", 1)[-1])
 
         total = 0
@@ -367,6 +383,17 @@ class PostgresStore:
             total += deleted
             if deleted < PURGE_BATCH:
                 return total
+
+    async def count_purgeable(
+        self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES
+    ) -> int:
+        finished_before = utc(finished_before, "finished_before")
+        names = list(purge_states(states))
+
+        async def work(conn: Any) -> int:
+            return int(await conn.fetchval(Q["count_purgeable"], finished_before, names))
+
+        return await self._run("count_purgeable", work)
 
     async def counts(self) -> dict[TaskState, int]:
         async def work(conn: Any) -> dict[TaskState, int]:

@@ -12,13 +12,16 @@ each store to them:
 - ``claim`` and ``heartbeat`` count as signs of life of the worker; a running task whose
   owner has no worker row (forgotten, or never heard of) is rescued like a dead worker's;
 - a worker is dead when it has not been heard from for ``lease`` seconds or more, a task is
-  past its deadline when ``now`` is strictly later than it.
+  past its deadline when ``now`` is strictly later than it;
+- ``purge`` deletes finished tasks only: asked for another state it refuses
+  (:func:`purge_states`), since a pending or running task is work still owed.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 import anyio
@@ -35,6 +38,14 @@ def utc(moment: datetime, name: str = "now") -> datetime:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime (UTC), got {moment!r}")
     return moment.astimezone(UTC)
+
+
+def purge_states(states: Collection[TaskState]) -> tuple[str, ...]:
+    """The state names a purge deletes from, sorted; ValueError for an unfinished one."""
+    unfinished = sorted(s.value for s in states if not s.finished)
+    if unfinished:
+        raise ValueError(f"purge deletes finished tasks only, not {', '.join(unfinished)} ones")
+    return tuple(sorted(s.value for s in states))
 
 
 def pending_task(

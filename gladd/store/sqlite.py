@@ -35,15 +35,16 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 
-from gladd.errors import StoreError
+from gladd.errors import StoreError, StoreNotFound
 from gladd.store.base import (
+    FINISHED_STATES,
     Enqueued,
     Failed,
     MigrationStatus,
@@ -55,7 +56,7 @@ from gladd.store.base import (
     Task,
     TaskState,
 )
-from gladd.store.rules import Wakeup, check_new_task, unique_conflict, utc
+from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
 from gladd.store.sqlite_doorbell import Doorbell
 from gladd.store.sqlite_errors import map_error
 from gladd.store.sqlite_rows import COLUMNS, row_to_task, to_us
@@ -93,6 +94,24 @@ def _file_signature(path: str) -> tuple[int, int] | None:
     return status.st_mtime_ns, status.st_size
 
 
+def _has_migrations_table(conn: sqlite3.Connection) -> bool:
+    found = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gladd_migrations'"
+    ).fetchone()
+    return found is not None
+
+
+def _purge_where(
+    finished_before: datetime, states: Collection[TaskState]
+) -> tuple[str, tuple[object, ...]]:
+    names = purge_states(states)
+    marks = ", ".join("?" * len(names)) or "NULL"
+    return (
+        f"finished_at < ? AND state IN ({marks})",
+        (to_us(utc(finished_before, "finished_before")), *names),
+    )
+
+
 # -- the store ------------------------------------------------------------------------------
 
 
@@ -117,7 +136,7 @@ class SQLiteStore:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    async def open(self, *, migrate: bool = True) -> None:
+    async def open(self, *, migrate: bool = True, create: bool = True) -> None:
         if self._thread is not None:
             return
         if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -125,10 +144,10 @@ class SQLiteStore:
                 f"SQLite {sqlite3.sqlite_version} is too old for gladd: it needs 3.35 or later"
             )
         if self.path != ":memory:":
-            self._prepare_path(create=migrate)
+            self._prepare_path(create=migrate and create)
         thread = DbThread(f"gladd-sqlite:{Path(self.path).name}")
         try:
-            self._applied = await thread.call(lambda: self._connect_and_migrate(migrate))
+            self._applied = await thread.call(lambda: self._connect_and_migrate(migrate, create))
         except BaseException:
             await thread.stop()
             raise
@@ -138,9 +157,9 @@ class SQLiteStore:
 
     def _prepare_path(self, *, create: bool) -> None:
         if not create and not Path(self.path).exists():
-            raise StoreError(
-                f"there is no SQLite database at {self.path} yet: `gladd db migrate` "
-                "or `gladd run` creates it"
+            raise StoreNotFound(
+                f"there is no SQLite database at {self.path} yet: `gladd db migrate` or "
+                "`gladd run` creates it (nothing was created)"
             )
         parent = Path(self.path).absolute().parent
         try:
@@ -157,7 +176,7 @@ class SQLiteStore:
                 "fix its permissions, or choose another path in the database URL"
             )
 
-    def _connect_and_migrate(self, migrate: bool) -> tuple[int, ...]:
+    def _connect_and_migrate(self, migrate: bool, create: bool) -> tuple[int, ...]:
         try:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=0
@@ -173,11 +192,20 @@ class SQLiteStore:
                 raise map_error(exc, self.path) from exc
             self._conn = conn
             self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+            if migrate and not create:
+                self._require_schema(conn)
             return self._transaction(lambda c: apply_migrations(c, self.path)) if migrate else ()
         except BaseException:
             self._conn = None
             conn.close()
             raise
+
+    def _require_schema(self, conn: sqlite3.Connection) -> None:
+        if not _has_migrations_table(conn):
+            raise StoreNotFound(
+                f"{self.path} is not a gladd store (it has no gladd_migrations table; nothing "
+                "was created): `gladd db migrate` makes it one, or choose another path"
+            )
 
     async def close(self) -> None:
         thread, self._thread, self._wakeup = self._thread, None, None
@@ -197,9 +225,7 @@ class SQLiteStore:
 
     async def migration_status(self) -> MigrationStatus:
         def versions(conn: sqlite3.Connection) -> list[tuple[int]]:
-            exists = conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gladd_migrations'"
-            ).fetchone()
+            exists = _has_migrations_table(conn)
             return conn.execute("SELECT version FROM gladd_migrations").fetchall() if exists else []
 
         rows = await self._read(versions)
@@ -410,15 +436,23 @@ class SQLiteStore:
             self._notify()
         return task
 
-    async def purge(self, *, finished_before: datetime) -> int:
-        before = to_us(utc(finished_before, "finished_before"))
+    async def purge(
+        self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES
+    ) -> int:
+        where, args = _purge_where(finished_before, states)
         return await self._write(
-            lambda c: (
-                c.execute(
-                    "DELETE FROM gladd_tasks WHERE finished_at < ? "
-                    "AND state IN ('succeeded', 'dead', 'cancelled')",
-                    (before,),
-                ).rowcount
+            lambda c: c.execute(f"DELETE FROM gladd_tasks WHERE {where}", args).rowcount
+        )
+
+    async def count_purgeable(
+        self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES
+    ) -> int:
+        where, args = _purge_where(finished_before, states)
+        return int(
+            await self._read(
+                lambda c: c.execute(
+                    f"SELECT count(*) FROM gladd_tasks WHERE {where}", args
+                ).fetchone()[0]
             )
         )
 

@@ -79,7 +79,8 @@ class Gladd:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GLADD_")}
-        env.update(NOTIFY_SOCKET=str(self.notify.path), **extra)
+        # No env file unless a test gives one: never the host's /etc/gladd/gladd.env.
+        env.update(GLADD_ENV_FILE="", NOTIFY_SOCKET=str(self.notify.path), **extra)
         return env
 
     def argv(self, *args: str) -> list[str]:
@@ -135,7 +136,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     return subprocess.run(
         [GLADD, *args],
         check=False,
-        env={**clean, **(env or {})},
+        env={**clean, "GLADD_ENV_FILE": "", **(env or {})},
         capture_output=True,
         text=True,
         timeout=30,

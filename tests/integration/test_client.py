@@ -7,12 +7,21 @@ from pathlib import Path
 import pytest
 
 import gladd
+from gladd.store.factory import store_from_url
 
 pytestmark = pytest.mark.anyio
 
 
+async def made(url: str) -> str:
+    """The store at ``url``, created as ``gladd db migrate`` (or the daemon) does."""
+    store = store_from_url(url)
+    await store.open()
+    await store.close()
+    return url
+
+
 async def test_enqueue_into_a_sqlite_store_and_read_back(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'gladd.db'}"
+    url = await made(f"sqlite:///{tmp_path / 'gladd.db'}")
     task_id = await gladd.enqueue("gladd.sleep", {"seconds": 0.5}, database_url=url)
     async with gladd.Client(url) as client:
         task = await client.get(task_id)
@@ -25,7 +34,7 @@ async def test_enqueue_into_a_sqlite_store_and_read_back(tmp_path: Path) -> None
 
 
 async def test_bad_input_is_refused_before_anything_is_stored(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'gladd.db'}"
+    url = await made(f"sqlite:///{tmp_path / 'gladd.db'}")
     async with gladd.Client(url) as client:
         with pytest.raises(gladd.TaskRejected, match="unknown task kind 'nope'"):
             await client.enqueue("nope")
@@ -36,7 +45,7 @@ async def test_bad_input_is_refused_before_anything_is_stored(tmp_path: Path) ->
 
 
 async def test_postgres_store_by_url(postgres_url: str) -> None:
-    async with gladd.Client(postgres_url) as client:
+    async with gladd.Client(await made(postgres_url)) as client:
         task_id = await client.enqueue("gladd.noop", {"x": 1}, priority=5)
         task = await client.get(task_id)
     assert task.priority == 5
@@ -46,3 +55,27 @@ async def test_postgres_store_by_url(postgres_url: str) -> None:
 def test_unknown_scheme_is_a_config_error() -> None:
     with pytest.raises(gladd.ConfigError, match="unsupported scheme 'mysql'"):
         gladd.Client("mysql://localhost/x")
+
+
+async def test_a_store_that_is_not_there_is_refused_and_not_created(tmp_path: Path) -> None:
+    db = tmp_path / "state" / "gladd.db"
+    with pytest.raises(gladd.StoreNotFound, match=f"no SQLite database at {db}"):
+        async with gladd.Client(f"sqlite:///{db}"):
+            pass
+    with pytest.raises(gladd.StoreNotFound, match=f"no SQLite database at {db}"):
+        await gladd.enqueue("gladd.noop", database_url=f"sqlite:///{db}")
+    assert not (tmp_path / "state").exists()
+
+
+async def test_without_a_url_the_client_reads_the_env_file_like_the_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    daemon_state = tmp_path / "daemon-state"
+    daemon_state.mkdir()
+    url = await made(f"sqlite:///{daemon_state / 'gladd.db'}")
+    env_file = tmp_path / "gladd.env"
+    env_file.write_text(f"GLADD_STATE_DIR={daemon_state}\n")
+    monkeypatch.setenv("GLADD_ENV_FILE", str(env_file))
+    task_id = await gladd.enqueue("gladd.noop")
+    async with gladd.Client(url) as client:
+        assert (await client.get(task_id)).kind == "gladd.noop"

@@ -632,6 +632,37 @@ async def test_purge_deletes_only_tasks_finished_before_the_time(store: Store) -
     assert {t.id for t in await store.list()} == {running.id, pending.id}
 
 
+async def test_purge_by_state_deletes_those_only_and_the_count_deletes_nothing(
+    store: Store,
+) -> None:
+    done, dead, cancelled, pending = [await add(store) for _ in range(4)]
+    a, b = await store.claim(worker="w1", limit=2, now=at(0))
+    assert (a.id, b.id) == (done.id, dead.id)
+    await store.finish([Succeeded(id=a.id, token=a.token)], now=at(1))
+    await store.finish([Failed(id=b.id, token=b.token, error=error(), retry_at=None)], now=at(1))
+    await store.cancel(cancelled.id, now=at(1))
+
+    assert await store.count_purgeable(finished_before=at(2)) == 3
+    assert await store.count_purgeable(finished_before=at(2), states={DEAD}) == 1
+    assert await store.count_purgeable(finished_before=at(1)) == 0  # strictly before
+    assert len(await store.list()) == 4, "counting deleted something"
+
+    assert await store.purge(finished_before=at(2), states={DEAD}) == 1
+    assert {t.id for t in await store.list()} == {done.id, cancelled.id, pending.id}
+    assert await store.purge(finished_before=at(2), states={SUCCEEDED, CANCELLED}) == 2
+    assert [t.id for t in await store.list()] == [pending.id]
+
+
+@pytest.mark.parametrize("state", [PENDING, RUNNING])
+async def test_purge_refuses_unfinished_states(store: Store, state: TaskState) -> None:
+    task = await add(store)
+    with pytest.raises(ValueError, match=f"finished tasks only, not {state.value}"):
+        await store.purge(finished_before=at(10), states={state, DEAD})
+    with pytest.raises(ValueError, match=f"finished tasks only, not {state.value}"):
+        await store.count_purgeable(finished_before=at(10), states={state})
+    assert [t.id for t in await store.list()] == [task.id]
+
+
 async def test_counts_cover_every_state(store: Store) -> None:
     assert await store.counts() == dict.fromkeys(TaskState, 0)
     for _ in range(5):

@@ -23,7 +23,7 @@ import anyio
 import asyncpg
 import pytest
 
-from gladd.errors import RetriesExhausted, StoreError, StoreUnavailable
+from gladd.errors import RetriesExhausted, StoreError, StoreNotFound, StoreUnavailable
 from gladd.store.base import NewTask, Succeeded, TaskState
 from gladd.store.postgres import LATEST, PostgresStore, Q, mask_url
 
@@ -256,6 +256,28 @@ async def test_status_without_migrating_leaves_the_schema_alone(postgres_url: st
             assert await conn.fetchval("SELECT to_regclass('gladd_tasks')") is None
         finally:
             await conn.close()
+
+
+async def test_without_create_a_database_without_gladd_tables_is_refused(
+    postgres_url: str,
+) -> None:
+    async with fresh_database(postgres_url) as url:
+        store = PostgresStore(url)
+        with pytest.raises(StoreNotFound, match="has no gladd tables"):
+            await store.open(create=False)
+        conn = await asyncpg.connect(url)
+        try:
+            assert await conn.fetchval("SELECT to_regclass('gladd_migrations')") is None
+        finally:
+            await conn.close()
+        async with node(url):  # `gladd run` creates them
+            pass
+        existing = PostgresStore(url)
+        await existing.open(create=False)
+        try:
+            assert await existing.list() == []
+        finally:
+            await existing.close()
 
 
 async def test_a_schema_newer_than_the_code_is_refused(postgres_url: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from gladd.errors import StoreError, StoreUnavailable
+from gladd.errors import StoreError, StoreNotFound, StoreUnavailable
 from gladd.store import NewTask, Succeeded, TaskState
 from gladd.store.sqlite import CLAIM_ANY, CLAIM_KINDS, SQLiteStore, migrations, to_us
 
@@ -104,6 +104,32 @@ async def test_status_without_migrating_reports_the_schema_as_found(db: Path) ->
     status = await again.migration_status()
     await again.close()
     assert (status.current, status.pending) == (LATEST, ())
+
+
+async def test_without_create_a_missing_or_foreign_file_is_refused_and_nothing_made(
+    db: Path,
+) -> None:
+    missing = SQLiteStore(db)
+    with pytest.raises(StoreNotFound, match=f"no SQLite database at {db} yet: .*nothing was"):
+        await missing.open(create=False)
+    assert not db.exists()
+    assert not db.parent.exists(), "not even its directory"
+
+    db.parent.mkdir()
+    sqlite3.connect(db).close()  # a file, but not gladd's
+    foreign = SQLiteStore(db)
+    with pytest.raises(StoreNotFound, match=f"{db} is not a gladd store"):
+        await foreign.open(create=False)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM sqlite_master").fetchone() == (0,)
+
+    made = SQLiteStore(db)
+    await made.open()  # `gladd db migrate`, `gladd run`
+    await made.close()
+    existing = SQLiteStore(db)
+    await existing.open(create=False)
+    assert await existing.list() == []
+    await existing.close()
 
 
 async def test_a_database_from_a_newer_gladd_is_refused(db: Path) -> None:

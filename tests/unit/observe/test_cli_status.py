@@ -25,6 +25,11 @@ def check(status: str, value: Any = None, output: str | None = None) -> list[dic
     return [body]
 
 
+def breakers(*listed: tuple[str, str, str, float | None]) -> list[dict[str, Any]]:
+    value = [{"breaker": b, "service": s, "state": st, "probeIn": p} for b, s, st, p in listed]
+    return check("pass", value, "(the daemon's own wording)")
+
+
 def report(status: str = "pass", **overrides: list[dict[str, Any]]) -> dict[str, Any]:
     checks = {
         "policies:generation": check("pass", 3, "/etc/gladd/policies.toml sha256 1a2b3c4d5e6f"),
@@ -94,6 +99,7 @@ def test_the_summary_is_compact_and_names_the_problems() -> None:
             "warn",
             **{
                 "breakers:open": check("warn", 1, "http for github (open, probe in 42s)"),
+                "breakers:state": breakers(("http", "github", "open", 42)),
                 "pool:alerts": check("warn", 1, "utilization warn (85%)"),
             },
         ),
@@ -104,13 +110,57 @@ def test_the_summary_is_compact_and_names_the_problems() -> None:
         "  policies   generation 3 (/etc/gladd/policies.toml sha256 1a2b3c4d5e6f), last reload "
         "applied (file), generation 3",
         "  database   2.1 ms; postgresql pool: 3 in use, 1 idle, size 4 of max 10, 0 waiting",
-        "  breakers   1 open: http for github (open, probe in 42s)",
+        "  breakers   1: 1 open",
+        "             http for github  open, probe in 42s",
         "  executor   4 of 10 slots running, 120 queued, 0 dead in the last hour, 0.0% timeouts",
         "  event loop lag 1.2 ms (peak since the last check)",
         "  alerts     2",
         "  WARN  breakers:open: http for github (open, probe in 42s)",
         "  WARN  pool:alerts: utilization warn (85%)",
     ]
+
+
+def test_every_breaker_is_named_with_its_state_and_half_open_is_not_open() -> None:
+    text = summarise(
+        report(
+            "warn",
+            **{
+                "breakers:open": check("warn", 3, "http for crm (half_open), ..."),
+                "breakers:state": breakers(
+                    ("db", "primary", "closed", None),
+                    ("http", "crm", "half_open", None),
+                    ("http", "github", "open", 42),
+                    ("http", "legacy", "isolated", None),
+                    ("http", "stripe", "closed", None),
+                ),
+            },
+        )
+    ).splitlines()
+    start = text.index("  breakers   5: 1 isolated, 1 open, 1 half-open, 2 closed")
+    assert text[start + 1 : start + 6] == [
+        "             db for primary   closed",
+        "             http for crm     half-open",
+        "             http for github  open, probe in 42s",
+        "             http for legacy  isolated",
+        "             http for stripe  closed",
+    ]
+    assert text[start + 6].startswith("  executor   ")
+    assert not any(line.startswith("  breakers   3 open") for line in text), "half-open is open"
+
+
+def test_all_closed_breakers_are_still_named() -> None:
+    text = summarise(report(**{"breakers:state": breakers(("http", "github", "closed", None))}))
+    assert "  breakers   1: 1 closed" in text.splitlines()
+    assert "             http for github  closed" in text.splitlines()
+    none = summarise(report(**{"breakers:state": breakers()}))
+    assert "  breakers   none built yet (each is built on first use)" in none.splitlines()
+
+
+def test_an_older_daemon_s_breakers_are_counted_as_not_closed() -> None:
+    text = summarise(
+        report("warn", **{"breakers:open": check("warn", 1, "http for crm (half_open)")})
+    )
+    assert "  breakers   1 not closed: http for crm (half_open)" in text.splitlines()
 
 
 def test_a_rejected_reload_is_named_once_with_its_errors_below() -> None:

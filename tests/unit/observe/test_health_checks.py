@@ -8,6 +8,7 @@ from gladd.executor.runner import ExecutorStats
 from gladd.health import Status
 from gladd.observe.health_checks import (
     Recent,
+    breaker_states_check,
     breakers_check,
     connections_check,
     database_check,
@@ -97,6 +98,32 @@ def test_open_breakers_are_named_and_warn() -> None:
     assert tripped.output == "http for crm (half_open), http for github (open, probe in 42s)"
 
 
+def test_every_breaker_is_listed_with_its_state_and_that_alone_never_warns() -> None:
+    assert breaker_states_check({}, at=0).output == (
+        "no breaker built yet (each is built on first use)"
+    )
+    listed = breaker_states_check(
+        {
+            ("http", "github"): breaker(BreakerState.OPEN, 42),
+            ("http", "crm"): breaker(BreakerState.HALF_OPEN),
+            ("db", "x"): breaker(BreakerState.CLOSED),
+            ("http", "legacy"): breaker(BreakerState.ISOLATED),
+        },
+        at=0,
+    )
+    assert (listed.key, listed.status) == ("breakers:state", Status.PASS)
+    assert listed.observed_value == [
+        {"breaker": "db", "service": "x", "state": "closed", "probeIn": None},
+        {"breaker": "http", "service": "crm", "state": "half_open", "probeIn": None},
+        {"breaker": "http", "service": "github", "state": "open", "probeIn": 42},
+        {"breaker": "http", "service": "legacy", "state": "isolated", "probeIn": None},
+    ]
+    assert listed.output == (
+        "db for x (closed), http for crm (half_open), http for github (open), "
+        "http for legacy (isolated)"
+    )
+
+
 def test_executor_checks_warn_on_dead_tasks_and_timeouts_over_five_percent() -> None:
     def by_key(**kw: object) -> dict[str, object]:
         checks = executor_checks(running=2, concurrency=10, queued=7, at=0, **kw)  # type: ignore[arg-type]
@@ -154,6 +181,7 @@ async def test_one_round_publishes_every_check_and_they_pass() -> None:
         "database:connections",
         "pool:alerts",
         "breakers:open",
+        "breakers:state",
         "executor:running",
         "executor:queued",
         "executor:deadLastHour",

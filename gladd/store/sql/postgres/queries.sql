@@ -220,9 +220,12 @@ SELECT g.*, NULL FROM gladd_tasks AS g WHERE id = $1 AND NOT EXISTS (SELECT 1 FR
 -- name: purge
 -- One bounded batch per statement, so a purge of millions stays under the query timeout.
 WITH doomed AS (
-    SELECT id FROM gladd_tasks WHERE finished_at < $1 LIMIT $2
+    SELECT id FROM gladd_tasks WHERE finished_at < $1 AND state = ANY($3::text[]) LIMIT $2
 )
 DELETE FROM gladd_tasks AS t USING doomed AS d WHERE t.id = d.id;
+
+-- name: count_purgeable
+SELECT count(*) FROM gladd_tasks WHERE finished_at < $1 AND state = ANY($2::text[]);
 
 -- name: counts
 SELECT state, count(*) AS n FROM gladd_tasks GROUP BY state;
