@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +13,7 @@ import anyio
 import pytest
 from loguru import logger
 
+from gladd.errors import PolicyError, Problem
 from gladd.policies import parse_policies
 from gladd.reload.diff import Change
 from gladd.reload.reloader import Reloader, ReloadResult, Served
@@ -41,7 +42,8 @@ def position(data: bytes, text: str) -> str:
 
 @dataclass
 class Harness:
-    """A reloader on ``path`` whose apply, listener and start hooks record what they see."""
+    """A reloader on ``path`` whose prepare/commit, listener and start hooks record what
+    they see; ``refusal`` set, preparation refuses the new policies with it."""
 
     path: Path
     last_good: Path
@@ -49,7 +51,9 @@ class Harness:
     applied: list[tuple[Served, list[Change]]] = field(default_factory=list)
     reported: list[ReloadResult] = field(default_factory=list)
     starts: int = 0
-    settle: float = 0.0  # the FIFO tests feed each read themselves
+    settle: float = 0.0  # the coalescing test feeds each read itself
+    read: Callable[[], Awaitable[bytes]] | None = None
+    refusal: PolicyError | None = None
     reads: tuple[anyio.abc.ObjectSendStream[int], anyio.abc.ObjectReceiveStream[int]] = field(
         default_factory=lambda: anyio.create_memory_object_stream[int](100)
     )
@@ -60,11 +64,12 @@ class Harness:
         self.reloader = Reloader(
             path=self.path,
             served=self._current,
-            apply=self._apply,
+            prepare=self._prepare,
             last_good=self.last_good,
             listeners=[self.reported.append],
             on_start=self._started,
             settle=self.settle,
+            read=self.read,
         )
 
     def _current(self) -> Served:
@@ -72,9 +77,15 @@ class Harness:
         self.reads[0].send_nowait(self.served.generation)
         return self.served
 
-    def _apply(self, served: Served, changes: list[Change]) -> None:
-        self.served = served
-        self.applied.append((served, changes))
+    def _prepare(self, served: Served, changes: list[Change]) -> Callable[[], None]:
+        if self.refusal is not None:
+            raise self.refusal
+
+        def commit() -> None:
+            self.served = served
+            self.applied.append((served, changes))
+
+        return commit
 
     def _started(self) -> None:
         self.starts += 1
@@ -179,7 +190,8 @@ async def test_invalid_content_is_rejected_and_changes_nothing(
     assert reloader.last_rejection == result
     (line,) = reload_lines(logged)
     assert "reload (signal) rejected: generation 1" in line
-    assert line.endswith("nothing changed:\n" + result.errors[0])
+    assert line.endswith("nothing changed, 1 problem:")
+    assert f"reload rejected, 1 of 1: {result.errors[0]}" in logged
 
 
 async def test_the_generation_moves_only_when_a_reload_applies(harness: Harness) -> None:
@@ -328,11 +340,16 @@ async def test_requests_made_together_share_one_reload(harness: Harness) -> None
 async def test_requests_during_a_reload_coalesce_into_one_read_made_after_they_asked(
     tmp_path: Path,
 ) -> None:
-    # A FIFO as the policies file: each read blocks until the test feeds it, so the test
-    # knows exactly which requests arrive while a reload is in progress.
-    fifo = tmp_path / "policies.toml"
-    os.mkfifo(fifo)
-    harness = Harness(path=fifo, last_good=tmp_path / "last-good.toml")
+    # Each read blocks until the test feeds it, so the test knows exactly which requests
+    # arrive while a reload is in progress.
+    fed, feeding = anyio.create_memory_object_stream[bytes](1)
+
+    async def read() -> bytes:
+        return await feeding.receive()
+
+    harness = Harness(
+        path=tmp_path / "policies.toml", last_good=tmp_path / "last-good.toml", read=read
+    )
     first = edit("concurrency = 10", "concurrency = 3")
     second = edit("concurrency = 10", "concurrency = 7")
     verdicts: dict[str, ReloadResult] = {}
@@ -341,7 +358,7 @@ async def test_requests_during_a_reload_coalesce_into_one_read_made_after_they_a
         verdicts[name] = await harness.reloader.reload(trigger)
 
     async def feed(data: bytes) -> None:
-        await anyio.to_thread.run_sync(fifo.write_bytes, data)
+        await fed.send(data)
 
     _, reads = harness.reads
     async with harness.running():
@@ -379,7 +396,11 @@ async def reload_reading(harness: Harness, reads: list[bytes]) -> ReloadResult:
         return reads.pop(0)
 
     reloader = Reloader(
-        path=harness.path, served=harness._current, apply=harness._apply, settle=0.001, read=read
+        path=harness.path,
+        served=harness._current,
+        prepare=harness._prepare,
+        settle=0.001,
+        read=read,
     )
     async with anyio.create_task_group() as tg:
         await tg.start(reloader.run)
@@ -508,4 +529,6 @@ async def test_a_directory_in_place_of_the_file_is_rejected_with_the_reason(
     async with harness.running() as reloader:
         result = await reloader.reload("api")
     assert result.outcome == "rejected"
-    assert result.errors == (f"{harness.path}: Is a directory",)
+    assert result.errors == (
+        f"{harness.path}: is a directory, not a regular file; put the policies file itself here",
+    )
