@@ -14,6 +14,7 @@ import pytest
 from loguru import logger
 
 from gladd.errors import PolicyError, Problem
+from gladd.observe.reloads import Reloads
 from gladd.policies import parse_policies
 from gladd.reload.diff import Change
 from gladd.reload.reloader import Reloader, ReloadResult, Served
@@ -532,3 +533,129 @@ async def test_a_directory_in_place_of_the_file_is_rejected_with_the_reason(
     assert result.errors == (
         f"{harness.path}: is a directory, not a regular file; put the policies file itself here",
     )
+
+
+async def test_a_fifo_in_place_of_the_file_is_refused_at_once_and_a_real_file_applies(
+    harness: Harness, logged: list[str]
+) -> None:
+    harness.path.unlink()
+    os.mkfifo(harness.path)  # nobody will ever write to it
+    async with harness.running() as reloader:
+        with anyio.fail_after(5):
+            result = await reloader.reload("api")
+            watched = [await reloader.reload(t) for t in ("poll", "file", "poll")]
+        assert reloader.last_rejection == result  # health keeps warning
+
+        harness.path.unlink()
+        harness.write(edit("concurrency = 10", "concurrency = 3"))
+        with anyio.fail_after(5):
+            fixed = await reloader.reload("poll")
+
+    assert (result.outcome, result.generation, result.sha256) == ("rejected", 1, "")
+    assert result.errors == (
+        f"{harness.path}: is a FIFO (named pipe), not a regular file; "
+        "put the policies file itself here",
+    )
+    # The watcher's looks at the same FIFO neither repeat the error nor clear it.
+    assert [(r.outcome, r.is_check) for r in watched] == [("unchanged", True)] * 3
+    assert (fixed.outcome, fixed.generation) == ("applied", 2)
+    assert reloader.last_rejection is None
+    assert [line.split(":")[0] for line in reload_lines(logged)] == [
+        "reload (api) rejected",
+        "reload (poll) applied",
+    ]
+
+
+async def test_a_file_over_the_size_limit_is_refused(harness: Harness) -> None:
+    with harness.path.open("wb") as f:
+        f.truncate(60 * 1024 * 1024)
+    async with harness.running() as reloader:
+        result = await reloader.reload("signal")
+    assert result.outcome == "rejected"
+    assert result.errors == (
+        f"{harness.path}: is 60 MiB, over the 4 MiB limit for a policies file; "
+        "is this the right file?",
+    )
+    assert harness.applied == []
+
+
+async def test_a_refused_preparation_rejects_the_reload_and_changes_nothing(
+    harness: Harness, logged: list[str]
+) -> None:
+    harness.last_good.parent.mkdir()
+    harness.last_good.write_bytes(SHIPPED)
+    harness.refusal = PolicyError(
+        str(harness.path), [Problem(path="", message="the task store could not take these")]
+    )
+    harness.write(edit("concurrency = 10", "concurrency = 3"))
+    async with harness.running() as reloader:
+        result = await reloader.reload("api")
+
+    assert (result.outcome, result.generation) == ("rejected", 1)
+    assert result.errors == (f"{harness.path}: the task store could not take these",)
+    assert harness.applied == []
+    assert harness.served.generation == 1
+    assert harness.last_good.read_bytes() == SHIPPED  # the last good copy is not touched
+    assert reloader.last_rejection == result
+
+
+async def test_each_problem_of_a_rejection_is_its_own_error_record(harness: Harness) -> None:
+    records: list[tuple[str, str]] = []
+    sink = logger.add(lambda m: records.append((m.record["level"].name, m.record["message"])))
+    broken = edit("concurrency = 10", "concurrency = 0")
+    broken = edit("attempts = 4", "attempts = 0", broken)
+    harness.write(broken)
+    try:
+        async with harness.running() as reloader:
+            result = await reloader.reload("api")
+    finally:
+        logger.remove(sink)
+
+    assert len(result.errors) == 2
+    logged = [(level, m) for level, m in records if "reload" in m]
+    assert logged[0][0] == "ERROR"
+    assert logged[0][1].endswith("nothing changed, 2 problems:")
+    assert logged[1:] == [
+        ("ERROR", f"reload rejected, {n} of 2: {error}")
+        for n, error in enumerate(result.errors, start=1)
+    ]
+    assert all("\n" not in m for _, m in records)
+
+
+@pytest.mark.parametrize("trigger", ["file", "poll", "api"])
+async def test_putting_the_served_file_back_resolves_the_rejection_for_every_surface(
+    harness: Harness, trigger: str, logged: list[str]
+) -> None:
+    reloads = Reloads()
+    harness.reloader.listeners.append(reloads.heard)
+    async with harness.running() as reloader:
+        harness.write(edit("concurrency = 10", "concurrency = 0"))
+        assert (await reloader.reload(trigger)).outcome == "rejected"
+        assert reloads.last is not None and reloads.last.outcome == "rejected"
+
+        harness.write(SHIPPED)
+        back = await reloader.reload(trigger)
+        again = await reloader.reload(trigger)
+
+    assert (back.outcome, back.resolved, back.is_check) == ("unchanged", True, False)
+    assert "the last rejection no longer stands" in back.summary()
+    assert reloader.last_rejection is None
+    assert reloads.last is not None
+    assert (reloads.last.outcome, reloads.last.trigger) == ("unchanged", trigger)
+    assert "no longer stands" in reloads.last.detail
+    assert not again.resolved  # said once
+    assert any("the rejection is over" in line for line in reload_lines(logged))
+
+
+async def test_the_watchers_looks_that_find_nothing_new_are_checks_not_reloads(
+    harness: Harness,
+) -> None:
+    reloads = Reloads()
+    harness.reloader.listeners.append(reloads.heard)
+    async with harness.running() as reloader:
+        for trigger in ("poll", "poll", "file", "api", "signal"):
+            await reloader.reload(trigger)
+
+    assert reloads.checks == {"poll": 2, "file": 1}
+    # An operator's explicit reload is one, whatever it finds.
+    assert reloads.counts == {("api", "unchanged"): 1, ("signal", "unchanged"): 1}
