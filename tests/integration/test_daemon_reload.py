@@ -46,7 +46,9 @@ NEW = (
 
 @pytest.fixture
 def policies_file(tmp_path: Path) -> Path:
-    assert NEW.count("attempts = 7") == 1 and 'timeout = "4s"' in NEW and '"2s"' in NEW
+    assert NEW.count("attempts = 7") == 1
+    assert 'timeout = "4s"' in NEW
+    assert '"2s"' in NEW
     path = tmp_path / "policies.toml"
     path.write_text(SHIPPED)
     return path
@@ -84,7 +86,8 @@ def assert_old_generation_served(daemon: Daemon, result: ReloadResult, what: str
     assert daemon.resilience.policies is daemon.policies()
     assert daemon.policies().database.query_timeout == 5.0
     db_retry = daemon.resilience.database().retry
-    assert db_retry is not None and db_retry.attempts == 3
+    assert db_retry is not None
+    assert db_retry.attempts == 3
     assert daemon.resilience.service("example").timeout == 10.0
     assert daemon.plugins.clients()["example"] is not None
     assert (daemon.settings.state_dir / LAST_GOOD).read_text() == SHIPPED
@@ -102,7 +105,8 @@ async def assert_applies_once_fixed(daemon: Daemon) -> None:
     assert (result.outcome, result.generation) == ("applied", 2), result.errors
     assert daemon.resilience.policies is daemon.policies()
     db_retry = daemon.resilience.database().retry
-    assert db_retry is not None and db_retry.attempts == 7
+    assert db_retry is not None
+    assert db_retry.attempts == 7
     assert daemon.resilience.service("example").timeout == 4.0
     assert (daemon.settings.state_dir / LAST_GOOD).read_text() == NEW
     assert check(daemon, "policies:generation")["status"] == "pass"

@@ -631,7 +631,8 @@ async def test_putting_the_served_file_back_resolves_the_rejection_for_every_sur
     async with harness.running() as reloader:
         harness.write(edit("concurrency = 10", "concurrency = 0"))
         assert (await reloader.reload(trigger)).outcome == "rejected"
-        assert reloads.last is not None and reloads.last.outcome == "rejected"
+        assert reloads.last is not None
+        assert reloads.last.outcome == "rejected"
 
         harness.write(SHIPPED)
         back = await reloader.reload(trigger)
