@@ -14,7 +14,7 @@ import signal
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -42,10 +42,12 @@ from gladd.reload.reloader import Reloader, ReloadResult, Served, write_last_goo
 from gladd.reload.watch import watch_policies
 from gladd.resilience import Counters, LogSink, Resilience
 from gladd.settings import Settings
-from gladd.store.configure import configured_store, retune_store
+from gladd.store.configure import configured_store, prepare_retune
 
 STOP_MARGIN = 5.0
 """Seconds past the shutdown grace for subsystems to write their last state."""
+
+T = TypeVar("T")
 
 Starter = Callable[..., Coroutine[Any, Any, None]]
 """A subsystem's ``run(*, task_status)``: started with ``task_group.start()``."""
@@ -74,7 +76,7 @@ class Daemon:
         self.reloader = Reloader(
             path=settings.policies_path,
             served=lambda: self.served,
-            apply=self._apply_policies,
+            prepare=self._prepare_policies,
             last_good=settings.state_dir / LAST_GOOD,
             # The record first: the health published on each verdict reads it.
             listeners=[self.reloads.heard, self._reload_reported],
@@ -291,17 +293,40 @@ class Daemon:
     async def _watch_policies(self, *, task_status: TaskStatus[None]) -> None:
         await watch_policies(self.reloader.path, self.reloader.request, task_status=task_status)
 
-    def _apply_policies(self, served: Served, changes: list[Change]) -> None:
-        """The swap: one reference, then the live objects that keep state across it."""
-        self.served = served
-        self._broken_on_disk = None
-        for result in self.resilience.apply(served.loaded.policies):
-            if not result.kept_state:
-                logger.warning("breaker/budget {} was reset: {}", result.name, result.reason)
-        self.plugins.apply(served.loaded.policies)
-        retune_store(self.store, served.loaded.policies)
-        if self.executor is not None:
-            self.executor.wake()
+    def _prepare_policies(self, served: Served, changes: list[Change]) -> Callable[[], None]:
+        """Caddy's order. Prepare: every subsystem sets up what the new generation needs,
+        touching no live state; any failure refuses the reload with nothing changed. The
+        returned commit then takes each subsystem's prepared state live (assignments only,
+        nothing that can fail) and swaps the served generation last."""
+        policies = served.loaded.policies
+        resilience = self._prepared("the resilience engine", self.resilience.prepare, policies)
+        store = self._prepared("the task store", prepare_retune, self.store, policies)
+        plugins = self._prepared("the plugins", self.plugins.prepare, policies, resilience)
+
+        def commit() -> None:
+            for result in resilience.commit():
+                if not result.kept_state:
+                    logger.warning("breaker/budget {} was reset: {}", result.name, result.reason)
+            store()
+            plugins.commit()
+            self.served = served
+            self._broken_on_disk = None
+            if self.executor is not None:
+                self.executor.wake()
+
+        return commit
+
+    def _prepared(self, what: str, prepare: Callable[..., T], *args: Any) -> T:
+        """``prepare(*args)``; a failure becomes a PolicyError naming ``what`` refused."""
+        path = str(self.reloader.path)
+        try:
+            return prepare(*args)
+        except PolicyError as exc:
+            raise PolicyError(path, exc.problems) from exc
+        except Exception as exc:  # a subsystem that cannot take the rules refuses them
+            logger.opt(exception=exc).debug("preparing {} for new policies failed", what)
+            message = f"{what} could not take these policies ({type(exc).__name__}: {exc})"
+            raise PolicyError(path, [Problem(path="", message=message)]) from exc
 
     def _plugin_problems(self, policies: Policies) -> list[Problem]:
         """A reload that would leave a loaded plugin without its service is refused."""
@@ -312,7 +337,7 @@ class Daemon:
         self.notifier.reloading()
 
     def _reload_reported(self, result: ReloadResult) -> None:
-        if result.outcome != "rejected" and result.sha256:
+        if result.outcome == "applied" or result.sha256 == self.served.loaded.sha256:
             self._broken_on_disk = None  # the file on disk is good (again)
         self._publish_policies()
         if self._reload_announced:

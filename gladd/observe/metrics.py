@@ -141,16 +141,27 @@ class _Collector(Collector):
             value=self.w.generation(),
         )
         total = CounterMetricFamily(
-            "gladd_reloads", "Policy reloads by trigger and outcome", labels=["trigger", "outcome"]
+            "gladd_reloads",
+            "Policy reloads by trigger and outcome (not the file watcher's looks that found "
+            "nothing new: see gladd_reload_checks_total)",
+            labels=["trigger", "outcome"],
         )
         for (trigger, outcome), n in sorted(reloads.counts.items()):
             total.add_metric([trigger, outcome], n)
         yield total
+        checks = CounterMetricFamily(
+            "gladd_reload_checks",
+            "The file watcher's looks at the policies file that found nothing new, by trigger",
+            labels=["trigger"],
+        )
+        for trigger, n in sorted(reloads.checks.items()):
+            checks.add_metric([trigger], n)
+        yield checks
         last = reloads.last
         ok = last is not None and last.outcome != "rejected"
         yield GaugeMetricFamily(
             "gladd_reload_last_success",
-            "1 if the last reload succeeded, 0 if it was rejected",
+            "1 unless the last reload was rejected and the file is still not the served one",
             value=float(ok),
         )
         success = reloads.last_success

@@ -4,7 +4,9 @@
   transport applies the service's policies (see :class:`ServiceTransport`). Clients are
   created when the host starts and closed when it stops; on a reload that changes a
   service's binding, its client is replaced and the old one closed once the last attempt
-  using it is done — never under a request in flight.
+  using it is done — never under a request in flight. A reload first :meth:`prepares
+  <PluginHost.prepare>` the new settings and clients (what can fail fails there, with
+  nothing changed), then commits them.
 - Per attempt (:meth:`PluginHost.context_for`, the executor's context factory): a context
   with the plugin's clients, settings and state, a logger bound to the plugin and task, and
   a scratch directory removed afterwards on every path (success, error, cancellation).
@@ -32,7 +34,13 @@ from anyio.abc import TaskStatus
 from loguru import logger
 
 import gladd  # for __version__, read at call time: gladd/__init__ re-exports this package
-from gladd.errors import PluginLoadError, Problem, ResilienceTimeout, RetriesExhausted
+from gladd.errors import (
+    PluginLoadError,
+    PolicyError,
+    Problem,
+    ResilienceTimeout,
+    RetriesExhausted,
+)
 from gladd.executor.kinds import Enqueue, Kind, RetryLater, TaskContext, basic_context
 from gladd.plugins.api import SERVICE_EXTENSION, Plugin, PluginRuntime
 from gladd.plugins.boundary import plugin_kinds
@@ -40,6 +48,7 @@ from gladd.plugins.discover import Discovery, bind
 from gladd.plugins.errors import ServiceTimeout
 from gladd.policies import Policies, ServiceBinding
 from gladd.resilience import Resilience
+from gladd.resilience.registry import ResiliencePlan
 from gladd.store import Task
 
 if TYPE_CHECKING:
@@ -74,6 +83,21 @@ class ServiceTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PluginPlan:
+    """New policies prepared for a :class:`PluginHost`: settings and clients built, none
+    in use yet. ``commit`` only assigns (and hands the replaced clients to the closer)."""
+
+    host: PluginHost
+    settings: dict[str, Any]
+    retire: list[str]
+    """Services whose current client is replaced (or no longer wanted)."""
+    opened: dict[str, _Lease]
+
+    def commit(self) -> None:
+        self.host._commit(self)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -146,32 +170,45 @@ class PluginHost:
             problems += bind(plugin, policies, self._environ)[1]
         return problems
 
-    def apply(self, policies: Policies) -> None:
-        """Take ``policies`` live (after ``Resilience.apply``): replace the client of each
-        service whose binding changed, refresh plugin settings. The replaced clients close
-        as soon as no attempt uses them (at once if idle)."""
+    def prepare(self, policies: Policies, resilience: ResiliencePlan | None = None) -> PluginPlan:
+        """Everything ``policies`` need, built without touching what runs: each plugin's
+        settings, a client for each service whose binding changed (on ``resilience``, the
+        prepared resilience plan, when given). Raises :class:`PolicyError` (file unnamed)
+        when a plugin could not run under them; the plan's ``commit`` takes them live."""
+        settings: dict[str, Any] = {}
+        problems: list[Problem] = []
         for plugin in self.plugins.values():
-            value, problems = bind(plugin, policies, self._environ)
-            if problems:
-                logger.error(
-                    "plugin {} keeps its previous settings: {}",
-                    plugin.name,
-                    "; ".join(f"{p.path}: {p.message}" for p in problems),
-                )
-            else:
-                self._settings[plugin.name] = value
-        if not self._running:
-            return
-        wanted = self._services(policies)
-        for service in sorted(set(self._clients) | wanted):
-            lease = self._clients.get(service)
-            binding = policies.services.get(service)
-            if lease is not None and (binding is None or lease.binding != binding):
-                del self._clients[service]
-                self._retire(lease)
-                logger.info("service {}: binding changed, its HTTP client was replaced", service)
-            if binding is not None and service in wanted and service not in self._clients:
-                self._clients[service] = self._open(service, binding)
+            value, more = bind(plugin, policies, self._environ)
+            problems += more
+            settings[plugin.name] = value
+        if problems:
+            raise PolicyError("", problems)
+        retire: list[str] = []
+        opened: dict[str, _Lease] = {}
+        if self._running:
+            transport = resilience.transport if resilience is not None else None
+            wanted = self._services(policies)
+            for service in sorted(set(self._clients) | wanted):
+                lease = self._clients.get(service)
+                binding = policies.services.get(service)
+                if lease is not None and (binding is None or lease.binding != binding):
+                    retire.append(service)
+                    lease = None
+                if binding is not None and service in wanted and lease is None:
+                    opened[service] = self._open(service, binding, transport)
+        return PluginPlan(host=self, settings=settings, retire=retire, opened=opened)
+
+    def apply(self, policies: Policies) -> None:
+        """Take ``policies`` live at once (after ``Resilience.apply``): :meth:`prepare`,
+        then commit. The replaced clients close as soon as no attempt uses them."""
+        self.prepare(policies).commit()
+
+    def _commit(self, plan: PluginPlan) -> None:
+        self._settings.update(plan.settings)
+        for service in plan.retire:
+            self._retire(self._clients.pop(service))
+            logger.info("service {}: binding changed, its HTTP client was replaced", service)
+        self._clients.update(plan.opened)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -256,9 +293,16 @@ class PluginHost:
             wanted |= {s for s in plugin.services if s in policies.services}
         return wanted
 
-    def _open(self, service: str, binding: ServiceBinding) -> _Lease:
+    def _open(
+        self,
+        service: str,
+        binding: ServiceBinding,
+        resilient: Callable[[str, httpx.AsyncBaseTransport | None], httpx.AsyncBaseTransport]
+        | None = None,
+    ) -> _Lease:
         inner = self._inner(service) if self._inner is not None else None
-        transport = ServiceTransport(service, self.resilience.transport(service, inner))
+        make = resilient or self.resilience.transport
+        transport = ServiceTransport(service, make(service, inner))
         client = httpx.AsyncClient(
             transport=transport,
             timeout=None,  # noqa: S113 - the service's policies time each attempt and the call

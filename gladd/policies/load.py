@@ -21,6 +21,7 @@ from pydantic_core import ErrorDetails
 from gladd.errors import PolicyError, Problem
 from gladd.policies.locate import locate, nearest
 from gladd.policies.model import Policies, semantic_problems
+from gladd.policies.read import read_policies_file
 
 _TOML_POSITION = re.compile(r"^(.*) \(at line (\d+), column (\d+)\)$")
 _TOML_END = re.compile(r"^(.*) \(at end of document\)$")
@@ -37,15 +38,14 @@ class LoadedPolicies:
 
 
 def load_policies(path: Path) -> LoadedPolicies:
-    """Read and validate ``path``; raise :class:`PolicyError` listing every problem."""
+    """Read (bounded: see :mod:`.read`) and validate ``path``; raise :class:`PolicyError`
+    listing every problem."""
     try:
-        data = path.read_bytes()
+        data = read_policies_file(path)
     except FileNotFoundError:
         raise PolicyError(
             str(path), [_problem("file not found; create it or pass another path")]
         ) from None
-    except IsADirectoryError:
-        raise PolicyError(str(path), [_problem("is a directory, not a policies file")]) from None
     except PermissionError:
         raise PolicyError(
             str(path), [_problem("cannot be read: permission denied (check owner and mode)")]

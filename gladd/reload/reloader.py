@@ -3,8 +3,14 @@
 Every trigger (the file watcher, SIGHUP, ``POST /reload``, ``gladd reload``) asks the one
 :class:`Reloader`; requests that arrive while a reload runs are coalesced into the next
 one, and each caller gets the verdict of a reload that read the file *after* it asked.
-Anything that fails before the swap changes nothing: the daemon keeps serving the last
-good generation and says why in the log, in ``/health`` (warn) and to ``gladd reload``.
+
+The file is read bounded (a regular file, at most 4 MiB, within 5 s: see
+:mod:`gladd.policies.read`), so no file put at the path can wedge reloads or shutdown.
+New policies are taken in Caddy's order: the daemon's ``prepare`` sets up everything that
+can fail against them, touching no live state, and returns a ``commit`` made of steps that
+cannot fail, which then swaps them in. Anything that fails before the commit changes
+nothing: the daemon keeps serving the last good generation, the last good copy is left
+alone, and the reason is in the log, in ``/health`` (warn) and in ``gladd reload``'s answer.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from loguru import logger
 
 from gladd.errors import PolicyError, Problem
 from gladd.policies import LoadedPolicies, Policies, parse_policies
+from gladd.policies.read import read_policies_file_async
 from gladd.reload.diff import Change, diff_policies
 
 Outcome = Literal["applied", "rejected", "unchanged"]
@@ -54,6 +61,13 @@ class ReloadResult:
     changes: tuple[Change, ...] = ()
     errors: tuple[str, ...] = ()
     seconds: float = 0.0
+    resolved: bool = False
+    """Unchanged, and it ended a standing rejection: the file is the served one again."""
+
+    @property
+    def is_check(self) -> bool:
+        """A watcher's look that found nothing new: not what an operator calls a reload."""
+        return self.trigger in WATCH_TRIGGERS and self.outcome == "unchanged" and not self.resolved
 
     def summary(self) -> str:
         if self.outcome == "applied":
@@ -61,6 +75,11 @@ class ReloadResult:
             return f"applied generation {self.generation}: {shown}"
         if self.outcome == "rejected":
             return f"rejected; still serving generation {self.generation}"
+        if self.resolved:
+            return (
+                f"unchanged; serving generation {self.generation}, which the file is again "
+                "(the last rejection no longer stands)"
+            )
         return f"unchanged; serving generation {self.generation}"
 
 
@@ -73,7 +92,11 @@ class _Round:
     result: ReloadResult | None = None
 
 
-Apply = Callable[[Served, list[Change]], None]
+Commit = Callable[[], None]
+"""Takes prepared policies live; made only of steps that cannot fail."""
+Prepare = Callable[[Served, list[Change]], Commit]
+"""Sets up everything the new generation needs without touching live state; raises
+:class:`PolicyError` (with every problem) to refuse it."""
 Listener = Callable[[ReloadResult], None]
 
 
@@ -85,7 +108,7 @@ class Reloader:
         *,
         path: Path,
         served: Callable[[], Served],
-        apply: Apply,
+        prepare: Prepare,
         last_good: Path | None = None,
         listeners: list[Listener] | None = None,
         on_start: Callable[[], None] | None = None,
@@ -95,9 +118,9 @@ class Reloader:
     ) -> None:
         self.path = path
         self.settle = settle
-        self._read = read or anyio.Path(path).read_bytes
+        self._read = read or (lambda: read_policies_file_async(path))
         self.served = served
-        self.apply = apply
+        self.prepare = prepare
         self.last_good = last_good
         self.listeners = listeners or []
         self.on_start = on_start
@@ -129,7 +152,7 @@ class Reloader:
             round_, self._next = self._next, _Round()
             try:
                 round_.result = await self._reload(round_.triggers)
-            except Exception as exc:  # a bug in applying: report it, keep reloading
+            except Exception as exc:  # a bug (a commit step failed): report it, keep reloading
                 logger.exception("reload failed while applying the new policies")
                 round_.result = ReloadResult(
                     outcome="rejected",
@@ -148,7 +171,7 @@ class Reloader:
         current = self.served()
         try:
             data = await self._read()
-        except OSError as exc:
+        except (OSError, PolicyError) as exc:
             return self._unreadable(trigger, current, exc, started)
         sha = hashlib.sha256(data).hexdigest()
         if self._nothing_new(sha, trigger, current):
@@ -156,7 +179,7 @@ class Reloader:
         if trigger != "file" and self.settle > 0:
             try:
                 data, sha = await self._settled(data, sha)
-            except OSError as exc:
+            except (OSError, PolicyError) as exc:
                 return self._unreadable(trigger, current, exc, started)
             if self._nothing_new(sha, trigger, current):  # the writer put it back
                 return self._unchanged(sha, trigger, current, started)
@@ -173,14 +196,17 @@ class Reloader:
         return trigger in WATCH_TRIGGERS and sha == self.rejected_sha
 
     def _unchanged(self, sha: str, trigger: str, current: Served, started: float) -> ReloadResult:
+        # Put back after a rejection: every surface that reported it must now say so.
+        resolved = self.last_rejection is not None and sha == current.loaded.sha256
         result = ReloadResult(
             outcome="unchanged",
             trigger=trigger,
             generation=current.generation,
             sha256=sha,
             seconds=time.perf_counter() - started,
+            resolved=resolved,
         )
-        return self._finish(result, quiet=True)
+        return self._finish(result, quiet=not resolved)
 
     async def _settled(self, data: bytes, sha: str) -> tuple[bytes, str]:
         """The file's content once it stays the same for ``settle`` seconds (bounded)."""
@@ -215,7 +241,12 @@ class Reloader:
             )
             return self._rejected(trigger, current, sha, errors, started)
         served = Served(generation=current.generation + 1, loaded=loaded)
-        self.apply(served, changes)
+        try:
+            commit = self.prepare(served, changes)
+        except PolicyError as exc:
+            errors = tuple(p.render(exc.file) for p in exc.problems)
+            return self._rejected(trigger, current, sha, errors, started)
+        commit()
         self.rejected_sha = None
         self._keep_last_good(data)
         return ReloadResult(
@@ -241,20 +272,25 @@ class Reloader:
         )
 
     def _unreadable(
-        self, trigger: str, current: Served, exc: OSError, started: float
+        self, trigger: str, current: Served, exc: OSError | PolicyError, started: float
     ) -> ReloadResult:
+        gone = ReloadResult(
+            outcome="unchanged", trigger=trigger, generation=current.generation, sha256=""
+        )
         if trigger in WATCH_TRIGGERS and isinstance(exc, FileNotFoundError):
             # Mid-way through a delete-and-recreate or a symlink swap: wait for the file.
             logger.info("{} is gone for now; keeping {}", self.path, current.describe())
-            gone = ReloadResult(
-                outcome="unchanged", trigger=trigger, generation=current.generation, sha256=""
-            )
             return self._finish(gone, quiet=True)
-        reason = "file not found" if isinstance(exc, FileNotFoundError) else exc.strerror
-        return self._finish(
-            self._rejected(trigger, current, "", (f"{self.path}: {reason}",), started),
-            quiet=False,
-        )
+        if isinstance(exc, PolicyError):  # refused: not a regular file, too big, too slow
+            errors = tuple(p.render(exc.file) for p in exc.problems)
+        else:
+            reason = "file not found" if isinstance(exc, FileNotFoundError) else exc.strerror
+            errors = (f"{self.path}: {reason}",)
+        standing = self.last_rejection
+        if trigger in WATCH_TRIGGERS and standing is not None and standing.errors == errors:
+            # The watcher's next look at the same unreadable file: the warning stands.
+            return self._finish(gone, quiet=True)
+        return self._finish(self._rejected(trigger, current, "", errors, started), quiet=False)
 
     def _finish(self, result: ReloadResult, *, quiet: bool) -> ReloadResult:
         if result.outcome == "rejected":
@@ -276,7 +312,14 @@ class Reloader:
             shown = "; ".join(c.render() for c in result.changes) or "no effective change"
             logger.info("{}: {}", head, shown)
         elif result.outcome == "rejected":
-            logger.error("{}; nothing changed:\n{}", head, "\n".join(result.errors))
+            # One record per problem, each with its time and level (never continuation lines).
+            lines = [line for error in result.errors for line in error.splitlines()]
+            count = len(lines)
+            logger.error("{}; nothing changed, {} problem{}:", head, count, "s"[: count != 1])
+            for number, line in enumerate(lines, start=1):
+                logger.error("reload rejected, {} of {}: {}", number, count, line)
+        elif result.resolved:
+            logger.info("{}: the file is the served generation again; the rejection is over", head)
         else:
             logger.info("{}", head)
 

@@ -7,20 +7,22 @@
 - One :class:`Guard` per target (a service, a task kind, the database), cached: a guard
   handed out before a reload keeps working and sees the new rules after :meth:`apply`.
 
-:meth:`Resilience.apply` hands compatible changes to the live objects (their state is kept)
-and reports incompatible ones (a breaker's mode change resets it), logging each.
+:meth:`Resilience.prepare` builds what new policies need beside the live objects (what can
+fail fails there, changing nothing); its plan's ``commit`` hands compatible changes to the
+live objects (their state is kept) and reports incompatible ones (a breaker's mode change
+resets it), logging each. :meth:`Resilience.apply` does both at once.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import httpx
 from loguru import logger
 
-from gladd.policies.model import Policies, ServiceBinding
+from gladd.policies.model import BreakerPolicy, BudgetPolicy, Policies, ServiceBinding
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.budget import RetryBudget
 from gladd.resilience.clock import SYSTEM_CLOCK, Clock
@@ -113,73 +115,58 @@ class Resilience:
 
     # -- building -------------------------------------------------------------------------
 
-    def _spec(self, key: GuardKey) -> _Spec:
-        p = self.policies
-        kind, name = key
-        if kind == "service":
-            s = p.services.get(name, ServiceBinding())
-            return _Spec(target=name, retry=s.retry, breaker=s.breaker, timeout=s.timeout)
-        if kind == "task":
-            t = p.tasks.get(name)
-            if t is None:
-                return _Spec(
-                    target=name,
-                    retry=p.executor.retry,
-                    breaker=None,
-                    timeout=p.executor.task_timeout,
-                )
-            return _Spec(
-                target=name,
-                retry=t.retry or p.executor.retry,
-                breaker=t.breaker,
-                timeout=t.timeout if t.timeout is not None else p.executor.task_timeout,
-            )
-        return _Spec(
-            target="database",
-            retry=p.database.retry,
-            breaker=None,
-            timeout=p.database.query_timeout,
-        )
-
     def _guard(self, key: GuardKey) -> Guard:
         guard = self._guards.get(key)
         if guard is None:
-            spec = self._spec(key)
-            guard = Guard(
-                name=spec.name,
-                target=spec.target,
-                breaker=self._breaker(spec),
-                clock=self._clock,
-                rng=random.Random(self._rng.random()),
-                retry=self._plan(spec),
-                budget=self._budget(spec.retry),
-                timeout=spec.timeout,
-                dispatch=self.dispatch,
+            guard = self._guards[key] = self._new_guard(
+                self.policies, key, self._budgets, self._breakers
             )
-            self._guards[key] = guard
         return guard
 
-    def _plan(self, spec: _Spec) -> RetryPlan | None:
-        retry = self.policies.retry.get(spec.retry) if spec.retry else None
-        return RetryPlan.from_policy(spec.retry, retry) if spec.retry and retry else None
-
-    def _budget(self, name: str | None) -> RetryBudget | None:
-        policy = self.policies.retry.get(name) if name else None
-        if name is None or policy is None or policy.budget is None:
-            return None
-        budget = self._budgets.get(name)
-        if budget is None:
-            budget = self._budgets[name] = RetryBudget(policy.budget, name=name, clock=self._clock)
-        return budget
+    def _new_guard(
+        self,
+        policies: Policies,
+        key: GuardKey,
+        budgets: dict[str, RetryBudget],
+        breakers: dict[tuple[str, str], Breaker],
+    ) -> Guard:
+        spec = _spec_of(policies, key)
+        return Guard(
+            name=spec.name,
+            target=spec.target,
+            breaker=self._breaker_in(policies, spec, breakers),
+            clock=self._clock,
+            rng=random.Random(self._rng.random()),
+            retry=_plan_of(policies, spec),
+            budget=self._budget_in(policies, spec.retry, budgets),
+            timeout=spec.timeout,
+            dispatch=self.dispatch,
+        )
 
     def _breaker(self, spec: _Spec) -> Breaker | None:
-        policy = self.policies.breaker.get(spec.breaker) if spec.breaker else None
+        return self._breaker_in(self.policies, spec, self._breakers)
+
+    def _budget_in(
+        self, policies: Policies, name: str | None, budgets: dict[str, RetryBudget]
+    ) -> RetryBudget | None:
+        policy = policies.retry.get(name) if name else None
+        if name is None or policy is None or policy.budget is None:
+            return None
+        budget = budgets.get(name)
+        if budget is None:
+            budget = budgets[name] = RetryBudget(policy.budget, name=name, clock=self._clock)
+        return budget
+
+    def _breaker_in(
+        self, policies: Policies, spec: _Spec, breakers: dict[tuple[str, str], Breaker]
+    ) -> Breaker | None:
+        policy = policies.breaker.get(spec.breaker) if spec.breaker else None
         if spec.breaker is None or policy is None:
             return None
         key = (spec.breaker, spec.target)
-        breaker = self._breakers.get(key)
+        breaker = breakers.get(key)
         if breaker is None:
-            breaker = self._breakers[key] = Breaker(
+            breaker = breakers[key] = Breaker(
                 policy,
                 name=spec.breaker,
                 target=spec.target,
@@ -190,37 +177,123 @@ class Resilience:
 
     # -- live reload ----------------------------------------------------------------------
 
-    def apply(self, policies: Policies) -> list[ReconfigureResult]:
-        """Take ``policies`` live; what each breaker and budget kept or lost, in order.
+    def prepare(self, policies: Policies) -> ResiliencePlan:
+        """Everything ``policies`` need, built beside the live objects without touching
+        them: what can fail (a retry plan, a timeout, a new breaker) fails here. The plan's
+        :meth:`~ResiliencePlan.commit` takes it live.
 
-        Budgets and breakers whose policy still exists are reconfigured in place; the rest
-        are dropped and, if referenced again, built fresh. Every guard handed out so far
-        gets its new plan.
+        Budgets and breakers whose policy still exists will be reconfigured in place (their
+        state is kept); the rest are dropped and, if referenced again, built fresh.
         """
-        self.policies = policies
-        results: list[ReconfigureResult] = []
-        for name, budget in list(self._budgets.items()):
+        budgets: dict[str, RetryBudget] = {}
+        budget_changes: list[tuple[RetryBudget, BudgetPolicy]] = []
+        for name, budget in self._budgets.items():
             retry = policies.retry.get(name)
             if retry is None or retry.budget is None:
-                del self._budgets[name]
-            elif retry.budget != budget.policy:
-                results.append(budget.reconfigure(retry.budget))
-        for (name, target), breaker in list(self._breakers.items()):
+                continue
+            budgets[name] = budget
+            if retry.budget != budget.policy:
+                budget_changes.append((budget, retry.budget))
+        breakers: dict[tuple[str, str], Breaker] = {}
+        breaker_changes: list[tuple[Breaker, BreakerPolicy]] = []
+        for (name, target), breaker in self._breakers.items():
             policy = policies.breaker.get(name)
             if policy is None:
-                del self._breakers[name, target]
-            elif policy != breaker.policy:
-                results.append(breaker.reconfigure(policy))
-        for key, guard in self._guards.items():
-            spec = self._spec(key)
-            guard.name = spec.name
-            guard.breaker = self._breaker(spec)
-            guard.configure(
-                retry=self._plan(spec),
-                budget=self._budget(spec.retry),
+                continue
+            breakers[name, target] = breaker
+            if policy != breaker.policy:
+                breaker_changes.append((breaker, policy))
+        configs: dict[GuardKey, _GuardConfig] = {}
+        for key in self._guards:
+            spec = _spec_of(policies, key)
+            if spec.timeout is not None and spec.timeout <= 0:
+                raise ValueError(f"{key[0]} {key[1]!r}: timeout must be longer than 0s")
+            configs[key] = _GuardConfig(
+                name=spec.name,
+                breaker=self._breaker_in(policies, spec, breakers),
+                retry=_plan_of(policies, spec),
+                budget=self._budget_in(policies, spec.retry, budgets),
                 timeout=spec.timeout,
-                dispatch=self.dispatch,
             )
+        return ResiliencePlan(
+            owner=self,
+            policies=policies,
+            budgets=budgets,
+            breakers=breakers,
+            budget_changes=budget_changes,
+            breaker_changes=breaker_changes,
+            configs=configs,
+        )
+
+    def apply(self, policies: Policies) -> list[ReconfigureResult]:
+        """Take ``policies`` live at once: :meth:`prepare`, then commit."""
+        return self.prepare(policies).commit()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _GuardConfig:
+    name: str
+    breaker: Breaker | None
+    retry: RetryPlan | None
+    budget: RetryBudget | None
+    timeout: float | None
+
+
+@dataclass(slots=True, kw_only=True)
+class ResiliencePlan:
+    """New policies prepared for a :class:`Resilience`; nothing live has changed yet."""
+
+    owner: Resilience
+    policies: Policies
+    budgets: dict[str, RetryBudget]
+    breakers: dict[tuple[str, str], Breaker]
+    budget_changes: list[tuple[RetryBudget, BudgetPolicy]]
+    breaker_changes: list[tuple[Breaker, BreakerPolicy]]
+    configs: dict[GuardKey, _GuardConfig]
+    new_guards: dict[GuardKey, Guard] = field(default_factory=dict)
+
+    def service(self, name: str) -> Guard:
+        """The guard service ``name``'s calls will have once committed: the live one (it
+        gets the new rules at the commit) or one built for the new policies."""
+        key: GuardKey = ("service", name)
+        guard = self.owner._guards.get(key)
+        if guard is None:
+            guard = self.new_guards.get(key)
+        if guard is None:
+            guard = self.new_guards[key] = self.owner._new_guard(
+                self.policies, key, self.budgets, self.breakers
+            )
+        return guard
+
+    def transport(
+        self, service: str, inner: httpx.AsyncBaseTransport | None = None
+    ) -> ResilientTransport:
+        """Like :meth:`Resilience.transport`, under the prepared policies."""
+        binding = self.policies.services.get(service, ServiceBinding())
+        return ResilientTransport(
+            self.service(service), inner, retry_non_idempotent=binding.retry_non_idempotent
+        )
+
+    def commit(self) -> list[ReconfigureResult]:
+        """Take the plan live (assignments and in-place reconfigurations only: what could
+        fail was done in :meth:`Resilience.prepare`); what each breaker and budget kept."""
+        owner = self.owner
+        owner.policies = self.policies
+        owner._budgets = self.budgets
+        owner._breakers = self.breakers
+        results = [budget.reconfigure(policy) for budget, policy in self.budget_changes]
+        results += [breaker.reconfigure(policy) for breaker, policy in self.breaker_changes]
+        for key, config in self.configs.items():
+            guard = owner._guards[key]
+            guard.name = config.name
+            guard.breaker = config.breaker
+            guard.configure(
+                retry=config.retry,
+                budget=config.budget,
+                timeout=config.timeout,
+                dispatch=owner.dispatch,
+            )
+        owner._guards.update(self.new_guards)
         for result in results:
             if not result.kept_state:
                 logger.warning("reload reset {}: {}", result.name, result.reason)
@@ -229,3 +302,36 @@ class Resilience:
                     "reload changed {} ({}), state kept", result.name, ", ".join(result.changed)
                 )
         return results
+
+
+def _spec_of(p: Policies, key: GuardKey) -> _Spec:
+    kind, name = key
+    if kind == "service":
+        s = p.services.get(name, ServiceBinding())
+        return _Spec(target=name, retry=s.retry, breaker=s.breaker, timeout=s.timeout)
+    if kind == "task":
+        t = p.tasks.get(name)
+        if t is None:
+            return _Spec(
+                target=name,
+                retry=p.executor.retry,
+                breaker=None,
+                timeout=p.executor.task_timeout,
+            )
+        return _Spec(
+            target=name,
+            retry=t.retry or p.executor.retry,
+            breaker=t.breaker,
+            timeout=t.timeout if t.timeout is not None else p.executor.task_timeout,
+        )
+    return _Spec(
+        target="database",
+        retry=p.database.retry,
+        breaker=None,
+        timeout=p.database.query_timeout,
+    )
+
+
+def _plan_of(policies: Policies, spec: _Spec) -> RetryPlan | None:
+    retry = policies.retry.get(spec.retry) if spec.retry else None
+    return RetryPlan.from_policy(spec.retry, retry) if spec.retry and retry else None

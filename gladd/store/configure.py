@@ -35,10 +35,28 @@ def configured_store(
     return store_from_url(url)
 
 
-def retune_store(store: Store, policies: Policies) -> None:
-    """Apply the live ``[database]`` fields to an open store (the pool sizes and the URL
-    need a restart). Only PostgreSQL has a query timeout to change."""
+def prepare_retune(store: Store, policies: Policies) -> Callable[[], None]:
+    """What a reload changes on an open store (the pool sizes and the URL need a restart),
+    checked now and applied by the returned commit, which cannot fail. Only PostgreSQL has
+    a query timeout to change."""
     from gladd.store.postgres import PostgresStore  # noqa: PLC0415 - asyncpg only when used
 
-    if isinstance(store, PostgresStore):
-        store.query_timeout = policies.database.query_timeout
+    if not isinstance(store, PostgresStore):
+        return _nothing
+    seconds = policies.database.query_timeout
+    if not seconds > 0:  # what the store's setter would refuse, refused before the commit
+        raise ValueError(f"database.query_timeout must be longer than 0s (got {seconds})")
+
+    def commit() -> None:
+        store.query_timeout = seconds
+
+    return commit
+
+
+def retune_store(store: Store, policies: Policies) -> None:
+    """Apply the live ``[database]`` fields to an open store at once."""
+    prepare_retune(store, policies)()
+
+
+def _nothing() -> None:
+    pass

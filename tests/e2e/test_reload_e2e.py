@@ -438,3 +438,151 @@ def test_use_last_good_warning_clears_when_the_file_is_restored_to_the_last_good
     assert check["observedValue"] == 1
     done = run_cli("reload", "--admin-port", str(gladd.port))
     assert (done.returncode, policies_check(gladd)["status"]) == (0, "pass")
+
+
+# -- what else can sit at the policies path ---------------------------------------------------
+
+
+def reload_cli(gladd: LoggedGladd) -> subprocess.CompletedProcess[str]:
+    started = time.monotonic()
+    done = run_cli("reload", "--admin-port", str(gladd.port))
+    assert time.monotonic() - started < 15, "gladd reload answers promptly"
+    return done
+
+
+def metric(gladd: LoggedGladd, line_start: str) -> float | None:
+    for line in gladd.get("/metrics").text.splitlines():
+        if line.startswith(line_start + " "):
+            return float(line.split()[-1])
+    return None
+
+
+def rss_kib(gladd: LoggedGladd) -> int:
+    assert gladd.process is not None
+    status = Path(f"/proc/{gladd.process.pid}/status").read_text()
+    (line,) = [line for line in status.splitlines() if line.startswith("VmRSS:")]
+    return int(line.split()[1])
+
+
+def test_a_fifo_at_the_path_is_refused_promptly_and_nothing_wedges(serving: LoggedGladd) -> None:
+    serving.policies.unlink()
+    os.mkfifo(serving.policies)  # nobody ever writes to it
+
+    refused = reload_cli(serving)
+    assert refused.returncode == 78, refused.stderr
+    assert f"{serving.policies}: is a FIFO (named pipe), not a regular file" in refused.stderr
+    check = wait_status(serving, "warn")
+    assert "is a FIFO" in check["output"]
+
+    serving.policies.unlink()  # a real file back, edited: it applies
+    write_in_place(serving.policies, edit("concurrency = 10", "concurrency = 4"))
+    assert wait_generation(serving, 2)["status"] == "pass"
+
+    serving.policies.unlink()
+    os.mkfifo(serving.policies)  # and once more, left there for the stop
+    wait_status(serving, "warn")
+    started = time.monotonic()
+    code, log = serving.stop(timeout=20)
+    assert code == 0, log
+    assert time.monotonic() - started < 10
+
+
+def test_a_symlink_to_dev_zero_is_refused_without_reading_it(serving: LoggedGladd) -> None:
+    before = rss_kib(serving)
+    serving.policies.unlink()
+    serving.policies.symlink_to("/dev/zero")
+
+    refused = reload_cli(serving)
+    assert refused.returncode == 78, refused.stderr
+    assert (
+        f"{serving.policies}: is a character device (a symlink to /dev/zero), not a regular file"
+        in refused.stderr
+    )
+    assert "is a character device" in wait_status(serving, "warn")["output"]
+    assert reload_cli(serving).returncode == 78  # asked again: refused again, still no read
+    assert serving.get("/health/live").status_code == 200
+    assert rss_kib(serving) - before < 50 * 1024, "memory did not balloon"
+
+
+def test_a_huge_file_is_refused_naming_its_size(serving: LoggedGladd) -> None:
+    with serving.policies.open("r+b") as f:
+        f.truncate(60 * 1024 * 1024)  # sparse, so the test writes nothing much
+
+    refused = reload_cli(serving)
+    assert refused.returncode == 78, refused.stderr
+    assert f"{serving.policies}: is 60 MiB, over the 4 MiB limit for a policies file" in (
+        refused.stderr
+    )
+    assert policies_check(serving)["observedValue"] == 1
+
+
+def test_putting_the_file_back_clears_every_surface(serving: LoggedGladd) -> None:
+    port = str(serving.port)
+    write_in_place(serving.policies, edit("concurrency = 10", "concurrency = 0"))
+    wait_status(serving, "warn")
+    assert metric(serving, "gladd_reload_last_success") == 0
+    assert "last reload rejected" in run_cli("status", "--admin-port", port).stdout
+
+    write_in_place(serving.policies, SHIPPED)  # exactly what is served
+    wait_status(serving, "pass")
+    same = reload_cli(serving)
+    assert same.returncode == 0, same.stderr
+    assert same.stdout.startswith("unchanged; serving generation 1")
+
+    health = serving.get("/health").json()["checks"]
+    assert health["policies:reload"][0]["observedValue"] == "unchanged"
+    assert health["policies:generation"][0]["status"] == "pass"
+    status = run_cli("status", "--admin-port", port)
+    assert "rejected" not in status.stdout, status.stdout
+    assert "policies:" not in status.stdout  # no policies alert listed
+    assert metric(serving, "gladd_reload_last_success") == 1
+
+
+def test_rejected_reload_problems_are_each_a_log_line_with_time_and_level(
+    serving: LoggedGladd,
+) -> None:
+    broken = edit("concurrency = 10", "concurrency = 0")
+    write_in_place(serving.policies, edit("attempts = 4", "attempts = 0", broken))
+    wait_status(serving, "warn")
+    log = wait_logged(serving, "reload rejected, 2 of 2: ")
+
+    lines = [line for line in log.splitlines() if "must be ≥ 1 (got 0)" in line]
+    assert len(lines) == 2
+    assert all("| ERROR " in line and line[:4].isdigit() for line in lines), lines
+
+
+def test_the_watchers_idle_checks_are_not_counted_as_reloads(serving: LoggedGladd) -> None:
+    # The watcher's catch-up check runs as soon as its watch is in place.
+    wait_until(
+        lambda: metric(serving, 'gladd_reload_checks_total{trigger="poll"}'),
+        timeout=10,
+        what="a poll check counted",
+    )
+    body = serving.get("/metrics").text
+    assert 'gladd_reloads_total{outcome="unchanged",trigger="poll"}' not in body
+    assert 'gladd_reloads_total{outcome="applied",trigger="start"} 1.0' in body
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "huge"])
+def test_gladd_check_refuses_what_is_not_a_policies_file_promptly(
+    tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "policies.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        with path.open("wb") as f:
+            f.truncate(60 * 1024 * 1024)
+    started = time.monotonic()
+    done = run_cli("check", str(path))
+    assert time.monotonic() - started < 15
+    assert done.returncode == 78, done.stderr
+    expected = {
+        "fifo": "is a FIFO (named pipe), not a regular file",
+        "directory": "is a directory, not a regular file",
+        "huge": "is 60 MiB, over the 4 MiB limit",
+    }[kind]
+    assert f"{path}: {expected}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -209,10 +209,10 @@ def test_unreadable_file_says_permission_denied(
     path = tmp_path / "policies.toml"
     path.write_text("")
 
-    def refuse(self: Path) -> bytes:
+    def refuse(path: Path) -> int:
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr("gladd.policies.read._open", refuse)
     with pytest.raises(PolicyError, match="cannot be read: permission denied"):
         load_policies(path)
 

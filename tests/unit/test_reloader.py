@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +13,8 @@ import anyio
 import pytest
 from loguru import logger
 
+from gladd.errors import PolicyError, Problem
+from gladd.observe.reloads import Reloads
 from gladd.policies import parse_policies
 from gladd.reload.diff import Change
 from gladd.reload.reloader import Reloader, ReloadResult, Served
@@ -41,7 +43,8 @@ def position(data: bytes, text: str) -> str:
 
 @dataclass
 class Harness:
-    """A reloader on ``path`` whose apply, listener and start hooks record what they see."""
+    """A reloader on ``path`` whose prepare/commit, listener and start hooks record what
+    they see; ``refusal`` set, preparation refuses the new policies with it."""
 
     path: Path
     last_good: Path
@@ -49,7 +52,9 @@ class Harness:
     applied: list[tuple[Served, list[Change]]] = field(default_factory=list)
     reported: list[ReloadResult] = field(default_factory=list)
     starts: int = 0
-    settle: float = 0.0  # the FIFO tests feed each read themselves
+    settle: float = 0.0  # the coalescing test feeds each read itself
+    read: Callable[[], Awaitable[bytes]] | None = None
+    refusal: PolicyError | None = None
     reads: tuple[anyio.abc.ObjectSendStream[int], anyio.abc.ObjectReceiveStream[int]] = field(
         default_factory=lambda: anyio.create_memory_object_stream[int](100)
     )
@@ -60,11 +65,12 @@ class Harness:
         self.reloader = Reloader(
             path=self.path,
             served=self._current,
-            apply=self._apply,
+            prepare=self._prepare,
             last_good=self.last_good,
             listeners=[self.reported.append],
             on_start=self._started,
             settle=self.settle,
+            read=self.read,
         )
 
     def _current(self) -> Served:
@@ -72,9 +78,15 @@ class Harness:
         self.reads[0].send_nowait(self.served.generation)
         return self.served
 
-    def _apply(self, served: Served, changes: list[Change]) -> None:
-        self.served = served
-        self.applied.append((served, changes))
+    def _prepare(self, served: Served, changes: list[Change]) -> Callable[[], None]:
+        if self.refusal is not None:
+            raise self.refusal
+
+        def commit() -> None:
+            self.served = served
+            self.applied.append((served, changes))
+
+        return commit
 
     def _started(self) -> None:
         self.starts += 1
@@ -179,7 +191,8 @@ async def test_invalid_content_is_rejected_and_changes_nothing(
     assert reloader.last_rejection == result
     (line,) = reload_lines(logged)
     assert "reload (signal) rejected: generation 1" in line
-    assert line.endswith("nothing changed:\n" + result.errors[0])
+    assert line.endswith("nothing changed, 1 problem:")
+    assert f"reload rejected, 1 of 1: {result.errors[0]}" in logged
 
 
 async def test_the_generation_moves_only_when_a_reload_applies(harness: Harness) -> None:
@@ -328,11 +341,16 @@ async def test_requests_made_together_share_one_reload(harness: Harness) -> None
 async def test_requests_during_a_reload_coalesce_into_one_read_made_after_they_asked(
     tmp_path: Path,
 ) -> None:
-    # A FIFO as the policies file: each read blocks until the test feeds it, so the test
-    # knows exactly which requests arrive while a reload is in progress.
-    fifo = tmp_path / "policies.toml"
-    os.mkfifo(fifo)
-    harness = Harness(path=fifo, last_good=tmp_path / "last-good.toml")
+    # Each read blocks until the test feeds it, so the test knows exactly which requests
+    # arrive while a reload is in progress.
+    fed, feeding = anyio.create_memory_object_stream[bytes](1)
+
+    async def read() -> bytes:
+        return await feeding.receive()
+
+    harness = Harness(
+        path=tmp_path / "policies.toml", last_good=tmp_path / "last-good.toml", read=read
+    )
     first = edit("concurrency = 10", "concurrency = 3")
     second = edit("concurrency = 10", "concurrency = 7")
     verdicts: dict[str, ReloadResult] = {}
@@ -341,7 +359,7 @@ async def test_requests_during_a_reload_coalesce_into_one_read_made_after_they_a
         verdicts[name] = await harness.reloader.reload(trigger)
 
     async def feed(data: bytes) -> None:
-        await anyio.to_thread.run_sync(fifo.write_bytes, data)
+        await fed.send(data)
 
     _, reads = harness.reads
     async with harness.running():
@@ -379,7 +397,11 @@ async def reload_reading(harness: Harness, reads: list[bytes]) -> ReloadResult:
         return reads.pop(0)
 
     reloader = Reloader(
-        path=harness.path, served=harness._current, apply=harness._apply, settle=0.001, read=read
+        path=harness.path,
+        served=harness._current,
+        prepare=harness._prepare,
+        settle=0.001,
+        read=read,
     )
     async with anyio.create_task_group() as tg:
         await tg.start(reloader.run)
@@ -508,4 +530,133 @@ async def test_a_directory_in_place_of_the_file_is_rejected_with_the_reason(
     async with harness.running() as reloader:
         result = await reloader.reload("api")
     assert result.outcome == "rejected"
-    assert result.errors == (f"{harness.path}: Is a directory",)
+    assert result.errors == (
+        f"{harness.path}: is a directory, not a regular file; put the policies file itself here",
+    )
+
+
+async def test_a_fifo_in_place_of_the_file_is_refused_at_once_and_a_real_file_applies(
+    harness: Harness, logged: list[str]
+) -> None:
+    harness.path.unlink()
+    os.mkfifo(harness.path)  # nobody will ever write to it
+    async with harness.running() as reloader:
+        with anyio.fail_after(5):
+            result = await reloader.reload("api")
+            watched = [await reloader.reload(t) for t in ("poll", "file", "poll")]
+        assert reloader.last_rejection == result  # health keeps warning
+
+        harness.path.unlink()
+        harness.write(edit("concurrency = 10", "concurrency = 3"))
+        with anyio.fail_after(5):
+            fixed = await reloader.reload("poll")
+
+    assert (result.outcome, result.generation, result.sha256) == ("rejected", 1, "")
+    assert result.errors == (
+        f"{harness.path}: is a FIFO (named pipe), not a regular file; "
+        "put the policies file itself here",
+    )
+    # The watcher's looks at the same FIFO neither repeat the error nor clear it.
+    assert [(r.outcome, r.is_check) for r in watched] == [("unchanged", True)] * 3
+    assert (fixed.outcome, fixed.generation) == ("applied", 2)
+    assert reloader.last_rejection is None
+    assert [line.split(":")[0] for line in reload_lines(logged)] == [
+        "reload (api) rejected",
+        "reload (poll) applied",
+    ]
+
+
+async def test_a_file_over_the_size_limit_is_refused(harness: Harness) -> None:
+    with harness.path.open("wb") as f:
+        f.truncate(60 * 1024 * 1024)
+    async with harness.running() as reloader:
+        result = await reloader.reload("signal")
+    assert result.outcome == "rejected"
+    assert result.errors == (
+        f"{harness.path}: is 60 MiB, over the 4 MiB limit for a policies file; "
+        "is this the right file?",
+    )
+    assert harness.applied == []
+
+
+async def test_a_refused_preparation_rejects_the_reload_and_changes_nothing(
+    harness: Harness, logged: list[str]
+) -> None:
+    harness.last_good.parent.mkdir()
+    harness.last_good.write_bytes(SHIPPED)
+    harness.refusal = PolicyError(
+        str(harness.path), [Problem(path="", message="the task store could not take these")]
+    )
+    harness.write(edit("concurrency = 10", "concurrency = 3"))
+    async with harness.running() as reloader:
+        result = await reloader.reload("api")
+
+    assert (result.outcome, result.generation) == ("rejected", 1)
+    assert result.errors == (f"{harness.path}: the task store could not take these",)
+    assert harness.applied == []
+    assert harness.served.generation == 1
+    assert harness.last_good.read_bytes() == SHIPPED  # the last good copy is not touched
+    assert reloader.last_rejection == result
+
+
+async def test_each_problem_of_a_rejection_is_its_own_error_record(harness: Harness) -> None:
+    records: list[tuple[str, str]] = []
+    sink = logger.add(lambda m: records.append((m.record["level"].name, m.record["message"])))
+    broken = edit("concurrency = 10", "concurrency = 0")
+    broken = edit("attempts = 4", "attempts = 0", broken)
+    harness.write(broken)
+    try:
+        async with harness.running() as reloader:
+            result = await reloader.reload("api")
+    finally:
+        logger.remove(sink)
+
+    assert len(result.errors) == 2
+    logged = [(level, m) for level, m in records if "reload" in m]
+    assert logged[0][0] == "ERROR"
+    assert logged[0][1].endswith("nothing changed, 2 problems:")
+    assert logged[1:] == [
+        ("ERROR", f"reload rejected, {n} of 2: {error}")
+        for n, error in enumerate(result.errors, start=1)
+    ]
+    assert all("\n" not in m for _, m in records)
+
+
+@pytest.mark.parametrize("trigger", ["file", "poll", "api"])
+async def test_putting_the_served_file_back_resolves_the_rejection_for_every_surface(
+    harness: Harness, trigger: str, logged: list[str]
+) -> None:
+    reloads = Reloads()
+    harness.reloader.listeners.append(reloads.heard)
+    async with harness.running() as reloader:
+        harness.write(edit("concurrency = 10", "concurrency = 0"))
+        assert (await reloader.reload(trigger)).outcome == "rejected"
+        assert reloads.last is not None
+        assert reloads.last.outcome == "rejected"
+
+        harness.write(SHIPPED)
+        back = await reloader.reload(trigger)
+        again = await reloader.reload(trigger)
+
+    assert (back.outcome, back.resolved, back.is_check) == ("unchanged", True, False)
+    assert "the last rejection no longer stands" in back.summary()
+    assert reloader.last_rejection is None
+    assert reloads.last is not None
+    assert (reloads.last.outcome, reloads.last.trigger) == ("unchanged", trigger)
+    assert "no longer stands" in reloads.last.detail
+    assert not again.resolved  # said once
+    assert any("the rejection is over" in line for line in reload_lines(logged))
+
+
+async def test_the_watchers_looks_that_find_nothing_new_are_checks_not_reloads(
+    harness: Harness,
+) -> None:
+    reloads = Reloads()
+    harness.reloader.listeners.append(reloads.heard)
+    async with harness.running() as reloader:
+        for trigger in ("poll", "poll", "file", "api", "signal"):
+            await reloader.reload(trigger)
+
+    assert reloads.checks == {"poll": 2, "file": 1}
+    # An operator's explicit reload is one, whatever it finds.
+    assert reloads.counts == {("api", "unchanged"): 1, ("signal", "unchanged"): 1}
