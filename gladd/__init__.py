@@ -14,6 +14,7 @@ from gladd.errors import (
     StoreError,
     StoreUnavailable,
     TaskRejected,
+    TaskStateConflict,
     TaskTimeout,
     UnknownTask,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "TaskKind",
     "TaskRejected",
     "TaskState",
+    "TaskStateConflict",
     "TaskTimeout",
     "UnknownTask",
     "__version__",
