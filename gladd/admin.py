@@ -134,7 +134,7 @@ def reload_endpoint(
             "errors": list(result.errors),
             "summary": result.summary(),
         }
-        return JSONResponse(body, status_code=422 if result.outcome == "rejected" else 200)
+        return JSONBody(body, status_code=422 if result.outcome == "rejected" else 200)
 
     return endpoint
 

@@ -56,8 +56,10 @@ class TaskService:
         timeout: float | None = None,
     ) -> Enqueued:
         """Validate and store a task; raises TaskRejected before storing anything."""
-        if not isinstance(kind, str) or (problem := text_problem(kind)) is not None:
-            raise TaskRejected(f"kind {problem or 'must be a string'} (got {kind!r})")
+        if not isinstance(kind, str):
+            raise TaskRejected(f"kind must be a string (got {kind!r})")
+        if (problem := text_problem(kind)) is not None:
+            raise TaskRejected(f"kind {problem} (got {kind!r})")
         handler = self.kinds.require(kind)
         payload = {} if payload is None else payload
         if (problem := json_problem(payload, "payload")) is not None:

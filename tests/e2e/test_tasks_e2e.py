@@ -209,6 +209,14 @@ def test_cancel_and_retry_refuse_what_the_state_forbids_and_say_so(
     assert answer.status_code == 422
     assert "http: no service claims host localhost" in answer.json()["error"]
     assert api.get(f"{node.url}/tasks").status_code == 200
+    deep = cli(node, "enqueue", "gladd.noop", "--payload", "[" * 5000 + "]" * 5000)
+    assert (deep.returncode, deep.stderr) == (
+        65,
+        "gladd: --payload is nested too deeply to decode\n",
+    )
+    lone = cli(node, "enqueue", "gladd.noop", "--payload", '{"x": "\\udfff"}')
+    assert lone.returncode == 65
+    assert "payload.x: contains a lone surrogate (\\udfff)" in lone.stderr
     code, log = node.stop()
     assert code == 0
     assert "Traceback" not in log

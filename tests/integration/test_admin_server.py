@@ -1,0 +1,113 @@
+"""The admin server on a real socket: clients that send their headers too slowly are cut off."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+import httpx
+import pytest
+from anyio.abc import SocketStream
+
+from gladd.admin import AdminServer, bind_socket, create_app
+from gladd.health import HealthBoard
+
+pytestmark = pytest.mark.anyio
+
+DEADLINE = 1.0
+SLACK = 3.0  # a busy machine may be late to close; never early
+REQUEST = b"GET /health/live HTTP/1.1\r\nHost: gladd\r\n\r\n"
+
+
+@asynccontextmanager
+async def serving() -> AsyncIterator[tuple[str, int]]:
+    app = create_app(HealthBoard(version="test", service_id="test"))
+    server = AdminServer(app, bind_socket("127.0.0.1", 0), header_timeout=DEADLINE)
+    async with anyio.create_task_group() as tg:
+        await tg.start(server.run)
+        try:
+            yield server.address
+        finally:
+            server.stop()
+
+
+async def _read_until_closed(stream: SocketStream) -> bytes:
+    received = b""
+    try:
+        while True:
+            received += await stream.receive()
+    except (anyio.EndOfStream, anyio.BrokenResourceError):
+        return received
+
+
+async def _trickle(stream: SocketStream, data: bytes, every: float) -> None:
+    try:
+        for i in range(len(data)):
+            await stream.send(data[i : i + 1])
+            await anyio.sleep(every)
+    except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass
+
+
+async def _closed_after(address: tuple[str, int], head: bytes, every: float) -> tuple[float, bytes]:
+    """Seconds until the server closes a connection that trickles ``head``, and what it sent."""
+    stream = await anyio.connect_tcp(*address)
+    async with stream:
+        started = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_trickle, stream, head, every)
+            received = await _read_until_closed(stream)
+            tg.cancel_scope.cancel()
+        return anyio.current_time() - started, received
+
+
+async def test_twenty_connections_trickling_headers_are_all_closed_at_the_deadline() -> None:
+    slow_head = b"GET /health HTTP/1.1\r\nHost: gladd\r\nX-Slow: " + b"a" * 200
+    results: list[tuple[float, bytes]] = []
+
+    async def one() -> None:
+        results.append(await _closed_after(address, slow_head, every=0.1))
+
+    async with serving() as address:
+        with anyio.fail_after(DEADLINE + SLACK + 5):
+            async with anyio.create_task_group() as tg:
+                for _ in range(20):
+                    tg.start_soon(one)
+        # The server keeps answering everyone else.
+        async with httpx.AsyncClient() as client:
+            live = await client.get(f"http://{address[0]}:{address[1]}/health/live")
+            assert live.status_code == 200
+    assert len(results) == 20
+    for seconds, received in results:
+        assert DEADLINE - 0.05 <= seconds <= DEADLINE + SLACK  # the trickle would take 20 s
+        assert received == b""  # closed without an answer
+
+
+async def test_a_silent_connection_is_closed_at_the_deadline() -> None:
+    async with serving() as address:
+        seconds, received = await _closed_after(address, b"", every=0)
+    assert DEADLINE - 0.05 <= seconds <= DEADLINE + SLACK
+    assert received == b""
+
+
+async def test_headers_in_time_are_answered_and_the_deadline_rearms_for_the_next() -> None:
+    async with serving() as address:
+        stream = await anyio.connect_tcp(*address)
+        async with stream:
+            # In two pieces, well inside the deadline: answered.
+            await stream.send(REQUEST[:10])
+            await anyio.sleep(DEADLINE / 4)
+            await stream.send(REQUEST[10:])
+            with anyio.fail_after(5):
+                answer = await stream.receive()
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            # Kept alive, the next request's headers get the same deadline.
+            started = anyio.current_time()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_trickle, stream, b"GET /health HTTP/1.1\r\nX: " + b"a" * 200, 0.1)
+                rest = await _read_until_closed(stream)
+                tg.cancel_scope.cancel()
+            seconds = anyio.current_time() - started
+    assert rest == b""
+    assert DEADLINE - 0.05 <= seconds <= DEADLINE + SLACK
