@@ -79,6 +79,16 @@ def dump_json(value: JSON, what: str) -> str:
         raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
 
 
+def load_json(text: str) -> JSON:
+    """Stored JSON text as a value. Text that does not decode — written by plain SQL, which
+    the schema invites: not JSON, or nested too deeply for Python's decoder — is returned as
+    the string it is, so one such row cannot break every listing (or every claim)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+
+
 def text_problem(text: str) -> str | None:
     """Why no store can keep ``text``, or None."""
     if "\x00" in text:

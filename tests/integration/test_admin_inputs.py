@@ -469,6 +469,48 @@ def test_a_stored_lone_surrogate_no_longer_breaks_listing_or_showing(
     _assert_answered(admin, listed)
 
 
+def test_rows_plain_sql_wrote_that_do_not_decode_are_listed_and_shown(admin: Admin) -> None:
+    """The schema invites plain INSERTs; what they write cannot break every read."""
+    deep = "[" * 5000 + "]" * 5000  # valid JSON, too deep for Python's decoder
+    if admin.backend == "sqlite":
+        with sqlite3.connect(admin.url) as db:
+            rows = [
+                db.execute(sql, args).lastrowid
+                for sql, args in (
+                    ("INSERT INTO gladd_tasks (kind, payload) VALUES (?, ?)", ("x.y", "not json")),
+                    ("INSERT INTO gladd_tasks (kind, payload) VALUES (?, ?)", ("x.y", deep)),
+                    ("INSERT INTO gladd_tasks (kind) VALUES (CAST(X'FF61' AS TEXT))", ()),
+                )
+            ]
+        db.close()
+    else:
+
+        async def insert() -> list[int]:
+            conn = await asyncpg.connect(admin.url)
+            try:
+                sql = "INSERT INTO gladd_tasks (kind, payload) VALUES ($1, $2::jsonb) RETURNING id"
+                return [await conn.fetchval(sql, "x.y", deep)]
+            finally:
+                await conn.close()
+
+        rows = admin.call(insert)
+    listed = admin.request("GET", "/tasks?limit=1000")
+    _assert_answered(admin, listed)
+    assert set(rows) <= {t["id"] for t in listed.json()["tasks"]}
+    for task_id in rows:
+        shown = admin.request("GET", f"/tasks/{task_id}")
+        _assert_answered(admin, shown)
+        assert shown.status_code == 200
+    first = admin.request("GET", f"/tasks/{rows[0]}").json()
+    if admin.backend == "sqlite":
+        assert first["payload"] == "not json"  # as stored, not a 500
+        assert admin.request("GET", f"/tasks/{rows[2]}").json()["kind"] == "\ufffda"
+    else:
+        assert first["payload"] == deep
+    for task_id in rows:  # and they can be cancelled like any other
+        assert admin.request("POST", f"/tasks/{task_id}/cancel").status_code == 200
+
+
 # -- the property: whatever arrives, a 4xx at worst -------------------------------------------
 
 SURROGATES = st.sampled_from(["\udfff", "\ud800", "a\udc80b", "\x00", "a\x00", "\u2028", "é"])
