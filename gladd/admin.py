@@ -34,7 +34,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from gladd.admin_tasks import JSONBody, error, task_routes
+from gladd.admin_tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.errors import StartupError
 from gladd.executor.service import TaskService
 from gladd.health import HealthBoard, Status
@@ -56,6 +56,7 @@ def create_app(
     reload: Callable[[str], Awaitable[ReloadResult]] | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     token: str | None = None,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> Starlette:
     """The admin routes. Health reads only the board (never the database directly); every
     other route needs ``Authorization: Bearer TOKEN`` when a token is configured."""
@@ -80,7 +81,7 @@ def create_app(
         Route("/health/ready", ready, methods=["GET"]),
     ]
     if tasks is not None:
-        routes += task_routes(tasks)
+        routes += task_routes(tasks, body_timeout=body_timeout)
     if reload is not None:
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
     if metrics is not None:

@@ -3,9 +3,10 @@
 Every route answers JSON; errors are ``{"error": "..."}`` with a status that fits:
 400 malformed request (not JSON, nested too deeply, wrong field types, a query parameter
 out of range), 401 missing or wrong token, 404 no such task (or an id that cannot be one),
-409 the task's state forbids the cancel or retry, 413 body too large, 415 a body that is
-not declared as JSON, 422 refused task (unknown kind, invalid payload, nothing to run it
-under the policies), 503 store unavailable.
+408 body not received within :data:`BODY_TIMEOUT`, 409 the task's state forbids the cancel
+or retry, 413 body too large, 415 a body that is not declared as JSON, 422 refused task
+(unknown kind, invalid payload, nothing to run it under the policies), 503 store
+unavailable.
 
 What the store cannot keep is refused by :class:`TaskService` before it is stored; what a
 store holds already is served back even when it is not valid Unicode (see :class:`JSONBody`).
@@ -16,10 +17,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
+import anyio
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -35,6 +38,8 @@ from gladd.executor.service import MAX_LIST, TaskService, task_json
 from gladd.store.rules import MAX_DEPTH
 
 MAX_BODY = 1024 * 1024
+BODY_TIMEOUT = 30.0
+"""Seconds to receive a request body once its headers are in (the server bounds those)."""
 _DIGITS = re.compile(r"[0-9]{1,30}")
 _TASK_ID = re.compile(r"-?[0-9]{1,30}")
 
@@ -82,7 +87,9 @@ def _guarded(
         try:
             return await handler(request, tasks)
         except _BadRequest as exc:
-            return error(exc.status, str(exc))
+            # A body left unread (too large, too slow, gone) ends the connection with it.
+            close = {"Connection": "close"} if exc.unread_body else None
+            return error(exc.status, str(exc), headers=close)
         except UnknownTask as exc:
             return error(404, str(exc))
         except TaskStateConflict as exc:
@@ -101,7 +108,7 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def _read_json(request: Request) -> Any:
+async def _read_json(request: Request, timeout: float) -> Any:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media and not media.endswith("json"):  # application/json, application/*+json
         raise _BadRequest(
@@ -109,12 +116,20 @@ async def _read_json(request: Request) -> Any:
         )
     declared = request.headers.get("content-length", "")
     if _DIGITS.fullmatch(declared) and int(declared) > MAX_BODY:
-        raise _BadRequest(413, f"request body over {MAX_BODY} bytes")
+        raise _BadRequest(413, f"request body over {MAX_BODY} bytes", unread_body=True)
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise _BadRequest(413, f"request body over {MAX_BODY} bytes")
+    try:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    raise _BadRequest(413, f"request body over {MAX_BODY} bytes", unread_body=True)
+    except TimeoutError:
+        message = f"request body not received within {timeout:g}s"
+        raise _BadRequest(408, message, unread_body=True) from None
+    except ClientDisconnect:
+        message = "the client went away before sending the whole body"
+        raise _BadRequest(400, message, unread_body=True) from None
     try:
         return json.loads(body or b"null", parse_constant=_refuse_constant)
     except RecursionError:
@@ -128,9 +143,10 @@ async def _read_json(request: Request) -> Any:
 
 
 class _BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, unread_body: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.unread_body = unread_body
 
 
 def _field_problems(exc: ValidationError) -> str:
@@ -139,8 +155,8 @@ def _field_problems(exc: ValidationError) -> str:
     )
 
 
-async def _enqueue(request: Request, tasks: TaskService) -> JSONResponse:
-    raw = await _read_json(request)
+async def _enqueue(request: Request, tasks: TaskService, body_timeout: float) -> JSONResponse:
+    raw = await _read_json(request, body_timeout)
     try:
         body = EnqueueRequest.model_validate(raw)
     except ValidationError as exc:
@@ -181,10 +197,10 @@ async def _list(request: Request, tasks: TaskService) -> JSONResponse:
     return JSONBody({"tasks": [task_json(t) for t in found]})
 
 
-async def _tasks(request: Request, tasks: TaskService) -> JSONResponse:
+async def _tasks(request: Request, tasks: TaskService, *, body_timeout: float) -> JSONResponse:
     # One route for both methods, so a 405 on /tasks names every method it allows.
     if request.method == "POST":
-        return await _enqueue(request, tasks)
+        return await _enqueue(request, tasks, body_timeout)
     return await _list(request, tasks)
 
 
@@ -196,9 +212,12 @@ async def _retry(request: Request, tasks: TaskService) -> JSONResponse:
     return JSONBody(task_json(await tasks.retry(_task_id(request))))
 
 
-def task_routes(service: Callable[[], TaskService | None]) -> list[Route]:
+def task_routes(
+    service: Callable[[], TaskService | None], *, body_timeout: float = BODY_TIMEOUT
+) -> list[Route]:
+    tasks = partial(_tasks, body_timeout=body_timeout)
     return [
-        Route("/tasks", _guarded(_tasks, service), methods=["GET", "POST"]),
+        Route("/tasks", _guarded(tasks, service), methods=["GET", "POST"]),
         Route("/tasks/{task_id}", _guarded(_show, service), methods=["GET"]),
         Route("/tasks/{task_id}/cancel", _guarded(_cancel, service), methods=["POST"]),
         Route("/tasks/{task_id}/retry", _guarded(_retry, service), methods=["POST"]),

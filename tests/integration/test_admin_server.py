@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import httpx
@@ -11,18 +13,26 @@ import pytest
 from anyio.abc import SocketStream
 
 from gladd.admin import AdminServer, bind_socket, create_app
+from gladd.executor.kinds import KindRegistry, builtin_kinds
+from gladd.executor.service import TaskService
 from gladd.health import HealthBoard
+from gladd.policies import parse_policies
+from gladd.store.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
 
 DEADLINE = 1.0
 SLACK = 3.0  # a busy machine may be late to close; never early
 REQUEST = b"GET /health/live HTTP/1.1\r\nHost: gladd\r\n\r\n"
+POLICIES = parse_policies(b"", source="policies.toml").policies
 
 
 @asynccontextmanager
-async def serving() -> AsyncIterator[tuple[str, int]]:
-    app = create_app(HealthBoard(version="test", service_id="test"))
+async def serving(
+    tasks: TaskService | None = None, body_timeout: float = 30.0
+) -> AsyncIterator[tuple[str, int]]:
+    board = HealthBoard(version="test", service_id="test")
+    app = create_app(board, tasks=(lambda: tasks) if tasks else None, body_timeout=body_timeout)
     server = AdminServer(app, bind_socket("127.0.0.1", 0), header_timeout=DEADLINE)
     async with anyio.create_task_group() as tg:
         await tg.start(server.run)
@@ -50,11 +60,15 @@ async def _trickle(stream: SocketStream, data: bytes, every: float) -> None:
         pass
 
 
-async def _closed_after(address: tuple[str, int], head: bytes, every: float) -> tuple[float, bytes]:
-    """Seconds until the server closes a connection that trickles ``head``, and what it sent."""
+async def _closed_after(
+    address: tuple[str, int], head: bytes, every: float, *, at_once: bytes = b""
+) -> tuple[float, bytes]:
+    """Seconds until the server closes a connection that sends ``at_once`` and then
+    trickles ``head``, and what it sent back."""
     stream = await anyio.connect_tcp(*address)
     async with stream:
         started = anyio.current_time()
+        await stream.send(at_once)
         async with anyio.create_task_group() as tg:
             tg.start_soon(_trickle, stream, head, every)
             received = await _read_until_closed(stream)
@@ -111,3 +125,54 @@ async def test_headers_in_time_are_answered_and_the_deadline_rearms_for_the_next
             seconds = anyio.current_time() - started
     assert rest == b""
     assert DEADLINE - 0.05 <= seconds <= DEADLINE + SLACK
+
+
+async def test_a_body_that_trickles_past_its_deadline_gets_a_408_and_the_connection_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    tasks = TaskService(MemoryStore(), KindRegistry(builtin_kinds()), lambda: POLICIES)
+    await tasks.store.open()
+    head = b"POST /tasks HTTP/1.1\r\nHost: gladd\r\nContent-Length: 200\r\n\r\n"
+    async with serving(tasks=tasks, body_timeout=DEADLINE) as address:
+        seconds, received = await _closed_after(address, b" " * 200, every=0.05, at_once=head)
+    assert received.startswith(b"HTTP/1.1 408 ")
+    assert b"connection: close" in received.lower()
+    assert received.endswith(b'{"error":"request body not received within 1s"}')
+    assert DEADLINE - 0.05 <= seconds <= DEADLINE + SLACK  # the trickle would take 10 s
+    assert await tasks.store.list() == []
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_client_gone_half_way_through_its_body_is_no_error_of_ours() -> None:
+    tasks = TaskService(MemoryStore(), KindRegistry(builtin_kinds()), lambda: POLICIES)
+    await tasks.store.open()
+    app = create_app(HealthBoard(version="test", service_id="test"), tasks=lambda: tasks)
+    arriving = [
+        {"type": "http.request", "body": b'{"kind": ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return arriving.pop(0) if arriving else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/tasks",
+        "raw_path": b"/tasks",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-length", b"100")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 8000),
+    }
+    await app(scope, receive, send)  # before: ClientDisconnect escaped as a 500 and a traceback
+    assert sent[0]["status"] == 400
+    assert await tasks.store.list() == []
