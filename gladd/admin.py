@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import errno
 import hmac
+import json
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -44,6 +45,9 @@ HEALTH_JSON = "application/health+json"
 HEADER_TIMEOUT = 10.0
 """Seconds a client has to send a request's headers, from connecting or from the end of the
 previous response."""
+MALFORMED = (
+    "malformed HTTP request: its request line or headers could not be parsed (or are over 16 KiB)"
+)
 
 
 PUBLIC_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
@@ -232,6 +236,19 @@ class HeaderDeadlineProtocol(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_header_timer()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        # What h11 cannot parse never reaches a route; answer it in JSON all the same.
+        body = json.dumps({"error": MALFORMED}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        head = h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+        for event in (head, h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
 
     def _arm_header_timer(self) -> None:
         self._disarm_header_timer()

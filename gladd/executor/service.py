@@ -57,7 +57,7 @@ class TaskService:
     ) -> Enqueued:
         """Validate and store a task; raises TaskRejected before storing anything."""
         if not isinstance(kind, str):
-            raise TaskRejected(f"kind must be a string (got {kind!r})")
+            raise TaskRejected(f"kind must be a string (got {_brief(kind)})")
         if (problem := text_problem(kind)) is not None:
             raise TaskRejected(f"kind {problem} (got {kind!r})")
         handler = self.kinds.require(kind)
@@ -70,12 +70,12 @@ class TaskService:
             isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1000
         ):
             raise TaskRejected(
-                f"priority must be a whole number from -1000 to 1000 (got {priority!r})"
+                f"priority must be a whole number from -1000 to 1000 (got {_brief(priority)})"
             )
         if timeout is not None:
             _check_seconds("timeout", timeout, low=0.0, inclusive=False)
         if unique_key is not None and not isinstance(unique_key, str):
-            raise TaskRejected(f"unique_key must be a string (got {unique_key!r})")
+            raise TaskRejected(f"unique_key must be a string (got {_brief(unique_key)})")
         if unique_key is not None and (problem := text_problem(unique_key)) is not None:
             raise TaskRejected(f"unique_key {problem}")
         now = self.now()
@@ -143,13 +143,26 @@ def _conflict(task: Task, verb: str) -> TaskStateConflict:
 def _check_seconds(what: str, seconds: float, *, low: float, inclusive: bool) -> None:
     """``seconds`` as a delay or timeout: a finite number of seconds up to MAX_DELAY."""
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TaskRejected(f"{what} must be a number of seconds (got {seconds!r})")
-    above = seconds >= low if inclusive else seconds > low
-    if not (math.isfinite(seconds) and above and seconds <= MAX_DELAY):
+        raise TaskRejected(f"{what} must be a number of seconds (got {_brief(seconds)})")
+    try:
+        value = float(seconds)
+    except OverflowError:  # an int beyond any float
+        value = math.inf if seconds > 0 else -math.inf
+    above = value >= low if inclusive else value > low
+    if not (math.isfinite(value) and above and value <= MAX_DELAY):
         least = "at least" if inclusive else "more than"
         raise TaskRejected(
-            f"{what} must be {least} {low:g}s and at most 3650d, ten years (got {seconds:g}s)"
+            f"{what} must be {least} {low:g}s and at most 3650d, ten years (got {value:g}s)"
         )
+
+
+def _brief(value: object) -> str:
+    """``repr(value)`` for a message, at most 80 characters (and never raising)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more digits than Python will print
+        return f"an integer of {value.bit_length() if isinstance(value, int) else '?'} bits"
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def parse_state(state: str | None) -> TaskState | None:

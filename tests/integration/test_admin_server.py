@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,7 +13,7 @@ import httpx
 import pytest
 from anyio.abc import SocketStream
 
-from gladd.admin import AdminServer, bind_socket, create_app
+from gladd.admin import MALFORMED, AdminServer, bind_socket, create_app
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.service import TaskService
 from gladd.health import HealthBoard
@@ -176,3 +177,22 @@ async def test_a_client_gone_half_way_through_its_body_is_no_error_of_ours() -> 
     await app(scope, receive, send)  # before: ClientDisconnect escaped as a 500 and a traceback
     assert sent[0]["status"] == 400
     assert await tasks.store.list() == []
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"GARBAGE\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: gladd\r\nX: " + b"a" * 20_000,  # and no end in sight
+        b"GET /health HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+    ],
+    ids=["request line", "oversized header", "bad content-length"],
+)
+async def test_what_the_parser_refuses_gets_a_json_400_too(garbage: bytes) -> None:
+    async with serving() as address:
+        seconds, received = await _closed_after(address, b"", every=0, at_once=garbage)
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"error": MALFORMED}
+    assert seconds < DEADLINE  # answered and closed at once, not left to the deadline

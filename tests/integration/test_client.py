@@ -66,6 +66,8 @@ async def test_what_no_store_can_keep_is_refused_from_python_too(tmp_path: Path)
             ({"kind": "gladd.noop", "unique_key": "k\x00"}, "unique_key contains a NUL"),
             ({"kind": "gladd.noop", "unique_key": "\ud800"}, "unique_key contains a lone"),
             ({"kind": 17}, "kind must be a string"),
+            ({"kind": "gladd.noop", "delay": 10**400}, r"at most 3650d, ten years \(got infs\)"),
+            ({"kind": "gladd.noop", "priority": 10**5000}, "an integer of 16610 bits"),
         ]
         for call, message in refusals:
             with pytest.raises(gladd.TaskRejected, match=message):
