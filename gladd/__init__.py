@@ -15,6 +15,7 @@ from gladd.errors import (
     StoreNotFound,
     StoreUnavailable,
     TaskRejected,
+    TaskStateConflict,
     TaskTimeout,
     UnknownTask,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "TaskKind",
     "TaskRejected",
     "TaskState",
+    "TaskStateConflict",
     "TaskTimeout",
     "UnknownTask",
     "__version__",

@@ -3,34 +3,51 @@
 gladd binds the listening socket itself so that a port in use is a precise start-up
 error, and keeps signal handling to itself (uvicorn's own handlers are switched off):
 the daemon decides when the server stops.
+
+Every answer is JSON, errors included: an unknown path is a JSON 404, a wrong method a
+JSON 405 with ``Allow``. A client gets :data:`HEADER_TIMEOUT` seconds to send each request's
+headers (uvicorn bounds only the idle time between requests, restarted by every byte), so
+connections that trickle headers cannot pile up.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import hmac
+import json
 import socket
 from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
 
 import anyio
+import h11
 import uvicorn
 from anyio.abc import TaskStatus
 from loguru import logger
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from gladd.admin_tasks import task_routes
+from gladd.admin_tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.errors import StartupError
 from gladd.executor.service import TaskService
 from gladd.health import HealthBoard, Status
 from gladd.reload.reloader import ReloadResult
 
 HEALTH_JSON = "application/health+json"
+HEADER_TIMEOUT = 10.0
+"""Seconds a client has to send a request's headers, from connecting or from the end of the
+previous response."""
+MALFORMED = (
+    "malformed HTTP request: its request line or headers could not be parsed (or are over 16 KiB)"
+)
 
 
 PUBLIC_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
@@ -43,6 +60,7 @@ def create_app(
     reload: Callable[[str], Awaitable[ReloadResult]] | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     token: str | None = None,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> Starlette:
     """The admin routes. Health reads only the board (never the database directly); every
     other route needs ``Authorization: Bearer TOKEN`` when a token is configured."""
@@ -50,16 +68,16 @@ def create_app(
     async def health(_: Request) -> JSONResponse:
         report = board.report()
         code = 503 if report["status"] == Status.FAIL.value else 200
-        return JSONResponse(report, status_code=code, media_type=HEALTH_JSON)
+        return JSONBody(report, status_code=code, media_type=HEALTH_JSON)
 
     async def live(_: Request) -> JSONResponse:
         # Answering at all proves the event loop and the process are alive.
-        return JSONResponse({"status": "pass"}, media_type=HEALTH_JSON)
+        return JSONBody({"status": "pass"}, media_type=HEALTH_JSON)
 
     async def ready(_: Request) -> JSONResponse:
         ok, why = board.ready()
         body = {"status": "pass" if ok else "fail", "output": why}
-        return JSONResponse(body, status_code=200 if ok else 503, media_type=HEALTH_JSON)
+        return JSONBody(body, status_code=200 if ok else 503, media_type=HEALTH_JSON)
 
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -67,13 +85,31 @@ def create_app(
         Route("/health/ready", ready, methods=["GET"]),
     ]
     if tasks is not None:
-        routes += task_routes(tasks)
+        routes += task_routes(tasks, body_timeout=body_timeout)
     if reload is not None:
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
     if metrics is not None:
         routes.append(Route("/metrics", metrics_endpoint(metrics), methods=["GET"]))
     middleware = [Middleware(_TokenAuth, token=token)] if token else []
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers={HTTPException: _http_error}
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """The router's 404 and 405 (and any HTTPException) as a JSON error that says why."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    path = request.url.path
+    if exc.status_code == 404:
+        message = f"no such route: {request.method} {path}"
+    elif exc.status_code == 405:
+        allowed = ", ".join(sorted(m.strip() for m in headers.get("Allow", "").split(",")))
+        headers["Allow"] = allowed
+        message = f"{path} does not take {request.method} (allowed: {allowed})"
+    else:
+        message = exc.detail
+    return error(exc.status_code, message, headers=headers or None)
 
 
 def metrics_endpoint(
@@ -103,7 +139,7 @@ def reload_endpoint(
             "errors": list(result.errors),
             "summary": result.summary(),
         }
-        return JSONResponse(body, status_code=422 if result.outcome == "rejected" else 200)
+        return JSONBody(body, status_code=422 if result.outcome == "rejected" else 200)
 
     return endpoint
 
@@ -124,11 +160,7 @@ class _TokenAuth:
             await self.app(scope, receive, send)
             return
         message = "wrong admin token" if given else "this route needs Authorization: Bearer TOKEN"
-        response = JSONResponse(
-            {"error": message},
-            status_code=401,
-            headers={"WWW-Authenticate": 'Bearer realm="gladd"'},
-        )
+        response = error(401, message, headers={"WWW-Authenticate": 'Bearer realm="gladd"'})
         await response(scope, receive, send)
 
 
@@ -175,10 +207,78 @@ class _Server(uvicorn.Server):
         yield
 
 
+class HeaderDeadlineProtocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's headers.
+
+    Armed when the connection opens and when a response completes; disarmed once h11 has
+    the whole head of the next request (it leaves ``IDLE``). At the deadline a connection
+    still without headers is closed. The body is read under the app's own size limit."""
+
+    header_timeout = HEADER_TIMEOUT
+    _header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm_header_timer()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._disarm_header_timer()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self._arm_header_timer()  # the next request's headers are due in time too
+        else:
+            self._disarm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_header_timer()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        # What h11 cannot parse never reaches a route; answer it in JSON all the same.
+        body = json.dumps({"error": MALFORMED}).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        head = h11.Response(status_code=400, headers=headers, reason=b"Bad Request")
+        for event in (head, h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event))
+        self.transport.close()
+
+    def _arm_header_timer(self) -> None:
+        self._disarm_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_late)
+
+    def _disarm_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
+def _protocol(header_timeout: float) -> Any:
+    if header_timeout == HeaderDeadlineProtocol.header_timeout:
+        return HeaderDeadlineProtocol
+    return type(
+        "HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout": header_timeout}
+    )
+
+
 class AdminServer:
     """The admin API as a subsystem: ``await tg.start(server.run)``, then ``stop()``."""
 
-    def __init__(self, app: Starlette, sock: socket.socket) -> None:
+    def __init__(
+        self, app: Starlette, sock: socket.socket, *, header_timeout: float = HEADER_TIMEOUT
+    ) -> None:
         self.socket = sock
         config = uvicorn.Config(
             app,
@@ -188,6 +288,7 @@ class AdminServer:
             server_header=False,
             timeout_graceful_shutdown=5,
             limit_concurrency=256,
+            http=_protocol(header_timeout),
         )
         self._server = _Server(config)
 

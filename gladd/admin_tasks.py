@@ -1,41 +1,76 @@
 """The admin API's task routes: enqueue, list, show, cancel, retry.
 
 Every route answers JSON; errors are ``{"error": "..."}`` with a status that fits:
-400 malformed request, 401 missing or wrong token, 404 no such task, 413 body too large,
-422 refused task (unknown kind, invalid payload), 503 store unavailable.
+400 malformed request (not JSON, nested too deeply, wrong field types, a query parameter
+out of range), 401 missing or wrong token, 404 no such task (or an id that cannot be one),
+408 body not received within :data:`BODY_TIMEOUT`, 409 the task's state forbids the cancel
+or retry, 413 body too large, 415 a body that is not declared as JSON, 422 refused task
+(unknown kind, invalid payload, nothing to run it under the policies), 503 store
+unavailable.
+
+What the store cannot keep is refused by :class:`TaskService` before it is stored; what a
+store holds already is served back even when it is not valid Unicode (see :class:`JSONBody`).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from starlette.requests import Request
+import anyio
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gladd.durations import Duration
-from gladd.errors import StoreError, StoreUnavailable, TaskRejected, UnknownTask
-from gladd.executor.service import TaskService, task_json
+from gladd.errors import (
+    StoreError,
+    StoreUnavailable,
+    TaskRejected,
+    TaskStateConflict,
+    UnknownTask,
+)
+from gladd.executor.service import MAX_LIST, TaskService, task_json
+from gladd.store.rules import MAX_DEPTH
 
 MAX_BODY = 1024 * 1024
+BODY_TIMEOUT = 30.0
+"""Seconds to receive a request body once its headers are in (the server bounds those)."""
+_DIGITS = re.compile(r"[0-9]{1,30}")
+_TASK_ID = re.compile(r"-?[0-9]{1,30}")
 
 
 class EnqueueRequest(BaseModel):
+    # Strict: `"priority": true` or `"priority": "5"` is a mistake to report, not coerce.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: str = Field(min_length=1, max_length=200)
+    kind: StrictStr = Field(min_length=1, max_length=200)
     payload: Any = None
     delay: Duration = 0.0
-    priority: int | None = None
-    unique_key: str | None = Field(None, max_length=500)
+    priority: StrictInt | None = None
+    unique_key: StrictStr | None = Field(None, max_length=500)
     timeout: Duration | None = None
 
 
-def error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
+class JSONBody(JSONResponse):
+    """JSON that can always be sent: text a store holds that is not valid Unicode (a lone
+    surrogate from before such input was refused) goes out ``\\u``-escaped, as JSON allows,
+    rather than failing every read of it."""
+
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            text = json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+            return text.encode("ascii")
+
+
+def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONBody({"error": message}, status_code=status, headers=headers)
 
 
 Endpoint = Callable[[Request], Awaitable[JSONResponse]]
@@ -51,8 +86,14 @@ def _guarded(
             return error(503, "the task store is not open yet (database unavailable?)")
         try:
             return await handler(request, tasks)
+        except _BadRequest as exc:
+            # A body left unread (too large, too slow, gone) ends the connection with it.
+            close = {"Connection": "close"} if exc.unread_body else None
+            return error(exc.status, str(exc), headers=close)
         except UnknownTask as exc:
             return error(404, str(exc))
+        except TaskStateConflict as exc:
+            return error(409, str(exc))
         except TaskRejected as exc:
             return error(422, str(exc))
         except StoreUnavailable as exc:
@@ -63,38 +104,63 @@ def _guarded(
     return endpoint
 
 
-async def _read_json(request: Request) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY:
-        raise _BadRequest(413, f"request body over {MAX_BODY} bytes")
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+async def _read_json(request: Request, timeout: float) -> Any:
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media and not media.endswith("json"):  # application/json, application/*+json
+        raise _BadRequest(
+            415, f"the body must be JSON: send Content-Type: application/json (got {media!r})"
+        )
+    declared = request.headers.get("content-length", "")
+    if _DIGITS.fullmatch(declared) and int(declared) > MAX_BODY:
+        raise _BadRequest(413, f"request body over {MAX_BODY} bytes", unread_body=True)
     body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise _BadRequest(413, f"request body over {MAX_BODY} bytes")
     try:
-        return json.loads(body or b"null")
-    except ValueError as exc:
+        with anyio.fail_after(timeout):
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > MAX_BODY:
+                    raise _BadRequest(413, f"request body over {MAX_BODY} bytes", unread_body=True)
+    except TimeoutError:
+        message = f"request body not received within {timeout:g}s"
+        raise _BadRequest(408, message, unread_body=True) from None
+    except ClientDisconnect:
+        message = "the client went away before sending the whole body"
+        raise _BadRequest(400, message, unread_body=True) from None
+    try:
+        return json.loads(body or b"null", parse_constant=_refuse_constant)
+    except RecursionError:
+        raise _BadRequest(
+            400,
+            f"body is nested too deeply to decode: a payload may nest at most {MAX_DEPTH} "
+            "levels of arrays and objects",
+        ) from None
+    except ValueError as exc:  # also UnicodeDecodeError, and integers of over 4300 digits
         raise _BadRequest(400, f"body is not valid JSON: {exc}") from None
 
 
 class _BadRequest(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, *, unread_body: bool = False) -> None:
         super().__init__(message)
         self.status = status
+        self.unread_body = unread_body
 
 
-async def _enqueue(request: Request, tasks: TaskService) -> JSONResponse:
+def _field_problems(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+    )
+
+
+async def _enqueue(request: Request, tasks: TaskService, body_timeout: float) -> JSONResponse:
+    raw = await _read_json(request, body_timeout)
     try:
-        raw = await _read_json(request)
         body = EnqueueRequest.model_validate(raw)
-    except _BadRequest as exc:
-        return error(exc.status, str(exc))
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-        )
-        return error(400, problems)
+        return error(400, _field_problems(exc))
     enqueued = await tasks.enqueue(
         body.kind,
         body.payload,
@@ -104,42 +170,55 @@ async def _enqueue(request: Request, tasks: TaskService) -> JSONResponse:
         timeout=body.timeout,
     )
     status = 201 if enqueued.created else 200
-    return JSONResponse({"id": enqueued.task.id, "created": enqueued.created}, status_code=status)
+    return JSONBody({"id": enqueued.task.id, "created": enqueued.created}, status_code=status)
 
 
 def _task_id(request: Request) -> int:
-    raw = request.path_params["task_id"]
+    raw: str = request.path_params["task_id"]
+    if not _TASK_ID.fullmatch(raw):
+        shown = raw if len(raw) <= 40 else raw[:40] + "…"
+        raise UnknownTask(f"no task with id {shown!r}: task ids are whole numbers")
     return int(raw)
 
 
 async def _show(request: Request, tasks: TaskService) -> JSONResponse:
-    return JSONResponse(task_json(await tasks.get(_task_id(request))))
+    return JSONBody(task_json(await tasks.get(_task_id(request))))
 
 
 async def _list(request: Request, tasks: TaskService) -> JSONResponse:
     query = request.query_params
     limit_text = query.get("limit", "100")
-    if not limit_text.isdigit():
-        return error(400, f"limit must be a whole number (got {limit_text!r})")
+    if not _DIGITS.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIST:
+        shown = limit_text if len(limit_text) <= 40 else limit_text[:40] + "…"
+        raise _BadRequest(400, f"limit must be a whole number from 1 to {MAX_LIST} (got {shown!r})")
     found = await tasks.list(
         state=query.get("state"), kind=query.get("kind") or None, limit=int(limit_text)
     )
-    return JSONResponse({"tasks": [task_json(t) for t in found]})
+    return JSONBody({"tasks": [task_json(t) for t in found]})
+
+
+async def _tasks(request: Request, tasks: TaskService, *, body_timeout: float) -> JSONResponse:
+    # One route for both methods, so a 405 on /tasks names every method it allows.
+    if request.method == "POST":
+        return await _enqueue(request, tasks, body_timeout)
+    return await _list(request, tasks)
 
 
 async def _cancel(request: Request, tasks: TaskService) -> JSONResponse:
-    return JSONResponse(task_json(await tasks.cancel(_task_id(request))))
+    return JSONBody(task_json(await tasks.cancel(_task_id(request))))
 
 
 async def _retry(request: Request, tasks: TaskService) -> JSONResponse:
-    return JSONResponse(task_json(await tasks.retry(_task_id(request))))
+    return JSONBody(task_json(await tasks.retry(_task_id(request))))
 
 
-def task_routes(service: Callable[[], TaskService | None]) -> list[Route]:
+def task_routes(
+    service: Callable[[], TaskService | None], *, body_timeout: float = BODY_TIMEOUT
+) -> list[Route]:
+    tasks = partial(_tasks, body_timeout=body_timeout)
     return [
-        Route("/tasks", _guarded(_enqueue, service), methods=["POST"]),
-        Route("/tasks", _guarded(_list, service), methods=["GET"]),
-        Route("/tasks/{task_id:int}", _guarded(_show, service), methods=["GET"]),
-        Route("/tasks/{task_id:int}/cancel", _guarded(_cancel, service), methods=["POST"]),
-        Route("/tasks/{task_id:int}/retry", _guarded(_retry, service), methods=["POST"]),
+        Route("/tasks", _guarded(tasks, service), methods=["GET", "POST"]),
+        Route("/tasks/{task_id}", _guarded(_show, service), methods=["GET"]),
+        Route("/tasks/{task_id}/cancel", _guarded(_cancel, service), methods=["POST"]),
+        Route("/tasks/{task_id}/retry", _guarded(_retry, service), methods=["POST"]),
     ]

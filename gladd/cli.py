@@ -28,6 +28,7 @@ from gladd.errors import (
     PolicyError,
     StartupError,
     TaskRejected,
+    TaskStateConflict,
     UnknownTask,
 )
 from gladd.logs import configure_logging
@@ -37,6 +38,7 @@ from gladd.policies import LoadedPolicies, load_policies
 from gladd.settings import Settings, load_settings
 
 EXIT_OK = 0
+EXIT_CONFLICT = 1  # the task's state forbids it: cancel a finished task, retry a live one
 EXIT_USAGE = 64  # EX_USAGE
 EXIT_CONFIG = 78  # EX_CONFIG: policies or settings are wrong
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: could not start, or no daemon / database to talk to
@@ -61,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnknownTask as exc:
         _fail(str(exc))
         return EXIT_NOINPUT
+    except TaskStateConflict as exc:
+        _fail(str(exc))
+        return EXIT_CONFLICT
     except GladdError as exc:
         _fail(str(exc))
         return EXIT_UNAVAILABLE

@@ -164,6 +164,8 @@ async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
         payload = json.loads(args.payload)
     except ValueError as exc:
         raise TaskRejected(f"--payload is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise TaskRejected("--payload is nested too deeply to decode") from None
     try:
         delay = parse_duration(args.delay)
     except ValueError as exc:

@@ -19,6 +19,7 @@
     │   ├── StoreNotFound           no store there, and the caller may not create one
     │   └── UnknownTask             no task with that id
     ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
+    ├── TaskStateConflict           cancel or retry refused: the task's state does not allow it
     ├── TaskTimeout                 a task attempt ran past its timeout (also a TimeoutError)
     └── PluginError                 an integration plugin, or a call it made, failed
         ├── PluginLoadError         a plugin could not be imported or validated: refused
@@ -164,6 +165,16 @@ class UnknownTask(StoreError):
 
 class TaskRejected(GladdError):
     """An enqueue was refused before anything was stored; the message says why."""
+
+
+class TaskStateConflict(GladdError):
+    """Cancel or retry refused because of the task's state (a finished task cannot be
+    cancelled, only a dead or cancelled one retried); nothing was changed."""
+
+    def __init__(self, task_id: int, state: str, allowed: str, verb: str) -> None:
+        self.task_id = task_id
+        self.state = state
+        super().__init__(f"task {task_id} is {state}; only {allowed} tasks can be {verb}")
 
 
 class TaskTimeout(GladdError, TimeoutError):

@@ -11,7 +11,9 @@ The request goes through the client of a ``[services.NAME]`` of policies.toml, s
 retry, timeouts, breaker and budget apply: the one named by ``"service"``, else the one
 whose ``hosts`` lists the URL's host (``"api.example.com"``, ``"*.example.com"`` or
 ``"127.0.0.1:8080"``), else ``[plugins.http] default_service``. A URL no service claims is
-refused: gladd never calls a host without policies.
+refused: gladd never calls a host without policies. The rule is known at enqueue, so such a
+task is refused then (``check``), not stored to die on its first attempt; a reload that
+unbinds the host later still fails the task at its attempt, with the same message.
 
 The result is ``{"status", "service", "headers", "body"}``, the body parsed when it is JSON
 and cut at ``[plugins.http] max_body`` bytes. A status outside ``expect`` fails the task:
@@ -21,13 +23,15 @@ retried when retrying can help (5xx, 429, 408), dead otherwise, with the service
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gladd import FailTask, TaskContext
-from gladd.plugins import ANY_SERVICE, Plugin, TaskKind, raise_for_status
+from gladd.plugins import ANY_SERVICE, EnqueueContext, Plugin, TaskKind, raise_for_status
+from gladd.policies import ServiceBinding
 
 Method = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -84,28 +88,44 @@ class Settings(BaseModel):
     """Bytes of the response body kept in the task's result."""
 
 
-def pick_service(ctx: TaskContext, payload: Request) -> str:
-    """The service ``payload`` goes through, or FailTask saying how to bind one."""
-    settings: Settings = ctx.settings
+def service_for(
+    payload: Request, services: Mapping[str, ServiceBinding], settings: Settings | None
+) -> str:
+    """The service ``payload`` goes through, or ValueError saying how to bind one."""
     if payload.service is not None:
-        if payload.service not in ctx.http:
-            known = ", ".join(sorted(ctx.http)) or "none"
-            raise FailTask(
+        if payload.service not in services:
+            known = ", ".join(sorted(services)) or "none"
+            raise ValueError(
                 f"http: no [services.{payload.service}] in policies.toml (services: {known})"
             )
         return payload.service
     parts = urlsplit(payload.url)
     host = (parts.hostname or "").lower()
-    for name, binding in sorted(ctx.services.items()):
+    for name, binding in sorted(services.items()):
         if any(_claims(pattern.lower(), host, parts.port) for pattern in binding.hosts):
             return name
-    if settings.default_service is not None and settings.default_service in ctx.http:
-        return settings.default_service
-    raise FailTask(
-        f"http: no service claims host {host}: add it to the hosts of a [services.NAME] in "
-        'policies.toml, name one with "service" in the payload, or set '
+    default = settings.default_service if settings is not None else None
+    if default is not None and default in services:
+        return default
+    unbound = f" (default_service {default!r} has no [services.{default}])" if default else ""
+    raise ValueError(
+        f"http: no service claims host {host}{unbound}: add it to the hosts of a "
+        '[services.NAME] in policies.toml, name one with "service" in the payload, or set '
         "[plugins.http] default_service"
     )
+
+
+def pick_service(ctx: TaskContext, payload: Request) -> str:
+    """The service ``payload`` goes through now, or FailTask saying how to bind one."""
+    try:
+        return service_for(payload, ctx.services, ctx.settings)
+    except ValueError as exc:
+        raise FailTask(str(exc)) from None
+
+
+def check(ctx: EnqueueContext, payload: Request) -> None:
+    """At enqueue: refuse a request no service would take (``service_for``'s message)."""
+    service_for(payload, ctx.services, ctx.settings)
 
 
 def _claims(pattern: str, host: str, port: int | None) -> bool:
@@ -162,6 +182,7 @@ plugin = Plugin(
             name="http.request",
             handler=request,
             payload=Request,
+            check=check,
             description="send one HTTP request; the result holds status, headers and body",
         )
     ],

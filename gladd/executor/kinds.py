@@ -30,7 +30,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gladd.errors import TaskRejected
-from gladd.policies.model import ServiceBinding
+from gladd.policies.model import Policies, ServiceBinding
 from gladd.store import Task
 
 if TYPE_CHECKING:
@@ -90,6 +90,9 @@ class TaskContext:
 
 
 Handler = Callable[[TaskContext, Any], Any]
+RunnableCheck = Callable[[Any, Policies], None]
+"""Given a parsed payload and the policies served now, raises ValueError saying why a task
+could not run (a plugin's :attr:`~gladd.plugins.TaskKind.check`)."""
 Enqueue = Callable[..., Awaitable[int]]
 ContextFactory = Callable[[Task, "Logger", Enqueue], AbstractAsyncContextManager[TaskContext]]
 """Builds the context of one attempt and cleans up after it (the plugin host's seam)."""
@@ -109,10 +112,22 @@ class Kind:
     handler: Handler
     payload_model: type[BaseModel] | None = None
     plugin: str = "gladd"
+    runnable: RunnableCheck | None = None
+    """Refuses at enqueue a valid payload the policies already doom (e.g. no service for
+    its URL), so it is not stored only to die on its first attempt."""
 
     @property
     def is_async(self) -> bool:
         return inspect.iscoroutinefunction(self.handler)
+
+    def check(self, payload: Any, policies: Policies) -> None:
+        """Raise TaskRejected when the parsed ``payload`` cannot run under ``policies``."""
+        if self.runnable is None:
+            return
+        try:
+            self.runnable(payload, policies)
+        except ValueError as exc:
+            raise TaskRejected(f"{self.name} task refused: {exc}") from None
 
     def parse(self, payload: JSON) -> Any:
         """The payload as the handler receives it; raises TaskRejected when invalid."""

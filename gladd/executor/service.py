@@ -1,22 +1,36 @@
 """Operating on tasks: enqueue, inspect, cancel, retry, purge — shared by the CLI, the admin
 API and the Python API so each answers the same way.
+
+Everything a caller hands in is checked here, before any store sees it: what no store can
+keep (NUL, lone surrogates, nesting, ranges: :mod:`gladd.store.rules`), what the kind's
+schema refuses, and what its plugin knows cannot run under the current policies. A task id
+that cannot exist (outside a signed 64-bit integer) is simply not found.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 from typing import Any
 
-from gladd.errors import TaskRejected, UnknownTask
+from gladd.errors import TaskRejected, TaskStateConflict, UnknownTask
 from gladd.executor.decide import new_task
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.runner import utcnow
 from gladd.policies import Policies
 from gladd.store import Enqueued, Store, Task, TaskState
 from gladd.store.base import FINISHED_STATES
+from gladd.store.rules import json_problem, text_problem
 
 MAX_LIST = 1000
+MAX_DELAY = 3650 * 86400.0
+"""Ten years: a delay, or a per-task timeout, beyond it is a mistake (and past ~292,000
+years it would not even fit the stores' clocks)."""
+TASK_IDS = range(-(2**63), 2**63)
+"""Ids are signed 64-bit integers in every store; nothing outside is asked for."""
+CANCELLABLE = (TaskState.PENDING, TaskState.RUNNING)
+RETRYABLE = (TaskState.DEAD, TaskState.CANCELLED)
 
 
 class TaskService:
@@ -43,15 +57,28 @@ class TaskService:
         timeout: float | None = None,
     ) -> Enqueued:
         """Validate and store a task; raises TaskRejected before storing anything."""
+        if not isinstance(kind, str):
+            raise TaskRejected(f"kind must be a string (got {_brief(kind)})")
+        if (problem := text_problem(kind)) is not None:
+            raise TaskRejected(f"kind {problem} (got {kind!r})")
         handler = self.kinds.require(kind)
         payload = {} if payload is None else payload
-        handler.parse(payload)
-        if delay < 0:
-            raise TaskRejected(f"delay must be ≥ 0 (got {delay:g}s)")
-        if priority is not None and not -1000 <= priority <= 1000:
-            raise TaskRejected(f"priority must be between -1000 and 1000 (got {priority})")
-        if timeout is not None and timeout <= 0:
-            raise TaskRejected(f"timeout must be > 0 (got {timeout:g}s)")
+        if (problem := json_problem(payload, "payload")) is not None:
+            raise TaskRejected(f"payload for {kind} refused: {problem}")
+        handler.check(handler.parse(payload), self.policies())
+        _check_seconds("delay", delay, low=0.0, inclusive=True)
+        if priority is not None and (
+            isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1000
+        ):
+            raise TaskRejected(
+                f"priority must be a whole number from -1000 to 1000 (got {_brief(priority)})"
+            )
+        if timeout is not None:
+            _check_seconds("timeout", timeout, low=0.0, inclusive=False)
+        if unique_key is not None and not isinstance(unique_key, str):
+            raise TaskRejected(f"unique_key must be a string (got {_brief(unique_key)})")
+        if unique_key is not None and (problem := text_problem(unique_key)) is not None:
+            raise TaskRejected(f"unique_key {problem}")
         now = self.now()
         spec = new_task(
             self.policies(),
@@ -65,6 +92,8 @@ class TaskService:
         return await self.store.enqueue(spec, now=now)
 
     async def get(self, task_id: int) -> Task:
+        if task_id not in TASK_IDS:
+            raise UnknownTask(f"no task with id {task_id} (task ids fit a signed 64-bit integer)")
         task = await self.store.get(task_id)
         if task is None:
             raise UnknownTask(f"no task with id {task_id}")
@@ -73,18 +102,31 @@ class TaskService:
     async def list(
         self, *, state: str | None = None, kind: str | None = None, limit: int = 100
     ) -> list[Task]:
-        return await self.store.list(
-            state=parse_state(state), kind=kind, limit=max(1, min(limit, MAX_LIST))
-        )
+        wanted = parse_state(state)
+        if kind is not None and text_problem(kind) is not None:
+            return []  # no stored task can have it (and PostgreSQL refuses to compare NUL)
+        return await self.store.list(state=wanted, kind=kind, limit=max(1, min(limit, MAX_LIST)))
 
     async def cancel(self, task_id: int) -> Task:
-        task = await self.store.cancel(task_id, now=self.now())
+        """Cancel a pending task, or ask a running one's worker to stop it; a finished task
+        raises :class:`TaskStateConflict` (it is left as it is)."""
+        before = await self.get(task_id)
+        if before.state not in CANCELLABLE:
+            raise _conflict(before, "cancelled")
+        task = await self.store.cancel(before.id, now=self.now())
         if task is None:
             raise UnknownTask(f"no task with id {task_id}")
+        if task.state.finished and task.state is not TaskState.CANCELLED:
+            raise _conflict(task, "cancelled")  # it finished meanwhile
         return task
 
     async def retry(self, task_id: int) -> Task:
-        task = await self.store.retry(task_id, now=self.now())
+        """Put a dead or cancelled task back to pending; any other raises
+        :class:`TaskStateConflict` (it is left as it is)."""
+        before = await self.get(task_id)
+        if before.state not in RETRYABLE:
+            raise _conflict(before, "retried")
+        task = await self.store.retry(before.id, now=self.now())
         if task is None:
             raise UnknownTask(f"no task with id {task_id}")
         return task
@@ -102,6 +144,37 @@ class TaskService:
         if dry_run:
             return await self.store.count_purgeable(finished_before=before, states=states)
         return await self.store.purge(finished_before=before, states=states)
+
+
+def _conflict(task: Task, verb: str) -> TaskStateConflict:
+    allowed = CANCELLABLE if verb == "cancelled" else RETRYABLE
+    names = " or ".join(s.value for s in allowed)
+    return TaskStateConflict(task.id, task.state.value, names, verb)
+
+
+def _check_seconds(what: str, seconds: float, *, low: float, inclusive: bool) -> None:
+    """``seconds`` as a delay or timeout: a finite number of seconds up to MAX_DELAY."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        raise TaskRejected(f"{what} must be a number of seconds (got {_brief(seconds)})")
+    try:
+        value = float(seconds)
+    except OverflowError:  # an int beyond any float
+        value = math.inf if seconds > 0 else -math.inf
+    above = value >= low if inclusive else value > low
+    if not (math.isfinite(value) and above and value <= MAX_DELAY):
+        least = "at least" if inclusive else "more than"
+        raise TaskRejected(
+            f"{what} must be {least} {low:g}s and at most 3650d, ten years (got {value:g}s)"
+        )
+
+
+def _brief(value: object) -> str:
+    """``repr(value)`` for a message, at most 80 characters (and never raising)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int of more digits than Python will print
+        return f"an integer of {value.bit_length() if isinstance(value, int) else '?'} bits"
+    return text if len(text) <= 80 else text[:79] + "…"
 
 
 def parse_state(state: str | None) -> TaskState | None:

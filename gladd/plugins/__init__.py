@@ -8,6 +8,7 @@ errors; the daemon wires :func:`discover_plugins` and :class:`PluginHost`.
 from gladd.errors import PluginError, PluginLoadError
 from gladd.plugins.api import (
     ANY_SERVICE,
+    EnqueueContext,
     Plugin,
     PluginRuntime,
     TaskKind,
@@ -38,6 +39,7 @@ __all__ = [
     "ANY_SERVICE",
     "ENTRY_POINT_GROUP",
     "Discovery",
+    "EnqueueContext",
     "Plugin",
     "PluginError",
     "PluginHost",

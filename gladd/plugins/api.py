@@ -40,6 +40,7 @@ from pydantic import BaseModel
 
 from gladd.executor.kinds import Handler
 from gladd.plugins.errors import ServiceRefused, ServiceUnavailable
+from gladd.policies.model import ServiceBinding
 from gladd.resilience.classify import status_class
 from gladd.resilience.retry_after import parse_retry_after
 
@@ -58,6 +59,19 @@ _MAX_DETAIL = 300
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class EnqueueContext:
+    """What a kind's ``check`` sees at enqueue: the policies served at that moment."""
+
+    services: Mapping[str, ServiceBinding]
+    """The ``[services.*]`` bindings the plugin may call (all of them for ANY_SERVICE)."""
+    settings: Any
+    """The plugin's validated ``[plugins.NAME]`` (None without a settings model)."""
+
+
+EnqueueCheck = Callable[[EnqueueContext, Any], None]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskKind:
     """One task kind a plugin handles: ``PLUGIN.verb``, its handler and payload schema."""
 
@@ -65,6 +79,11 @@ class TaskKind:
     handler: Handler
     payload: type[BaseModel] | None = None
     """Validates payloads at enqueue, so a bad one is refused before it is stored."""
+    check: EnqueueCheck | None = None
+    """``check(ctx, payload)`` with the parsed payload: raise ValueError saying why it
+    cannot run under the current policies and how to fix that (refused with 422 / exit 65
+    before anything is stored). It runs wherever tasks are enqueued (daemon, CLI, your
+    application): keep it quick and free of I/O."""
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -74,6 +93,8 @@ class TaskKind:
             isinstance(self.payload, type) and issubclass(self.payload, BaseModel)
         ):
             raise TypeError(f"task kind {self.name}: payload must be a pydantic model class")
+        if self.check is not None and not callable(self.check):
+            raise TypeError(f"task kind {self.name}: check must be callable")
 
     @property
     def is_async(self) -> bool:

@@ -13,15 +13,16 @@ service, and so the executor's retry decision fits the failure:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
 
 from gladd.errors import BreakerOpen, ResilienceTimeout, RetriesExhausted
-from gladd.executor.kinds import Kind, RetryLater, Snooze, TaskContext
-from gladd.plugins.api import SERVICE_EXTENSION, Plugin, TaskKind
+from gladd.executor.kinds import Kind, RetryLater, RunnableCheck, Snooze, TaskContext
+from gladd.plugins.api import SERVICE_EXTENSION, EnqueueContext, Plugin, TaskKind
 from gladd.plugins.errors import ServiceCallError, ServiceTimeout, ServiceUnavailable
+from gladd.policies import Policies, ServiceBinding
 
 BREAKER_SNOOZE = 30.0
 """How long to postpone a task when an isolated breaker gives no time for its next probe."""
@@ -29,18 +30,45 @@ PROBE_SNOOZE = 0.5
 """How long to postpone a task while another task's call probes a half-open breaker."""
 
 
-def plugin_kinds(plugins: Iterable[Plugin]) -> list[Kind]:
-    """The executor's kinds for ``plugins``: register them, and enqueue validates payloads."""
+def plugin_kinds(
+    plugins: Iterable[Plugin], settings: Callable[[str], Any] = lambda _: None
+) -> list[Kind]:
+    """The executor's kinds for ``plugins``: register them, and enqueue validates payloads
+    (and runs each kind's ``check`` with ``settings(plugin name)``, read at enqueue)."""
     return [
         Kind(
             name=kind.name,
             handler=_wrap(plugin.name, kind),
             payload_model=kind.payload,
             plugin=plugin.name,
+            runnable=_runnable(plugin, kind, settings),
         )
         for plugin in plugins
         for kind in plugin.kinds
     ]
+
+
+def plugin_services(plugin: Plugin, policies: Policies) -> dict[str, ServiceBinding]:
+    """The ``[services.*]`` bindings ``plugin`` may call under ``policies``, by name."""
+    if plugin.any_service:
+        return dict(policies.services)
+    return {s: policies.services[s] for s in plugin.services if s in policies.services}
+
+
+def _runnable(
+    plugin: Plugin, kind: TaskKind, settings: Callable[[str], Any]
+) -> RunnableCheck | None:
+    check = kind.check
+    if check is None:
+        return None
+
+    def runnable(payload: Any, policies: Policies) -> None:
+        ctx = EnqueueContext(
+            services=plugin_services(plugin, policies), settings=settings(plugin.name)
+        )
+        check(ctx, payload)
+
+    return runnable
 
 
 def _wrap(plugin: str, kind: TaskKind) -> Any:

@@ -157,7 +157,7 @@ class PluginHost:
 
     def kinds(self) -> list[Kind]:
         """The plugins' task kinds, for the executor's (and enqueue's) KindRegistry."""
-        return plugin_kinds(self.plugins.values())
+        return plugin_kinds(self.plugins.values(), self._settings.get)
 
     def clients(self) -> dict[str, httpx.AsyncClient]:
         """The open client of each service, by name."""

@@ -15,4 +15,5 @@ def known_kinds(policies: Policies, plugin_paths: Sequence[Path] = ()) -> KindRe
     """The kinds the CLI and the Python client validate enqueues against, as the daemon
     would: built-ins and every plugin that loads (broken ones are skipped, as there)."""
     discovery = discover_plugins(policies, plugin_paths)
-    return KindRegistry([*builtin_kinds(), *plugin_kinds(discovery.plugins)])
+    kinds = plugin_kinds(discovery.plugins, discovery.settings.get)
+    return KindRegistry([*builtin_kinds(), *kinds])

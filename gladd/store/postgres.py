@@ -75,7 +75,14 @@ from gladd.store.postgres_rows import (
     sorted_claim,
 )
 from gladd.store.postgres_schema import LATEST, apply_migrations
-from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
+from gladd.store.rules import (
+    Wakeup,
+    check_new_task,
+    load_json,
+    purge_states,
+    unique_conflict,
+    utc,
+)
 
 # Besides the store, the names the tests take from here (LATEST lives in postgres_schema).
 __all__ = ["LATEST", "Guard", "PostgresStore", "Q", "mask_url"]
@@ -493,7 +500,7 @@ async def _reset_connection(conn: Any) -> None:
 
 
 async def _init_connection(conn: Any) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=load_json, schema="pg_catalog")
 
 
 async def _enqueue_once(conn: Any, args: tuple[Any, ...]) -> dict[int, Enqueued]:

@@ -3,7 +3,10 @@
 The memory, SQLite and PostgreSQL stores all import them, and the contract suite holds
 each store to them:
 
-- ``enqueue`` refuses what no store can keep (:func:`check_new_task`);
+- ``enqueue`` refuses what no store can keep (:func:`check_new_task`): besides the ranges,
+  text with a NUL (PostgreSQL's text and jsonb cannot hold one) or a lone surrogate (not
+  UTF-8: it could be stored but never served back), and JSON nested deeper than
+  :data:`MAX_DEPTH` (decoders and encoders recurse);
 - a task whose cancellation was requested never goes back to pending: a ``Released`` or a
   retried ``Failed`` outcome, or a rescue, finishes it as cancelled instead;
 - ``rescue`` sends a task to dead when its rescues would exceed the cap, or when an attempt
@@ -30,6 +33,9 @@ from gladd.errors import TaskRejected
 from gladd.store.base import JSON, NewTask, Task, TaskError, TaskState
 
 PRIORITY_RANGE = range(-(2**31), 2**31)  # a PostgreSQL integer: the narrowest store decides
+MAX_DEPTH = 100
+"""Levels of arrays and objects a payload may nest; far beyond any real payload, and far
+below where Python's JSON encoder and decoder hit the recursion limit."""
 RESCUED = "Rescued"  # TaskError.type recorded when a rescue takes a task from its owner
 
 
@@ -84,11 +90,65 @@ def dump_json(value: JSON, what: str) -> str:
         raise TypeError(f"{what} is not JSON-serialisable: {exc}") from exc
 
 
+def load_json(text: str) -> JSON:
+    """Stored JSON text as a value. Text that does not decode — written by plain SQL, which
+    the schema invites: not JSON, or nested too deeply for Python's decoder — is returned as
+    the string it is, so one such row cannot break every listing (or every claim)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return text
+
+
+def text_problem(text: str) -> str | None:
+    """Why no store can keep ``text``, or None."""
+    if "\x00" in text:
+        return "contains a NUL character (\\u0000), which the task store cannot keep"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = f"\\u{ord(text[exc.start]):04x}"
+        return f"contains a lone surrogate ({bad}), which is not valid Unicode text"
+    return None
+
+
+def json_problem(value: JSON, what: str) -> str | None:
+    """Why no store can keep the JSON ``value`` (a string in it, or its depth), or None.
+
+    Walks iteratively, so a value too deep for the JSON encoder is reported, not crashed on.
+    The message locates the problem: ``payload.items[2].name: contains a NUL...``."""
+    stack: list[tuple[JSON, str, int]] = [(value, what, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, str):
+            problem = text_problem(item)
+            if problem is not None:
+                return f"{where}: {problem}"
+        elif isinstance(item, dict | list | tuple):
+            if depth >= MAX_DEPTH:
+                return (
+                    f"{what} is nested more than {MAX_DEPTH} levels deep; "
+                    f"at most {MAX_DEPTH} levels of arrays and objects can be stored"
+                )
+            if isinstance(item, dict):
+                for key, inner in item.items():
+                    label = key if isinstance(key, str) else repr(key)
+                    problem = text_problem(label)
+                    if problem is not None:
+                        return f"{where}: a key {problem}"
+                    stack.append((inner, f"{where}.{label}", depth + 1))
+            else:
+                stack.extend((inner, f"{where}[{i}]", depth + 1) for i, inner in enumerate(item))
+    return None
+
+
 def check_new_task(task: NewTask, *, now: datetime) -> tuple[str, datetime]:
     """Refuse what no store can keep; returns the payload as JSON text and the ``run_at``."""
     problems: list[str] = []
     if not isinstance(task.kind, str) or not task.kind.strip():
         problems.append("kind must be a non-empty string")
+    elif (problem := text_problem(task.kind)) is not None:
+        problems.append(f"kind {problem}")
     if task.max_attempts < 1:
         problems.append(f"max_attempts must be at least 1, got {task.max_attempts}")
     if task.timeout is not None and not (math.isfinite(task.timeout) and task.timeout > 0):
@@ -97,13 +157,18 @@ def check_new_task(task: NewTask, *, now: datetime) -> tuple[str, datetime]:
         problems.append(f"priority must be a 32-bit integer, got {task.priority}")
     if task.unique_key is not None and not task.unique_key:
         problems.append("unique_key must be None or a non-empty string")
+    elif task.unique_key is not None and (problem := text_problem(task.unique_key)):
+        problems.append(f"unique_key {problem}")
     if task.run_at is not None and task.run_at.utcoffset() is None:
         problems.append(f"run_at must be timezone-aware, got {task.run_at!r}")
     payload = ""
-    try:
-        payload = dump_json(task.payload, "payload")
-    except TypeError as exc:
-        problems.append(str(exc))
+    if (problem := json_problem(task.payload, "payload")) is not None:
+        problems.append(problem)
+    else:
+        try:
+            payload = dump_json(task.payload, "payload")
+        except TypeError as exc:
+            problems.append(str(exc))
     if problems:
         raise TaskRejected(f"task of kind {task.kind!r} refused: " + "; ".join(problems))
     return payload, utc(task.run_at, "run_at") if task.run_at is not None else now

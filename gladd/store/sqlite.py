@@ -59,7 +59,7 @@ from gladd.store.base import (
 from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
 from gladd.store.sqlite_doorbell import Doorbell
 from gladd.store.sqlite_errors import map_error
-from gladd.store.sqlite_rows import COLUMNS, row_to_task, to_us
+from gladd.store.sqlite_rows import COLUMNS, row_to_task, text_value, to_us
 from gladd.store.sqlite_schema import apply_migrations, migrations
 from gladd.store.sqlite_thread import DbThread
 from gladd.store.sqlite_writes import (
@@ -183,6 +183,7 @@ class SQLiteStore:
             )
         except sqlite3.Error as exc:
             raise map_error(exc, self.path) from exc
+        conn.text_factory = text_value
         try:
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")

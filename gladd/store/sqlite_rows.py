@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gladd.store.base import Task, TaskError, TaskState
-from gladd.store.rules import utc
+from gladd.store.rules import load_json, utc
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -19,6 +19,12 @@ COLUMNS = (
     "owner, token, rescues, deadline, cancel_requested, result, errors, created_at, "
     "updated_at, finished_at"
 )
+
+
+def text_value(raw: bytes) -> str:
+    """A TEXT value as str (the connection's text_factory): bytes that are not UTF-8, which
+    only plain SQL can write, are replaced where the default would fail the whole query."""
+    return raw.decode("utf-8", errors="replace")
 
 
 def to_us(moment: datetime) -> int:
@@ -60,7 +66,7 @@ def row_to_task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
     return Task(
         id=id_,
         kind=kind,
-        payload=json.loads(payload),
+        payload=load_json(payload),
         state=TaskState(state),
         priority=priority,
         run_at=EPOCH + timedelta(microseconds=run_at),
@@ -73,7 +79,7 @@ def row_to_task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
         rescues=rescues,
         deadline=from_us(deadline),
         cancel_requested=bool(cancel_requested),
-        result=None if result is None else json.loads(result),
+        result=None if result is None else load_json(result),
         errors=_errors(errors),
         created_at=EPOCH + timedelta(microseconds=created_at),
         updated_at=EPOCH + timedelta(microseconds=updated_at),

@@ -166,6 +166,62 @@ def test_refused_tasks_get_a_precise_error_and_store_nothing(
     assert "Traceback" not in log
 
 
+def test_cancel_and_retry_refuse_what_the_state_forbids_and_say_so(
+    nodes: Nodes, api: httpx.Client
+) -> None:
+    node = nodes("a")
+    node.policies.write_text(executor_policies())
+    node.start_serving()
+    done = enqueue(api, node, "gladd.noop", None)
+    await_state(api, node, done, "succeeded")
+    later = api.post(f"{node.url}/tasks", json={"kind": "gladd.noop", "delay": "1h"}).json()["id"]
+
+    cancel = cli(node, "cancel", str(done))
+    assert (cancel.returncode, cancel.stdout) == (1, "")
+    assert cancel.stderr == (
+        f"gladd: task {done} is succeeded; only pending or running tasks can be cancelled\n"
+    )
+    retry = cli(node, "retry", str(done))
+    assert retry.returncode == 1
+    assert retry.stderr == (
+        f"gladd: task {done} is succeeded; only dead or cancelled tasks can be retried\n"
+    )
+    assert cli(node, "retry", str(later)).returncode == 1
+    answer = api.post(f"{node.url}/tasks/{done}/cancel")
+    assert answer.status_code == 409
+    assert answer.json() == {
+        "error": f"task {done} is succeeded; only pending or running tasks can be cancelled"
+    }
+    assert api.post(f"{node.url}/tasks/{later}/retry").status_code == 409
+    # What is allowed still works, and a second cancel of the same task is refused.
+    assert cli(node, "cancel", str(later)).stdout == f"task {later}: cancelled\n"
+    assert cli(node, "cancel", str(later)).returncode == 1
+    assert cli(node, "retry", str(later)).stdout == f"task {later}: pending\n"
+    assert tasks(node, "show", str(done))["state"] == "succeeded"  # the refusals changed nothing
+
+    # Input no store could serve back is refused at the door; listing keeps working.
+    poison = b'{"kind": "gladd.noop", "payload": {"x": "\\udfff"}}'
+    answer = api.post(f"{node.url}/tasks", content=poison)
+    assert answer.status_code == 422
+    assert "payload.x: contains a lone surrogate" in answer.json()["error"]
+    unbound = {"kind": "http.request", "payload": {"url": "http://localhost:9/x"}}
+    answer = api.post(f"{node.url}/tasks", json=unbound)
+    assert answer.status_code == 422
+    assert "http: no service claims host localhost" in answer.json()["error"]
+    assert api.get(f"{node.url}/tasks").status_code == 200
+    deep = cli(node, "enqueue", "gladd.noop", "--payload", "[" * 5000 + "]" * 5000)
+    assert (deep.returncode, deep.stderr) == (
+        65,
+        "gladd: --payload is nested too deeply to decode\n",
+    )
+    lone = cli(node, "enqueue", "gladd.noop", "--payload", '{"x": "\\udfff"}')
+    assert lone.returncode == 65
+    assert "payload.x: contains a lone surrogate (\\udfff)" in lone.stderr
+    code, log = node.stop()
+    assert code == 0
+    assert "Traceback" not in log
+
+
 def test_the_admin_token_guards_task_routes_but_not_health(nodes: Nodes) -> None:
     node = nodes("a")
     node.policies.write_text(executor_policies())

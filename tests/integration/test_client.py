@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,40 @@ async def test_without_a_url_the_client_reads_the_env_file_like_the_cli(
     task_id = await gladd.enqueue("gladd.noop")
     async with gladd.Client(url) as client:
         assert (await client.get(task_id)).kind == "gladd.noop"
+
+
+async def test_what_no_store_can_keep_is_refused_from_python_too(tmp_path: Path) -> None:
+    url = await made(f"sqlite:///{tmp_path / 'gladd.db'}")
+    async with gladd.Client(url) as client:
+        refusals: list[tuple[Any, str]] = [
+            ({"kind": "gladd.noop", "payload": {"x": "\udfff"}}, "payload.x: contains a lone"),
+            ({"kind": "gladd.noop", "payload": {"x": "a\x00"}}, "payload.x: contains a NUL"),
+            ({"kind": "gladd.noop", "payload": _nested(150)}, "nested more than 100 levels"),
+            ({"kind": "gladd.noop", "payload": _nested(5000)}, "nested more than 100 levels"),
+            ({"kind": "gladd.noop", "priority": True}, "priority must be a whole number"),
+            ({"kind": "gladd.noop", "priority": 1.5}, "priority must be a whole number"),
+            ({"kind": "gladd.noop", "delay": float("nan")}, "delay must be at least 0s"),
+            ({"kind": "gladd.noop", "delay": float("inf")}, "delay must be at least 0s"),
+            ({"kind": "gladd.noop", "delay": 3651 * 86400}, "at most 3650d"),
+            ({"kind": "gladd.noop", "timeout": 1e300}, "timeout must be more than 0s"),
+            ({"kind": "gladd.noop", "unique_key": "k\x00"}, "unique_key contains a NUL"),
+            ({"kind": "gladd.noop", "unique_key": "\ud800"}, "unique_key contains a lone"),
+            ({"kind": 17}, "kind must be a string"),
+            ({"kind": "gladd.noop", "delay": 10**400}, r"at most 3650d, ten years \(got infs\)"),
+            ({"kind": "gladd.noop", "priority": 10**5000}, "an integer of 16610 bits"),
+        ]
+        for call, message in refusals:
+            with pytest.raises(gladd.TaskRejected, match=message):
+                await client.enqueue(**call)
+        for task_id in (2**63, -(2**63) - 1, 10**30):
+            with pytest.raises(gladd.UnknownTask, match="fit a signed 64-bit integer"):
+                await client.get(task_id)
+        task_id = await client.enqueue("gladd.noop", delay=3650 * 86400)  # the limit itself
+        assert (await client.get(task_id)).state is gladd.TaskState.PENDING
+
+
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for _ in range(levels):
+        value = [value]
+    return value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -11,7 +12,7 @@ import pytest
 
 from gladd.errors import TaskRejected
 from gladd.resilience import BreakerState
-from gladd.store import TaskState
+from gladd.store import NewTask, TaskState
 from tests.integration.fakes import webhook
 from tests.integration.fakes.harness import policies_for, running
 from tests.integration.fakes.server import Faults, serve
@@ -145,14 +146,46 @@ async def test_bad_credentials_are_dead_at_once_with_a_clear_message(
 
 async def test_unbound_hosts_and_bad_payloads_are_refused(url: str, tmp_path: Path) -> None:
     async with running(policies_for("hooks"), tmp_path) as run:
-        task = await run.run("http.request", post("http://localhost:9"))
-        assert task.state is TaskState.DEAD
-        assert "no service claims host localhost" in task.errors[0].message
+        # The rule is known at enqueue: nothing is stored only to die on its first attempt.
+        unbound = (
+            "http.request task refused: http: no service claims host localhost: add it to "
+            'the hosts of a [services.NAME] in policies.toml, name one with "service" in the '
+            "payload, or set [plugins.http] default_service"
+        )
+        with pytest.raises(TaskRejected) as refused:
+            await run.enqueue("http.request", post("http://localhost:9"))
+        assert str(refused.value) == unbound
+        with pytest.raises(TaskRejected) as refused:
+            await run.enqueue("http.request", post(url, service="billing"))
+        assert str(refused.value) == (
+            "http.request task refused: http: no [services.billing] in policies.toml "
+            "(services: hooks)"
+        )
+        assert await run.store.list() == []
         with pytest.raises(TaskRejected, match=r"url: Value error, must be an absolute"):
             await run.enqueue("http.request", {"url": "ftp://x"})
         with pytest.raises(TaskRejected, match='give "json" or "body"'):
             await run.enqueue("http.request", post(url, body="x"))
     assert FAULTS.count() == 0
+
+
+async def test_a_task_stored_without_the_enqueue_check_still_dies_with_the_message(
+    tmp_path: Path,
+) -> None:
+    # E.g. written by an older gladd, or bound by hosts a reload has since taken away.
+    async with running(policies_for("hooks"), tmp_path) as run:
+        new = NewTask(kind="http.request", payload=post("http://localhost:9"))
+        stored = await run.store.enqueue(new, now=datetime.now(UTC))
+        task = await run.wait(stored.task.id)
+    assert task.state is TaskState.DEAD
+    assert task.errors[0].message.startswith("http: no service claims host localhost: ")
+
+
+async def test_default_service_takes_hosts_no_service_claims(url: str, tmp_path: Path) -> None:
+    extra = '[plugins.http]\ndefault_service = "hooks"\n'
+    async with running(policies_for("hooks", extra=extra), tmp_path) as run:
+        task_id = await run.enqueue("http.request", post("http://localhost:9"))
+    assert task_id > 0
 
 
 async def _sleep(seconds: float) -> None:
