@@ -39,7 +39,7 @@ from gladd.plugins.boundary import plugin_kinds
 from gladd.plugins.discover import Discovery, bind
 from gladd.plugins.errors import ServiceTimeout
 from gladd.policies import Policies, ServiceBinding
-from gladd.resilience import Resilience
+from gladd.resilience import AttemptClient, Resilience
 from gladd.store import Task
 
 if TYPE_CHECKING:
@@ -259,7 +259,8 @@ class PluginHost:
     def _open(self, service: str, binding: ServiceBinding) -> _Lease:
         inner = self._inner(service) if self._inner is not None else None
         transport = ServiceTransport(service, self.resilience.transport(service, inner))
-        client = httpx.AsyncClient(
+        # An AttemptClient, so a body read whole is read inside the attempt, under its timeout.
+        client = AttemptClient(
             transport=transport,
             timeout=None,  # noqa: S113 - the service's policies time each attempt and the call
             headers={"User-Agent": f"gladd/{gladd.__version__}"},
