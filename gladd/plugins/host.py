@@ -262,7 +262,7 @@ class PluginHost:
         # An AttemptClient, so a body read whole is read inside the attempt, under its timeout.
         client = AttemptClient(
             transport=transport,
-            timeout=None,  # noqa: S113 - the service's policies time each attempt and the call
+            timeout=None,  # the service's policies time each attempt, body included
             headers={"User-Agent": f"gladd/{gladd.__version__}"},
         )
         return _Lease(service=service, client=client, binding=binding)

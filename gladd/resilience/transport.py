@@ -88,7 +88,9 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         key: Hashable = f"{request.method} {request.url}" if caching else NO_CACHE
         call = _Call(began=anyio.current_time())
         try:
-            result = await self.guard.call(self._send, request, call, key=key, idempotent=idempotent)
+            result = await self.guard.call(
+                self._send, request, call, key=key, idempotent=idempotent
+            )
         except RetriesExhausted as exc:
             if isinstance(exc.last, RetryableStatus):
                 response: httpx.Response = exc.last.response
