@@ -16,7 +16,9 @@
     │       └── TotalTimeout        the call ran past its total deadline (all attempts + sleeps)
     ├── StoreError                  the task store failed; chained ``from`` the driver error
     │   ├── StoreUnavailable        cannot reach the database (down, refused, bad password)
+    │   ├── StoreUnusable           a corrupt file or not a database: retrying cannot help
     │   └── UnknownTask             no task with that id
+    ├── StopIncomplete              a stop left tasks unreleased (they wait for a rescue)
     ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
     ├── TaskTimeout                 a task attempt ran past its timeout (also a TimeoutError)
     └── PluginError                 an integration plugin, or a call it made, failed
@@ -151,8 +153,18 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached or refuses us; retrying later may succeed."""
 
 
+class StoreUnusable(StoreError):
+    """The database is not one gladd can use — a corrupt file, or not a database at all —
+    and retrying will not change that: restore it from a backup or point gladd elsewhere."""
+
+
 class UnknownTask(StoreError):
     """No task has the given id."""
+
+
+class StopIncomplete(GladdError):
+    """The daemon stopped but could not release every running task; the message names
+    them (they return to pending by a lease rescue)."""
 
 
 class TaskRejected(GladdError):
