@@ -196,13 +196,16 @@ class Daemon:
                 await self.store.close()
         if self._fatal is not None:
             raise self._fatal
-        self._report_unreleased()
+        unreleased = self._unreleased()
         logger.info("gladd stopped")
+        if unreleased is not None:
+            raise StopIncomplete(unreleased)
 
-    def _report_unreleased(self) -> None:
+    def _unreleased(self) -> str | None:
+        """Log the tasks this stop left ``running`` in the store, if any; the message."""
         unreleased = self.executor.unreleased if self.executor is not None else []
         if not unreleased:
-            return
+            return None
         named = ", ".join(str(task_id) for task_id in unreleased[:UNRELEASED_NAMED])
         more = (
             f" and {len(unreleased) - UNRELEASED_NAMED} more"
@@ -216,7 +219,7 @@ class Daemon:
             f"lease is {lease}), which counts toward executor.max_rescues"
         )
         logger.error("{}", message)
-        raise StopIncomplete(message)
+        return message
 
     async def _run_subsystems(
         self, starters: list[Starter], stoppers: list[Callable[[], None]]

@@ -13,7 +13,8 @@ grace: running handlers are cancelled and released at once. Whatever could not b
 is :attr:`Executor.unreleased`, for the daemon to report.
 
 A failed outcome write is retried after the store backoff (:mod:`gladd.resilience.pacing`:
-``database.retry``'s schedule, jittered), never at a fixed rhythm a fleet would share.
+``database.retry``'s schedule, jittered, at most a heartbeat), never at a fixed rhythm a
+fleet would share.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ from gladd.executor.kinds import (
 from gladd.observe.activity import activities
 from gladd.observe.outcomes import task_outcome
 from gladd.policies import Policies
+from gladd.resilience.backoff import Backoff
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.classify import DEFAULT_CLASSIFIER
-from gladd.resilience.pacing import Pacer, store_backoff
+from gladd.resilience.pacing import Pacer, capped, store_backoff
 from gladd.resilience.retry import RetryPlan
 from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, Task
 
@@ -115,7 +117,7 @@ class Executor:
         self.observe_task = observe_task
         self._store_health = store_health or (lambda error: None)
         self._sleep = sleep
-        self._flush_pacer = Pacer(lambda: store_backoff(self.policies()), self.rng)
+        self._flush_pacer = Pacer(self._flush_backoff, self.rng)
         self.stats = ExecutorStats()
         self._rescue_all_at_start = rescue_all_at_start
         self._running: dict[int, _Running] = {}
@@ -368,6 +370,12 @@ class Executor:
         for outcome, ok in zip(batch, accepted, strict=True):
             self._unwritten.pop(outcome.id, None)
             self._count(outcome, ok)
+
+    def _flush_backoff(self) -> Backoff:
+        # Never longer than a heartbeat: heartbeats keep the tasks ours while we wait, and
+        # once the store answers again the outcomes should not sit here much longer.
+        policies = self.policies()
+        return capped(store_backoff(policies), policies.executor.heartbeat)
 
     def _count(self, outcome: Outcome, ok: bool) -> None:
         if not ok:

@@ -10,6 +10,7 @@ keeps trying to write its outcomes (heartbeats keep the tasks its own meanwhile)
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,13 @@ def store_backoff(policies: Policies) -> Backoff:
         multiplier=policy.multiplier,
         jitter=policy.jitter,
     )
+
+
+def capped(backoff: Backoff, ceiling: float) -> Backoff:
+    """``backoff`` with no delay longer than ``ceiling`` seconds."""
+    if backoff.max <= ceiling:
+        return backoff
+    return dataclasses.replace(backoff, base=min(backoff.base, ceiling), max=ceiling)
 
 
 @dataclass(slots=True)

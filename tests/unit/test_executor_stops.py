@@ -14,7 +14,7 @@ from gladd.errors import StoreUnavailable
 from gladd.executor.kinds import Kind, KindRegistry, TaskContext, builtin_kinds
 from gladd.executor.runner import Executor
 from gladd.executor.service import TaskService
-from gladd.resilience.pacing import STORE_BACKOFF
+from gladd.resilience.pacing import STORE_BACKOFF, capped
 from gladd.store import Outcome, TaskState
 from gladd.store.memory import MemoryStore
 from tests.unit.test_executor import policies, running
@@ -66,7 +66,7 @@ async def test_a_failed_outcome_write_is_retried_after_a_jittered_backoff() -> N
     await store.open()
     kinds = KindRegistry(builtin_kinds())
     kinds.register(Kind(name="t.ok", handler=lambda ctx, payload: "done", plugin="test"))
-    p = policies()  # database.retry unset: the default store backoff
+    p = policies()  # database.retry unset: the default store backoff, capped at a heartbeat
     executor = Executor(
         store=store,
         kinds=kinds,
@@ -84,7 +84,9 @@ async def test_a_failed_outcome_write_is_retried_after_a_jittered_backoff() -> N
         executor.stop()
     assert found.state is TaskState.SUCCEEDED
     assert len(slept) == 6
-    ceilings = [STORE_BACKOFF.ceiling(n) for n in range(1, 7)]
+    backoff = capped(STORE_BACKOFF, p.executor.heartbeat)
+    ceilings = [backoff.ceiling(n) for n in range(1, 7)]
+    assert ceilings[-1] == 0.05  # the heartbeat
     assert all(0 <= d <= c for d, c in zip(slept, ceilings, strict=True))
     assert slept != ceilings  # jittered, not the bare schedule
     assert len(set(slept)) == 6  # and not a fixed rhythm

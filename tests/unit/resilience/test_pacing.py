@@ -6,7 +6,7 @@ import random
 
 from gladd.policies import parse_policies
 from gladd.resilience.backoff import Backoff
-from gladd.resilience.pacing import STORE_BACKOFF, Pacer, store_backoff
+from gladd.resilience.pacing import STORE_BACKOFF, Pacer, capped, store_backoff
 
 
 def delays(pacer: Pacer, n: int) -> list[float]:
@@ -60,3 +60,13 @@ jitter = "equal"
     current[0] = parse_policies(b"", source="test").policies  # database.retry unset
     assert store_backoff(current[0]) is STORE_BACKOFF
     assert pacer.next_delay() <= 30.0
+
+
+def test_a_capped_schedule_never_waits_past_its_ceiling() -> None:
+    backoff = capped(STORE_BACKOFF, 2.0)
+    assert backoff.max == 2.0
+    assert backoff.jitter == "full"
+    assert capped(STORE_BACKOFF, 60.0) is STORE_BACKOFF
+    assert capped(STORE_BACKOFF, 0.1).base == 0.1
+    pacer = Pacer(lambda: backoff, random.Random(4))
+    assert all(0 <= d <= 2.0 for d in delays(pacer, 20))
