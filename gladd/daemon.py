@@ -212,11 +212,15 @@ class Daemon:
             if len(unreleased) > UNRELEASED_NAMED
             else ""
         )
-        lease = format_duration(self.policies().executor.lease)
+        when = (
+            "the next start rescues them"
+            if self.settings.store_url.startswith("sqlite")
+            else f"a rescue returns them once this worker's lease "
+            f"({format_duration(self.policies().executor.lease)}) has run out"
+        )
         message = (
             f"{len(unreleased)} task(s) could not be released: {named}{more}; they stay "
-            f"running in the store until a lease rescue returns them to pending (their worker's "
-            f"lease is {lease}), which counts toward executor.max_rescues"
+            f"running in the store until {when}, which counts toward executor.max_rescues"
         )
         logger.error("{}", message)
         return message
