@@ -30,6 +30,7 @@ from gladd.errors import (
     TaskRejected,
     UnknownTask,
 )
+from gladd.launch import EXIT_INTERRUPTED
 from gladd.logs import configure_logging
 from gladd.notify import Notifier
 from gladd.plugins import plugin_report
@@ -213,7 +214,7 @@ def _run(args: argparse.Namespace) -> int:
             raise
         except StopIncomplete:  # the daemon logged which tasks, and what happens to them
             return EXIT_TEMPFAIL
-    return EXIT_OK
+    return EXIT_INTERRUPTED if daemon.interrupted_at_start else EXIT_OK
 
 
 def _startup_policies(

@@ -142,6 +142,9 @@ class Daemon:
         self._subsystems: anyio.CancelScope | None = None
         self._opening: anyio.CancelScope | None = None
         self._stop_signals = 0
+        # A SIGINT before READY: the command exits 130, as for a Ctrl-C before signals
+        # reach this daemon at all (see gladd.launch).
+        self.interrupted_at_start = False
         self._fatal: StartupError | None = None  # why the daemon stopped by itself
         self._store_pacer = Pacer(lambda: store_backoff(self.policies()), random.Random())
         self._store_failing: bool | None = None  # None: not known yet
@@ -352,6 +355,7 @@ class Daemon:
     def _stopping(self, name: str) -> None:
         """Stop with the grace; stop now on a second signal; on a third, cancel it all."""
         if self._stop_signals == 1 and not self._stop.is_set():
+            self.interrupted_at_start = name == "SIGINT" and not self.board.started
             logger.info("{} received: stopping", name)
             self._stop.set()
             return

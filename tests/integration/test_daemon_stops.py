@@ -1,5 +1,6 @@
-"""The daemon's loop that opens its store: a jittered backoff while the database is away,
-and no loop at all for a file that can never be a database."""
+"""The daemon's own stops and retries: the loop that opens its store (a jittered backoff
+while the database is away, no loop at all for a file that can never be a database), and
+what a stop signal before READY means."""
 
 from __future__ import annotations
 
@@ -78,3 +79,18 @@ async def test_a_corrupt_sqlite_file_is_not_retried(tmp_path: Path) -> None:
     assert node._fatal is not None
     assert f"the task store cannot be used: {broken} is not a SQLite database" in str(node._fatal)
     assert node._stop.is_set()
+
+
+@pytest.mark.parametrize(
+    ("signal_name", "ready", "interrupted"),
+    [("SIGINT", False, True), ("SIGINT", True, False), ("SIGTERM", False, False)],
+)
+async def test_only_a_sigint_before_ready_counts_as_interrupting_the_start(
+    tmp_path: Path, signal_name: str, ready: bool, interrupted: bool
+) -> None:
+    node = daemon(tmp_path, f"sqlite:///{tmp_path / 'gladd.db'}")
+    node.board.started = ready
+    node._stop_signals = 1
+    node._stopping(signal_name)
+    assert node._stop.is_set()
+    assert node.interrupted_at_start is interrupted
