@@ -1,38 +1,94 @@
 """gladd: a resilience daemon driven by one declarative file, ``policies.toml``.
 
 What applications and plugin authors use is exported here; everything else may change.
+
+The exports are imported on first use (PEP 562), so importing a part of gladd — the
+``gladd`` command's entry point above all — does not first import all of it: the command
+must be able to handle Ctrl-C from its very first line (see :mod:`gladd.launch`).
 """
 
-from gladd.client import Client, enqueue
-from gladd.errors import (
-    BreakerOpen,
-    ConfigError,
-    GladdError,
-    PolicyError,
-    ResilienceError,
-    RetriesExhausted,
-    StoreError,
-    StoreNotFound,
-    StoreUnavailable,
-    TaskRejected,
-    TaskStateConflict,
-    TaskTimeout,
-    UnknownTask,
-)
-from gladd.executor.kinds import FailTask, Kind, RetryLater, Snooze, TaskContext
-from gladd.plugins import (
-    Plugin,
-    PluginError,
-    PluginRuntime,
-    ServiceRefused,
-    ServiceTimeout,
-    ServiceUnavailable,
-    TaskKind,
-    raise_for_status,
-)
-from gladd.store import Task, TaskState
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gladd.client import Client, enqueue
+    from gladd.errors import (
+        BreakerOpen,
+        ConfigError,
+        GladdError,
+        PolicyError,
+        ResilienceError,
+        RetriesExhausted,
+        StoreError,
+        StoreNotFound,
+        StoreUnavailable,
+        TaskRejected,
+        TaskStateConflict,
+        TaskTimeout,
+        UnknownTask,
+    )
+    from gladd.executor.kinds import FailTask, Kind, RetryLater, Snooze, TaskContext
+    from gladd.plugins import (
+        Plugin,
+        PluginError,
+        PluginRuntime,
+        ServiceRefused,
+        ServiceTimeout,
+        ServiceUnavailable,
+        TaskKind,
+        raise_for_status,
+    )
+    from gladd.store import Task, TaskState
 
 __version__ = "0.1.0"
+
+_HOMES = {
+    "gladd.client": ("Client", "enqueue"),
+    "gladd.errors": (
+        "BreakerOpen",
+        "ConfigError",
+        "GladdError",
+        "PolicyError",
+        "ResilienceError",
+        "RetriesExhausted",
+        "StoreError",
+        "StoreNotFound",
+        "StoreUnavailable",
+        "TaskRejected",
+        "TaskStateConflict",
+        "TaskTimeout",
+        "UnknownTask",
+    ),
+    "gladd.executor.kinds": ("FailTask", "Kind", "RetryLater", "Snooze", "TaskContext"),
+    "gladd.plugins": (
+        "Plugin",
+        "PluginError",
+        "PluginRuntime",
+        "ServiceRefused",
+        "ServiceTimeout",
+        "ServiceUnavailable",
+        "TaskKind",
+        "raise_for_status",
+    ),
+    "gladd.store": ("Task", "TaskState"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'gladd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # looked up once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME_OF])
+
 
 __all__ = [
     "BreakerOpen",

@@ -2,6 +2,6 @@
 
 import sys
 
-from gladd.cli import main
+from gladd.launch import main
 
 sys.exit(main())

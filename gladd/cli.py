@@ -27,10 +27,12 @@ from gladd.errors import (
     GladdError,
     PolicyError,
     StartupError,
+    StopIncomplete,
     TaskRejected,
     TaskStateConflict,
     UnknownTask,
 )
+from gladd.launch import EXIT_INTERRUPTED
 from gladd.logs import configure_logging
 from gladd.notify import Notifier
 from gladd.plugins import PluginReport, plugin_report
@@ -44,6 +46,7 @@ EXIT_CONFIG = 78  # EX_CONFIG: policies or settings are wrong
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: could not start, or no daemon / database to talk to
 EXIT_DATAERR = 65  # EX_DATAERR: a task refused (unknown kind, invalid payload)
 EXIT_NOINPUT = 66  # EX_NOINPUT: no such task
+EXIT_TEMPFAIL = 75  # EX_TEMPFAIL: stopped, but some running tasks wait for a lease rescue
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -278,7 +281,9 @@ def _run(args: argparse.Namespace) -> int:
         except StartupError:
             notifier.status("failed to start")
             raise
-    return EXIT_OK
+        except StopIncomplete:  # the daemon logged which tasks, and what happens to them
+            return EXIT_TEMPFAIL
+    return EXIT_INTERRUPTED if daemon.interrupted_at_start else EXIT_OK
 
 
 def _startup_policies(

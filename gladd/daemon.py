@@ -4,11 +4,18 @@ Start-up order matters: subsystems are started with ``task_group.start()`` so RE
 sent to systemd only once all of them are up. Stopping is one path for every cause
 (SIGTERM, SIGINT, a fatal subsystem error): STOPPING=1, stop the subsystems within the
 policies' shutdown grace, then cancel whatever is left.
+
+A second SIGTERM or SIGINT means "stop now": running tasks are cancelled and released to
+pending at once (no attempt spent), within :data:`STOP_NOW_LIMIT`; a third cuts even that
+short. However the stop went, tasks whose release could not be written are named in the
+log and the run ends with :class:`~gladd.errors.StopIncomplete` (the command exits 75):
+they stay ``running`` in the store until a lease rescue returns them.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
 import time
@@ -23,7 +30,14 @@ from loguru import logger
 from gladd import __version__
 from gladd.admin import AdminServer, bind_socket, create_app
 from gladd.durations import format_duration
-from gladd.errors import PolicyError, Problem, StartupError, StoreError
+from gladd.errors import (
+    PolicyError,
+    Problem,
+    StartupError,
+    StopIncomplete,
+    StoreError,
+    StoreUnusable,
+)
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.runner import Executor
 from gladd.executor.service import TaskService
@@ -41,11 +55,18 @@ from gladd.reload.diff import Change
 from gladd.reload.reloader import Reloader, ReloadResult, Served, write_last_good
 from gladd.reload.watch import watch_policies
 from gladd.resilience import Counters, LogSink, Resilience
+from gladd.resilience.pacing import Pacer, store_backoff
 from gladd.settings import Settings
 from gladd.store.configure import configured_store, prepare_retune
 
 STOP_MARGIN = 5.0
 """Seconds past the shutdown grace for subsystems to write their last state."""
+
+STOP_NOW_LIMIT = 3.0
+"""Seconds a second stop signal leaves to release the running tasks before gladd exits."""
+
+UNRELEASED_NAMED = 20
+"""At most this many unreleased task ids are listed in the log line."""
 
 T = TypeVar("T")
 
@@ -120,7 +141,14 @@ class Daemon:
         )
         self._stop = anyio.Event()
         self._everything: anyio.CancelScope | None = None
+        self._subsystems: anyio.CancelScope | None = None
         self._opening: anyio.CancelScope | None = None
+        self._stop_signals = 0
+        # A SIGINT before READY: the command exits 130, as for a Ctrl-C before signals
+        # reach this daemon at all (see gladd.launch).
+        self.interrupted_at_start = False
+        self._fatal: StartupError | None = None  # why the daemon stopped by itself
+        self._store_pacer = Pacer(lambda: store_backoff(self.policies()), random.Random())
         self._store_failing: bool | None = None  # None: not known yet
         self._publish_policies()
         self._publish_store(Status.WARN, "not opened yet")
@@ -167,14 +195,46 @@ class Daemon:
                 tg.cancel_scope.cancel()
         finally:
             sock.close()
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True) as closing:
+                if self._stop_signals > 1:
+                    closing.deadline = anyio.current_time() + STOP_NOW_LIMIT
                 await self.store.close()
+        if self._fatal is not None:
+            raise self._fatal
+        unreleased = self._unreleased()
         logger.info("gladd stopped")
+        if unreleased is not None:
+            raise StopIncomplete(unreleased)
+
+    def _unreleased(self) -> str | None:
+        """Log the tasks this stop left ``running`` in the store, if any; the message."""
+        unreleased = self.executor.unreleased if self.executor is not None else []
+        if not unreleased:
+            return None
+        named = ", ".join(str(task_id) for task_id in unreleased[:UNRELEASED_NAMED])
+        more = (
+            f" and {len(unreleased) - UNRELEASED_NAMED} more"
+            if len(unreleased) > UNRELEASED_NAMED
+            else ""
+        )
+        when = (
+            "the next start rescues them"
+            if self.settings.store_url.startswith("sqlite")
+            else f"a rescue returns them once this worker's lease "
+            f"({format_duration(self.policies().executor.lease)}) has run out"
+        )
+        message = (
+            f"{len(unreleased)} task(s) could not be released: {named}{more}; they stay "
+            f"running in the store until {when}, which counts toward executor.max_rescues"
+        )
+        logger.error("{}", message)
+        return message
 
     async def _run_subsystems(
         self, starters: list[Starter], stoppers: list[Callable[[], None]]
     ) -> None:
         async with anyio.create_task_group() as subsystems:
+            self._subsystems = subsystems.cancel_scope
             for start in starters:
                 await subsystems.start(start)
             self.board.started = True
@@ -192,7 +252,9 @@ class Daemon:
                 stop()
             # The executor enforces the grace itself and then writes its releases; this
             # deadline only catches a subsystem that fails to stop at all.
-            subsystems.cancel_scope.deadline = anyio.current_time() + grace + STOP_MARGIN
+            subsystems.cancel_scope.deadline = min(
+                subsystems.cancel_scope.deadline, anyio.current_time() + grace + STOP_MARGIN
+            )
         if subsystems.cancel_scope.cancelled_caught:
             logger.warning("subsystems did not stop within the grace: cancelled")
 
@@ -227,20 +289,27 @@ class Daemon:
             self.executor.stop()
 
     async def _open_store(self) -> bool:
-        delay = 0.5
+        """Open the store, trying again after a jittered backoff (``database.retry``'s
+        schedule) while it fails — unless it never can: a corrupt file stops the daemon."""
         while not self._stop.is_set():
             with anyio.CancelScope() as self._opening:
                 try:
                     await self.store.open()
+                except StoreUnusable as exc:
+                    self.store_health(exc)
+                    self._fatal = StartupError(f"the task store cannot be used: {exc}")
+                    self._stop.set()
+                    return False
                 except StoreError as exc:
                     self.store_health(exc)
-                    logger.info("retrying to open the task store in {:g}s", delay)
+                    delay = self._store_pacer.next_delay()
+                    logger.info("retrying to open the task store in {:.3g}s", delay)
                     with anyio.move_on_after(delay):
                         await self._stop.wait()
-                    delay = min(delay * 2, 30.0)
                     continue
             if self._opening.cancelled_caught:
                 return False
+            self._store_pacer.succeeded()
             self.store_health(None)
             logger.info("task store open: {}", self.store.url)
             return True
@@ -281,12 +350,35 @@ class Daemon:
                 if signum == signal.SIGHUP:
                     logger.info("SIGHUP received: reloading {}", self.reloader.path)
                     self.reloader.request("signal")
-                elif self._stop.is_set() and self._everything is not None:
-                    logger.warning("{} received again: stopping now, without grace", name)
-                    self._everything.cancel()
                 else:
-                    logger.info("{} received: stopping", name)
-                    self._stop.set()
+                    self._stop_signals += 1
+                    self._stopping(name)
+
+    def _stopping(self, name: str) -> None:
+        """Stop with the grace; stop now on a second signal; on a third, cancel it all."""
+        if self._stop_signals == 1 and not self._stop.is_set():
+            self.interrupted_at_start = name == "SIGINT" and not self.board.started
+            logger.info("{} received: stopping", name)
+            self._stop.set()
+            return
+        if self._stop_signals <= 2:
+            logger.warning(
+                "{} received again: stopping now, releasing running tasks (at most {:g}s)",
+                name,
+                STOP_NOW_LIMIT,
+            )
+            self._stop.set()
+            self._stop_tasks()
+            if self.executor is not None:
+                self.executor.stop_now()
+            deadline = anyio.current_time() + STOP_NOW_LIMIT
+            for scope in (self._subsystems, self._everything):
+                if scope is not None:
+                    scope.deadline = min(scope.deadline, deadline)
+            return
+        logger.warning("{} received a third time: stopping at once", name)
+        if self._everything is not None:
+            self._everything.cancel()
 
     # -- live reload ----------------------------------------------------------------------
 

@@ -17,7 +17,9 @@
     ├── StoreError                  the task store failed; chained ``from`` the driver error
     │   ├── StoreUnavailable        cannot reach the database (down, refused, bad password)
     │   ├── StoreNotFound           no store there, and the caller may not create one
+    │   ├── StoreUnusable           a corrupt file or not a database: retrying cannot help
     │   └── UnknownTask             no task with that id
+    ├── StopIncomplete              a stop left tasks unreleased (they wait for a rescue)
     ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
     ├── TaskStateConflict           cancel or retry refused: the task's state does not allow it
     ├── TaskTimeout                 a task attempt ran past its timeout (also a TimeoutError)
@@ -159,8 +161,18 @@ class StoreNotFound(StoreError):
     likely. Nothing was created."""
 
 
+class StoreUnusable(StoreError):
+    """The database is not one gladd can use — a corrupt file, or not a database at all —
+    and retrying will not change that: restore it from a backup or point gladd elsewhere."""
+
+
 class UnknownTask(StoreError):
     """No task has the given id."""
+
+
+class StopIncomplete(GladdError):
+    """The daemon stopped but could not release every running task; the message names
+    them (they return to pending by a lease rescue)."""
 
 
 class TaskRejected(GladdError):

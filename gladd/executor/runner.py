@@ -8,14 +8,20 @@ first completion is written at once.
 
 Stopping: claiming stops, running handlers get ``executor.shutdown_grace`` to finish, then
 are cancelled and *released* (pending again, attempt refunded) — nothing is lost, and
-heartbeats go on until the last outcome is written.
+heartbeats go on until the last outcome is written. :meth:`Executor.stop_now` skips the
+grace: running handlers are cancelled and released at once. Whatever could not be written
+is :attr:`Executor.unreleased`, for the daemon to report.
+
+A failed outcome write is retried after the store backoff (:mod:`gladd.resilience.pacing`:
+``database.retry``'s schedule, jittered, at most a heartbeat), never at a fixed rhythm a
+fleet would share.
 """
 
 from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -38,8 +44,10 @@ from gladd.executor.kinds import (
 from gladd.observe.activity import activities
 from gladd.observe.outcomes import task_outcome
 from gladd.policies import Policies
+from gladd.resilience.backoff import Backoff
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.classify import DEFAULT_CLASSIFIER
+from gladd.resilience.pacing import Pacer, capped, store_backoff
 from gladd.resilience.retry import RetryPlan
 from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, Task
 
@@ -96,6 +104,7 @@ class Executor:
         context_for: ContextFactory = basic_context,
         store_health: Callable[[StoreError | None], None] | None = None,
         observe_task: Callable[[str, str, float], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self.store = store
         self.kinds = kinds
@@ -107,6 +116,8 @@ class Executor:
         self.context_for = context_for
         self.observe_task = observe_task
         self._store_health = store_health or (lambda error: None)
+        self._sleep = sleep
+        self._flush_pacer = Pacer(self._flush_backoff, self.rng)
         self.stats = ExecutorStats()
         self._rescue_all_at_start = rescue_all_at_start
         self._running: dict[int, _Running] = {}
@@ -116,6 +127,8 @@ class Executor:
         self._slot_freed = anyio.Event()
         self._stopping = anyio.Event()
         self._idle = anyio.CancelScope()
+        self._grace = anyio.CancelScope()
+        self._no_grace = False
         self._plans_for: Policies | None = None
         self._plans: dict[str, RetryPlan | None] = {}  # per kind, for `_plans_for`
 
@@ -132,6 +145,19 @@ class Executor:
         """Stop claiming; running tasks finish within the grace, then are released."""
         self._stopping.set()
         self._idle.cancel()
+
+    def stop_now(self) -> None:
+        """Stop claiming and release the running tasks at once, without the grace."""
+        self._no_grace = True
+        self.stop()
+        self._grace.cancel()
+        for task_id in list(self._running):
+            self._cancel(task_id, StopReason.SHUTDOWN)
+
+    @property
+    def unreleased(self) -> list[int]:
+        """Tasks this worker claimed whose outcome (or release) is not stored (yet)."""
+        return sorted(self._unwritten)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         await self._start_rescue()
@@ -337,12 +363,19 @@ class Executor:
             self._store_health(exc)
             logger.debug("writing {} task outcomes failed, will retry: {}", len(batch), exc)
             self._outbox = batch + self._outbox
-            await anyio.sleep(0.5)
+            await self._sleep(self._flush_pacer.next_delay())
             self._outbox_ready.set()
             return
+        self._flush_pacer.succeeded()
         for outcome, ok in zip(batch, accepted, strict=True):
             self._unwritten.pop(outcome.id, None)
             self._count(outcome, ok)
+
+    def _flush_backoff(self) -> Backoff:
+        # Never longer than a heartbeat: heartbeats keep the tasks ours while we wait, and
+        # once the store answers again the outcomes should not sit here much longer.
+        policies = self.policies()
+        return capped(store_backoff(policies), policies.executor.heartbeat)
 
     def _count(self, outcome: Outcome, ok: bool) -> None:
         if not ok:
@@ -441,10 +474,10 @@ class Executor:
     # -- stopping ---------------------------------------------------------------------
 
     async def _drain(self) -> None:
-        grace = self.policies().executor.shutdown_grace
-        if self._running:
+        grace = 0.0 if self._no_grace else self.policies().executor.shutdown_grace
+        if self._running and grace:
             logger.info("waiting up to {:g}s for {} running task(s)", grace, len(self._running))
-        with anyio.move_on_after(grace):
+        with anyio.move_on_after(grace) as self._grace:
             while self._running:
                 await self._slot_freed.wait()
                 self._slot_freed = anyio.Event()

@@ -47,7 +47,7 @@ from gladd.plugins.boundary import plugin_kinds
 from gladd.plugins.discover import Discovery, bind
 from gladd.plugins.errors import ServiceTimeout
 from gladd.policies import Policies, ServiceBinding
-from gladd.resilience import Resilience
+from gladd.resilience import AttemptClient, Resilience
 from gladd.resilience.registry import ResiliencePlan
 from gladd.store import Task
 
@@ -303,9 +303,10 @@ class PluginHost:
         inner = self._inner(service) if self._inner is not None else None
         make = resilient or self.resilience.transport
         transport = ServiceTransport(service, make(service, inner))
-        client = httpx.AsyncClient(
+        # An AttemptClient, so a body read whole is read inside the attempt, under its timeout.
+        client = AttemptClient(
             transport=transport,
-            timeout=None,  # noqa: S113 - the service's policies time each attempt and the call
+            timeout=None,  # the service's policies time each attempt, body included
             headers={"User-Agent": f"gladd/{gladd.__version__}"},
         )
         return _Lease(service=service, client=client, binding=binding)

@@ -43,10 +43,11 @@ from gladd.resilience.registry import Resilience
 from gladd.resilience.retry import RetryPlan, decide
 from gladd.resilience.retry_after import parse_retry_after
 from gladd.resilience.state import BreakerState, ReconfigureResult
-from gladd.resilience.transport import ResilientTransport
+from gladd.resilience.transport import AttemptClient, ResilientTransport
 
 __all__ = [
     "NO_CACHE",
+    "AttemptClient",
     "AttemptStarted",
     "AttemptTimeout",
     "Backoff",

@@ -9,6 +9,13 @@
   retried for any method, since the request never left.
 - A response that will be retried is closed, so its connection goes back to the pool; when
   the guard gives up on a retryable status, that last response is returned, unread.
+- The attempt timeout bounds the whole attempt, body included: a server that trickles a
+  byte at a time cannot hold an attempt open past it. A body the caller does not stream
+  (every call through an :class:`AttemptClient` but ``client.stream()``) is read inside the
+  guarded attempt, so a slow body is an attempt timeout like a slow answer, retried the
+  same way; a streamed body is cut when the attempt's deadline passes while the caller
+  reads it (:class:`~gladd.errors.AttemptTimeout`, or
+  :class:`~gladd.errors.TotalTimeout` when the total deadline came first).
 - With ``fallback = "cache"`` the body of each good GET response is read and kept; while
   the circuit is open a copy is served with an ``Age`` header (RFC 9111 §5.1) giving its
   age in seconds. With ``fallback = "static"`` the value becomes a response: a table with
@@ -17,12 +24,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import AsyncIterator, Hashable
+from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx
 
-from gladd.errors import RetriesExhausted
+from gladd.errors import AttemptTimeout, ResilienceTimeout, RetriesExhausted, TotalTimeout
 from gladd.resilience.classify import RetryableStatus, status_class
 from gladd.resilience.fallback import NO_CACHE
 from gladd.resilience.guard import Guard
@@ -30,6 +39,29 @@ from gladd.resilience.retry_after import parse_retry_after
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _CACHEABLE_METHODS = frozenset({"GET"})
+
+STREAM_EXTENSION = "gladd_stream"
+"""Request extension set by :class:`AttemptClient`: True when the caller streams the body."""
+
+
+class AttemptClient(httpx.AsyncClient):
+    """An ``httpx.AsyncClient`` that tells its transport whether the caller streams the
+    response, so that a body read whole is read inside the attempt, under its timeout."""
+
+    async def send(
+        self, request: httpx.Request, *, stream: bool = False, **kwargs: Any
+    ) -> httpx.Response:
+        request.extensions = {**request.extensions, STREAM_EXTENSION: stream}
+        return await super().send(request, stream=stream, **kwargs)
+
+
+@dataclass(slots=True)
+class _Call:
+    """One request through the guard: when it began, and the responses its attempts got."""
+
+    began: float
+    fresh: list[httpx.Response] = field(default_factory=list)
+    attempts: int = 0
 
 
 class ResilientTransport(httpx.AsyncBaseTransport):
@@ -54,10 +86,10 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         )
         caching = self._caching() and request.method in _CACHEABLE_METHODS
         key: Hashable = f"{request.method} {request.url}" if caching else NO_CACHE
-        fresh: list[httpx.Response] = []
+        call = _Call(began=anyio.current_time())
         try:
             result = await self.guard.call(
-                self._send, request, fresh, key=key, idempotent=idempotent
+                self._send, request, call, key=key, idempotent=idempotent
             )
         except RetriesExhausted as exc:
             if isinstance(exc.last, RetryableStatus):
@@ -67,7 +99,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         except RetryableStatus as exc:  # a status the policy does not retry
             response = exc.response
             return response
-        if fresh and result is fresh[-1]:
+        if call.fresh and result is call.fresh[-1]:
             return result
         return self._fallback_response(result, key, request)
 
@@ -75,16 +107,37 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         breaker = self.guard.breaker
         return breaker is not None and breaker.cache is not None
 
-    async def _send(self, request: httpx.Request, fresh: list[httpx.Response]) -> httpx.Response:
+    async def _send(self, request: httpx.Request, call: _Call) -> httpx.Response:
+        call.attempts += 1
+        began = anyio.current_time()
         response = await self.inner.handle_async_request(request)
-        fresh.append(response)
+        call.fresh.append(response)
+        if request.method in _CACHEABLE_METHODS and self._caching():
+            await response.aread()
+        elif request.extensions.get(STREAM_EXTENSION, True):
+            self._bound_stream(response, call, began)
+        else:
+            await _read_body(response)  # here, under this attempt's timeout
         status = response.status_code
         if status_class(status) is not None:
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             raise RetryableStatus(response, status, retry_after)
-        if request.method in _CACHEABLE_METHODS and self._caching():
-            await response.aread()
         return response
+
+    def _bound_stream(self, response: httpx.Response, call: _Call, began: float) -> None:
+        """Cut the body the caller streams when this attempt's time is up."""
+        guard = self.guard
+        cuts: list[tuple[float, ResilienceTimeout]] = []
+        if guard.timeout is not None:
+            expired = AttemptTimeout(guard.name, guard.timeout, call.attempts)
+            cuts.append((began + guard.timeout, expired))
+        deadline = guard.retry.deadline if guard.retry is not None else None
+        if deadline is not None:
+            cuts.append((call.began + deadline, TotalTimeout(guard.name, deadline, call.attempts)))
+        stream = response.stream
+        if cuts and isinstance(stream, httpx.AsyncByteStream):
+            at, error = min(cuts, key=lambda cut: cut[0])
+            response.stream = _BoundStream(stream, at, error)
 
     def _fallback_response(
         self, value: Any, key: Hashable, request: httpx.Request
@@ -111,6 +164,43 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             200, json=value, request=request, extensions={"gladd_fallback": "static"}
         )
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def _read_body(response: httpx.Response) -> None:
+    """Read the raw body now and hand the client an in-memory stream of it, which the
+    client then reads (and decodes) as it would have read the network."""
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):
+        return
+    try:
+        body = b"".join([chunk async for chunk in stream])
+    finally:
+        await stream.aclose()
+    response.stream = httpx.ByteStream(body)
+
+
+class _BoundStream(httpx.AsyncByteStream):
+    """A response body that raises ``error`` once the loop clock passes ``deadline``."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, deadline: float, error: Exception) -> None:
+        self.inner = inner
+        self.deadline = deadline
+        self.error = error
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        chunks = aiter(self.inner)
+        while True:
+            with anyio.move_on_after(self.deadline - anyio.current_time()) as scope:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    return
+            if scope.cancelled_caught:
+                raise self.error
+            yield chunk
 
     async def aclose(self) -> None:
         await self.inner.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -10,7 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
-from gladd.errors import StoreError, StoreNotFound, StoreUnavailable
+from gladd.errors import StoreError, StoreNotFound, StoreUnavailable, StoreUnusable
 from gladd.store import NewTask, Succeeded, TaskState
 from gladd.store.sqlite import CLAIM_ANY, CLAIM_KINDS, SQLiteStore, migrations, to_us
 
@@ -156,6 +157,30 @@ async def test_an_unusable_path_gives_a_precise_error(tmp_path: Path) -> None:
         await SQLiteStore(blocker / "sub" / "gladd.db").open()
     with pytest.raises(StoreError, match="is not a SQLite database"):
         await SQLiteStore(blocker).open()
+
+
+def corrupt_copy(of: Path, to: Path) -> Path:
+    """A copy of database ``of`` whose first page (the schema) is overwritten with noise."""
+    data = bytearray(of.read_bytes())
+    data[100:4096] = random.Random(5).randbytes(4096 - 100)
+    to.write_bytes(bytes(data))
+    return to
+
+
+async def test_a_file_that_is_not_a_database_is_unusable_not_unavailable(tmp_path: Path) -> None:
+    noise = tmp_path / "noise.db"
+    noise.write_bytes(random.Random(1).randbytes(8192))
+    with pytest.raises(StoreUnusable, match=f"{noise} is not a SQLite database"):
+        await SQLiteStore(noise).open()
+
+
+async def test_a_corrupt_database_is_unusable_not_unavailable(db: Path, tmp_path: Path) -> None:
+    store = SQLiteStore(db)
+    await store.open()
+    await store.close()
+    broken = corrupt_copy(db, tmp_path / "broken.db")
+    with pytest.raises(StoreUnusable, match="is corrupt: database disk image is malformed"):
+        await SQLiteStore(broken).open()
 
 
 async def test_a_store_locked_past_the_busy_timeout_is_unavailable(db: Path) -> None:

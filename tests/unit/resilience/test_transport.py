@@ -7,18 +7,18 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, StreamingResponse
 from starlette.routing import Route
 
-from gladd.errors import RetriesExhausted
-from gladd.resilience import Counters, FakeClock, ResilientTransport, guard_for
+from gladd.errors import AttemptTimeout, RetriesExhausted
+from gladd.resilience import AttemptClient, Counters, FakeClock, ResilientTransport, guard_for
 
 from ._policies import breaker_policy, retry_policy
 
@@ -50,11 +50,24 @@ async def hang(request: Request) -> PlainTextResponse:
     return PlainTextResponse("too late")
 
 
+async def trickle(request: Request) -> StreamingResponse:
+    """Headers at once, then one byte every 50ms: no single read is slow, the body is."""
+    count = int(request.query_params.get("bytes", "40"))
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield b"x"
+            await asyncio.sleep(0.05)
+
+    return StreamingResponse(body(), media_type="text/plain")
+
+
 app = Starlette(
     routes=[
         Route("/flaky", flaky, methods=["GET", "POST"]),
         Route("/limited", limited),
         Route("/hang", hang),
+        Route("/trickle", trickle),
     ]
 )
 
@@ -77,7 +90,15 @@ def base_url() -> Iterator[str]:
     thread.join(5)
 
 
-def client(base_url, *, timeout=None, breaker=None, retry_non_idempotent=False, **retry):
+def client(
+    base_url,
+    *,
+    timeout=None,
+    breaker=None,
+    retry_non_idempotent=False,
+    cls=httpx.AsyncClient,
+    **retry,
+):
     clock = FakeClock()  # sleeps between attempts are recorded, not slept
     counters = Counters()
     guard = guard_for(
@@ -90,7 +111,7 @@ def client(base_url, *, timeout=None, breaker=None, retry_non_idempotent=False, 
         clock=clock,
     )
     transport = ResilientTransport(guard, retry_non_idempotent=retry_non_idempotent)
-    return httpx.AsyncClient(base_url=base_url, transport=transport), clock, counters
+    return cls(base_url=base_url, transport=transport), clock, counters
 
 
 async def test_5xx_then_success(base_url):
@@ -185,3 +206,59 @@ async def test_open_circuit_serves_the_cached_response_with_its_age(base_url):
     assert served.headers["age"] == "42"
     assert hits["GET g"] == 1  # the open circuit never called the server
     assert counters.figures().cache_hits == 1
+
+
+# A body trickled a byte every 50ms for 2s: no single read is slow, the attempt is.
+
+
+async def test_a_trickled_body_is_cut_at_the_attempt_timeout_and_retried(base_url):
+    http, clock, counters = client(base_url, timeout=0.3, attempts=2, cls=AttemptClient)
+    started = time.monotonic()
+    async with http:
+        with pytest.raises(RetriesExhausted) as info:
+            await http.get("/trickle")
+    took = time.monotonic() - started
+    assert isinstance(info.value.last, AttemptTimeout)
+    assert counters.figures().attempt_timeouts == 2  # both attempts, each cut at 0.3s
+    assert len(clock.slept) == 1
+    assert 0.5 < took < 1.5  # two attempts of 0.3s, not the body's 2s each
+
+
+async def test_a_streamed_trickled_body_is_cut_at_the_attempt_deadline(base_url):
+    http, _, _ = client(base_url, timeout=0.3, attempts=2, cls=AttemptClient)
+    started = time.monotonic()
+    received: list[bytes] = []
+
+    async def read_streamed() -> None:
+        async with http.stream("GET", "/trickle") as response:
+            async for chunk in response.aiter_bytes():
+                received.append(chunk)  # noqa: PERF401 - kept as they come: the read fails
+
+    async with http:
+        with pytest.raises(AttemptTimeout) as info:
+            await read_streamed()
+    took = time.monotonic() - started
+    assert info.value.attempt == 1
+    assert received  # the caller got what arrived in time
+    assert took < 1.0
+
+
+async def test_a_plain_client_is_bounded_too_while_it_reads_the_body(base_url):
+    http, _, _ = client(base_url, timeout=0.3, attempts=2)
+    started = time.monotonic()
+    async with http:
+        with pytest.raises(AttemptTimeout):
+            await http.get("/trickle")
+    assert time.monotonic() - started < 1.0
+
+
+async def test_a_body_that_arrives_in_time_is_read_whole(base_url):
+    http, _, counters = client(base_url, timeout=2.0, cls=AttemptClient)
+    async with http:
+        response = await http.get("/trickle", params={"bytes": "5"})
+        async with http.stream("GET", "/trickle", params={"bytes": "5"}) as streamed:
+            chunks = [chunk async for chunk in streamed.aiter_bytes()]
+    assert response.text == "xxxxx"
+    assert response.elapsed.total_seconds() > 0
+    assert b"".join(chunks) == b"xxxxx"
+    assert counters.figures().attempt_timeouts == 0
