@@ -150,6 +150,7 @@ class Daemon:
         self._fatal: StartupError | None = None  # why the daemon stopped by itself
         self._store_pacer = Pacer(lambda: store_backoff(self.policies()), random.Random())
         self._store_failing: bool | None = None  # None: not known yet
+        self._store_opened = False  # set once store.open() has returned (migrations done)
         self._publish_policies()
         self._publish_store(Status.WARN, "not opened yet")
 
@@ -310,6 +311,7 @@ class Daemon:
             if self._opening.cancelled_caught:
                 return False
             self._store_pacer.succeeded()
+            self._store_opened = True
             self.store_health(None)
             logger.info("task store open: {}", self.store.url)
             return True
@@ -319,6 +321,10 @@ class Daemon:
         """Whether the store answers, from whichever part of the daemon last asked it;
         logged once per change, not once per failed query."""
         failing = error is not None
+        if not failing and not self._store_opened:
+            # A ping can answer while open() still waits (a pool up, its migration behind
+            # another node's lock): until open() returns, the store cannot take tasks.
+            return
         if error is not None:
             self._publish_store(Status.FAIL, str(error))
         elif self._store_failing is not False:

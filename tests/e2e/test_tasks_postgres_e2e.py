@@ -20,6 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
+from gladd.store.postgres_schema import MIGRATION_LOCK
 from tests.e2e._proxy import TcpProxy
 from tests.e2e.conftest import (
     RETRIED,
@@ -273,6 +274,46 @@ def test_the_node_is_not_ready_while_its_store_is_still_opening(
         assert refused.status_code == 503  # the task routes know the store is not open...
         assert node.get("/health/ready").status_code == 503  # ...and readiness must agree
         code, log = node.stop()
+    assert code == 0, log
+
+
+def test_the_node_is_not_ready_until_its_store_has_migrated(
+    nodes: Nodes, pg_database: str, api: httpx.Client
+) -> None:
+    """The pool is up while the migration still waits for another node's lock: a health
+    ping that answers then must not make the node ready before it can take tasks."""
+    node = nodes("a")
+    node.policies.write_text(executor_policies())
+    released = threading.Event()
+
+    async def hold_the_migration_lock() -> None:
+        conn = await asyncpg.connect(pg_database, timeout=5)
+        try:
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            locked.set()
+            await anyio.to_thread.run_sync(released.wait, 30)
+        finally:
+            await conn.close()
+
+    locked = threading.Event()
+    holder = threading.Thread(target=anyio.run, args=(hold_the_migration_lock,))
+    holder.start()
+    try:
+        assert locked.wait(10)
+        node.start_ready("--database-url", pg_database)
+        # Several rounds of the health checker's pings while the migration waits.
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            ready = node.get("/health/ready")
+            assert ready.status_code == 503, ready.text
+            assert api.post(f"{node.url}/tasks", json={"kind": "gladd.noop"}).status_code == 503
+            time.sleep(0.1)
+    finally:
+        released.set()
+        holder.join(10)
+    wait_until(lambda: node.get("/health/ready").status_code == 200, timeout=15, what="ready")
+    await_state(api, node, enqueue(api, node, "gladd.noop", None), "succeeded")
+    code, log = node.stop()
     assert code == 0, log
 
 
