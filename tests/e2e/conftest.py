@@ -215,6 +215,13 @@ class LoggedGladd(Gladd):
 
 
 @pytest.fixture
+def api() -> Iterator[httpx.Client]:
+    """An HTTP client for the nodes' admin APIs."""
+    with httpx.Client(timeout=5) as client:
+        yield client
+
+
+@pytest.fixture
 def nodes(tmp_path: Path) -> Iterator[Callable[[str], LoggedGladd]]:
     """``nodes("a")``: a :class:`LoggedGladd` with its own directory under tmp_path."""
     made: list[LoggedGladd] = []

@@ -35,12 +35,6 @@ pytestmark = pytest.mark.e2e
 Nodes = Callable[[str], LoggedGladd]
 
 
-@pytest.fixture
-def api() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
 def _lines(stream: IO[str]) -> tuple[queue.Queue[str], threading.Thread]:
     """Every line of ``stream`` as it arrives, read by a thread (joined at EOF)."""
     lines: queue.Queue[str] = queue.Queue()

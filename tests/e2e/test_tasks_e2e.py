@@ -7,7 +7,7 @@ Every test runs real ``gladd run`` processes and talks to them the way people do
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -40,12 +40,6 @@ def tasks(node: LoggedGladd, *args: str) -> Any:
 
 def cli(node: LoggedGladd, *args: str) -> Any:
     return run_cli("tasks", *args, *store_args(node))
-
-
-@pytest.fixture
-def api() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
 
 
 def test_tasks_enqueued_by_cli_and_http_run_and_show_their_results(

