@@ -28,7 +28,7 @@ from anyio.abc import TaskStatus
 from loguru import logger
 
 from gladd import __version__
-from gladd.admin import AdminServer, bind_socket, create_app
+from gladd.admin.server import AdminServer, bind_socket, create_app
 from gladd.durations import format_duration
 from gladd.errors import (
     PolicyError,
@@ -41,8 +41,8 @@ from gladd.errors import (
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.runner import Executor
 from gladd.executor.service import TaskService
-from gladd.health import Check, HealthBoard, Status
 from gladd.notify import Notifier, run_watchdog, watchdog_interval
+from gladd.observe.health import Check, HealthBoard, Status
 from gladd.observe.health_checks import HealthChecker, reload_check
 from gladd.observe.lag import LagMonitor
 from gladd.observe.metrics import Metrics

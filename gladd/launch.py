@@ -14,7 +14,7 @@ EXIT_INTERRUPTED = 130
 
 def main() -> int:
     try:
-        from gladd.cli import main as run  # noqa: PLC0415 - guarded: see the module docstring
+        from gladd.cli.commands import main as run  # noqa: PLC0415 - guarded: see the module docstring
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return run()

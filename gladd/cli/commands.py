@@ -17,9 +17,9 @@ import anyio
 from loguru import logger
 
 from gladd import __version__
-from gladd.admin_client import admin_request
-from gladd.cli_status import add_status_command, run_status
-from gladd.cli_tasks import add_commands, run_verb
+from gladd.admin.client import admin_request
+from gladd.cli.status import add_status_command, run_status
+from gladd.cli.tasks import add_commands, run_verb
 from gladd.daemon import LAST_GOOD, Daemon
 from gladd.durations import format_duration
 from gladd.errors import (

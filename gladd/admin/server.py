@@ -35,10 +35,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from gladd.admin_tasks import BODY_TIMEOUT, JSONBody, error, task_routes
+from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.errors import StartupError
 from gladd.executor.service import TaskService
-from gladd.health import HealthBoard, Status
+from gladd.observe.health import HealthBoard, Status
 from gladd.reload.reloader import ReloadResult
 
 HEALTH_JSON = "application/health+json"

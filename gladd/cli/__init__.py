@@ -1,0 +1,1 @@
+"""The ``gladd`` command line: one module per command."""
