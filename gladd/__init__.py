@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     )
     from gladd.store import Task, TaskState
 
-__version__ = "0.1.0"
+from gladd.version import __version__
 
 _HOMES = {
     "gladd.client": ("Client", "enqueue"),

@@ -27,7 +27,6 @@ import anyio
 from anyio.abc import TaskStatus
 from loguru import logger
 
-from gladd import __version__
 from gladd.admin.server import AdminServer, bind_socket, create_app
 from gladd.durations import format_duration
 from gladd.errors import (
@@ -58,6 +57,7 @@ from gladd.resilience import Counters, LogSink, Resilience
 from gladd.resilience.pacing import Pacer, store_backoff
 from gladd.settings import Settings
 from gladd.store.configure import configured_store, prepare_retune
+from gladd.version import __version__
 
 STOP_MARGIN = 5.0
 """Seconds past the shutdown grace for subsystems to write their last state."""

@@ -16,7 +16,6 @@ from pathlib import Path
 import anyio
 from loguru import logger
 
-from gladd import __version__
 from gladd.admin.client import admin_request
 from gladd.cli.status import add_status_command, run_status
 from gladd.cli.tasks import add_commands, run_verb
@@ -38,6 +37,7 @@ from gladd.notify import Notifier
 from gladd.plugins import PluginReport, plugin_report
 from gladd.policies import LoadedPolicies, load_policies
 from gladd.settings import Settings, load_settings
+from gladd.version import __version__
 
 EXIT_OK = 0
 EXIT_CONFLICT = 1  # the task's state forbids it: cancel a finished task, retry a live one
