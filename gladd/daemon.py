@@ -145,7 +145,7 @@ class Daemon:
         self._opening: anyio.CancelScope | None = None
         self._stop_signals = 0
         # A SIGINT before READY: the command exits 130, as for a Ctrl-C before signals
-        # reach this daemon at all (see gladd.launch).
+        # reach this daemon at all (see gladd.cli).
         self.interrupted_at_start = False
         self._fatal: StartupError | None = None  # why the daemon stopped by itself
         self._store_pacer = Pacer(lambda: store_backoff(self.policies()), random.Random())
