@@ -27,7 +27,8 @@ import anyio
 from anyio.abc import TaskStatus
 from loguru import logger
 
-from gladd.admin.server import AdminServer, bind_socket, create_app
+from gladd.admin.app import create_app
+from gladd.admin.server import AdminServer, bind_socket
 from gladd.durations import format_duration
 from gladd.errors import (
     PolicyError,

@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
-from gladd.admin.server import create_app
+from gladd.admin.app import create_app
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard
 from gladd.plugins.registry import known_kinds

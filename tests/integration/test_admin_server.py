@@ -13,7 +13,8 @@ import httpx
 import pytest
 from anyio.abc import SocketStream
 
-from gladd.admin.server import MALFORMED, AdminServer, bind_socket, create_app
+from gladd.admin.app import create_app
+from gladd.admin.server import MALFORMED, AdminServer, bind_socket
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard
