@@ -35,6 +35,15 @@ from gladd.errors import (
 )
 from gladd.version import __version__
 
+EXIT_BY_ERROR: tuple[tuple[type[GladdError], int], ...] = (
+    (ConfigError, EXIT_CONFIG),
+    (TaskRejected, EXIT_DATAERR),
+    (UnknownTask, EXIT_NOINPUT),
+    (TaskStateConflict, EXIT_CONFLICT),
+    (GladdError, EXIT_UNAVAILABLE),
+)
+"""An error's exit code is the first whose error it is; the root, last, takes the rest."""
+
 
 def run_command(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run its command; the exit code. Ctrl-C is :func:`gladd.cli.main`'s."""
@@ -45,21 +54,9 @@ def run_command(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         code: int = args.handler(args)
-    except ConfigError as exc:
-        fail(str(exc))
-        return EXIT_CONFIG
-    except TaskRejected as exc:
-        fail(str(exc))
-        return EXIT_DATAERR
-    except UnknownTask as exc:
-        fail(str(exc))
-        return EXIT_NOINPUT
-    except TaskStateConflict as exc:
-        fail(str(exc))
-        return EXIT_CONFLICT
     except GladdError as exc:
         fail(str(exc))
-        return EXIT_UNAVAILABLE
+        return next(exit_code for kind, exit_code in EXIT_BY_ERROR if isinstance(exc, kind))
     return code
 
 
