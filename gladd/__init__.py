@@ -4,7 +4,7 @@ What applications and plugin authors use is exported here; everything else may c
 
 The exports are imported on first use (PEP 562), so importing a part of gladd — the
 ``gladd`` command's entry point above all — does not first import all of it: the command
-must be able to handle Ctrl-C from its very first line (see :mod:`gladd.launch`).
+must be able to handle Ctrl-C from its very first line (see :mod:`gladd.cli`).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     )
     from gladd.store import Task, TaskState
 
-__version__ = "0.1.0"
+from gladd.version import __version__
 
 _HOMES = {
     "gladd.client": ("Client", "enqueue"),

@@ -2,6 +2,6 @@
 
 import sys
 
-from gladd.launch import main
+from gladd.cli import main
 
 sys.exit(main())

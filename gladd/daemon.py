@@ -27,8 +27,8 @@ import anyio
 from anyio.abc import TaskStatus
 from loguru import logger
 
-from gladd import __version__
-from gladd.admin import AdminServer, bind_socket, create_app
+from gladd.admin.app import create_app
+from gladd.admin.server import AdminServer, bind_socket
 from gladd.durations import format_duration
 from gladd.errors import (
     PolicyError,
@@ -41,8 +41,8 @@ from gladd.errors import (
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.runner import Executor
 from gladd.executor.service import TaskService
-from gladd.health import Check, HealthBoard, Status
 from gladd.notify import Notifier, run_watchdog, watchdog_interval
+from gladd.observe.health import Check, HealthBoard, Status
 from gladd.observe.health_checks import HealthChecker, reload_check
 from gladd.observe.lag import LagMonitor
 from gladd.observe.metrics import Metrics
@@ -58,6 +58,7 @@ from gladd.resilience import Counters, LogSink, Resilience
 from gladd.resilience.pacing import Pacer, store_backoff
 from gladd.settings import Settings
 from gladd.store.configure import configured_store, prepare_retune
+from gladd.version import __version__
 
 STOP_MARGIN = 5.0
 """Seconds past the shutdown grace for subsystems to write their last state."""
@@ -145,7 +146,7 @@ class Daemon:
         self._opening: anyio.CancelScope | None = None
         self._stop_signals = 0
         # A SIGINT before READY: the command exits 130, as for a Ctrl-C before signals
-        # reach this daemon at all (see gladd.launch).
+        # reach this daemon at all (see gladd.cli).
         self.interrupted_at_start = False
         self._fatal: StartupError | None = None  # why the daemon stopped by itself
         self._store_pacer = Pacer(lambda: store_backoff(self.policies()), random.Random())

@@ -9,6 +9,7 @@ path, and the executor :mod:`gladd.observe.activity`; neither should pull in the
 - :mod:`.lag` — the event-loop lag monitor and its stall watcher thread;
 - :mod:`.reloads` — the record of policy reloads;
 - :mod:`.watched` — every source the health checks and metrics read;
+- :mod:`.health` — the health board components push their checks to, read by the admin API;
 - :mod:`.health_checks` — the background checks that publish to the health board;
 - :mod:`.metrics` — the Prometheus registry, read at scrape time.
 """

@@ -37,7 +37,7 @@ from anyio.abc import TaskStatus
 
 from gladd.durations import format_duration
 from gladd.errors import StoreError, StoreUnavailable
-from gladd.health import Check, HealthBoard, Status
+from gladd.observe.health import Check, HealthBoard, Status
 from gladd.observe.pool import Alert, Level
 from gladd.observe.reloads import Reload
 from gladd.observe.watched import Watched

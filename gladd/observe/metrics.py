@@ -31,7 +31,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from gladd.health import HealthBoard, Status
+from gladd.observe.health import HealthBoard, Status
 from gladd.observe.health_checks import HealthChecker
 from gladd.observe.pool import RULES, Level
 from gladd.observe.watched import Watched

@@ -33,7 +33,6 @@ import httpx
 from anyio.abc import TaskStatus
 from loguru import logger
 
-import gladd  # for __version__, read at call time: gladd/__init__ re-exports this package
 from gladd.errors import (
     PluginLoadError,
     PolicyError,
@@ -50,6 +49,7 @@ from gladd.policies import Policies, ServiceBinding
 from gladd.resilience import AttemptClient, Resilience
 from gladd.resilience.registry import ResiliencePlan
 from gladd.store import Task
+from gladd.version import __version__
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -307,7 +307,7 @@ class PluginHost:
         client = AttemptClient(
             transport=transport,
             timeout=None,  # the service's policies time each attempt, body included
-            headers={"User-Agent": f"gladd/{gladd.__version__}"},
+            headers={"User-Agent": f"gladd/{__version__}"},
         )
         return _Lease(service=service, client=client, binding=binding)
 

@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from loguru import logger
 
-from gladd.admin import create_app
+from gladd.admin.app import create_app
 from gladd.executor.service import TaskService
-from gladd.health import HealthBoard
+from gladd.observe.health import HealthBoard
 from gladd.plugins.registry import known_kinds
 from gladd.policies import parse_policies
 from gladd.reload.reloader import ReloadResult

@@ -13,10 +13,11 @@ import httpx
 import pytest
 from anyio.abc import SocketStream
 
-from gladd.admin import MALFORMED, AdminServer, bind_socket, create_app
+from gladd.admin.app import create_app
+from gladd.admin.server import MALFORMED, AdminServer, bind_socket
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.service import TaskService
-from gladd.health import HealthBoard
+from gladd.observe.health import HealthBoard
 from gladd.policies import parse_policies
 from gladd.store.memory import MemoryStore
 

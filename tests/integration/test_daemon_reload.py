@@ -19,8 +19,8 @@ import anyio
 import pytest
 
 from gladd.daemon import LAST_GOOD, Daemon
-from gladd.health import Status
 from gladd.notify import Notifier
+from gladd.observe.health import Status
 from gladd.plugins.host import PluginHost
 from gladd.policies import load_policies
 from gladd.policies.model import RetryPolicy

@@ -9,7 +9,7 @@ from loguru import logger
 
 from gladd.errors import StoreError
 from gladd.executor.runner import ExecutorStats
-from gladd.health import HealthBoard
+from gladd.observe.health import HealthBoard
 from gladd.observe.health_checks import HealthChecker
 from gladd.observe.lag import LagMonitor
 from gladd.observe.metrics import Metrics

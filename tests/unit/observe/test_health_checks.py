@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gladd.executor.runner import ExecutorStats
-from gladd.health import Status
+from gladd.observe.health import Status
 from gladd.observe.health_checks import (
     Recent,
     breaker_states_check,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gladd.cli_status import add_status_command, run_status, summarise
+from gladd.cli.status import add_status_command, run_status, summarise
 from gladd.settings import Settings
 
 

@@ -1,13 +1,13 @@
-"""The admin API: a Starlette app served by uvicorn on the admin address.
+"""The admin API's server: uvicorn on a socket gladd binds itself.
 
 gladd binds the listening socket itself so that a port in use is a precise start-up
 error, and keeps signal handling to itself (uvicorn's own handlers are switched off):
 the daemon decides when the server stops.
 
-Every answer is JSON, errors included: an unknown path is a JSON 404, a wrong method a
-JSON 405 with ``Allow``. A client gets :data:`HEADER_TIMEOUT` seconds to send each request's
-headers (uvicorn bounds only the idle time between requests, restarted by every byte), so
-connections that trickle headers cannot pile up.
+A client gets :data:`HEADER_TIMEOUT` seconds to send each request's headers (uvicorn bounds
+only the idle time between requests, restarted by every byte), so connections that trickle
+headers cannot pile up; what h11 cannot parse is answered in JSON like every route
+(:mod:`gladd.admin.app`).
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import hmac
 import json
 import socket
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
@@ -27,141 +26,16 @@ import uvicorn
 from anyio.abc import TaskStatus
 from loguru import logger
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from gladd.admin_tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.errors import StartupError
-from gladd.executor.service import TaskService
-from gladd.health import HealthBoard, Status
-from gladd.reload.reloader import ReloadResult
 
-HEALTH_JSON = "application/health+json"
 HEADER_TIMEOUT = 10.0
 """Seconds a client has to send a request's headers, from connecting or from the end of the
 previous response."""
 MALFORMED = (
     "malformed HTTP request: its request line or headers could not be parsed (or are over 16 KiB)"
 )
-
-
-PUBLIC_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
-
-
-def create_app(
-    board: HealthBoard,
-    *,
-    tasks: Callable[[], TaskService | None] | None = None,
-    reload: Callable[[str], Awaitable[ReloadResult]] | None = None,
-    metrics: Callable[[], tuple[bytes, str]] | None = None,
-    token: str | None = None,
-    body_timeout: float = BODY_TIMEOUT,
-) -> Starlette:
-    """The admin routes. Health reads only the board (never the database directly); every
-    other route needs ``Authorization: Bearer TOKEN`` when a token is configured."""
-
-    async def health(_: Request) -> JSONResponse:
-        report = board.report()
-        code = 503 if report["status"] == Status.FAIL.value else 200
-        return JSONBody(report, status_code=code, media_type=HEALTH_JSON)
-
-    async def live(_: Request) -> JSONResponse:
-        # Answering at all proves the event loop and the process are alive.
-        return JSONBody({"status": "pass"}, media_type=HEALTH_JSON)
-
-    async def ready(_: Request) -> JSONResponse:
-        ok, why = board.ready()
-        body = {"status": "pass" if ok else "fail", "output": why}
-        return JSONBody(body, status_code=200 if ok else 503, media_type=HEALTH_JSON)
-
-    routes = [
-        Route("/health", health, methods=["GET"]),
-        Route("/health/live", live, methods=["GET"]),
-        Route("/health/ready", ready, methods=["GET"]),
-    ]
-    if tasks is not None:
-        routes += task_routes(tasks, body_timeout=body_timeout)
-    if reload is not None:
-        routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
-    if metrics is not None:
-        routes.append(Route("/metrics", metrics_endpoint(metrics), methods=["GET"]))
-    middleware = [Middleware(_TokenAuth, token=token)] if token else []
-    return Starlette(
-        routes=routes, middleware=middleware, exception_handlers={HTTPException: _http_error}
-    )
-
-
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """The router's 404 and 405 (and any HTTPException) as a JSON error that says why."""
-    assert isinstance(exc, HTTPException)
-    headers = dict(exc.headers or {})
-    path = request.url.path
-    if exc.status_code == 404:
-        message = f"no such route: {request.method} {path}"
-    elif exc.status_code == 405:
-        allowed = ", ".join(sorted(m.strip() for m in headers.get("Allow", "").split(",")))
-        headers["Allow"] = allowed
-        message = f"{path} does not take {request.method} (allowed: {allowed})"
-    else:
-        message = exc.detail
-    return error(exc.status_code, message, headers=headers or None)
-
-
-def metrics_endpoint(
-    render: Callable[[], tuple[bytes, str]],
-) -> Callable[[Request], Awaitable[Response]]:
-    """``GET /metrics``: Prometheus text, read from live objects at scrape time."""
-
-    async def scrape(_: Request) -> Response:
-        body, content_type = render()
-        return Response(body, media_type=content_type)
-
-    return scrape
-
-
-def reload_endpoint(
-    reload: Callable[[str], Awaitable[ReloadResult]],
-) -> Callable[[Request], Awaitable[JSONResponse]]:
-    """``POST /reload``: reload now and answer with the verdict (422 when rejected)."""
-
-    async def endpoint(_: Request) -> JSONResponse:
-        result = await reload("api")
-        body = {
-            "outcome": result.outcome,
-            "generation": result.generation,
-            "sha256": result.sha256,
-            "changes": [c.render() for c in result.changes],
-            "errors": list(result.errors),
-            "summary": result.summary(),
-        }
-        return JSONBody(body, status_code=422 if result.outcome == "rejected" else 200)
-
-    return endpoint
-
-
-class _TokenAuth:
-    """Bearer-token check for every route but the health probes (RFC 6750)."""
-
-    def __init__(self, app: ASGIApp, *, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
-            await self.app(scope, receive, send)
-            return
-        message = "wrong admin token" if given else "this route needs Authorization: Bearer TOKEN"
-        response = error(401, message, headers={"WWW-Authenticate": 'Bearer realm="gladd"'})
-        await response(scope, receive, send)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
