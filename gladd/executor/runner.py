@@ -41,8 +41,8 @@ from gladd.executor.kinds import (
     TaskContext,
     basic_context,
 )
-from gladd.observe.activity import activities
-from gladd.observe.outcomes import task_outcome
+from gladd.executor.outcomes import task_outcome
+from gladd.instruments.activity import activities
 from gladd.policies import Policies
 from gladd.resilience.backoff import Backoff
 from gladd.resilience.breaker import Breaker

@@ -9,11 +9,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gladd.errors import TaskTimeout
+from gladd.executor.outcomes import task_outcome
 from gladd.executor.runner import ExecutorStats
-from gladd.observe.activity import Activity
+from gladd.instruments.activity import Activity
 from gladd.observe.lag import Blocked
 from gladd.observe.metrics import CONTENT_TYPE
-from gladd.observe.outcomes import task_outcome
 from gladd.policies import Policies
 from gladd.resilience.events import (
     BreakerStateChanged,

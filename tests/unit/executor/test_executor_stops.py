@@ -17,7 +17,7 @@ from gladd.executor.service import TaskService
 from gladd.resilience.pacing import STORE_BACKOFF, capped
 from gladd.store import Outcome, TaskState
 from gladd.store.memory import MemoryStore
-from tests.unit.test_executor import policies, running
+from tests.unit.executor.test_executor import policies, running
 
 pytestmark = pytest.mark.anyio
 
