@@ -250,9 +250,9 @@ class _Collector(Collector):
     def _executor(self) -> Iterator[Metric]:
         executor = self.w.executor()
         if executor is not None:
-            s = executor.stats
+            s = executor.statistics()
             yield GaugeMetricFamily(
-                "gladd_tasks_running", "Tasks running on this node", value=executor.running
+                "gladd_tasks_running", "Tasks running on this node", value=s.running
             )
             outcomes = CounterMetricFamily(
                 "gladd_task_outcomes",
