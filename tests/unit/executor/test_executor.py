@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -100,7 +101,7 @@ async def test_runs_tasks_and_stores_their_results() -> None:
         done = [await h.wait_for(i, TaskState.SUCCEEDED) for i in ids]
     assert [t.result for t in done] == [n * 2 for n in range(20)]
     assert all(t.attempt == 1 for t in done)
-    assert h.executor.stats.succeeded == 20
+    assert h.executor.statistics().succeeded == 20
 
 
 async def test_transient_errors_retry_with_backoff_then_dead_letter() -> None:
@@ -166,7 +167,7 @@ async def test_a_hanging_handler_is_cancelled_at_its_timeout() -> None:
     assert saw_cancel.is_set()
     assert dead.errors[0].type == "gladd.errors.TaskTimeout"
     assert "timed out after 0.1s" in dead.errors[0].message
-    assert h.executor.stats.timeouts == 1
+    assert h.executor.statistics().timeouts == 1
 
 
 async def test_cancelling_a_running_task_stops_its_handler() -> None:
@@ -183,7 +184,7 @@ async def test_cancelling_a_running_task_stops_its_handler() -> None:
         assert requested.cancel_requested
         cancelled = await h.wait_for(task_id, TaskState.CANCELLED)
     assert cancelled.attempt == 1
-    assert h.executor.stats.cancelled == 1
+    assert h.executor.statistics().cancelled == 1
 
 
 async def test_graceful_stop_releases_running_tasks_without_spending_attempts() -> None:
@@ -297,7 +298,7 @@ async def test_a_late_result_after_rescue_is_discarded() -> None:
         assert task_id in report.to_dead
         release.set()
         with anyio.fail_after(5):
-            while h.executor.stats.fenced == 0:
+            while h.executor.statistics().fenced == 0:
                 await anyio.sleep(0.01)
         h.executor.stop()
     task = await h.store.get(task_id)
@@ -305,7 +306,7 @@ async def test_a_late_result_after_rescue_is_discarded() -> None:
     assert task.state is TaskState.DEAD
     assert task.result is None
     assert task.token > running_task.token
-    assert h.executor.stats.succeeded == 0
+    assert h.executor.statistics().succeeded == 0
 
 
 async def test_builtin_kinds_and_payload_validation() -> None:
@@ -371,8 +372,33 @@ retry = "once"
     # its attempts, and the probe (third attempt) succeeded and closed the breaker.
     assert calls == [1, 2, 3]
     assert done.attempt == 3
-    assert h.executor.stats.postponed >= 1
+    assert h.executor.statistics().postponed >= 1
     assert time.monotonic() - started >= 0.25
     breaker = resilience.task_breaker("t.up")
     assert breaker is not None
     assert breaker.state.value == "closed"
+
+
+async def test_statistics_are_a_frozen_snapshot() -> None:
+    release = anyio.Event()
+
+    async def waits(ctx: TaskContext, payload: object) -> None:
+        await release.wait()
+
+    async with running({"t.waits": waits}) as h:
+        task_id = await h.enqueue("t.waits")
+        await h.wait_for(task_id, TaskState.RUNNING)
+        with anyio.fail_after(5):
+            while h.executor.running == 0:
+                await anyio.sleep(0.005)
+        before = h.executor.statistics()
+        release.set()
+        await h.wait_for(task_id, TaskState.SUCCEEDED)
+        with anyio.fail_after(5):
+            while h.executor.statistics().succeeded == 0:
+                await anyio.sleep(0.005)
+        after = h.executor.statistics()
+    assert (before.running, before.claimed, before.succeeded) == (1, 1, 0)  # as it was then
+    assert (after.running, after.claimed, after.succeeded) == (0, 1, 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.succeeded = 2  # type: ignore[misc]
