@@ -7,11 +7,16 @@ loop can be stepped one period at a time, and nothing waits on the wall clock.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import anyio
+
+EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 class ManualClock:
     def __init__(self, start: float = 1000.0) -> None:
+        self._start = start
         self._now = start
         self._sleepers: list[tuple[float, anyio.Event]] = []
         self.slept: list[float] = []
@@ -19,6 +24,10 @@ class ManualClock:
 
     def monotonic(self) -> float:
         return self._now
+
+    def now(self) -> datetime:
+        """The wall clock, moving with this one: :data:`EPOCH` at the start."""
+        return EPOCH + timedelta(seconds=self._now - self._start)
 
     async def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)

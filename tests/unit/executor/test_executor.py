@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -29,6 +30,7 @@ from gladd.policies import Policies, parse_policies
 from gladd.resilience import Resilience
 from gladd.store import Task, TaskState
 from gladd.store.memory import MemoryStore
+from tests.unit.manual_clock import EPOCH, ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -57,11 +59,30 @@ def policies(concurrency: int = 4, grace: str = "300ms", extra: str = "") -> Pol
 
 
 class Harness:
-    def __init__(self, store: MemoryStore, kinds: KindRegistry, p: Policies) -> None:
+    def __init__(
+        self,
+        store: MemoryStore,
+        kinds: KindRegistry,
+        p: Policies,
+        clock: ManualClock | None = None,
+    ) -> None:
         self.store = store
         self.p = p
-        self.service = TaskService(store, kinds, lambda: self.p)
-        self.executor = Executor(store=store, kinds=kinds, policies=lambda: self.p, worker_id="w1")
+        if clock is None:
+            self.service = TaskService(store, kinds, lambda: self.p)
+            self.executor = Executor(
+                store=store, kinds=kinds, policies=lambda: self.p, worker_id="w1"
+            )
+        else:  # the store's times and the executor's waits both on the test's clock
+            self.service = TaskService(store, kinds, lambda: self.p, now=clock.now)
+            self.executor = Executor(
+                store=store,
+                kinds=kinds,
+                policies=lambda: self.p,
+                worker_id="w1",
+                now=clock.now,
+                clock=clock,
+            )
 
     async def enqueue(self, kind: str, payload: Any = None, **options: Any) -> int:
         return (await self.service.enqueue(kind, payload, **options)).task.id
@@ -75,17 +96,38 @@ class Harness:
                     return task
                 await anyio.sleep(0.005)
 
+    async def put_off(self, task_id: int, timeout: float = 5) -> Task:
+        """The task once an attempt's outcome made it pending again, due later."""
+        with anyio.fail_after(timeout):
+            while True:
+                task = await self.store.get(task_id)
+                assert task is not None
+                if task.state is TaskState.PENDING and task.run_at > task.created_at:
+                    return task
+                await anyio.sleep(0.005)
+
+    async def still_pending_after(self, clock: ManualClock, seconds: float, task_id: int) -> None:
+        """Move time on, let the executor look, and check the task was not claimed."""
+        await clock.advance(seconds)
+        self.executor.wake()
+        await anyio.wait_all_tasks_blocked()
+        task = await self.store.get(task_id)
+        assert task is not None
+        assert task.state is TaskState.PENDING
+
 
 @asynccontextmanager
 async def running(
-    handlers: dict[str, Callable[..., Any]], p: Policies | None = None
+    handlers: dict[str, Callable[..., Any]],
+    p: Policies | None = None,
+    clock: ManualClock | None = None,
 ) -> AsyncIterator[Harness]:
     kinds = KindRegistry(builtin_kinds())
     for name, handler in handlers.items():
         kinds.register(Kind(name=name, handler=handler, plugin="test"))
     store = MemoryStore()
     await store.open()
-    harness = Harness(store, kinds, p or policies())
+    harness = Harness(store, kinds, p or policies(), clock)
     async with anyio.create_task_group() as tg:
         await tg.start(harness.executor.run)
         yield harness
@@ -202,7 +244,7 @@ async def test_graceful_stop_releases_running_tasks_without_spending_attempts() 
         long_id = await h.enqueue("t.long")
         await started.wait()
         quick_id = await h.enqueue("t.quick")
-        await anyio.sleep(0.01)
+        await h.wait_for(quick_id, TaskState.RUNNING)
     # The context manager stopped the executor and waited for it.
     released = await h.store.get(long_id)
     finished = await h.store.get(quick_id)
@@ -223,8 +265,15 @@ async def test_snooze_runs_again_later_without_spending_an_attempt() -> None:
             raise Snooze(0.05)
         return ctx.attempt
 
-    async with running({"t.snooze": snoozy}) as h:
-        done = await h.wait_for(await h.enqueue("t.snooze"), TaskState.SUCCEEDED)
+    clock = ManualClock()
+    async with running({"t.snooze": snoozy}, clock=clock) as h:
+        task_id = await h.enqueue("t.snooze")
+        snoozed = await h.put_off(task_id)
+        assert snoozed.run_at == EPOCH + timedelta(seconds=0.05)
+        await h.still_pending_after(clock, 0.04, task_id)  # 10ms short of the snooze
+        await clock.advance(0.01)
+        h.executor.wake()
+        done = await h.wait_for(task_id, TaskState.SUCCEEDED)
     assert runs == [1, 1]  # the snoozed run did not count as an attempt
     assert done.result == 1
     assert done.errors == ()
@@ -236,15 +285,18 @@ async def test_retry_later_uses_the_requested_delay() -> None:
             raise RetryLater(0.2, "quota resets soon")
         return ctx.attempt
 
-    async with running({"t.later": later}) as h:
+    clock = ManualClock()
+    async with running({"t.later": later}, clock=clock) as h:
         task_id = await h.enqueue("t.later")
-        failed_once = await h.wait_for(task_id, TaskState.PENDING, TaskState.SUCCEEDED)
-        started = time.monotonic()
+        failed_once = await h.put_off(task_id)
+        await h.still_pending_after(clock, 0.19, task_id)  # 10ms short of the delay
+        await clock.advance(0.01)
+        h.executor.wake()
         done = await h.wait_for(task_id, TaskState.SUCCEEDED)
     assert done.result == 2
     assert done.errors[0].message == "quota resets soon"
     assert failed_once.state is TaskState.PENDING
-    assert time.monotonic() - started >= 0.1
+    assert failed_once.run_at == EPOCH + timedelta(seconds=0.2)
 
 
 async def test_concurrency_is_never_exceeded() -> None:

@@ -10,7 +10,6 @@ from gladd.executor.ledger import Ledger, StopReason
 from gladd.store import NewTask, TaskState
 from gladd.store.memory import MemoryStore
 from tests.unit.executor.test_executor import policies
-from tests.unit.maintenance.test_rescuer import wall
 from tests.unit.manual_clock import ManualClock
 
 pytestmark = pytest.mark.anyio
@@ -19,8 +18,8 @@ pytestmark = pytest.mark.anyio
 async def test_a_heartbeat_each_period_keeps_held_tasks_and_delivers_cancellations() -> None:
     store, clock, ledger = MemoryStore(), ManualClock(), Ledger()
     await store.open()
-    await store.enqueue(NewTask(kind="t.any"), now=wall(clock))
-    (task,) = await store.claim(worker="w1", limit=1, now=wall(clock))
+    await store.enqueue(NewTask(kind="t.any"), now=clock.now())
+    (task,) = await store.claim(worker="w1", limit=1, now=clock.now())
     running = ledger.hold(task)
     p = policies()  # heartbeat 50ms, lease 2s
     beats = Heartbeats(
@@ -28,7 +27,7 @@ async def test_a_heartbeat_each_period_keeps_held_tasks_and_delivers_cancellatio
         policies=lambda: p,
         worker_id="w1",
         ledger=ledger,
-        now=lambda: wall(clock),
+        now=clock.now,
         clock=clock,
         store_health=lambda error: None,
     )
@@ -36,10 +35,10 @@ async def test_a_heartbeat_each_period_keeps_held_tasks_and_delivers_cancellatio
         await tg.start(beats.run)
         for _ in range(60):  # 3s of heartbeats: past the lease, and still ours
             await clock.advance(0.05)
-        report = await store.rescue(now=wall(clock), lease=2.0, max_rescues=3)
+        report = await store.rescue(now=clock.now(), lease=2.0, max_rescues=3)
         assert report.to_pending == ()
         assert report.to_dead == ()
-        await store.cancel(task.id, now=wall(clock))
+        await store.cancel(task.id, now=clock.now())
         assert not running.scope.cancel_called  # only the next heartbeat brings it
         await clock.advance(0.05)
         assert running.scope.cancel_called
@@ -54,8 +53,8 @@ async def test_a_heartbeat_each_period_keeps_held_tasks_and_delivers_cancellatio
 async def test_leaving_deregisters_only_when_every_outcome_is_written() -> None:
     store, clock, ledger = MemoryStore(), ManualClock(), Ledger()
     await store.open()
-    await store.enqueue(NewTask(kind="t.any"), now=wall(clock))
-    (task,) = await store.claim(worker="w1", limit=1, now=wall(clock))
+    await store.enqueue(NewTask(kind="t.any"), now=clock.now())
+    (task,) = await store.claim(worker="w1", limit=1, now=clock.now())
     ledger.hold(task)
     p = policies()
     beats = Heartbeats(
@@ -63,11 +62,11 @@ async def test_leaving_deregisters_only_when_every_outcome_is_written() -> None:
         policies=lambda: p,
         worker_id="w1",
         ledger=ledger,
-        now=lambda: wall(clock),
+        now=clock.now,
         clock=clock,
         store_health=lambda error: None,
     )
     await beats.beat()
     await beats.leave()  # an outcome is owed: the worker stays, so its task is rescued
-    report = await store.rescue(now=wall(clock), lease=0.0, max_rescues=3)
+    report = await store.rescue(now=clock.now(), lease=0.0, max_rescues=3)
     assert report.dead_workers == ("w1",)

@@ -10,7 +10,6 @@ from gladd.policies import parse_policies
 from gladd.store import NewTask, Succeeded
 from gladd.store.memory import MemoryStore
 from tests.unit.executor.test_executor import FAST
-from tests.unit.maintenance.test_rescuer import wall
 from tests.unit.manual_clock import ManualClock
 
 pytestmark = pytest.mark.anyio
@@ -23,10 +22,10 @@ async def test_finished_tasks_are_purged_hourly_once_past_the_retention() -> Non
     p = parse_policies(text.encode(), source="test").policies
     store, clock = MemoryStore(), ManualClock()
     await store.open()
-    await store.enqueue(NewTask(kind="t.any"), now=wall(clock))
-    (task,) = await store.claim(worker="w1", limit=1, now=wall(clock))
-    await store.finish([Succeeded(id=task.id, token=task.token)], now=wall(clock))
-    cleaner = Cleaner(store=store, policies=lambda: p, now=lambda: wall(clock), clock=clock)
+    await store.enqueue(NewTask(kind="t.any"), now=clock.now())
+    (task,) = await store.claim(worker="w1", limit=1, now=clock.now())
+    await store.finish([Succeeded(id=task.id, token=task.token)], now=clock.now())
+    cleaner = Cleaner(store=store, policies=lambda: p, now=clock.now, clock=clock)
     async with anyio.create_task_group() as tg:
         await tg.start(cleaner.run)
         await clock.advance(2.0)  # half the lease: the first purge, of nothing yet

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 import anyio
 import pytest
 
@@ -15,19 +13,12 @@ from tests.unit.manual_clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 
-EPOCH = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-def wall(clock: ManualClock) -> datetime:
-    """The store's clock, moving with the manual one."""
-    return EPOCH + timedelta(seconds=clock.monotonic() - 1000.0)
-
 
 async def left_running(store: MemoryStore, clock: ManualClock) -> int:
     """A task claimed by a worker that has just heartbeated, and then is heard no more."""
-    await store.enqueue(NewTask(kind="t.any"), now=wall(clock))
-    (task,) = await store.claim(worker="gone", limit=1, now=wall(clock))
-    await store.heartbeat(worker="gone", now=wall(clock), running=[(task.id, task.token)])
+    await store.enqueue(NewTask(kind="t.any"), now=clock.now())
+    (task,) = await store.claim(worker="gone", limit=1, now=clock.now())
+    await store.heartbeat(worker="gone", now=clock.now(), running=[(task.id, task.token)])
     return task.id
 
 
@@ -48,7 +39,7 @@ async def test_the_start_up_rescue_takes_everything_back_only_on_a_single_proces
     rescuer = Rescuer(
         store=store,
         policies=lambda: p,
-        now=lambda: wall(clock),
+        now=clock.now,
         clock=clock,
         rescue_all_at_start=single_process,
     )
@@ -65,7 +56,7 @@ async def test_a_silent_workers_task_is_rescued_once_its_lease_has_run_out() -> 
     await store.open()
     task_id = await left_running(store, clock)
     p = policies()  # lease 2s: a rescue every second
-    rescuer = Rescuer(store=store, policies=lambda: p, now=lambda: wall(clock), clock=clock)
+    rescuer = Rescuer(store=store, policies=lambda: p, now=clock.now, clock=clock)
     async with anyio.create_task_group() as tg:
         await tg.start(rescuer.run)
         await clock.advance(1.0)
