@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import anyio
@@ -31,39 +32,26 @@ from gladd.resilience.retry import RetryPlan
 from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, Task
 
 
+@dataclass(slots=True, kw_only=True, eq=False)
 class Attempts:
     """Runs the attempts the producer starts: ``await attempts.run_one(running)``."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        kinds: KindRegistry,
-        policies: Callable[[], Policies],
-        ledger: Ledger,
-        record: Callable[[Outcome], None],
-        now: Callable[[], datetime],
-        clock: Clock,
-        rng: random.Random,
-        breaker_for: Callable[[str], Breaker | None] | None,
-        context_for: ContextFactory,
-        observe_task: Callable[[str, str, float], None] | None,
-    ) -> None:
-        self.store = store
-        self.kinds = kinds
-        self.policies = policies
-        self.ledger = ledger
-        self.record = record
-        self.now = now
-        self.clock = clock
-        self.rng = rng
-        self.breaker_for = breaker_for
-        self.context_for = context_for
-        self.observe_task = observe_task
-        self.timeouts = 0
-        self.postponed = 0
-        self._plans_for: Policies | None = None
-        self._plans: dict[str, RetryPlan | None] = {}  # per kind, for `_plans_for`
+    store: Store
+    kinds: KindRegistry
+    policies: Callable[[], Policies]
+    ledger: Ledger
+    record: Callable[[Outcome], None]
+    now: Callable[[], datetime]
+    clock: Clock
+    rng: random.Random
+    breaker_for: Callable[[str], Breaker | None] | None
+    context_for: ContextFactory
+    observe_task: Callable[[str, str, float], None] | None
+    timeouts: int = field(default=0, init=False)
+    postponed: int = field(default=0, init=False)
+    _plans_for: Policies | None = field(default=None, init=False)
+    _plans: dict[str, RetryPlan | None] = field(default_factory=dict, init=False)
+    """Per kind, for ``_plans_for``."""
 
     async def run_one(self, running: Running) -> None:
         """Attempt the task, free its slot, and hand its outcome to be written."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import anyio
@@ -26,36 +27,30 @@ from gladd.resilience.pacing import Pacer, capped, store_backoff
 from gladd.store import Failed, Outcome, Released, Store, Succeeded
 
 
+@dataclass(slots=True, kw_only=True, eq=False)
 class Completer:
     """``await tg.start(completer.run)``; :meth:`record` outcomes; :meth:`flush_everything`
     before leaving."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        policies: Callable[[], Policies],
-        ledger: Ledger,
-        now: Callable[[], datetime],
-        clock: Clock,
-        rng: random.Random,
-        store_health: Callable[[StoreError | None], None],
-    ) -> None:
-        self.store = store
-        self.policies = policies
-        self.ledger = ledger
-        self.now = now
-        self.clock = clock
-        self.store_health = store_health
-        self.pacer = Pacer(self._backoff, rng)
-        self.succeeded = 0
-        self.failed = 0
-        self.dead = 0
-        self.released = 0
-        self.cancelled = 0
-        self.fenced = 0
-        self._outbox: list[Outcome] = []
-        self._outbox_ready = anyio.Event()
+    store: Store
+    policies: Callable[[], Policies]
+    ledger: Ledger
+    now: Callable[[], datetime]
+    clock: Clock
+    rng: random.Random
+    store_health: Callable[[StoreError | None], None]
+    pacer: Pacer = field(init=False)
+    succeeded: int = field(default=0, init=False)
+    failed: int = field(default=0, init=False)
+    dead: int = field(default=0, init=False)
+    released: int = field(default=0, init=False)
+    cancelled: int = field(default=0, init=False)
+    fenced: int = field(default=0, init=False)
+    _outbox: list[Outcome] = field(default_factory=list, init=False)
+    _outbox_ready: anyio.Event = field(default_factory=anyio.Event, init=False)
+
+    def __post_init__(self) -> None:
+        self.pacer = Pacer(self._backoff, self.rng)
 
     def record(self, outcome: Outcome) -> None:
         """Owe ``outcome`` to the store; the next flush writes it."""

@@ -9,6 +9,7 @@ the worker deregisters, unless outcomes are still unwritten: then its tasks must
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import anyio
@@ -22,27 +23,17 @@ from gladd.resilience.clock import Clock
 from gladd.store import Store
 
 
+@dataclass(slots=True, kw_only=True, eq=False)
 class Heartbeats:
     """``await tg.start(heartbeats.run)``: the first beat is sent before it counts as started."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        policies: Callable[[], Policies],
-        worker_id: str,
-        ledger: Ledger,
-        now: Callable[[], datetime],
-        clock: Clock,
-        store_health: Callable[[StoreError | None], None],
-    ) -> None:
-        self.store = store
-        self.policies = policies
-        self.worker_id = worker_id
-        self.ledger = ledger
-        self.now = now
-        self.clock = clock
-        self.store_health = store_health
+    store: Store
+    policies: Callable[[], Policies]
+    worker_id: str
+    ledger: Ledger
+    now: Callable[[], datetime]
+    clock: Clock
+    store_health: Callable[[StoreError | None], None]
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         await self.beat()

@@ -10,7 +10,7 @@ are released (pending again, attempt refunded); :meth:`Producer.stop_now` skips 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -36,36 +36,24 @@ class Admission:
     kinds: Sequence[str]
 
 
+@dataclass(slots=True, kw_only=True, eq=False)
 class Producer:
     """``await producer.run()`` claims until :meth:`stop`, then drains and returns."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        kinds: KindRegistry,
-        policies: Callable[[], Policies],
-        worker_id: str,
-        ledger: Ledger,
-        attempt: Callable[[Running], Coroutine[Any, Any, None]],
-        now: Callable[[], datetime],
-        clock: Clock,
-        store_health: Callable[[StoreError | None], None],
-    ) -> None:
-        self.store = store
-        self.kinds = kinds
-        self.policies = policies
-        self.worker_id = worker_id
-        self.ledger = ledger
-        self.attempt = attempt
-        self.now = now
-        self.clock = clock
-        self.store_health = store_health
-        self.claimed = 0
-        self._stopping = anyio.Event()
-        self._idle = anyio.CancelScope()
-        self._grace = anyio.CancelScope()
-        self._no_grace = False
+    store: Store
+    kinds: KindRegistry
+    policies: Callable[[], Policies]
+    worker_id: str
+    ledger: Ledger
+    attempt: Callable[[Running], Coroutine[Any, Any, None]]
+    now: Callable[[], datetime]
+    clock: Clock
+    store_health: Callable[[StoreError | None], None]
+    claimed: int = field(default=0, init=False)
+    _stopping: anyio.Event = field(default_factory=anyio.Event, init=False)
+    _idle: anyio.CancelScope = field(default_factory=anyio.CancelScope, init=False)
+    _grace: anyio.CancelScope = field(default_factory=anyio.CancelScope, init=False)
+    _no_grace: bool = field(default=False, init=False)
 
     def admit(self, policies: Policies) -> Admission | None:
         """How many tasks, of which kinds, the next claim may take; None: none until a slot

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypedDict
 
 import anyio
 from anyio.abc import TaskStatus
@@ -44,6 +45,21 @@ from gladd.store import Store
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class _Common(TypedDict):
+    """What every service is built on."""
+
+    store: Store
+    policies: Callable[[], Policies]
+    now: Callable[[], datetime]
+    clock: Clock
+
+
+class _Held(_Common):
+    """…and the ledger, for the services that work on the tasks this worker holds."""
+
+    ledger: Ledger
 
 
 class Executor:
@@ -70,54 +86,26 @@ class Executor:
         health = store_health or (lambda error: None)
         rng = rng or random.Random()
         self.ledger = Ledger()
-        self.rescuer = Rescuer(
-            store=store,
-            policies=policies,
-            now=now,
-            clock=clock,
-            rescue_all_at_start=rescue_all_at_start,
-        )
-        self.heartbeats = Heartbeats(
-            store=store,
-            policies=policies,
-            worker_id=worker_id,
-            ledger=self.ledger,
-            now=now,
-            clock=clock,
-            store_health=health,
-        )
-        self.cleaner = Cleaner(store=store, policies=policies, now=now, clock=clock)
-        self.completer = Completer(
-            store=store,
-            policies=policies,
-            ledger=self.ledger,
-            now=now,
-            clock=clock,
-            rng=rng,
-            store_health=health,
-        )
+        common = _Common(store=store, policies=policies, now=now, clock=clock)
+        held = _Held(**common, ledger=self.ledger)
+        self.rescuer = Rescuer(**common, rescue_all_at_start=rescue_all_at_start)
+        self.cleaner = Cleaner(**common)
+        self.heartbeats = Heartbeats(**held, worker_id=worker_id, store_health=health)
+        self.completer = Completer(**held, rng=rng, store_health=health)
         self.attempts = Attempts(
-            store=store,
+            **held,
             kinds=kinds,
-            policies=policies,
-            ledger=self.ledger,
             record=self.completer.record,
-            now=now,
-            clock=clock,
             rng=rng,
             breaker_for=breaker_for,
             context_for=context_for,
             observe_task=observe_task,
         )
         self.producer = Producer(
-            store=store,
+            **held,
             kinds=kinds,
-            policies=policies,
             worker_id=worker_id,
-            ledger=self.ledger,
             attempt=self.attempts.run_one,
-            now=now,
-            clock=clock,
             store_health=health,
         )
 

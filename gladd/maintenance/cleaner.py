@@ -8,6 +8,7 @@ applies at the next purge.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import anyio
@@ -23,21 +24,14 @@ from gladd.store import Store
 PURGE_EVERY = 3600.0
 
 
+@dataclass(slots=True, kw_only=True, eq=False)
 class Cleaner:
     """``await tg.start(cleaner.run)``."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        policies: Callable[[], Policies],
-        now: Callable[[], datetime],
-        clock: Clock,
-    ) -> None:
-        self.store = store
-        self.policies = policies
-        self.now = now
-        self.clock = clock
+    store: Store
+    policies: Callable[[], Policies]
+    now: Callable[[], datetime]
+    clock: Clock
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()

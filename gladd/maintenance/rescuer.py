@@ -10,6 +10,7 @@ was left by a previous process, whatever its last heartbeat says.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import anyio
@@ -22,25 +23,17 @@ from gladd.resilience.clock import Clock
 from gladd.store import Store
 
 
+@dataclass(slots=True, kw_only=True, eq=False)
 class Rescuer:
     """``await tg.start(rescuer.run)``: the start-up rescue is done before it counts as
     started."""
 
-    def __init__(
-        self,
-        *,
-        store: Store,
-        policies: Callable[[], Policies],
-        now: Callable[[], datetime],
-        clock: Clock,
-        rescue_all_at_start: bool = False,
-    ) -> None:
-        self.store = store
-        self.policies = policies
-        self.now = now
-        self.clock = clock
-        self.rescue_all_at_start = rescue_all_at_start
-        self.rescued = 0
+    store: Store
+    policies: Callable[[], Policies]
+    now: Callable[[], datetime]
+    clock: Clock
+    rescue_all_at_start: bool = False
+    rescued: int = field(default=0, init=False)
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         lease = 0.0 if self.rescue_all_at_start else self.policies().executor.lease

@@ -106,14 +106,17 @@ class Harness:
                     return task
                 await anyio.sleep(0.005)
 
-    async def still_pending_after(self, clock: ManualClock, seconds: float, task_id: int) -> None:
-        """Move time on, let the executor look, and check the task was not claimed."""
-        await clock.advance(seconds)
+    async def runs_again_only_after(self, clock: ManualClock, delay: float, task_id: int) -> Task:
+        """Step time to 10ms short of ``delay``: the task is not claimed; past it, it runs."""
+        await clock.advance(delay - 0.01)
         self.executor.wake()
         await anyio.wait_all_tasks_blocked()
         task = await self.store.get(task_id)
         assert task is not None
         assert task.state is TaskState.PENDING
+        await clock.advance(0.01)
+        self.executor.wake()
+        return await self.wait_for(task_id, TaskState.SUCCEEDED)
 
 
 @asynccontextmanager
@@ -270,10 +273,7 @@ async def test_snooze_runs_again_later_without_spending_an_attempt() -> None:
         task_id = await h.enqueue("t.snooze")
         snoozed = await h.put_off(task_id)
         assert snoozed.run_at == EPOCH + timedelta(seconds=0.05)
-        await h.still_pending_after(clock, 0.04, task_id)  # 10ms short of the snooze
-        await clock.advance(0.01)
-        h.executor.wake()
-        done = await h.wait_for(task_id, TaskState.SUCCEEDED)
+        done = await h.runs_again_only_after(clock, 0.05, task_id)
     assert runs == [1, 1]  # the snoozed run did not count as an attempt
     assert done.result == 1
     assert done.errors == ()
@@ -289,10 +289,7 @@ async def test_retry_later_uses_the_requested_delay() -> None:
     async with running({"t.later": later}, clock=clock) as h:
         task_id = await h.enqueue("t.later")
         failed_once = await h.put_off(task_id)
-        await h.still_pending_after(clock, 0.19, task_id)  # 10ms short of the delay
-        await clock.advance(0.01)
-        h.executor.wake()
-        done = await h.wait_for(task_id, TaskState.SUCCEEDED)
+        done = await h.runs_again_only_after(clock, 0.2, task_id)
     assert done.result == 2
     assert done.errors[0].message == "quota resets soon"
     assert failed_once.state is TaskState.PENDING

@@ -15,14 +15,9 @@ from tests.unit.manual_clock import ManualClock
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_heartbeat_each_period_keeps_held_tasks_and_delivers_cancellations() -> None:
-    store, clock, ledger = MemoryStore(), ManualClock(), Ledger()
-    await store.open()
-    await store.enqueue(NewTask(kind="t.any"), now=clock.now())
-    (task,) = await store.claim(worker="w1", limit=1, now=clock.now())
-    running = ledger.hold(task)
-    p = policies()  # heartbeat 50ms, lease 2s
-    beats = Heartbeats(
+def heartbeats_on(store: MemoryStore, ledger: Ledger, clock: ManualClock) -> Heartbeats:
+    p = policies()
+    return Heartbeats(
         store=store,
         policies=lambda: p,
         worker_id="w1",
@@ -31,6 +26,15 @@ async def test_a_heartbeat_each_period_keeps_held_tasks_and_delivers_cancellatio
         clock=clock,
         store_health=lambda error: None,
     )
+
+
+async def test_a_heartbeat_each_period_keeps_held_tasks_and_delivers_cancellations() -> None:
+    store, clock, ledger = MemoryStore(), ManualClock(), Ledger()
+    await store.open()
+    await store.enqueue(NewTask(kind="t.any"), now=clock.now())
+    (task,) = await store.claim(worker="w1", limit=1, now=clock.now())
+    running = ledger.hold(task)
+    beats = heartbeats_on(store, ledger, clock)  # heartbeat 50ms, lease 2s
     async with anyio.create_task_group() as tg:
         await tg.start(beats.run)
         for _ in range(60):  # 3s of heartbeats: past the lease, and still ours
@@ -56,16 +60,7 @@ async def test_leaving_deregisters_only_when_every_outcome_is_written() -> None:
     await store.enqueue(NewTask(kind="t.any"), now=clock.now())
     (task,) = await store.claim(worker="w1", limit=1, now=clock.now())
     ledger.hold(task)
-    p = policies()
-    beats = Heartbeats(
-        store=store,
-        policies=lambda: p,
-        worker_id="w1",
-        ledger=ledger,
-        now=clock.now,
-        clock=clock,
-        store_health=lambda error: None,
-    )
+    beats = heartbeats_on(store, ledger, clock)
     await beats.beat()
     await beats.leave()  # an outcome is owed: the worker stays, so its task is rescued
     report = await store.rescue(now=clock.now(), lease=0.0, max_rescues=3)

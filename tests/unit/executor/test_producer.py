@@ -20,13 +20,19 @@ from tests.unit.executor.test_executor import policies
 pytestmark = pytest.mark.anyio
 
 
-def producer_on(store: MemoryStore, ledger: Ledger, p: Policies, started: list[int]) -> Producer:
+def producer_on(
+    store: MemoryStore,
+    ledger: Ledger,
+    p: Policies,
+    started: list[int],
+    producer: type[Producer] = Producer,
+) -> Producer:
     async def attempt(running: Running) -> None:
         started.append(running.task.id)
         ledger.ran(running.task.id)
 
     kinds = KindRegistry([Kind(name=n, handler=lambda ctx, payload: None) for n in "ab"])
-    return Producer(
+    return producer(
         store=store,
         kinds=kinds,
         policies=lambda: p,
@@ -37,6 +43,14 @@ def producer_on(store: MemoryStore, ledger: Ledger, p: Policies, started: list[i
         clock=FakeClock(),
         store_health=lambda error: None,
     )
+
+
+class OnlyA(Producer):
+    """Admits kind ``a`` only, as a pause of kind ``b`` would."""
+
+    def admit(self, policies: Policies) -> Admission | None:
+        admission = super().admit(policies)
+        return None if admission is None else dataclasses.replace(admission, kinds=["a"])
 
 
 async def test_admission_is_the_free_slots_capped_at_one_claim_batch() -> None:
@@ -62,14 +76,7 @@ async def test_a_narrower_admission_is_what_the_store_is_asked_for() -> None:
     a = (await store.enqueue(NewTask(kind="a"), now=utcnow())).task.id
     b = (await store.enqueue(NewTask(kind="b"), now=utcnow())).task.id
     started: list[int] = []
-    producer = producer_on(store, ledger, policies(), started)
-    wide = producer.admit
-
-    def only_a(p: Policies) -> Admission | None:  # as a pause of kind "b" would
-        admission = wide(p)
-        return None if admission is None else dataclasses.replace(admission, kinds=["a"])
-
-    producer.admit = only_a  # type: ignore[method-assign]
+    producer = producer_on(store, ledger, policies(), started, OnlyA)
     async with anyio.create_task_group() as tg:
         await tg.start(producer.run)
         await anyio.wait_all_tasks_blocked()
