@@ -8,7 +8,7 @@ PostgreSQL run gets a fresh database ``gladd_bench_<hex>``, dropped afterwards; 
 use a temp file.
 
 1. Drain: N no-op tasks enqueued (untimed), then a real Executor started; timed from its
-   start until ``executor.stats.succeeded`` reaches N (every outcome stored). SQLite and
+   start until ``executor.statistics().succeeded`` reaches N (every outcome stored). SQLite and
    PostgreSQL at concurrency 10, and at ``--best`` concurrencies (reported separately).
 2. Peers, same N from PostgreSQL at concurrency 10, defaults otherwise: pgqueuer
    (QueueManager over an asyncpg connection, entrypoint ``concurrency_limit=10``, batch size
@@ -68,7 +68,7 @@ SERVER = os.environ.get("GLADD_TEST_DATABASE_URL", "postgresql://postgres@127.0.
 ROOT = Path(__file__).resolve().parent.parent
 BIG_ROWS = 1_000_000
 ENQUEUE_CHUNK = 5000
-POLL = 0.005  # seconds between checks of executor.stats during a drain
+POLL = 0.005  # seconds between checks of executor.statistics() during a drain
 WARMUP = 20  # latency samples discarded at the start of each run
 SETTLE = 0.010  # seconds after a latency job starts before the next enqueue (worker idle)
 IDLE_WARM = 10.0
@@ -202,13 +202,13 @@ async def gladd_drain(
                 started = time.perf_counter()
                 await tg.start(executor.run)
                 with anyio.fail_after(600):
-                    while executor.stats.succeeded < n:  # noqa: ASYNC110 - polls a counter
+                    while executor.statistics().succeeded < n:  # noqa: ASYNC110 - polls a counter
                         await anyio.sleep(POLL)
                 elapsed = time.perf_counter() - started
                 executor.stop()
             counts = await store.counts()
             assert counts.get(TaskState.SUCCEEDED, 0) == n + big, counts
-            assert executor.stats.failed == 0, executor.stats
+            assert executor.statistics().failed == 0, executor.statistics()
         finally:
             await store.close()
     return n / elapsed

@@ -1,9 +1,10 @@
 """Seeing inside a running gladd: health checks, Prometheus metrics, pool alerts, loop lag.
 
 Deliberately empty of imports: the store imports :mod:`gladd.observe.acquire` on its hot
-path, and the executor :mod:`gladd.observe.activity`; neither should pull in the rest.
+path and should not pull in the rest. The executor imports nothing from here: what it
+records for the observers lives below it (:mod:`gladd.instruments.activity`,
+:mod:`gladd.executor.outcomes`), and they read its frozen ``statistics()`` snapshot.
 
-- :mod:`.activity` — what is running now (task kind, plugin), for blaming a blocked loop;
 - :mod:`.acquire` — connection acquire waits, measured by the PostgreSQL store;
 - :mod:`.pool` — pool alert rules (pure) and the sampler that applies them;
 - :mod:`.lag` — the event-loop lag monitor and its stall watcher thread;

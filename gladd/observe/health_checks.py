@@ -395,14 +395,14 @@ class HealthChecker:
 
     def _executor(self, concurrency: int, at: float) -> list[Check]:
         executor = self.watched.executor()
-        if executor is None:
+        s = executor.statistics() if executor is not None else None
+        if s is None:
             recent = (0, 0, 0)
         else:
-            s = executor.stats
             grew = self._recent.add(self._clock(), (s.dead, s.timeouts, s.succeeded + s.failed))
             recent = (grew[0], grew[1], grew[2])
         return executor_checks(
-            running=None if executor is None else executor.running,
+            running=None if s is None else s.running,
             concurrency=concurrency,
             queued=self._queued,
             recent=recent,

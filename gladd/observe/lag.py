@@ -8,7 +8,7 @@ sleeps ``[event_loop].interval`` and measures how much later than asked it woke 
 Naming the culprit needs someone awake while the loop is not: a small watcher thread. It
 knows when the monitor is due to wake; once the loop is ``lag_threshold`` past that, it asks
 which asyncio task the loop is running right now, looks it up in the
-:mod:`~gladd.observe.activity` registry (task kind, plugin) and notes the line of code the
+:mod:`~gladd.instruments.activity` registry (task kind, plugin) and notes the line of code the
 loop thread is executing. The thread only reads; it never touches the loop.
 """
 
@@ -29,7 +29,7 @@ from anyio.abc import TaskStatus
 from loguru import logger
 
 from gladd.durations import format_duration
-from gladd.observe.activity import Activities, Activity, activities
+from gladd.instruments.activity import Activities, Activity, activities
 from gladd.policies import Policies
 
 LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -77,7 +77,8 @@ class Metrics:
             ProcessCollector(namespace="gladd", registry=self.registry)
 
     def observe_task(self, kind: str, outcome: str, seconds: float) -> None:
-        """One task attempt finished; ``outcome`` from :func:`~.outcomes.task_outcome`."""
+        """One task attempt finished; ``outcome`` from
+        :func:`~gladd.executor.outcomes.task_outcome`."""
         observe = self._children.get((kind, outcome))
         if observe is None:
             observe = self._children[kind, outcome] = self._durations.labels(kind, outcome).observe
@@ -249,9 +250,9 @@ class _Collector(Collector):
     def _executor(self) -> Iterator[Metric]:
         executor = self.w.executor()
         if executor is not None:
-            s = executor.stats
+            s = executor.statistics()
             yield GaugeMetricFamily(
-                "gladd_tasks_running", "Tasks running on this node", value=executor.running
+                "gladd_tasks_running", "Tasks running on this node", value=s.running
             )
             outcomes = CounterMetricFamily(
                 "gladd_task_outcomes",

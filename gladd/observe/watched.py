@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from gladd.executor.runner import ExecutorStats
+from gladd.executor.statistics import ExecutorStatistics
 from gladd.observe.lag import LagMonitor
 from gladd.observe.pool import PoolMonitor
 from gladd.observe.reloads import Reloads
@@ -21,13 +21,10 @@ from gladd.store.base import Store
 
 
 class ExecutorView(Protocol):
-    """What is read of the executor (:class:`gladd.executor.runner.Executor`)."""
+    """What is read of the executor (:class:`gladd.executor.runner.Executor`): only its
+    snapshot, taken afresh at each check or scrape."""
 
-    @property
-    def running(self) -> int: ...
-
-    @property
-    def stats(self) -> ExecutorStats: ...
+    def statistics(self) -> ExecutorStatistics: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

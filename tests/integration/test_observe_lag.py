@@ -13,7 +13,7 @@ from loguru import logger
 
 from gladd.executor.kinds import Kind, KindRegistry, TaskContext
 from gladd.executor.runner import Executor
-from gladd.observe.activity import activities
+from gladd.instruments.activity import activities
 from gladd.policies import Policies
 from gladd.store.base import NewTask
 from gladd.store.memory import MemoryStore

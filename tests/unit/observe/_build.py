@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
 from loguru import logger
 
 from gladd.errors import StoreError
-from gladd.executor.runner import ExecutorStats
+from gladd.executor.statistics import ExecutorStatistics
 from gladd.observe.health import HealthBoard
 from gladd.observe.health_checks import HealthChecker
 from gladd.observe.lag import LagMonitor
@@ -24,8 +25,13 @@ from gladd.store.base import Store
 
 @dataclass
 class FakeExecutor:
+    """Reads as an executor does: ``running`` now, and the counts in ``stats``."""
+
     running: int = 0
-    stats: ExecutorStats = field(default_factory=ExecutorStats)
+    stats: ExecutorStatistics = field(default_factory=ExecutorStatistics)
+
+    def statistics(self) -> ExecutorStatistics:
+        return dataclasses.replace(self.stats, running=self.running)
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gladd.executor.runner import ExecutorStats
+from gladd.executor.statistics import ExecutorStatistics
 from gladd.observe.health import Status
 from gladd.observe.health_checks import (
     Recent,
@@ -193,7 +193,7 @@ async def test_one_round_publishes_every_check_and_they_pass() -> None:
     assert observed.board.ready() == (True, "ready")
 
     assert observed.executor is not None
-    observed.executor.stats = ExecutorStats(succeeded=3, failed=1, dead=1)
+    observed.executor.stats = ExecutorStatistics(succeeded=3, failed=1, dead=1)
     await store.close()
     await observed.checker.check()
     assert observed.status_of("executor:deadLastHour") == "warn"

@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from gladd.observe.activity import Activities, Activity
+from gladd.instruments.activity import Activities, Activity
 from gladd.observe.lag import Blocked, Histogram, where
 
 

@@ -9,11 +9,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gladd.errors import TaskTimeout
-from gladd.executor.runner import ExecutorStats
-from gladd.observe.activity import Activity
+from gladd.executor.outcomes import task_outcome
+from gladd.executor.statistics import ExecutorStatistics
+from gladd.instruments.activity import Activity
 from gladd.observe.lag import Blocked
 from gladd.observe.metrics import CONTENT_TYPE
-from gladd.observe.outcomes import task_outcome
 from gladd.policies import Policies
 from gladd.resilience.events import (
     BreakerStateChanged,
@@ -64,7 +64,7 @@ async def busy_daemon() -> Observed:
     await store.open()
     observed = Observed(store=store, policies=POLICIES, executor=FakeExecutor(running=3))
     assert observed.executor is not None
-    observed.executor.stats = ExecutorStats(
+    observed.executor.stats = ExecutorStatistics(
         claimed=40, succeeded=30, failed=6, dead=2, timeouts=3, released=2, rescued=1, fenced=1
     )
     sink = observed.counters

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any
 
 import anyio
@@ -28,6 +30,7 @@ from gladd.policies import Policies, parse_policies
 from gladd.resilience import Resilience
 from gladd.store import Task, TaskState
 from gladd.store.memory import MemoryStore
+from tests.unit.manual_clock import EPOCH, ManualClock
 
 pytestmark = pytest.mark.anyio
 
@@ -56,11 +59,30 @@ def policies(concurrency: int = 4, grace: str = "300ms", extra: str = "") -> Pol
 
 
 class Harness:
-    def __init__(self, store: MemoryStore, kinds: KindRegistry, p: Policies) -> None:
+    def __init__(
+        self,
+        store: MemoryStore,
+        kinds: KindRegistry,
+        p: Policies,
+        clock: ManualClock | None = None,
+    ) -> None:
         self.store = store
         self.p = p
-        self.service = TaskService(store, kinds, lambda: self.p)
-        self.executor = Executor(store=store, kinds=kinds, policies=lambda: self.p, worker_id="w1")
+        if clock is None:
+            self.service = TaskService(store, kinds, lambda: self.p)
+            self.executor = Executor(
+                store=store, kinds=kinds, policies=lambda: self.p, worker_id="w1"
+            )
+        else:  # the store's times and the executor's waits both on the test's clock
+            self.service = TaskService(store, kinds, lambda: self.p, now=clock.now)
+            self.executor = Executor(
+                store=store,
+                kinds=kinds,
+                policies=lambda: self.p,
+                worker_id="w1",
+                now=clock.now,
+                clock=clock,
+            )
 
     async def enqueue(self, kind: str, payload: Any = None, **options: Any) -> int:
         return (await self.service.enqueue(kind, payload, **options)).task.id
@@ -74,17 +96,41 @@ class Harness:
                     return task
                 await anyio.sleep(0.005)
 
+    async def put_off(self, task_id: int, timeout: float = 5) -> Task:
+        """The task once an attempt's outcome made it pending again, due later."""
+        with anyio.fail_after(timeout):
+            while True:
+                task = await self.store.get(task_id)
+                assert task is not None
+                if task.state is TaskState.PENDING and task.run_at > task.created_at:
+                    return task
+                await anyio.sleep(0.005)
+
+    async def runs_again_only_after(self, clock: ManualClock, delay: float, task_id: int) -> Task:
+        """Step time to 10ms short of ``delay``: the task is not claimed; past it, it runs."""
+        await clock.advance(delay - 0.01)
+        self.executor.wake()
+        await anyio.wait_all_tasks_blocked()
+        task = await self.store.get(task_id)
+        assert task is not None
+        assert task.state is TaskState.PENDING
+        await clock.advance(0.01)
+        self.executor.wake()
+        return await self.wait_for(task_id, TaskState.SUCCEEDED)
+
 
 @asynccontextmanager
 async def running(
-    handlers: dict[str, Callable[..., Any]], p: Policies | None = None
+    handlers: dict[str, Callable[..., Any]],
+    p: Policies | None = None,
+    clock: ManualClock | None = None,
 ) -> AsyncIterator[Harness]:
     kinds = KindRegistry(builtin_kinds())
     for name, handler in handlers.items():
         kinds.register(Kind(name=name, handler=handler, plugin="test"))
     store = MemoryStore()
     await store.open()
-    harness = Harness(store, kinds, p or policies())
+    harness = Harness(store, kinds, p or policies(), clock)
     async with anyio.create_task_group() as tg:
         await tg.start(harness.executor.run)
         yield harness
@@ -100,7 +146,7 @@ async def test_runs_tasks_and_stores_their_results() -> None:
         done = [await h.wait_for(i, TaskState.SUCCEEDED) for i in ids]
     assert [t.result for t in done] == [n * 2 for n in range(20)]
     assert all(t.attempt == 1 for t in done)
-    assert h.executor.stats.succeeded == 20
+    assert h.executor.statistics().succeeded == 20
 
 
 async def test_transient_errors_retry_with_backoff_then_dead_letter() -> None:
@@ -166,7 +212,7 @@ async def test_a_hanging_handler_is_cancelled_at_its_timeout() -> None:
     assert saw_cancel.is_set()
     assert dead.errors[0].type == "gladd.errors.TaskTimeout"
     assert "timed out after 0.1s" in dead.errors[0].message
-    assert h.executor.stats.timeouts == 1
+    assert h.executor.statistics().timeouts == 1
 
 
 async def test_cancelling_a_running_task_stops_its_handler() -> None:
@@ -183,7 +229,7 @@ async def test_cancelling_a_running_task_stops_its_handler() -> None:
         assert requested.cancel_requested
         cancelled = await h.wait_for(task_id, TaskState.CANCELLED)
     assert cancelled.attempt == 1
-    assert h.executor.stats.cancelled == 1
+    assert h.executor.statistics().cancelled == 1
 
 
 async def test_graceful_stop_releases_running_tasks_without_spending_attempts() -> None:
@@ -201,7 +247,7 @@ async def test_graceful_stop_releases_running_tasks_without_spending_attempts() 
         long_id = await h.enqueue("t.long")
         await started.wait()
         quick_id = await h.enqueue("t.quick")
-        await anyio.sleep(0.01)
+        await h.wait_for(quick_id, TaskState.RUNNING)
     # The context manager stopped the executor and waited for it.
     released = await h.store.get(long_id)
     finished = await h.store.get(quick_id)
@@ -222,8 +268,12 @@ async def test_snooze_runs_again_later_without_spending_an_attempt() -> None:
             raise Snooze(0.05)
         return ctx.attempt
 
-    async with running({"t.snooze": snoozy}) as h:
-        done = await h.wait_for(await h.enqueue("t.snooze"), TaskState.SUCCEEDED)
+    clock = ManualClock()
+    async with running({"t.snooze": snoozy}, clock=clock) as h:
+        task_id = await h.enqueue("t.snooze")
+        snoozed = await h.put_off(task_id)
+        assert snoozed.run_at == EPOCH + timedelta(seconds=0.05)
+        done = await h.runs_again_only_after(clock, 0.05, task_id)
     assert runs == [1, 1]  # the snoozed run did not count as an attempt
     assert done.result == 1
     assert done.errors == ()
@@ -235,15 +285,15 @@ async def test_retry_later_uses_the_requested_delay() -> None:
             raise RetryLater(0.2, "quota resets soon")
         return ctx.attempt
 
-    async with running({"t.later": later}) as h:
+    clock = ManualClock()
+    async with running({"t.later": later}, clock=clock) as h:
         task_id = await h.enqueue("t.later")
-        failed_once = await h.wait_for(task_id, TaskState.PENDING, TaskState.SUCCEEDED)
-        started = time.monotonic()
-        done = await h.wait_for(task_id, TaskState.SUCCEEDED)
+        failed_once = await h.put_off(task_id)
+        done = await h.runs_again_only_after(clock, 0.2, task_id)
     assert done.result == 2
     assert done.errors[0].message == "quota resets soon"
     assert failed_once.state is TaskState.PENDING
-    assert time.monotonic() - started >= 0.1
+    assert failed_once.run_at == EPOCH + timedelta(seconds=0.2)
 
 
 async def test_concurrency_is_never_exceeded() -> None:
@@ -297,7 +347,7 @@ async def test_a_late_result_after_rescue_is_discarded() -> None:
         assert task_id in report.to_dead
         release.set()
         with anyio.fail_after(5):
-            while h.executor.stats.fenced == 0:
+            while h.executor.statistics().fenced == 0:
                 await anyio.sleep(0.01)
         h.executor.stop()
     task = await h.store.get(task_id)
@@ -305,7 +355,7 @@ async def test_a_late_result_after_rescue_is_discarded() -> None:
     assert task.state is TaskState.DEAD
     assert task.result is None
     assert task.token > running_task.token
-    assert h.executor.stats.succeeded == 0
+    assert h.executor.statistics().succeeded == 0
 
 
 async def test_builtin_kinds_and_payload_validation() -> None:
@@ -371,8 +421,33 @@ retry = "once"
     # its attempts, and the probe (third attempt) succeeded and closed the breaker.
     assert calls == [1, 2, 3]
     assert done.attempt == 3
-    assert h.executor.stats.postponed >= 1
+    assert h.executor.statistics().postponed >= 1
     assert time.monotonic() - started >= 0.25
     breaker = resilience.task_breaker("t.up")
     assert breaker is not None
     assert breaker.state.value == "closed"
+
+
+async def test_statistics_are_a_frozen_snapshot() -> None:
+    release = anyio.Event()
+
+    async def waits(ctx: TaskContext, payload: object) -> None:
+        await release.wait()
+
+    async with running({"t.waits": waits}) as h:
+        task_id = await h.enqueue("t.waits")
+        await h.wait_for(task_id, TaskState.RUNNING)
+        with anyio.fail_after(5):
+            while h.executor.running == 0:
+                await anyio.sleep(0.005)
+        before = h.executor.statistics()
+        release.set()
+        await h.wait_for(task_id, TaskState.SUCCEEDED)
+        with anyio.fail_after(5):
+            while h.executor.statistics().succeeded == 0:
+                await anyio.sleep(0.005)
+        after = h.executor.statistics()
+    assert (before.running, before.claimed, before.succeeded) == (1, 1, 0)  # as it was then
+    assert (after.running, after.claimed, after.succeeded) == (0, 1, 1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        before.succeeded = 2  # type: ignore[misc]

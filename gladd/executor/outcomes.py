@@ -1,6 +1,7 @@
 """The ``outcome`` label of one task attempt, for the task duration histogram.
 
-Light on imports on purpose: the executor calls :func:`task_outcome` for every attempt.
+Light on imports on purpose: the executor calls :func:`task_outcome` for every attempt, and
+the metrics (:mod:`gladd.observe.metrics`) label their histogram with it.
 """
 
 from __future__ import annotations

@@ -1,0 +1,187 @@
+"""One attempt at one task: its handler run under its timeout, breaker and context.
+
+The decisions are pure and live in :mod:`gladd.executor.decide` (retry when, or dead);
+here is only what runs them: the breaker's permit (an open breaker postpones the task
+without spending the attempt), the timeout, the handler (async in the loop, plain functions
+in a worker thread), and the outcome handed to the completer.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import anyio
+from loguru import logger
+from pydantic import BaseModel
+
+from gladd.errors import TaskTimeout
+from gladd.executor.decide import after_failure, new_task, task_retry_plan, timeout_for
+from gladd.executor.kinds import ContextFactory, Kind, KindRegistry, Snooze, TaskContext
+from gladd.executor.ledger import Ledger, Running, StopReason
+from gladd.executor.outcomes import task_outcome
+from gladd.instruments.activity import activities
+from gladd.policies import Policies
+from gladd.resilience.breaker import Breaker
+from gladd.resilience.classify import DEFAULT_CLASSIFIER
+from gladd.resilience.clock import Clock
+from gladd.resilience.retry import RetryPlan
+from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, Task
+
+
+@dataclass(slots=True, kw_only=True, eq=False)
+class Attempts:
+    """Runs the attempts the producer starts: ``await attempts.run_one(running)``."""
+
+    store: Store
+    kinds: KindRegistry
+    policies: Callable[[], Policies]
+    ledger: Ledger
+    record: Callable[[Outcome], None]
+    now: Callable[[], datetime]
+    clock: Clock
+    rng: random.Random
+    breaker_for: Callable[[str], Breaker | None] | None
+    context_for: ContextFactory
+    observe_task: Callable[[str, str, float], None] | None
+    timeouts: int = field(default=0, init=False)
+    postponed: int = field(default=0, init=False)
+    _plans_for: Policies | None = field(default=None, init=False)
+    _plans: dict[str, RetryPlan | None] = field(default_factory=dict, init=False)
+    """Per kind, for ``_plans_for``."""
+
+    async def run_one(self, running: Running) -> None:
+        """Attempt the task, free its slot, and hand its outcome to be written."""
+        task = running.task
+        policies = self.policies()
+        breaker = self.breaker_for(task.kind) if self.breaker_for else None
+        permit = breaker.acquire() if breaker is not None else None
+        if breaker is not None and permit is None:
+            outcome: Outcome = self._postponed(task, breaker, policies)
+        else:
+            started = self.clock.monotonic()
+            with running.scope:
+                outcome, error = await self._attempt(task, policies)
+            if running.scope.cancelled_caught:
+                outcome, error = self._stopped_outcome(running), None
+            took = self.clock.monotonic() - started
+            if breaker is not None and permit is not None:
+                _tell_breaker(breaker, permit, outcome, error, took)
+            if self.observe_task is not None:
+                self.observe_task(task.kind, task_outcome(outcome, error), took)
+        self.ledger.ran(task.id)
+        self.record(outcome)
+
+    def _postponed(self, task: Task, breaker: Breaker, policies: Policies) -> Released:
+        wait = breaker.retry_in() or policies.executor.poll_interval
+        logger.info(
+            "task {} ({}) postponed {:.3g}s: breaker {} for {} is {}",
+            task.id,
+            task.kind,
+            wait,
+            breaker.name,
+            breaker.target,
+            breaker.state.value,
+        )
+        self.postponed += 1
+        return Released(id=task.id, token=task.token, run_at=self.now() + timedelta(seconds=wait))
+
+    async def _attempt(
+        self, task: Task, policies: Policies
+    ) -> tuple[Outcome, BaseException | None]:
+        kind = self.kinds.require(task.kind)
+        limit = timeout_for(policies, task)
+        log = logger.bind(task_id=task.id, kind=task.kind, attempt=task.attempt)
+        try:
+            payload = kind.parse(task.payload)
+            with anyio.move_on_after(limit) as deadline:
+                async with self.context_for(task, log, self._enqueue_follow_up) as ctx:
+                    result = await self._call(kind, ctx, payload)
+            if deadline.cancelled_caught:
+                self.timeouts += 1
+                log.warning("task {} ({}) timed out after {:g}s", task.id, task.kind, limit)
+                error = TaskTimeout(f"attempt timed out after {limit:g}s")
+                return self._failed(task, error, policies), error
+            return Succeeded(id=task.id, token=task.token, result=_jsonable(result)), None
+        except Snooze as snooze:
+            run_at = self.now() + timedelta(seconds=snooze.seconds)
+            return Released(id=task.id, token=task.token, run_at=run_at), None
+        except Exception as exc:  # any handler error is recorded, never raised
+            return self._failed(task, exc, policies), exc
+
+    async def _call(self, kind: Kind, ctx: TaskContext, payload: object) -> object:
+        if kind.is_async:
+            # Named while it runs, so the loop-lag monitor can say who blocked the loop.
+            detail = f"task {ctx.task.id}, plugin {kind.plugin}"
+            return await activities.track("task", kind.name, kind.handler(ctx, payload), detail)
+        return await anyio.to_thread.run_sync(kind.handler, ctx, payload, abandon_on_cancel=True)
+
+    def _failed(self, task: Task, exc: BaseException, policies: Policies) -> Failed:
+        outcome = after_failure(
+            task, exc, retry=self._retry_plan(policies, task.kind), now=self.now(), rng=self.rng
+        )
+        verdict = f"retry at {outcome.retry_at:%H:%M:%S}" if outcome.retry_at else "dead"
+        logger.bind(task_id=task.id, kind=task.kind, attempt=task.attempt).warning(
+            "task {} ({}) attempt {}/{} failed: {}: {} → {}",
+            task.id,
+            task.kind,
+            task.attempt,
+            task.max_attempts,
+            outcome.error.type,
+            outcome.error.message,
+            verdict,
+        )
+        return outcome
+
+    def _retry_plan(self, policies: Policies, kind: str) -> RetryPlan | None:
+        if policies is not self._plans_for:
+            self._plans_for, self._plans = policies, {}
+        if kind not in self._plans:
+            self._plans[kind] = task_retry_plan(policies, kind)
+        return self._plans[kind]
+
+    def _stopped_outcome(self, running: Running) -> Outcome:
+        task = running.task
+        if running.reason is StopReason.CANCEL:
+            return Cancelled(id=task.id, token=task.token)
+        return Released(id=task.id, token=task.token, run_at=self.now())
+
+    async def _enqueue_follow_up(
+        self, kind: str, payload: object = None, *, delay: float = 0.0, **options: object
+    ) -> int:
+        self.kinds.require(kind)
+        now = self.now()
+        spec = new_task(
+            self.policies(),
+            kind=kind,
+            payload={} if payload is None else payload,
+            run_at=now + timedelta(seconds=delay),
+            **options,  # type: ignore[arg-type]
+        )
+        enqueued = await self.store.enqueue(spec, now=now)
+        return enqueued.task.id
+
+
+def _tell_breaker(
+    breaker: Breaker, permit: int, outcome: Outcome, error: BaseException | None, took: float
+) -> None:
+    """Only what says the service is unhealthy counts against it (DEFAULT_CLASSIFIER)."""
+    if isinstance(outcome, Succeeded):
+        breaker.record_success(permit, took)
+    elif error is not None and DEFAULT_CLASSIFIER.transient(error):
+        breaker.record_failure(permit, f"{type(error).__name__}: {error}")
+    else:
+        breaker.release(permit)
+
+
+def _jsonable(result: object) -> object:
+    if isinstance(result, BaseModel):
+        return result.model_dump(mode="json")
+    try:
+        json.dumps(result)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"handler returned a value that is not JSON: {exc}") from None
+    return result

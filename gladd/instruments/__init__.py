@@ -1,0 +1,9 @@
+"""Low-level instruments: light registries the hot paths write and the observers read.
+
+The bottom layer: nothing here imports the rest of gladd, so the executor (and anything
+else below :mod:`gladd.observe`) can record what it does without depending on the
+observers that read it.
+
+- :mod:`.activity` — what each asyncio task is doing (task kind, plugin), for blaming a
+  blocked loop.
+"""
