@@ -1,10 +1,9 @@
 """Seeing inside a running gladd: health checks, Prometheus metrics, pool alerts, loop lag.
 
-Deliberately empty of imports: the store imports :mod:`gladd.observe.acquire` on its hot
-path, and the executor :mod:`gladd.observe.activity`; neither should pull in the rest.
+Deliberately empty of imports: the executor imports :mod:`gladd.observe.activity` on its
+hot path, and should not pull in the rest.
 
 - :mod:`.activity` — what is running now (task kind, plugin), for blaming a blocked loop;
-- :mod:`.acquire` — connection acquire waits, measured by the PostgreSQL store;
 - :mod:`.pool` — pool alert rules (pure) and the sampler that applies them;
 - :mod:`.lag` — the event-loop lag monitor and its stall watcher thread;
 - :mod:`.reloads` — the record of policy reloads;

@@ -39,7 +39,7 @@ def prepare_retune(store: Store, policies: Policies) -> Callable[[], None]:
     """What a reload changes on an open store (the pool sizes and the URL need a restart),
     checked now and applied by the returned commit, which cannot fail. Only PostgreSQL has
     a query timeout to change."""
-    from gladd.store.postgres import PostgresStore  # noqa: PLC0415 - asyncpg only when used
+    from gladd.store.postgres.store import PostgresStore  # noqa: PLC0415 - asyncpg only when used
 
     if not isinstance(store, PostgresStore):
         return _nothing

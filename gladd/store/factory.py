@@ -2,10 +2,10 @@
 
 =====================================  ==============================================
 ``memory://``                          :class:`~gladd.store.memory.MemoryStore`
-``sqlite:///relative/path.db``         :class:`~gladd.store.sqlite.SQLiteStore`, relative
+``sqlite:///relative/path.db``         :class:`~gladd.store.sqlite.store.SQLiteStore`, relative
                                        to the working directory
 ``sqlite:////absolute/path.db``        the same, absolute (four slashes: the path's own)
-``postgresql://USER:PASS@HOST/DB``     :class:`~gladd.store.postgres.PostgresStore`
+``postgresql://USER:PASS@HOST/DB``     :class:`~gladd.store.postgres.store.PostgresStore`
 ``postgres://...``                     the same
 =====================================  ==============================================
 
@@ -42,12 +42,12 @@ def store_from_url(url: str, **options: Any) -> Store:
             raise ConfigError(f"store URL {url!r}: memory:// takes no host, path or query")
         return MemoryStore(**options)
     if scheme == "sqlite":
-        from gladd.store.sqlite import SQLiteStore  # noqa: PLC0415 - imported when chosen
+        from gladd.store.sqlite.store import SQLiteStore  # noqa: PLC0415 - imported when chosen
 
         return SQLiteStore(_sqlite_path(url), **options)
     if scheme in ("postgresql", "postgres"):
         # Imported only when asked for, so SQLite users never load asyncpg.
-        from gladd.store.postgres import PostgresStore  # noqa: PLC0415
+        from gladd.store.postgres.store import PostgresStore  # noqa: PLC0415
 
         return PostgresStore(url, **options)
     shown = mask_url(url)

@@ -137,11 +137,11 @@ async def test_a_store_that_cannot_be_retuned_changes_nothing(
 ) -> None:
     async with running(tmp_path, policies_file) as daemon:
         # What an install without the PostgreSQL driver meets on every reload.
-        monkeypatch.setitem(sys.modules, "gladd.store.postgres", None)
+        monkeypatch.setitem(sys.modules, "gladd.store.postgres.store", None)
         policies_file.write_text(NEW)
         result = await daemon.reloader.reload("api")
         assert_old_generation_served(daemon, result, "the task store")
-        assert "import of gladd.store.postgres halted" in result.errors[0]
+        assert "import of gladd.store.postgres.store halted" in result.errors[0]
         monkeypatch.undo()
         await assert_applies_once_fixed(daemon)
 

@@ -29,7 +29,7 @@ from gladd.store import (
     TaskState,
 )
 from gladd.store.memory import MemoryStore
-from gladd.store.sqlite import SQLiteStore
+from gladd.store.sqlite.store import SQLiteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -60,7 +60,7 @@ def make_store(backend: tuple[str, str]) -> Store:
         return MemoryStore()
     if kind == "sqlite":
         return SQLiteStore(where)
-    from gladd.store.postgres import PostgresStore  # noqa: PLC0415 - only with a server
+    from gladd.store.postgres.store import PostgresStore  # noqa: PLC0415 - only with a server
 
     return PostgresStore(where)
 

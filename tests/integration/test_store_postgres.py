@@ -25,7 +25,7 @@ import pytest
 
 from gladd.errors import RetriesExhausted, StoreError, StoreNotFound, StoreUnavailable
 from gladd.store.base import NewTask, Succeeded, TaskState
-from gladd.store.postgres import LATEST, PostgresStore, Q, mask_url
+from gladd.store.postgres.store import LATEST, PostgresStore, Q, mask_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
 

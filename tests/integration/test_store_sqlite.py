@@ -13,7 +13,7 @@ import pytest
 
 from gladd.errors import StoreError, StoreNotFound, StoreUnavailable, StoreUnusable
 from gladd.store import NewTask, Succeeded, TaskState
-from gladd.store.sqlite import CLAIM_ANY, CLAIM_KINDS, SQLiteStore, migrations, to_us
+from gladd.store.sqlite.store import CLAIM_ANY, CLAIM_KINDS, SQLiteStore, migrations, to_us
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,7 @@ from gladd.store import NewTask, Task, TaskState
 from gladd.store.factory import mask_url, store_from_url
 from gladd.store.memory import MemoryStore
 from gladd.store.rules import Wakeup, check_new_task, rescue_verdict, utc
-from gladd.store.sqlite import SQLiteStore
+from gladd.store.sqlite.store import SQLiteStore
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 

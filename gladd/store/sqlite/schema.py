@@ -1,4 +1,4 @@
-"""The SQLite schema's versions: ``sql/sqlite/NNNN_name.sql`` files, applied in one
+"""The SQLite schema's versions: ``sqlite/sql/NNNN_name.sql`` files, applied in one
 transaction and recorded in ``gladd_migrations``; a file migrated by a newer gladd is refused."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from functools import cache
 from importlib.resources import files
 
 from gladd.errors import StoreError
-from gladd.store.sqlite_rows import to_us
+from gladd.store.sqlite.rows import to_us
 
 _MIGRATION_FILE = re.compile(r"^(\d{4})_\w+\.sql$")
 
@@ -19,7 +19,7 @@ _MIGRATION_FILE = re.compile(r"^(\d{4})_\w+\.sql$")
 @cache
 def migrations() -> tuple[tuple[int, str], ...]:
     """(version, SQL text) of every migration this code knows, in order."""
-    folder = files("gladd.store").joinpath("sql", "sqlite")
+    folder = files("gladd.store.sqlite").joinpath("sql")
     found = []
     for entry in folder.iterdir():
         match = _MIGRATION_FILE.match(entry.name)

@@ -1,7 +1,7 @@
 # ruff: noqa: S608 - SQL text is built from constants; values are parameters
 """The SQL that changes SQLite's ``gladd_tasks`` and ``gladd_workers``, and the writes made
 of several statements. The functions taking a connection run in the database thread, inside
-the transaction :class:`~gladd.store.sqlite.SQLiteStore` opened."""
+the transaction :class:`~gladd.store.sqlite.store.SQLiteStore` opened."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from gladd.store.rules import (
     rescue,
     utc,
 )
-from gladd.store.sqlite_rows import COLUMNS, EPOCH, error_json, from_us, row_to_task, to_us
+from gladd.store.sqlite.rows import COLUMNS, EPOCH, error_json, from_us, row_to_task, to_us
 
 _INSERT = (
     "INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout, "

@@ -9,13 +9,13 @@ and several processes on one file serialise on SQLite's write lock (WAL mode,
 gets :class:`~gladd.errors.StoreUnavailable`.
 
 Storage: times are INTEGER microseconds since the Unix epoch (UTC), JSON is TEXT. The schema
-is versioned by ``sql/sqlite/NNNN_name.sql`` files, applied at :meth:`SQLiteStore.open` in one
+is versioned by ``sqlite/sql/NNNN_name.sql`` files, applied at :meth:`SQLiteStore.open` in one
 transaction and recorded in ``gladd_migrations``; a file migrated by a newer gladd is refused.
 
 Wake-ups: :meth:`SQLiteStore.wait_for_work` is woken at once by enqueues (and retries,
 releases, rescues) made through this store object, and by those of stores in other
 processes (the CLI, ``gladd.enqueue``), which ring the waiting store's doorbell
-(:mod:`~gladd.store.sqlite_doorbell`) after they commit. For writers that cannot ring
+(:mod:`~gladd.store.sqlite.doorbell`) after they commit. For writers that cannot ring
 (plain SQL, a second daemon) it also looks at the WAL file now and then
 (``EXTERNAL_CHECK``: 50 ms soon after work, up to 500 ms when long idle; one stat() each);
 when the file changed it asks SQLite whether another connection committed (``PRAGMA
@@ -23,10 +23,10 @@ data_version``, which this connection's own commits never change).
 
 The semantics shared with every store (what is refused, cancel wins over pending, rescue
 verdicts) live in :mod:`gladd.store.rules`; the contract suite holds every store to them.
-The parts of this store: :mod:`~gladd.store.sqlite_thread` (the database thread),
-:mod:`~gladd.store.sqlite_writes` (the statements that change rows),
-:mod:`~gladd.store.sqlite_rows` (values in and out of rows),
-:mod:`~gladd.store.sqlite_schema` (migrations) and :mod:`~gladd.store.sqlite_errors` (the
+The parts of this store: :mod:`~gladd.store.sqlite.thread` (the database thread),
+:mod:`~gladd.store.sqlite.writes` (the statements that change rows),
+:mod:`~gladd.store.sqlite.rows` (values in and out of rows),
+:mod:`~gladd.store.sqlite.schema` (migrations) and :mod:`~gladd.store.sqlite.errors` (the
 StoreError for a driver error).
 """
 
@@ -57,12 +57,12 @@ from gladd.store.base import (
     TaskState,
 )
 from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
-from gladd.store.sqlite_doorbell import Doorbell
-from gladd.store.sqlite_errors import map_error
-from gladd.store.sqlite_rows import COLUMNS, row_to_task, text_value, to_us
-from gladd.store.sqlite_schema import apply_migrations, migrations
-from gladd.store.sqlite_thread import DbThread
-from gladd.store.sqlite_writes import (
+from gladd.store.sqlite.doorbell import Doorbell
+from gladd.store.sqlite.errors import map_error
+from gladd.store.sqlite.rows import COLUMNS, row_to_task, text_value, to_us
+from gladd.store.sqlite.schema import apply_migrations, migrations
+from gladd.store.sqlite.thread import DbThread
+from gladd.store.sqlite.writes import (
     BY_KEY,
     CLAIM_ANY,
     CLAIM_KINDS,

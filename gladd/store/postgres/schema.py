@@ -1,4 +1,4 @@
-"""The PostgreSQL schema's versions: ``sql/postgres/NNNN_*.sql`` files, applied under a
+"""The PostgreSQL schema's versions: ``postgres/sql/NNNN_*.sql`` files, applied under a
 transaction-scoped advisory lock so nodes starting together migrate exactly once."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from gladd.errors import StoreError
 MIGRATION_LOCK = 0x676C61646401  # "glad" "d" 1: pg_advisory_xact_lock key of migrations
 MIGRATION_TIMEOUT = 60.0  # a node may wait this long for another's migration (the lock)
 
-_SQL_DIR = files("gladd.store").joinpath("sql", "postgres")
+_SQL_DIR = files("gladd.store.postgres").joinpath("sql")
 
 
 def _load_migrations() -> tuple[tuple[int, str], ...]:

@@ -1,7 +1,7 @@
 """The PostgreSQL task store (asyncpg): many nodes share one database.
 
-Queries live in ``sql/postgres/queries.sql`` (named, constant text: asyncpg prepares each
-once per connection and reuses it) and the schema in ``sql/postgres/NNNN_*.sql``, applied
+Queries live in ``postgres/sql/queries.sql`` (named, constant text: asyncpg prepares each
+once per connection and reuses it) and the schema in ``postgres/sql/NNNN_*.sql``, applied
 by :meth:`PostgresStore.open` under a transaction-scoped advisory lock so nodes starting
 together migrate exactly once.
 
@@ -32,10 +32,10 @@ Wake-ups: an insert into ``gladd_tasks`` (by gladd or plain SQL) notifies the ch
 pool turns it into :meth:`PostgresStore.wait_for_work` returning True. When that connection
 drops, it is re-established in the background and waits are plain timed polls meanwhile.
 
-The parts of this store: :mod:`~gladd.store.postgres_errors` (the mapping above),
-:mod:`~gladd.store.postgres_listener` (the listening connection),
-:mod:`~gladd.store.postgres_rows` (values in and out of the queries) and
-:mod:`~gladd.store.postgres_schema` (migrations).
+The parts of this store: :mod:`~gladd.store.postgres.errors` (the mapping above),
+:mod:`~gladd.store.postgres.listener` (the listening connection),
+:mod:`~gladd.store.postgres.rows` (values in and out of the queries) and
+:mod:`~gladd.store.postgres.schema` (migrations).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 
 from gladd.errors import StoreError, StoreNotFound, StoreUnavailable, TaskRejected
-from gladd.observe.acquire import AcquireMeter
+from gladd.store.acquire import AcquireMeter
 from gladd.store.base import (
     FINISHED_STATES,
     Enqueued,
@@ -65,16 +65,16 @@ from gladd.store.base import (
     TaskState,
 )
 from gladd.store.factory import mask_url
-from gladd.store.postgres_errors import map_error
-from gladd.store.postgres_listener import Listener
-from gladd.store.postgres_rows import (
+from gladd.store.postgres.errors import map_error
+from gladd.store.postgres.listener import Listener
+from gladd.store.postgres.rows import (
     enqueue_args,
     finish_args,
     rescued,
     row_to_task,
     sorted_claim,
 )
-from gladd.store.postgres_schema import LATEST, apply_migrations
+from gladd.store.postgres.schema import LATEST, apply_migrations
 from gladd.store.rules import (
     Wakeup,
     check_new_task,
@@ -91,7 +91,7 @@ T = TypeVar("T")
 
 PURGE_BATCH = 10_000
 
-_SQL_DIR = files("gladd.store").joinpath("sql", "postgres")
+_SQL_DIR = files("gladd.store.postgres").joinpath("sql")
 
 
 class Guard(Protocol):

@@ -1,0 +1,1 @@
+"""The PostgreSQL store, shared by many nodes (:mod:`gladd.store.postgres.store`)."""

@@ -1,0 +1,1 @@
+"""The embedded default store: one SQLite file (:mod:`gladd.store.sqlite.store`)."""
