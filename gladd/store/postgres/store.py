@@ -41,11 +41,9 @@ The parts of this store: :mod:`~gladd.store.postgres.errors` (the mapping above)
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
-from importlib.resources import files
 from typing import Any, Protocol, TypeVar, cast
 
 import anyio
@@ -67,6 +65,7 @@ from gladd.store.base import (
 from gladd.store.factory import mask_url
 from gladd.store.postgres.errors import map_error
 from gladd.store.postgres.listener import Listener
+from gladd.store.postgres.queries import Q
 from gladd.store.postgres.rows import (
     enqueue_args,
     finish_args,
@@ -84,32 +83,15 @@ from gladd.store.rules import (
     utc,
 )
 
-# Besides the store, the names the tests take from here (LATEST lives in postgres_schema).
-__all__ = ["LATEST", "Guard", "PostgresStore", "Q", "mask_url"]
-
 T = TypeVar("T")
 
 PURGE_BATCH = 10_000
-
-_SQL_DIR = files("gladd.store.postgres").joinpath("sql")
 
 
 class Guard(Protocol):
     """Wraps one store operation, e.g. the resilience engine's retry under the db policy."""
 
     def __call__(self, call: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
-
-
-def _load_queries() -> dict[str, str]:
-    text = _SQL_DIR.joinpath("queries.sql").read_text(encoding="utf-8")
-    queries: dict[str, str] = {}
-    for chunk in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
-        name, _, body = chunk.partition("\n")
-        queries[name.strip()] = body.strip().rstrip(";")
-    return queries
-
-
-Q = _load_queries()
 
 
 class PostgresStore:
