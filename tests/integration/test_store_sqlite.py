@@ -308,7 +308,7 @@ async def test_claims_read_only_the_pending_index_among_many_finished_rows(
 
 
 def test_every_query_returning_tasks_names_the_columns_in_the_order_rows_are_read() -> None:
-    for name in ("unfinished_by_key", "claim", "claim_kinds", "running", "get", "list"):
+    for name in ("unfinished_by_key", "running", "get", "list"):
         assert f"SELECT {COLUMNS} FROM" in " ".join(Q[name].split()), name
     for name in ("claim", "claim_kinds", "cancel", "retry"):
         assert f"RETURNING {COLUMNS}" in " ".join(Q[name].split()), name
