@@ -44,7 +44,7 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
@@ -59,10 +59,10 @@ from gladd.store.base import (
     Outcome,
     PoolStats,
     RescueReport,
+    StoreCapabilities,
     Task,
     TaskState,
 )
-from gladd.store.factory import mask_url
 from gladd.store.postgres.errors import map_error
 from gladd.store.postgres.listener import Listener
 from gladd.store.postgres.queries import Q
@@ -82,6 +82,10 @@ from gladd.store.rules import (
     unique_conflict,
     utc,
 )
+from gladd.store.urls import mask_url
+
+if TYPE_CHECKING:
+    from gladd.policies.model import DatabasePolicy
 
 T = TypeVar("T")
 
@@ -96,6 +100,8 @@ class Guard(Protocol):
 
 class PostgresStore:
     """The :class:`~gladd.store.base.Store` on PostgreSQL; see the module docstring."""
+
+    capabilities = StoreCapabilities(single_process=False)  # nodes share it: leases decide
 
     def __init__(
         self,
@@ -131,6 +137,17 @@ class PostgresStore:
         if seconds <= 0:
             raise ValueError(f"query_timeout must be longer than 0s (got {seconds})")
         self._timeout = seconds
+
+    def prepare_retune(self, database: DatabasePolicy) -> Callable[[], None]:
+        """The query timeout changes live; the pool sizes and the URL need a restart."""
+        seconds = database.query_timeout
+        if not seconds > 0:  # what the setter would refuse, refused before the commit
+            raise ValueError(f"database.query_timeout must be longer than 0s (got {seconds})")
+
+        def commit() -> None:
+            self.query_timeout = seconds
+
+        return commit
 
     # -- lifecycle ---------------------------------------------------------------------
 

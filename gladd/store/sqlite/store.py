@@ -37,7 +37,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -52,8 +52,10 @@ from gladd.store.base import (
     PoolStats,
     Released,
     RescueReport,
+    StoreCapabilities,
     Task,
     TaskState,
+    nothing_to_retune,
 )
 from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
 from gladd.store.sqlite.doorbell import Doorbell
@@ -63,6 +65,9 @@ from gladd.store.sqlite.rows import row_to_task, text_value, to_us
 from gladd.store.sqlite.schema import apply_migrations, migrations
 from gladd.store.sqlite.thread import DbThread
 from gladd.store.sqlite.writes import NewRow, insert, outcome_write, rescue_running
+
+if TYPE_CHECKING:
+    from gladd.policies.model import DatabasePolicy
 
 T = TypeVar("T")
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
@@ -102,6 +107,8 @@ def _get(conn: sqlite3.Connection, task_id: int) -> Task | None:
 
 class SQLiteStore:
     """Tasks in one SQLite file (``":memory:"`` works too, for one store object)."""
+
+    capabilities = StoreCapabilities(single_process=True)  # one daemon per file
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
         self.path = os.fspath(path)
@@ -473,6 +480,9 @@ class SQLiteStore:
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         changed, self._data_version = version != self._data_version, version
         return bool(changed)
+
+    def prepare_retune(self, database: DatabasePolicy) -> Callable[[], None]:
+        return nothing_to_retune  # busy_timeout is not a [database] field
 
     def pool_stats(self) -> PoolStats:
         # One connection on one thread, not a pool: statements queue for the thread instead.
