@@ -25,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from gladd.store.base import NewTask, Succeeded, TaskState
-from gladd.store.postgres import PostgresStore
+from gladd.store.postgres.store import PostgresStore
 
 SERVER = os.environ.get("GLADD_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 TARGET = 5_000.0

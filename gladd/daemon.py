@@ -221,7 +221,7 @@ class Daemon:
         )
         when = (
             "the next start rescues them"
-            if self.settings.store_url.startswith("sqlite")
+            if self.store.capabilities.single_process
             else f"a rescue returns them once this worker's lease "
             f"({format_duration(self.policies().executor.lease)}) has run out"
         )
@@ -272,7 +272,7 @@ class Daemon:
             kinds=self.kinds,
             policies=self.policies,
             worker_id=f"{self.settings.node_name}:{os.getpid()}:{secrets.token_hex(3)}",
-            rescue_all_at_start=self.settings.store_url.startswith("sqlite"),
+            rescue_all_at_start=self.store.capabilities.single_process,
             breaker_for=self.resilience.task_breaker,
             store_health=self.store_health,
             context_for=self.plugins.context_for,

@@ -31,7 +31,7 @@ from gladd.settings import (
 from gladd.store import Task, TaskState
 from gladd.store.base import FINISHED_STATES
 from gladd.store.configure import configured_store
-from gladd.store.factory import mask_url
+from gladd.store.urls import mask_url
 
 SettingsLoader = Callable[[argparse.Namespace], Settings]
 

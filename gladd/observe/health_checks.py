@@ -94,9 +94,9 @@ def connections_check(stats: PoolStats, *, at: float) -> Check:
             f"{stats.backend} pool: {stats.in_use} in use, {stats.idle} idle, size "
             f"{stats.size} of max {stats.max_size}, {stats.waiting} waiting"
         )
-    elif stats.backend == "sqlite":
+    elif stats.max_size == 1:
         state = "busy" if stats.in_use else "idle"
-        output = f"sqlite: one connection, not a pool ({state}, {stats.waiting} queued)"
+        output = f"{stats.backend}: one connection, not a pool ({state}, {stats.waiting} queued)"
     else:
         output = f"{stats.backend}: no connection (not a pool)"
     return Check(

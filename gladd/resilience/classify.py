@@ -7,13 +7,15 @@ policy's named ``exceptions``) is *never* retried and never counts against a bre
 health of the service.
 
 Known families are matched by qualified class name along the MRO, so optional drivers
-(asyncpg) need not be imported, and the lookup is cached per exception type.
+need not be imported, and the lookup is cached per exception type. Besides those below, a
+store's driver errors are known through :func:`register_transient`, which the store
+registry (:mod:`gladd.store.registry`) calls for every store it lists.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -38,12 +40,6 @@ _KNOWN: dict[str, RetryClass] = {
     "builtins.BrokenPipeError": "reset",
     "anyio.BrokenResourceError": "reset",
     "builtins.TimeoutError": "timeout",
-    # asyncpg (the store's PostgreSQL driver)
-    "asyncpg.exceptions.CannotConnectNowError": "connect",
-    "asyncpg.exceptions.TooManyConnectionsError": "connect",
-    "asyncpg.exceptions.ConnectionFailureError": "connect",
-    "asyncpg.exceptions.ConnectionDoesNotExistError": "reset",
-    "asyncpg.exceptions.QueryCanceledError": "timeout",
 }
 
 # RFC 9110 §15.6: 501 and 505 say the server will *never* handle the request this way.
@@ -81,6 +77,15 @@ def _qualname(cls: type) -> str:
 
 
 _by_type: dict[type, RetryClass | None] = {}
+
+
+def register_transient(families: Mapping[str, RetryClass]) -> None:
+    """Know more exception families (qualified class name → retry class), e.g. a store
+    driver's; a name already known keeps its class."""
+    added = {name: found for name, found in families.items() if name not in _KNOWN}
+    if added:
+        _KNOWN.update(added)
+        _by_type.clear()  # an exception type seen before may belong to a new family
 
 
 def known_class(exc: BaseException) -> RetryClass | None:

@@ -1,5 +1,11 @@
-"""The durable task store: pick an implementation by URL (see :func:`open_store`)."""
+"""The durable task store: one interface (:mod:`.base`), implementations listed in
+:mod:`.registry` and picked by URL (:mod:`.factory`, :mod:`.configure`).
 
+The registry is imported with the package: the stores' driver errors must be known to the
+resilience classifier wherever a store may raise them, however the store was made.
+"""
+
+from gladd.store import registry as registry
 from gladd.store.base import (
     Cancelled,
     Enqueued,

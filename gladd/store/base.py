@@ -1,8 +1,10 @@
 """The task store seam: one interface, three implementations (memory, SQLite, PostgreSQL).
 
-The executor, the CLI and the admin API speak only to :class:`Store`; the contract suite
-in ``tests/integration/test_store_contract.py`` runs the same assertions against every
-implementation. Time is always passed in (``now``, timezone-aware UTC) so tests drive it
+The executor, the CLI and the admin API speak only to :class:`Store`; what they need to know
+about an implementation is its :class:`StoreCapabilities`, never its name. Each
+implementation is a :class:`Backend` in :mod:`gladd.store.registry`, and the contract suite
+in ``tests/integration/test_store_contract.py`` runs the same assertions against every one
+registered there. Time is always passed in (``now``, timezone-aware UTC) so tests drive it
 exactly and every node of a cluster decides by the same clock the caller chose.
 
 Ownership: a claim sets ``owner`` and bumps ``token`` (the fencing token). Every write
@@ -22,11 +24,15 @@ State changes, the only ones allowed::
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from gladd.policies.model import DatabasePolicy
+    from gladd.resilience.classify import RetryClass
 
 JSON = Any
 """A value that ``json.dumps`` accepts."""
@@ -189,11 +195,32 @@ class PoolStats:
         return self.in_use / self.max_size if self.max_size else 0.0
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreCapabilities:
+    """What the daemon may need to know about a store, asked instead of its name."""
+
+    # One daemon serves the store at a time and its tasks outlive the process (a SQLite
+    # file): at start, every task still running is an earlier run's, rescued at once
+    # rather than after a lease.
+    single_process: bool
+
+
+def nothing_to_retune() -> None:
+    """The commit of a store with no ``[database]`` field it takes live."""
+
+
 class Store(Protocol):
     """Durable tasks. Every method is safe to call from many tasks and, for PostgreSQL,
     from many nodes at once."""
 
     url: str  # with any password masked: safe to log
+    capabilities: StoreCapabilities
+
+    def prepare_retune(self, database: DatabasePolicy) -> Callable[[], None]:
+        """What a reload changes on this open store (pool sizes and the URL need a
+        restart): checked now, raising ValueError for what the store refuses, and applied
+        by the returned commit, which cannot fail (:func:`nothing_to_retune` when no field
+        applies)."""
 
     async def open(self, *, migrate: bool = True, create: bool = True) -> None:
         """Connect and apply pending migrations (safe when nodes start together).
@@ -277,3 +304,30 @@ class Store(Protocol):
     async def wait_for_work(self, timeout: float) -> bool:
         """Sleep until a task may be due (an enqueue, here or on another node) or
         ``timeout`` passes; True when woken. A hint only: the caller claims to find out."""
+
+
+StoreGuard = Callable[[Callable[[], Awaitable[Any]]], Awaitable[Any]]
+"""Wraps each operation of a store that talks to a server (the daemon's database guard:
+the ``[database]`` retry policy on connection errors)."""
+
+
+def no_tuning(database: DatabasePolicy, guard: StoreGuard | None) -> dict[str, Any]:
+    """The constructor options of a store that takes nothing from ``[database]``."""
+    return {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Backend:
+    """One kind of store, as the factory, the resilience classifier and the contract suite
+    meet it; listed in :mod:`gladd.store.registry`."""
+
+    name: str  # as its PoolStats.backend says it
+    schemes: tuple[str, ...]  # the URL schemes it takes, lower case
+    form: str  # its URL as messages show it, e.g. "sqlite:///PATH"
+    # (url, **constructor options) → an unopened store; imports the driver only when called.
+    make: Callable[..., Store]
+    # The constructor options that [database] (and the daemon's guard) give it.
+    tuning: Callable[[DatabasePolicy, StoreGuard | None], dict[str, Any]] = no_tuning
+    # Its driver's errors worth retrying, by qualified class name: the resilience classifier
+    # learns them from the registry without importing the driver.
+    transient: Mapping[str, RetryClass] = field(default_factory=dict)

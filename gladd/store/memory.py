@@ -13,14 +13,15 @@ The rules every store shares live in :mod:`gladd.store.rules`.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gladd.errors import StoreError
+from gladd.errors import ConfigError, StoreError
 from gladd.store.base import (
     FINISHED_STATES,
+    Backend,
     Cancelled,
     Enqueued,
     Failed,
@@ -30,9 +31,11 @@ from gladd.store.base import (
     PoolStats,
     Released,
     RescueReport,
+    StoreCapabilities,
     Succeeded,
     Task,
     TaskState,
+    nothing_to_retune,
 )
 from gladd.store.rules import (
     Wakeup,
@@ -46,8 +49,8 @@ from gladd.store.rules import (
     utc,
 )
 
-__all__ = ["MemoryStore"]
-
+if TYPE_CHECKING:
+    from gladd.policies.model import DatabasePolicy
 
 _UNFINISHED = (TaskState.PENDING, TaskState.RUNNING)
 _RETRYABLE = (TaskState.DEAD, TaskState.CANCELLED)
@@ -58,6 +61,8 @@ _RETRYABLE = (TaskState.DEAD, TaskState.CANCELLED)
 
 class MemoryStore:
     """Tasks in a dict. Every method runs without awaiting, so each is atomic."""
+
+    capabilities = StoreCapabilities(single_process=False)  # nothing outlives the process
 
     def __init__(self) -> None:
         self.url = "memory://"
@@ -353,6 +358,9 @@ class MemoryStore:
     async def wait_for_work(self, timeout: float) -> bool:
         return await self._require_open().wait(timeout)
 
+    def prepare_retune(self, database: DatabasePolicy) -> Callable[[], None]:
+        return nothing_to_retune  # no [database] field applies to it
+
     def pool_stats(self) -> PoolStats:
         # No connection at all, and no pretending otherwise.
         return PoolStats(
@@ -395,3 +403,12 @@ def retried(now: datetime) -> dict[str, Any]:
 
 def _public(task: Task) -> Task:
     return replace(task, payload=json.loads(task.payload), result=json.loads(task.result))
+
+
+def _make(url: str, **options: Any) -> MemoryStore:
+    if url.rstrip("/") != "memory:":
+        raise ConfigError(f"store URL {url!r}: memory:// takes no host, path or query")
+    return MemoryStore(**options)
+
+
+BACKEND = Backend(name="memory", schemes=("memory",), form="memory://", make=_make)

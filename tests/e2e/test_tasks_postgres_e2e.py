@@ -20,7 +20,7 @@ import asyncpg
 import httpx
 import pytest
 
-from gladd.store.postgres_schema import MIGRATION_LOCK
+from gladd.store.postgres.schema import MIGRATION_LOCK
 from tests.e2e._proxy import TcpProxy
 from tests.e2e.conftest import (
     RETRIED,

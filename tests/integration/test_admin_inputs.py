@@ -36,8 +36,8 @@ from gladd.policies import parse_policies
 from gladd.reload.reloader import ReloadResult
 from gladd.store import NewTask, Store, TaskError
 from gladd.store.base import Failed, Succeeded
-from gladd.store.postgres import PostgresStore
-from gladd.store.sqlite import SQLiteStore
+from gladd.store.postgres.store import PostgresStore
+from gladd.store.sqlite.store import SQLiteStore
 
 POLICIES = parse_policies(
     b'[services.hooks]\nhosts = ["127.0.0.1"]\n', source="policies.toml"

@@ -2,14 +2,14 @@
 
 The daemon is built in-process on a real SQLite store and the shipped plugins, its plugin
 host serving (so services have real HTTP clients) and its reloader running. Each test makes
-one subsystem's preparation fail, as it would on a real machine (asyncpg missing, a client
-that cannot be built, a retry plan refused), and checks that nothing was half-applied: the
-old generation is still served by every subsystem and every surface says so truthfully.
+one subsystem's preparation fail, as it would on a real machine (a store refusing the new
+``[database]``, a client that cannot be built, a retry plan refused), and checks that
+nothing was half-applied: the old generation is still served by every subsystem and every
+surface says so truthfully.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,10 +23,11 @@ from gladd.notify import Notifier
 from gladd.observe.health import Status
 from gladd.plugins.host import PluginHost
 from gladd.policies import load_policies
-from gladd.policies.model import RetryPolicy
+from gladd.policies.model import DatabasePolicy, RetryPolicy
 from gladd.reload.reloader import ReloadResult
 from gladd.resilience.retry import RetryPlan
 from gladd.settings import Settings
+from gladd.store.sqlite.store import SQLiteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -135,13 +136,15 @@ async def test_a_resilience_engine_that_refuses_the_rules_changes_nothing(
 async def test_a_store_that_cannot_be_retuned_changes_nothing(
     tmp_path: Path, policies_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    def refusing(self: SQLiteStore, database: DatabasePolicy) -> Callable[[], None]:
+        raise ValueError("database.query_timeout: this store cannot take it now")
+
     async with running(tmp_path, policies_file) as daemon:
-        # What an install without the PostgreSQL driver meets on every reload.
-        monkeypatch.setitem(sys.modules, "gladd.store.postgres", None)
+        monkeypatch.setattr(SQLiteStore, "prepare_retune", refusing)
         policies_file.write_text(NEW)
         result = await daemon.reloader.reload("api")
         assert_old_generation_served(daemon, result, "the task store")
-        assert "import of gladd.store.postgres halted" in result.errors[0]
+        assert "database.query_timeout: this store cannot take it now" in result.errors[0]
         monkeypatch.undo()
         await assert_applies_once_fixed(daemon)
 

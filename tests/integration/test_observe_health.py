@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from gladd.policies import Policies
-from gladd.store.postgres import PostgresStore
+from gladd.store.postgres.store import PostgresStore
 from tests.e2e._proxy import TcpProxy
 from tests.unit.observe._build import Observed
 

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gladd.observe.pool import Level
 from gladd.policies import Policies
-from gladd.store.postgres import PostgresStore
+from gladd.store.postgres.store import PostgresStore
 from tests.unit.observe._build import Observed
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gladd.policies import Policies
-from gladd.store.sqlite import SQLiteStore
+from gladd.store.sqlite.store import SQLiteStore
 from tests.unit.observe._build import Observed
 
 pytestmark = pytest.mark.anyio

@@ -10,9 +10,9 @@ import anyio
 import pytest
 
 from gladd.store import NewTask
-from gladd.store import sqlite as sqlite_store
-from gladd.store.sqlite import SQLiteStore
-from gladd.store.sqlite_doorbell import SUPPORTED, Doorbell
+from gladd.store.sqlite import store as sqlite_store
+from gladd.store.sqlite.doorbell import SUPPORTED, Doorbell
+from gladd.store.sqlite.store import SQLiteStore
 
 pytestmark = [
     pytest.mark.anyio,

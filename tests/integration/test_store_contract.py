@@ -1,12 +1,15 @@
 """The Store contract: the same assertions against every implementation.
 
 Time is passed explicitly from a fixed base, so every timestamp is asserted exactly.
-The PostgreSQL parameter needs a server (see ``postgres_url`` in tests/conftest.py).
+Parametrised from the store registry: every registered store runs it, made by its entry in
+``MAKERS``. The PostgreSQL parameter needs a server (see ``postgres_url`` in
+tests/conftest.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -28,8 +31,8 @@ from gladd.store import (
     TaskError,
     TaskState,
 )
-from gladd.store.memory import MemoryStore
-from gladd.store.sqlite import SQLiteStore
+from gladd.store.factory import store_from_url
+from gladd.store.registry import BACKENDS
 
 pytestmark = pytest.mark.anyio
 
@@ -46,35 +49,63 @@ def error(attempt: int = 1, when: float = 0) -> TaskError:
     return TaskError(type="ValueError", message="boom", attempt=attempt, at=at(when))
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def _emptied(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("TRUNCATE gladd_tasks, gladd_workers RESTART IDENTITY")
+    finally:
+        await conn.close()
+
+
+async def _fresh_already(url: str) -> None:
+    pass
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Maker:
+    """How the suite gets an empty store of one registered backend."""
+
+    url: Callable[[pytest.FixtureRequest, Path], str]  # outside the event loop
+    empty: Callable[[str], Awaitable[None]] = _fresh_already  # after open, for a shared one
+    marks: tuple[pytest.MarkDecorator, ...] = ()
+
+
+MAKERS = {
+    "memory": Maker(url=lambda request, tmp: "memory://"),
+    "sqlite": Maker(url=lambda request, tmp: f"sqlite:///{tmp / 'tasks.db'}"),
+    # The session's throwaway database (postgres_url in tests/conftest.py), emptied per test.
+    "postgresql": Maker(
+        url=lambda request, tmp: request.getfixturevalue("postgres_url"),
+        empty=_emptied,
+        marks=(pytest.mark.postgres,),
+    ),
+}
+
+
+def test_every_registered_store_has_a_maker() -> None:
+    assert sorted(MAKERS) == sorted(b.name for b in BACKENDS)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param(b.name, marks=MAKERS[b.name].marks if b.name in MAKERS else ())
+        for b in BACKENDS
+    ]
+)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """Which store, and where; resolved outside the event loop (postgres_url needs that)."""
-    if request.param == "postgres":
-        return "postgres", request.getfixturevalue("postgres_url")
-    return request.param, str(tmp_path / "tasks.db")
+    """Which store, and its URL; resolved outside the event loop (postgres_url needs that)."""
+    return request.param, MAKERS[request.param].url(request, tmp_path)
 
 
 def make_store(backend: tuple[str, str]) -> Store:
-    kind, where = backend
-    if kind == "memory":
-        return MemoryStore()
-    if kind == "sqlite":
-        return SQLiteStore(where)
-    from gladd.store.postgres import PostgresStore  # noqa: PLC0415 - only with a server
-
-    return PostgresStore(where)
+    return store_from_url(backend[1])
 
 
 @pytest.fixture
 async def store(backend: tuple[str, str], anyio_backend: str) -> AsyncIterator[Store]:
     opened = make_store(backend)
     await opened.open()
-    if backend[0] == "postgres":
-        conn = await asyncpg.connect(backend[1])
-        try:
-            await conn.execute("TRUNCATE gladd_tasks, gladd_workers RESTART IDENTITY")
-        finally:
-            await conn.close()
+    await MAKERS[backend[0]].empty(backend[1])
     try:
         yield opened
     finally:

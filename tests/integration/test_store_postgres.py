@@ -25,7 +25,10 @@ import pytest
 
 from gladd.errors import RetriesExhausted, StoreError, StoreNotFound, StoreUnavailable
 from gladd.store.base import NewTask, Succeeded, TaskState
-from gladd.store.postgres import LATEST, PostgresStore, Q, mask_url
+from gladd.store.postgres.queries import Q
+from gladd.store.postgres.schema import LATEST
+from gladd.store.postgres.store import PostgresStore
+from gladd.store.urls import mask_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
 

@@ -13,7 +13,10 @@ import pytest
 
 from gladd.errors import StoreError, StoreNotFound, StoreUnavailable, StoreUnusable
 from gladd.store import NewTask, Succeeded, TaskState
-from gladd.store.sqlite import CLAIM_ANY, CLAIM_KINDS, SQLiteStore, migrations, to_us
+from gladd.store.sqlite.queries import Q
+from gladd.store.sqlite.rows import COLUMNS, to_us
+from gladd.store.sqlite.schema import migrations
+from gladd.store.sqlite.store import SQLiteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -293,7 +296,7 @@ async def test_claims_read_only_the_pending_index_among_many_finished_rows(
 
     params = {"worker": "w", "now": to_us(BASE), "limit": 5, "kinds": '["k"]'}
     with sqlite3.connect(db) as conn:
-        for sql in (CLAIM_ANY, CLAIM_KINDS):
+        for sql in (Q["claim"], Q["claim_kinds"]):
             plan = _plan(conn, sql, params)
             assert "USING INDEX gladd_tasks_claim" in plan, plan
             assert "TEMP B-TREE" not in plan, plan  # the index order is the claim order
@@ -302,3 +305,10 @@ async def test_claims_read_only_the_pending_index_among_many_finished_rows(
     claimed = await store.claim(worker="w", limit=5, now=BASE)
     assert [t.priority for t in claimed] == [2, 2, 2, 1, 1]
     assert {t.kind for t in claimed} == {"k"}
+
+
+def test_every_query_returning_tasks_names_the_columns_in_the_order_rows_are_read() -> None:
+    for name in ("unfinished_by_key", "running", "get", "list"):
+        assert f"SELECT {COLUMNS} FROM" in " ".join(Q[name].split()), name
+    for name in ("claim", "claim_kinds", "cancel", "retry"):
+        assert f"RETURNING {COLUMNS}" in " ".join(Q[name].split()), name

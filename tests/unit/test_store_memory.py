@@ -5,17 +5,25 @@ The behaviour every store shares is in tests/integration/test_store_contract.py.
 
 from __future__ import annotations
 
+import importlib
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import anyio
 import pytest
 
 from gladd.errors import ConfigError, TaskRejected
+from gladd.policies.model import DatabasePolicy, Policies
+from gladd.resilience.classify import DEFAULT_CLASSIFIER, error_class
 from gladd.store import NewTask, Task, TaskState
-from gladd.store.factory import mask_url, store_from_url
+from gladd.store.configure import configured_store, prepare_retune
+from gladd.store.factory import store_from_url
 from gladd.store.memory import MemoryStore
+from gladd.store.registry import BACKENDS
 from gladd.store.rules import Wakeup, check_new_task, rescue_verdict, utc
-from gladd.store.sqlite import SQLiteStore
+from gladd.store.sqlite.store import SQLiteStore
+from gladd.store.urls import mask_url
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -182,3 +190,56 @@ def test_store_from_url_refuses_what_it_cannot_serve(url: str, message: str) -> 
 )
 def test_mask_url_hides_the_password(url: str, masked: str) -> None:
     assert mask_url(url) == masked
+
+
+# -- what the registry tells the rest of gladd ----------------------------------------------
+
+
+def test_choosing_a_sqlite_store_never_loads_the_postgresql_driver() -> None:
+    script = (
+        "import sys\n"
+        "from gladd.store.factory import store_from_url\n"
+        "store_from_url('sqlite:///x.db'); store_from_url('memory://')\n"
+        "assert 'asyncpg' not in sys.modules, 'asyncpg was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+
+
+def test_retuning_a_store_without_live_fields_needs_no_other_store_s_driver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What an install without the PostgreSQL driver does on every reload of a SQLite store.
+    monkeypatch.setitem(sys.modules, "gladd.store.postgres.store", None)
+    for store in (MemoryStore(), SQLiteStore(":memory:")):
+        prepare_retune(store, Policies())()
+
+
+def test_postgres_takes_the_query_timeout_live_and_refuses_a_bad_one_before_the_commit() -> None:
+    store = configured_store("postgresql://gladd@db/gladd", Policies())
+    assert store.query_timeout == 5.0  # type: ignore[attr-defined]
+    commit = store.prepare_retune(DatabasePolicy(query_timeout="2s"))
+    assert store.query_timeout == 5.0  # type: ignore[attr-defined]  # nothing before the commit
+    commit()
+    assert store.query_timeout == 2.0  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match=r"database\.query_timeout must be longer than 0s"):
+        store.prepare_retune(DatabasePolicy.model_construct(query_timeout=0.0))
+
+
+def test_only_a_sqlite_file_is_served_by_one_daemon_at_a_time() -> None:
+    single = {
+        backend.name: store_from_url(url).capabilities.single_process
+        for backend, url in zip(
+            BACKENDS, ("sqlite:///x.db", "postgresql://gladd@db/gladd", "memory://"), strict=True
+        )
+    }
+    assert single == {"sqlite": True, "postgresql": False, "memory": False}
+
+
+def test_every_store_s_transient_driver_errors_are_real_classes_the_classifier_retries() -> None:
+    registered = [(b, name, c) for b in BACKENDS for name, c in b.transient.items()]
+    assert registered, "the PostgreSQL driver's connection errors are registered"
+    for backend, name, retry_class in registered:
+        module, _, attr = name.rpartition(".")
+        error = getattr(importlib.import_module(module), attr)(f"{backend.name} went away")
+        assert error_class(error) == retry_class, name
+        assert DEFAULT_CLASSIFIER.transient(error), name

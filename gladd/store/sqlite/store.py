@@ -1,4 +1,3 @@
-# ruff: noqa: S608 - SQL text is built from constants (COLUMNS); values are parameters
 """The embedded default store: one SQLite file, zero set-up.
 
 Concurrency: one connection, used from one dedicated thread that runs every statement (a
@@ -9,13 +8,13 @@ and several processes on one file serialise on SQLite's write lock (WAL mode,
 gets :class:`~gladd.errors.StoreUnavailable`.
 
 Storage: times are INTEGER microseconds since the Unix epoch (UTC), JSON is TEXT. The schema
-is versioned by ``sql/sqlite/NNNN_name.sql`` files, applied at :meth:`SQLiteStore.open` in one
+is versioned by ``sqlite/sql/NNNN_name.sql`` files, applied at :meth:`SQLiteStore.open` in one
 transaction and recorded in ``gladd_migrations``; a file migrated by a newer gladd is refused.
 
 Wake-ups: :meth:`SQLiteStore.wait_for_work` is woken at once by enqueues (and retries,
 releases, rescues) made through this store object, and by those of stores in other
 processes (the CLI, ``gladd.enqueue``), which ring the waiting store's doorbell
-(:mod:`~gladd.store.sqlite_doorbell`) after they commit. For writers that cannot ring
+(:mod:`~gladd.store.sqlite.doorbell`) after they commit. For writers that cannot ring
 (plain SQL, a second daemon) it also looks at the WAL file now and then
 (``EXTERNAL_CHECK``: 50 ms soon after work, up to 500 ms when long idle; one stat() each);
 when the file changed it asks SQLite whether another connection committed (``PRAGMA
@@ -23,10 +22,10 @@ data_version``, which this connection's own commits never change).
 
 The semantics shared with every store (what is refused, cancel wins over pending, rescue
 verdicts) live in :mod:`gladd.store.rules`; the contract suite holds every store to them.
-The parts of this store: :mod:`~gladd.store.sqlite_thread` (the database thread),
-:mod:`~gladd.store.sqlite_writes` (the statements that change rows),
-:mod:`~gladd.store.sqlite_rows` (values in and out of rows),
-:mod:`~gladd.store.sqlite_schema` (migrations) and :mod:`~gladd.store.sqlite_errors` (the
+The parts of this store: :mod:`~gladd.store.sqlite.thread` (the database thread),
+:mod:`~gladd.store.sqlite.writes` (the statements that change rows),
+:mod:`~gladd.store.sqlite.rows` (values in and out of rows),
+:mod:`~gladd.store.sqlite.schema` (migrations) and :mod:`~gladd.store.sqlite.errors` (the
 StoreError for a driver error).
 """
 
@@ -38,7 +37,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 
@@ -53,29 +52,22 @@ from gladd.store.base import (
     PoolStats,
     Released,
     RescueReport,
+    StoreCapabilities,
     Task,
     TaskState,
+    nothing_to_retune,
 )
 from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
-from gladd.store.sqlite_doorbell import Doorbell
-from gladd.store.sqlite_errors import map_error
-from gladd.store.sqlite_rows import COLUMNS, row_to_task, text_value, to_us
-from gladd.store.sqlite_schema import apply_migrations, migrations
-from gladd.store.sqlite_thread import DbThread
-from gladd.store.sqlite_writes import (
-    BY_KEY,
-    CLAIM_ANY,
-    CLAIM_KINDS,
-    RETRY,
-    SEEN,
-    NewRow,
-    insert,
-    outcome_write,
-    rescue_running,
-)
+from gladd.store.sqlite.doorbell import Doorbell
+from gladd.store.sqlite.errors import map_error
+from gladd.store.sqlite.queries import Q
+from gladd.store.sqlite.rows import row_to_task, text_value, to_us
+from gladd.store.sqlite.schema import apply_migrations, migrations
+from gladd.store.sqlite.thread import DbThread
+from gladd.store.sqlite.writes import NewRow, insert, outcome_write, rescue_running
 
-# Besides the store, the names the tests take from here (they live in the sqlite_* modules).
-__all__ = ["CLAIM_ANY", "CLAIM_KINDS", "SQLiteStore", "migrations", "to_us"]
+if TYPE_CHECKING:
+    from gladd.policies.model import DatabasePolicy
 
 T = TypeVar("T")
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
@@ -95,21 +87,19 @@ def _file_signature(path: str) -> tuple[int, int] | None:
 
 
 def _has_migrations_table(conn: sqlite3.Connection) -> bool:
-    found = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gladd_migrations'"
-    ).fetchone()
-    return found is not None
+    return conn.execute(Q["has_migrations_table"]).fetchone() is not None
 
 
-def _purge_where(
-    finished_before: datetime, states: Collection[TaskState]
-) -> tuple[str, tuple[object, ...]]:
-    names = purge_states(states)
-    marks = ", ".join("?" * len(names)) or "NULL"
-    return (
-        f"finished_at < ? AND state IN ({marks})",
-        (to_us(utc(finished_before, "finished_before")), *names),
-    )
+def _purge_params(finished_before: datetime, states: Collection[TaskState]) -> dict[str, object]:
+    return {
+        "finished_before": to_us(utc(finished_before, "finished_before")),
+        "states": json.dumps(list(purge_states(states))),
+    }
+
+
+def _get(conn: sqlite3.Connection, task_id: int) -> Task | None:
+    found = conn.execute(Q["get"], (task_id,)).fetchone()
+    return None if found is None else row_to_task(found)
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -117,6 +107,8 @@ def _purge_where(
 
 class SQLiteStore:
     """Tasks in one SQLite file (``":memory:"`` works too, for one store object)."""
+
+    capabilities = StoreCapabilities(single_process=True)  # one daemon per file
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 5.0) -> None:
         self.path = os.fspath(path)
@@ -227,7 +219,7 @@ class SQLiteStore:
     async def migration_status(self) -> MigrationStatus:
         def versions(conn: sqlite3.Connection) -> list[tuple[int]]:
             exists = _has_migrations_table(conn)
-            return conn.execute("SELECT version FROM gladd_migrations").fetchall() if exists else []
+            return conn.execute(Q["migration_versions"]).fetchall() if exists else []
 
         rows = await self._read(versions)
         return MigrationStatus(
@@ -310,8 +302,9 @@ class SQLiteStore:
             params["kinds"] = json.dumps(list(kinds))
 
         def claim(conn: sqlite3.Connection) -> list[Task]:
-            conn.execute(SEEN, (worker, now_us))
-            rows = conn.execute(CLAIM_ANY if kinds is None else CLAIM_KINDS, params).fetchall()
+            conn.execute(Q["seen"], (worker, now_us))
+            query = Q["claim"] if kinds is None else Q["claim_kinds"]
+            rows = conn.execute(query, params).fetchall()
             return [row_to_task(r) for r in rows]
 
         tasks = await self._write(claim)
@@ -340,14 +333,10 @@ class SQLiteStore:
         ids = json.dumps(list(tokens))
 
         def heartbeat(conn: sqlite3.Connection) -> set[int]:
-            conn.execute(SEEN, (worker, now_us))
+            conn.execute(Q["seen"], (worker, now_us))
             if not tokens:
                 return set()
-            rows = conn.execute(
-                "SELECT id, token FROM gladd_tasks WHERE id IN (SELECT value FROM json_each(?)) "
-                "AND state = 'running' AND owner = ? AND cancel_requested",
-                (ids, worker),
-            )
+            rows = conn.execute(Q["cancel_requests"], (ids, worker))
             return {task_id for task_id, token in rows if tokens.get(task_id) == token}
 
         return await self._write(heartbeat)
@@ -360,17 +349,12 @@ class SQLiteStore:
         return report
 
     async def forget_worker(self, worker: str) -> None:
-        await self._write(lambda c: c.execute("DELETE FROM gladd_workers WHERE id = ?", (worker,)))
+        await self._write(lambda c: c.execute(Q["forget_worker"], (worker,)))
 
     # -- operators --------------------------------------------------------------------------
 
     async def get(self, task_id: int) -> Task | None:
-        def get(conn: sqlite3.Connection) -> Task | None:
-            row = conn.execute(f"SELECT {COLUMNS} FROM gladd_tasks WHERE id = ?", (task_id,))
-            found = row.fetchone()
-            return None if found is None else row_to_task(found)
-
-        return await self._read(get)
+        return await self._read(lambda c: _get(c, task_id))
 
     async def list(
         self,
@@ -380,37 +364,20 @@ class SQLiteStore:
         limit: int = 100,
         before_id: int | None = None,
     ) -> list[Task]:
-        where, params = ["1"], list[Any]()
-        for clause, value in (("state = ?", state), ("kind = ?", kind), ("id < ?", before_id)):
-            if value is not None:
-                where.append(clause)
-                params.append(str(value) if isinstance(value, TaskState) else value)
-        sql = (
-            f"SELECT {COLUMNS} FROM gladd_tasks WHERE {' AND '.join(where)} "
-            "ORDER BY id DESC LIMIT ?"
-        )
-        return await self._read(
-            lambda c: [row_to_task(r) for r in c.execute(sql, (*params, limit))]
-        )
+        params = {
+            "state": None if state is None else str(state),
+            "kind": kind,
+            "before_id": before_id,
+            "limit": limit,
+        }
+        return await self._read(lambda c: [row_to_task(r) for r in c.execute(Q["list"], params)])
 
     async def cancel(self, task_id: int, *, now: datetime) -> Task | None:
         now_us = to_us(utc(now))
 
         def cancel(conn: sqlite3.Connection) -> Task | None:
-            rows = conn.execute(
-                "UPDATE gladd_tasks SET "
-                "state = CASE state WHEN 'pending' THEN 'cancelled' ELSE state END, "
-                "finished_at = CASE state WHEN 'pending' THEN :now ELSE finished_at END, "
-                "cancel_requested = cancel_requested OR state = 'running', updated_at = :now "
-                "WHERE id = :id AND (state = 'pending' OR (state = 'running' AND NOT "
-                f"cancel_requested)) RETURNING {COLUMNS}",
-                {"id": task_id, "now": now_us},
-            ).fetchall()
-            if rows:
-                return row_to_task(rows[0])
-            found = conn.execute(f"SELECT {COLUMNS} FROM gladd_tasks WHERE id = ?", (task_id,))
-            row = found.fetchone()
-            return None if row is None else row_to_task(row)
+            rows = conn.execute(Q["cancel"], {"id": task_id, "now": now_us}).fetchall()
+            return row_to_task(rows[0]) if rows else _get(conn, task_id)
 
         return await self._write(cancel)
 
@@ -418,18 +385,16 @@ class SQLiteStore:
         now_us = to_us(utc(now))
 
         def retry(conn: sqlite3.Connection) -> Task | None:
-            row = conn.execute(f"SELECT {COLUMNS} FROM gladd_tasks WHERE id = ?", (task_id,))
-            found = row.fetchone()
-            if found is None:
+            task = _get(conn, task_id)
+            if task is None:
                 return None
-            task = row_to_task(found)
             if task.state not in (TaskState.DEAD, TaskState.CANCELLED):
                 return task
             if task.unique_key is not None:
-                other = conn.execute(BY_KEY, (task.unique_key,)).fetchone()
+                other = conn.execute(Q["unfinished_by_key"], (task.unique_key,)).fetchone()
                 if other is not None:
                     raise unique_conflict(task_id, task.unique_key, other[0])
-            updated = conn.execute(RETRY, {"id": task_id, "now": now_us}).fetchone()
+            updated = conn.execute(Q["retry"], {"id": task_id, "now": now_us}).fetchone()
             return row_to_task(updated)
 
         task = await self._write(retry)
@@ -440,27 +405,19 @@ class SQLiteStore:
     async def purge(
         self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES
     ) -> int:
-        where, args = _purge_where(finished_before, states)
-        return await self._write(
-            lambda c: c.execute(f"DELETE FROM gladd_tasks WHERE {where}", args).rowcount
-        )
+        params = _purge_params(finished_before, states)
+        return await self._write(lambda c: c.execute(Q["purge"], params).rowcount)
 
     async def count_purgeable(
         self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES
     ) -> int:
-        where, args = _purge_where(finished_before, states)
+        params = _purge_params(finished_before, states)
         return int(
-            await self._read(
-                lambda c: c.execute(
-                    f"SELECT count(*) FROM gladd_tasks WHERE {where}", args
-                ).fetchone()[0]
-            )
+            await self._read(lambda c: c.execute(Q["count_purgeable"], params).fetchone()[0])
         )
 
     async def counts(self) -> dict[TaskState, int]:
-        rows = await self._read(
-            lambda c: c.execute("SELECT state, count(*) FROM gladd_tasks GROUP BY state").fetchall()
-        )
+        rows = await self._read(lambda c: c.execute(Q["counts"]).fetchall())
         counts = dict.fromkeys(TaskState, 0)
         counts.update((TaskState(state), n) for state, n in rows)
         return counts
@@ -523,6 +480,9 @@ class SQLiteStore:
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         changed, self._data_version = version != self._data_version, version
         return bool(changed)
+
+    def prepare_retune(self, database: DatabasePolicy) -> Callable[[], None]:
+        return nothing_to_retune  # busy_timeout is not a [database] field
 
     def pool_stats(self) -> PoolStats:
         # One connection on one thread, not a pool: statements queue for the thread instead.

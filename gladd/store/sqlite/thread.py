@@ -1,6 +1,6 @@
 """The one thread that runs every SQLite call, awaited from the event loop without blocking.
 
-Used by :class:`~gladd.store.sqlite.SQLiteStore`: its connection lives on this thread, so
+Used by :class:`~gladd.store.sqlite.store.SQLiteStore`: its connection lives on this thread, so
 statements run in order and the event loop never waits on SQLite.
 """
 

@@ -1,31 +1,19 @@
-"""The PostgreSQL schema's versions: ``sql/postgres/NNNN_*.sql`` files, applied under a
+"""The PostgreSQL schema's versions: ``postgres/sql/NNNN_*.sql`` files, applied under a
 transaction-scoped advisory lock so nodes starting together migrate exactly once."""
 
 from __future__ import annotations
 
-from importlib.resources import files
 from typing import Any
 
 from loguru import logger
 
 from gladd.errors import StoreError
+from gladd.store.sqlfiles import load_migrations
 
 MIGRATION_LOCK = 0x676C61646401  # "glad" "d" 1: pg_advisory_xact_lock key of migrations
 MIGRATION_TIMEOUT = 60.0  # a node may wait this long for another's migration (the lock)
 
-_SQL_DIR = files("gladd.store").joinpath("sql", "postgres")
-
-
-def _load_migrations() -> tuple[tuple[int, str], ...]:
-    found = []
-    for entry in _SQL_DIR.iterdir():
-        head = entry.name.split("_", 1)[0]
-        if entry.name.endswith(".sql") and head.isdigit():
-            found.append((int(head), entry.read_text(encoding="utf-8")))
-    return tuple(sorted(found))
-
-
-MIGRATIONS = _load_migrations()
+MIGRATIONS = load_migrations("gladd.store.postgres")
 LATEST = MIGRATIONS[-1][0]
 
 

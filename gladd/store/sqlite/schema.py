@@ -1,31 +1,23 @@
-"""The SQLite schema's versions: ``sql/sqlite/NNNN_name.sql`` files, applied in one
+"""The SQLite schema's versions: ``sqlite/sql/NNNN_name.sql`` files, applied in one
 transaction and recorded in ``gladd_migrations``; a file migrated by a newer gladd is refused."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from functools import cache
-from importlib.resources import files
 
 from gladd.errors import StoreError
-from gladd.store.sqlite_rows import to_us
-
-_MIGRATION_FILE = re.compile(r"^(\d{4})_\w+\.sql$")
+from gladd.store.sqlfiles import load_migrations
+from gladd.store.sqlite.queries import Q
+from gladd.store.sqlite.rows import to_us
 
 
 @cache
 def migrations() -> tuple[tuple[int, str], ...]:
     """(version, SQL text) of every migration this code knows, in order."""
-    folder = files("gladd.store").joinpath("sql", "sqlite")
-    found = []
-    for entry in folder.iterdir():
-        match = _MIGRATION_FILE.match(entry.name)
-        if match:
-            found.append((int(match[1]), entry.read_text(encoding="utf-8")))
-    return tuple(sorted(found))
+    return load_migrations("gladd.store.sqlite")
 
 
 def statements(script: str) -> Iterator[str]:
@@ -44,11 +36,8 @@ def statements(script: str) -> Iterator[str]:
 
 def apply_migrations(conn: sqlite3.Connection, path: str) -> tuple[int, ...]:
     """Apply the migrations ``conn`` lacks, inside the caller's transaction: their versions."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS gladd_migrations "
-        "(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)"
-    )
-    done = {v for (v,) in conn.execute("SELECT version FROM gladd_migrations")}
+    conn.execute(Q["create_migrations_table"])
+    done = {v for (v,) in conn.execute(Q["migration_versions"])}
     known = migrations()
     latest = known[-1][0]
     if done and max(done) > latest:
@@ -62,9 +51,6 @@ def apply_migrations(conn: sqlite3.Connection, path: str) -> tuple[int, ...]:
             continue
         for statement in statements(script):
             conn.execute(statement)
-        conn.execute(
-            "INSERT INTO gladd_migrations (version, applied_at) VALUES (?, ?)",
-            (version, to_us(datetime.now(UTC))),
-        )
+        conn.execute(Q["record_migration"], (version, to_us(datetime.now(UTC))))
         applied.append(version)
     return tuple(applied)

@@ -12,7 +12,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 from loguru import logger
 
-from gladd.store.postgres_errors import map_error
+from gladd.store.postgres.errors import map_error
 
 CHANNEL = "gladd_tasks"
 LISTENER_RETRY = 1.0  # seconds between attempts to re-establish the listening connection

@@ -1,7 +1,7 @@
 """The PostgreSQL task store (asyncpg): many nodes share one database.
 
-Queries live in ``sql/postgres/queries.sql`` (named, constant text: asyncpg prepares each
-once per connection and reuses it) and the schema in ``sql/postgres/NNNN_*.sql``, applied
+Queries live in ``postgres/sql/queries.sql`` (named, constant text: asyncpg prepares each
+once per connection and reuses it) and the schema in ``postgres/sql/NNNN_*.sql``, applied
 by :meth:`PostgresStore.open` under a transaction-scoped advisory lock so nodes starting
 together migrate exactly once.
 
@@ -32,27 +32,25 @@ Wake-ups: an insert into ``gladd_tasks`` (by gladd or plain SQL) notifies the ch
 pool turns it into :meth:`PostgresStore.wait_for_work` returning True. When that connection
 drops, it is re-established in the background and waits are plain timed polls meanwhile.
 
-The parts of this store: :mod:`~gladd.store.postgres_errors` (the mapping above),
-:mod:`~gladd.store.postgres_listener` (the listening connection),
-:mod:`~gladd.store.postgres_rows` (values in and out of the queries) and
-:mod:`~gladd.store.postgres_schema` (migrations).
+The parts of this store: :mod:`~gladd.store.postgres.errors` (the mapping above),
+:mod:`~gladd.store.postgres.listener` (the listening connection),
+:mod:`~gladd.store.postgres.rows` (values in and out of the queries) and
+:mod:`~gladd.store.postgres.schema` (migrations).
 """
 
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime
-from importlib.resources import files
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 
 from gladd.errors import StoreError, StoreNotFound, StoreUnavailable, TaskRejected
-from gladd.observe.acquire import AcquireMeter
+from gladd.store.acquire import AcquireMeter
 from gladd.store.base import (
     FINISHED_STATES,
     Enqueued,
@@ -61,20 +59,21 @@ from gladd.store.base import (
     Outcome,
     PoolStats,
     RescueReport,
+    StoreCapabilities,
     Task,
     TaskState,
 )
-from gladd.store.factory import mask_url
-from gladd.store.postgres_errors import map_error
-from gladd.store.postgres_listener import Listener
-from gladd.store.postgres_rows import (
+from gladd.store.postgres.errors import map_error
+from gladd.store.postgres.listener import Listener
+from gladd.store.postgres.queries import Q
+from gladd.store.postgres.rows import (
     enqueue_args,
     finish_args,
     rescued,
     row_to_task,
     sorted_claim,
 )
-from gladd.store.postgres_schema import LATEST, apply_migrations
+from gladd.store.postgres.schema import LATEST, apply_migrations
 from gladd.store.rules import (
     Wakeup,
     check_new_task,
@@ -83,15 +82,14 @@ from gladd.store.rules import (
     unique_conflict,
     utc,
 )
+from gladd.store.urls import mask_url
 
-# Besides the store, the names the tests take from here (LATEST lives in postgres_schema).
-__all__ = ["LATEST", "Guard", "PostgresStore", "Q", "mask_url"]
+if TYPE_CHECKING:
+    from gladd.policies.model import DatabasePolicy
 
 T = TypeVar("T")
 
 PURGE_BATCH = 10_000
-
-_SQL_DIR = files("gladd.store").joinpath("sql", "postgres")
 
 
 class Guard(Protocol):
@@ -100,20 +98,10 @@ class Guard(Protocol):
     def __call__(self, call: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
 
 
-def _load_queries() -> dict[str, str]:
-    text = _SQL_DIR.joinpath("queries.sql").read_text(encoding="utf-8")
-    queries: dict[str, str] = {}
-    for chunk in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
-        name, _, body = chunk.partition("\n")
-        queries[name.strip()] = body.strip().rstrip(";")
-    return queries
-
-
-Q = _load_queries()
-
-
 class PostgresStore:
     """The :class:`~gladd.store.base.Store` on PostgreSQL; see the module docstring."""
+
+    capabilities = StoreCapabilities(single_process=False)  # nodes share it: leases decide
 
     def __init__(
         self,
@@ -149,6 +137,17 @@ class PostgresStore:
         if seconds <= 0:
             raise ValueError(f"query_timeout must be longer than 0s (got {seconds})")
         self._timeout = seconds
+
+    def prepare_retune(self, database: DatabasePolicy) -> Callable[[], None]:
+        """The query timeout changes live; the pool sizes and the URL need a restart."""
+        seconds = database.query_timeout
+        if not seconds > 0:  # what the setter would refuse, refused before the commit
+            raise ValueError(f"database.query_timeout must be longer than 0s (got {seconds})")
+
+        def commit() -> None:
+            self.query_timeout = seconds
+
+        return commit
 
     # -- lifecycle ---------------------------------------------------------------------
 

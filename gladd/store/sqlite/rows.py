@@ -1,5 +1,6 @@
 """Values to and from SQLite rows: times as INTEGER microseconds since the Unix epoch (UTC),
-JSON as TEXT, and a ``gladd_tasks`` row (``COLUMNS``, in that order) as a :class:`Task`."""
+JSON as TEXT, and a ``gladd_tasks`` row (``COLUMNS``, in that order: every query in
+``sql/queries.sql`` that returns tasks names them so) as a :class:`Task`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,177 @@
+-- Named queries of SQLiteStore. Each `-- name: NAME` starts one query; the text is constant,
+-- so sqlite3's statement cache prepares each once. Values travel only as parameters; lists
+-- travel as JSON arrays and are read with json_each(). Times are INTEGER microseconds since
+-- the Unix epoch (UTC). A query returning tasks names the columns in the order
+-- rows.row_to_task reads them.
+
+-- name: has_migrations_table
+SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gladd_migrations';
+
+-- name: create_migrations_table
+CREATE TABLE IF NOT EXISTS gladd_migrations
+(version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+
+-- name: migration_versions
+SELECT version FROM gladd_migrations;
+
+-- name: record_migration
+INSERT INTO gladd_migrations (version, applied_at) VALUES (?, ?);
+
+-- name: insert
+-- Named fields; the rest take the schema's defaults.
+INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout,
+                         unique_key, result, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, 'null', ?, ?);
+
+-- name: unfinished_by_key
+SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
+       owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
+       updated_at, finished_at
+FROM gladd_tasks WHERE unique_key = ? AND state IN ('pending', 'running');
+
+-- name: seen
+INSERT INTO gladd_workers (id, last_seen) VALUES (?, ?)
+ON CONFLICT (id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen);
+
+-- name: claim
+-- Walks the claim index in its order (priority desc, run_at, id): see 0001_initial.sql.
+UPDATE gladd_tasks SET
+    state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
+    deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now
+WHERE id IN (
+    SELECT id FROM gladd_tasks
+    WHERE state = 'pending' AND run_at <= :now
+    ORDER BY priority DESC, run_at, id LIMIT :limit
+)
+RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
+          unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
+          created_at, updated_at, finished_at;
+
+-- name: claim_kinds
+-- The claim, of the kinds in the JSON array :kinds only.
+UPDATE gladd_tasks SET
+    state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
+    deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now
+WHERE id IN (
+    SELECT id FROM gladd_tasks
+    WHERE state = 'pending' AND run_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))
+    ORDER BY priority DESC, run_at, id LIMIT :limit
+)
+RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
+          unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
+          created_at, updated_at, finished_at;
+
+-- Outcomes. Each applies only while the task is running under the token named; a task whose
+-- cancellation was requested finishes cancelled instead of going back to pending.
+
+-- name: succeed
+UPDATE gladd_tasks SET state = 'succeeded', result = :result, finished_at = :now,
+    owner = NULL, deadline = NULL, updated_at = :now
+WHERE id = :id AND token = :token AND state = 'running';
+
+-- name: fail_dead
+UPDATE gladd_tasks SET state = 'dead', finished_at = :now,
+    errors = json_insert(errors, '$[#]', json(:error)),
+    owner = NULL, deadline = NULL, updated_at = :now
+WHERE id = :id AND token = :token AND state = 'running';
+
+-- name: fail_retry
+UPDATE gladd_tasks SET
+    state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+    run_at = CASE WHEN cancel_requested THEN run_at ELSE :run_at END,
+    finished_at = CASE WHEN cancel_requested THEN :now END,
+    errors = json_insert(errors, '$[#]', json(:error)),
+    owner = NULL, deadline = NULL, updated_at = :now
+WHERE id = :id AND token = :token AND state = 'running';
+
+-- name: release
+-- Back to pending without spending the attempt.
+UPDATE gladd_tasks SET
+    state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'pending' END,
+    run_at = CASE WHEN cancel_requested THEN run_at ELSE :run_at END,
+    finished_at = CASE WHEN cancel_requested THEN :now END,
+    attempt = CASE WHEN cancel_requested THEN attempt ELSE attempt - 1 END,
+    owner = NULL, deadline = NULL, updated_at = :now
+WHERE id = :id AND token = :token AND state = 'running';
+
+-- name: cancelled
+UPDATE gladd_tasks SET state = 'cancelled', finished_at = :now,
+    owner = NULL, deadline = NULL, updated_at = :now
+WHERE id = :id AND token = :token AND state = 'running';
+
+-- name: cancel_requests
+-- Of the JSON array of ids a worker runs, those whose cancellation was requested.
+SELECT id, token FROM gladd_tasks WHERE id IN (SELECT value FROM json_each(?))
+AND state = 'running' AND owner = ? AND cancel_requested;
+
+-- name: workers
+SELECT id, last_seen FROM gladd_workers;
+
+-- name: running
+SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
+       owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
+       updated_at, finished_at
+FROM gladd_tasks WHERE state = 'running';
+
+-- name: rescue
+UPDATE gladd_tasks SET state = :state, run_at = :run_at, owner = NULL, deadline = NULL,
+    token = token + 1, rescues = rescues + 1,
+    errors = json_insert(errors, '$[#]', json(:error)), updated_at = :now,
+    finished_at = :finished_at
+WHERE id = :id;
+
+-- name: forget_workers_seen_before
+DELETE FROM gladd_workers WHERE last_seen <= ?;
+
+-- name: forget_worker
+DELETE FROM gladd_workers WHERE id = ?;
+
+-- name: get
+SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
+       owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
+       updated_at, finished_at
+FROM gladd_tasks WHERE id = ?;
+
+-- name: list
+-- Newest first; each filter is skipped when its parameter is NULL.
+SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
+       owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
+       updated_at, finished_at
+FROM gladd_tasks
+WHERE (:state IS NULL OR state = :state)
+  AND (:kind IS NULL OR kind = :kind)
+  AND (:before_id IS NULL OR id < :before_id)
+ORDER BY id DESC LIMIT :limit;
+
+-- name: cancel
+-- Pending: cancelled at once. Running: flagged for its owner's next heartbeat. Returns
+-- nothing for a task it leaves as it was.
+UPDATE gladd_tasks SET
+    state = CASE state WHEN 'pending' THEN 'cancelled' ELSE state END,
+    finished_at = CASE state WHEN 'pending' THEN :now ELSE finished_at END,
+    cancel_requested = cancel_requested OR state = 'running', updated_at = :now
+WHERE id = :id AND (state = 'pending' OR (state = 'running' AND NOT cancel_requested))
+RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
+          unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
+          created_at, updated_at, finished_at;
+
+-- name: retry
+UPDATE gladd_tasks SET state = 'pending', run_at = :now, attempt = 0, rescues = 0,
+    owner = NULL, deadline = NULL, cancel_requested = 0, result = 'null', finished_at = NULL,
+    updated_at = :now
+WHERE id = :id
+RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
+          unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
+          created_at, updated_at, finished_at;
+
+-- name: purge
+-- :states is a JSON array of finished states.
+DELETE FROM gladd_tasks
+WHERE finished_at < :finished_before AND state IN (SELECT value FROM json_each(:states));
+
+-- name: count_purgeable
+SELECT count(*) FROM gladd_tasks
+WHERE finished_at < :finished_before AND state IN (SELECT value FROM json_each(:states));
+
+-- name: counts
+SELECT state, count(*) FROM gladd_tasks GROUP BY state;

@@ -1,0 +1,126 @@
+"""The writes to SQLite's ``gladd_tasks`` and ``gladd_workers`` made of several statements
+(their SQL is in ``sql/queries.sql``). The functions taking a connection run in the database
+thread, inside the transaction :class:`~gladd.store.sqlite.store.SQLiteStore` opened."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from gladd.store.base import (
+    Cancelled,
+    Enqueued,
+    Failed,
+    NewTask,
+    Outcome,
+    Released,
+    RescueReport,
+    Succeeded,
+    TaskState,
+)
+from gladd.store.rules import (
+    dump_json,
+    pending_task,
+    rescue,
+    utc,
+)
+from gladd.store.sqlite.queries import Q
+from gladd.store.sqlite.rows import EPOCH, error_json, from_us, row_to_task, to_us
+
+
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    """An enqueue, checked and converted in the event loop before the write."""
+
+    new: NewTask
+    payload: str
+    run_at: int
+
+
+def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
+    new = row.new
+    if new.unique_key is not None:
+        existing = conn.execute(Q["unfinished_by_key"], (new.unique_key,)).fetchone()
+        if existing is not None:
+            return Enqueued(task=row_to_task(existing), created=False)
+    cursor = conn.execute(
+        Q["insert"],
+        (new.kind, row.payload, new.priority, row.run_at, new.max_attempts, new.timeout,
+         new.unique_key, now, now),
+    )  # fmt: skip
+    assert cursor.lastrowid is not None
+    created = from_us(now)
+    assert created is not None
+    task = pending_task(
+        new,
+        task_id=cursor.lastrowid,
+        payload=json.loads(row.payload),
+        run_at=EPOCH + timedelta(microseconds=row.run_at),
+        now=created,
+    )
+    return Enqueued(task=task, created=True)
+
+
+def outcome_write(outcome: Outcome, now: int) -> tuple[str, dict[str, Any]]:
+    params: dict[str, Any] = {"id": outcome.id, "token": outcome.token, "now": now}
+    match outcome:
+        case Succeeded(result=result):
+            params["result"] = dump_json(result, f"result of task {outcome.id}")
+            return Q["succeed"], params
+        case Failed(error=error, retry_at=retry_at):
+            params["error"] = error_json(error)
+            if retry_at is None:
+                return Q["fail_dead"], params
+            params["run_at"] = to_us(utc(retry_at, "retry_at"))
+            return Q["fail_retry"], params
+        case Released(run_at=run_at):
+            params["run_at"] = to_us(utc(run_at, "run_at"))
+            return Q["release"], params
+        case Cancelled():
+            return Q["cancelled"], params
+    raise TypeError(f"not a task outcome: {outcome!r}")
+
+
+def rescue_running(
+    conn: sqlite3.Connection, now: datetime, lease: float, max_rescues: int
+) -> RescueReport:
+    now_us = to_us(now)
+    cutoff = now_us - round(lease * 1e6)
+    seen = dict(conn.execute(Q["workers"]).fetchall())
+    dead = {w for w, last in seen.items() if last <= cutoff}
+    lost = set(dead)
+    to_pending: list[int] = []
+    to_dead: list[int] = []
+    for row in conn.execute(Q["running"]).fetchall():
+        task = row_to_task(row)
+        live = task.owner in seen and task.owner not in dead
+        if live and (task.deadline is None or task.deadline >= now):
+            continue
+        if not live and task.owner is not None:
+            lost.add(task.owner)
+        state, error = rescue(task, now=now, live=live, max_rescues=max_rescues)
+        pending = state is TaskState.PENDING
+        conn.execute(
+            Q["rescue"],
+            {
+                "id": task.id,
+                "state": str(state),
+                "run_at": now_us if pending else to_us(task.run_at),
+                "error": error_json(error),
+                "now": now_us,
+                "finished_at": None if pending else now_us,
+            },
+        )
+        if pending:
+            to_pending.append(task.id)
+        elif state is TaskState.DEAD:
+            to_dead.append(task.id)
+    conn.execute(Q["forget_workers_seen_before"], (cutoff,))
+    return RescueReport(
+        to_pending=tuple(sorted(to_pending)),
+        to_dead=tuple(sorted(to_dead)),
+        dead_workers=tuple(sorted(lost)),
+    )
