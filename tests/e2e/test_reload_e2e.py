@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 
-from gladd.reload.watch import WAKE_MS
 from tests.e2e.conftest import (
     LoggedGladd,
     by_state,
@@ -104,8 +103,18 @@ def start_watching_elsewhere(gladd: LoggedGladd) -> Path:
     gladd.policies.symlink_to(real / "policies.toml")
     gladd.start_ready()
     wait_logged(gladd, "watching ")
-    time.sleep(WAKE_MS / 1000 + 0.2)  # past the watcher's one catch-up check
+    # Past the watcher's catch-up check and its first periodic one: the test's edit and
+    # reload then have the whole check interval to themselves, however busy the machine.
+    wait_until(lambda: poll_checks(gladd) >= 2, timeout=15, what="two of the watcher's checks")
     return real / "policies.toml"
+
+
+def poll_checks(gladd: LoggedGladd) -> float:
+    """How often the watcher has looked at the file on its own and found nothing new."""
+    for line in gladd.get("/metrics").text.splitlines():
+        if line.startswith('gladd_reload_checks_total{trigger="poll"}'):
+            return float(line.split()[-1])
+    return 0.0
 
 
 def write_in_place(path: Path, text: str) -> None:
