@@ -47,7 +47,7 @@ from gladd.plugins.discover import Discovery, bind
 from gladd.plugins.errors import ServiceTimeout
 from gladd.policies import Policies, ServiceBinding
 from gladd.resilience import AttemptClient, Resilience
-from gladd.resilience.registry import ResiliencePlan
+from gladd.resilience.guards import ResiliencePlan
 from gladd.store import Task
 from gladd.version import __version__
 

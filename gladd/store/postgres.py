@@ -66,7 +66,7 @@ from gladd.store.base import (
 )
 from gladd.store.factory import mask_url
 from gladd.store.postgres_errors import map_error
-from gladd.store.postgres_listener import Listener
+from gladd.store.postgres_listener import NotifyListener
 from gladd.store.postgres_rows import (
     enqueue_args,
     finish_args,
@@ -84,9 +84,6 @@ from gladd.store.rules import (
     utc,
 )
 
-# Besides the store, the names the tests take from here (LATEST lives in postgres_schema).
-__all__ = ["LATEST", "Guard", "PostgresStore", "Q", "mask_url"]
-
 T = TypeVar("T")
 
 PURGE_BATCH = 10_000
@@ -94,7 +91,7 @@ PURGE_BATCH = 10_000
 _SQL_DIR = files("gladd.store").joinpath("sql", "postgres")
 
 
-class Guard(Protocol):
+class QueryGuard(Protocol):
     """Wraps one store operation, e.g. the resilience engine's retry under the db policy."""
 
     def __call__(self, call: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
@@ -122,7 +119,7 @@ class PostgresStore:
         query_timeout: float = 5.0,
         pool_min_size: int = 1,
         pool_max_size: int = 10,
-        guard: Guard | None = None,
+        guard: QueryGuard | None = None,
     ) -> None:
         self._dsn = url
         self.url = mask_url(url)
@@ -133,7 +130,7 @@ class PostgresStore:
         self._guard = guard
         self._pool: Any = None
         self._applied: tuple[int, ...] = ()
-        self._listener: Listener | None = None
+        self._listener: NotifyListener | None = None
         self._unsettled_claims: dict[str, int] = {}  # worker → claim id of unknown outcome
         self._wakeup = Wakeup()
         self._acquires = AcquireMeter()
@@ -188,7 +185,7 @@ class PostgresStore:
                 await self._require_schema()
             # Bounded per statement inside (it may wait for another node's migration).
             self._applied = await self._run("migrate", self._migrate, bounded=False)
-            self._listener = Listener(
+            self._listener = NotifyListener(
                 self._dsn, url=self.url, timeout=self._timeout, notify=self._on_notify
             )
             await self._listener.listen()

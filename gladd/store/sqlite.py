@@ -74,9 +74,6 @@ from gladd.store.sqlite_writes import (
     rescue_running,
 )
 
-# Besides the store, the names the tests take from here (they live in the sqlite_* modules).
-__all__ = ["CLAIM_ANY", "CLAIM_KINDS", "SQLiteStore", "migrations", "to_us"]
-
 T = TypeVar("T")
 MIN_SQLITE = (3, 35, 0)  # UPDATE ... RETURNING
 EXTERNAL_CHECK = (0.05, 0.5)

@@ -25,7 +25,9 @@ import pytest
 
 from gladd.errors import RetriesExhausted, StoreError, StoreNotFound, StoreUnavailable
 from gladd.store.base import NewTask, Succeeded, TaskState
-from gladd.store.postgres import LATEST, PostgresStore, Q, mask_url
+from gladd.store.factory import mask_url
+from gladd.store.postgres import PostgresStore, Q
+from gladd.store.postgres_schema import LATEST
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
 

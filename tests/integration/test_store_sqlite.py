@@ -13,7 +13,10 @@ import pytest
 
 from gladd.errors import StoreError, StoreNotFound, StoreUnavailable, StoreUnusable
 from gladd.store import NewTask, Succeeded, TaskState
-from gladd.store.sqlite import CLAIM_ANY, CLAIM_KINDS, SQLiteStore, migrations, to_us
+from gladd.store.sqlite import SQLiteStore
+from gladd.store.sqlite_rows import to_us
+from gladd.store.sqlite_schema import migrations
+from gladd.store.sqlite_writes import CLAIM_ANY, CLAIM_KINDS
 
 pytestmark = pytest.mark.anyio
 

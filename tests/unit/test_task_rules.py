@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from gladd.executor.decide import new_task, task_retry_plan, timeout_for
 from gladd.policies import parse_policies
 from gladd.policies.task_rules import task_rules
-from gladd.resilience.registry import Resilience
+from gladd.resilience.guards import Resilience
 from gladd.store import Task, TaskState
 
 POLICIES = b"""

@@ -1,4 +1,4 @@
-"""The registry: guards, breakers and budgets built from :class:`Policies`, reloadable live.
+"""The guard registry: guards, breakers and budgets built from :class:`Policies`, reloadable live.
 
 - One :class:`RetryBudget` per retry policy name, shared by every guard using the policy,
   so a fleet of callers cannot retry-storm a sick service.
