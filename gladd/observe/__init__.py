@@ -1,11 +1,10 @@
 """Seeing inside a running gladd: health checks, Prometheus metrics, pool alerts, loop lag.
 
-Deliberately empty of imports: the store imports :mod:`gladd.observe.acquire` on its hot
-path and should not pull in the rest. The executor imports nothing from here: what it
-records for the observers lives below it (:mod:`gladd.instruments.activity`,
-:mod:`gladd.executor.outcomes`), and they read its frozen ``statistics()`` snapshot.
+Deliberately empty of imports. Neither the store nor the executor imports anything from
+here: what they record for the observers lives below them (:mod:`gladd.instruments.acquire`,
+:mod:`gladd.instruments.activity`, :mod:`gladd.executor.outcomes`), and the observers read
+the executor's frozen ``statistics()`` snapshot.
 
-- :mod:`.acquire` — connection acquire waits, measured by the PostgreSQL store;
 - :mod:`.pool` — pool alert rules (pure) and the sampler that applies them;
 - :mod:`.lag` — the event-loop lag monitor and its stall watcher thread;
 - :mod:`.reloads` — the record of policy reloads;

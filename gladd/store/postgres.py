@@ -52,7 +52,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 
 from gladd.errors import StoreError, StoreNotFound, StoreUnavailable, TaskRejected
-from gladd.observe.acquire import AcquireMeter
+from gladd.instruments.acquire import AcquireMeter
 from gladd.store.base import (
     FINISHED_STATES,
     Enqueued,
