@@ -8,7 +8,7 @@ from gladd.executor.decide import new_task, task_retry_plan, timeout_for
 from gladd.policies import parse_policies
 from gladd.policies.task_rules import task_rules
 from gladd.resilience.guards import Resilience
-from gladd.store import Task, TaskState
+from gladd.store.rules import pending_task
 
 POLICIES = b"""
 [executor]
@@ -38,32 +38,6 @@ service = "api"
 """
 
 
-def _task(kind: str) -> Task:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    return Task(
-        id=1,
-        kind=kind,
-        payload=None,
-        state=TaskState.RUNNING,
-        priority=0,
-        run_at=now,
-        attempt=1,
-        max_attempts=3,
-        timeout=None,
-        unique_key=None,
-        owner="w",
-        token=1,
-        rescues=0,
-        deadline=None,
-        cancel_requested=False,
-        result=None,
-        errors=(),
-        created_at=now,
-        updated_at=now,
-        finished_at=None,
-    )
-
-
 def test_declared_kind_takes_its_own_rules_and_defaults_for_the_rest() -> None:
     policies = parse_policies(POLICIES, source="test").policies
     own = task_rules(policies, "own.rules")
@@ -82,11 +56,12 @@ def test_executor_and_guard_agree_on_each_kinds_rules() -> None:
         rules = task_rules(policies, kind)
         guard = resilience.task(kind)
         plan = task_retry_plan(policies, kind)
-        assert guard.timeout == timeout_for(policies, _task(kind)) == rules.timeout
         assert guard.retry is not None
         assert plan is not None
         assert guard.retry.name == plan.name == rules.retry
         stored = new_task(policies, kind=kind, payload=None, run_at=now)
+        task = pending_task(stored, task_id=1, payload=None, run_at=now, now=now)
+        assert guard.timeout == timeout_for(policies, task) == rules.timeout
         assert stored.priority == rules.priority
         assert stored.max_attempts == policies.retry[rules.retry or ""].attempts
     assert resilience.task_breaker("own.rules") is not None
