@@ -53,7 +53,7 @@ import httpx
 from loguru import logger
 
 from gladd.executor.decide import new_task
-from gladd.executor.kinds import Kind, KindRegistry, TaskContext, builtin_kinds
+from gladd.executor.kinds import KindRegistry, RegisteredKind, TaskContext, builtin_kinds
 from gladd.executor.runner import Executor
 from gladd.policies import Policies, parse_policies
 from gladd.store import Store, TaskState
@@ -221,7 +221,7 @@ async def gladd_latency(backend: str, m: int, *, elsewhere: bool = False) -> lis
     async def on_mark(ctx: TaskContext, payload: object) -> None:
         mark.hit()
 
-    kinds = KindRegistry([*builtin_kinds(), Kind(name="bench.mark", handler=on_mark)])
+    kinds = KindRegistry([*builtin_kinds(), RegisteredKind(name="bench.mark", handler=on_mark)])
     async with gladd_url(backend) as url:
         store = store_from_url(url)
         await store.open()

@@ -5,6 +5,10 @@ What applications and plugin authors use is exported here; everything else may c
 The exports are imported on first use (PEP 562), so importing a part of gladd — the
 ``gladd`` command's entry point above all — does not first import all of it: the command
 must be able to handle Ctrl-C from its very first line (see :mod:`gladd.cli`).
+
+Plugins declare their task kinds as :class:`TaskKind`. ``Kind`` is a compatibility alias of
+:class:`gladd.executor.kinds.RegisteredKind`, the form the executor runs a kind in; it is
+the same class, kept importable for code that registers kinds on the executor directly.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from typing import Any, Self
 
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.service import TaskService
-from gladd.plugins.registry import known_kinds
+from gladd.plugins.known_kinds import known_kinds
 from gladd.policies import Policies, load_policies
 from gladd.settings import load_settings
 from gladd.store import Store, Task

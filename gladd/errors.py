@@ -34,6 +34,22 @@
 also derive from the executor's ``FailTask`` and the transport's ``RetryableStatus``. An operator
 mistake is always a ``ConfigError`` or ``StartupError`` with a one-line message that says
 what is wrong, where, and how to fix it; the CLI prints it without a traceback.
+
+Beside the tree, a task handler's control-flow signals: not failures of gladd, so they are
+plain ``Exception`` subclasses, outside ``GladdError`` (a handler's ``except GladdError``
+must not swallow them). They live in :mod:`gladd.executor.kinds`, are exported as
+``gladd.Snooze`` / ``gladd.RetryLater`` / ``gladd.FailTask``, and the executor reads them
+when it decides an attempt's outcome (:mod:`gladd.executor.decide`)::
+
+    Exception
+    ├── Snooze                      not now: run again after ``seconds``, no attempt spent
+    ├── RetryLater                  this attempt failed: retry after exactly ``seconds``
+    │                               (attempts and the retry deadline permitting)
+    └── FailTask                    this can never succeed: the task is dead at once
+        └── ServiceRefused          (also a ``ServiceCallError``, above)
+
+The plugin boundary (:mod:`gladd.plugins.boundary`) raises them on a plugin's behalf: a
+service's ``Retry-After`` becomes ``RetryLater``, an open breaker ``Snooze``.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""The admin API the daemon serves, and the client the command line talks to it with."""
+"""The admin API the daemon serves: its Starlette app, its task routes and its server."""

@@ -7,7 +7,8 @@ Health reads only the board; every other route needs the admin token when one is
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -20,17 +21,38 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard, Status
-from gladd.reload.reloader import ReloadResult
+from gladd.observe.reloads import ReloadOutcome
 
 HEALTH_JSON = "application/health+json"
 PUBLIC_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
+
+
+class _Rendered(Protocol):
+    def render(self) -> str: ...
+
+
+class ReloadVerdict(Protocol):
+    """What ``POST /reload`` answers with: the reloader's result
+    (:class:`gladd.reload.reloader.ReloadResult`), read without the admin importing it."""
+
+    @property
+    def outcome(self) -> ReloadOutcome: ...
+    @property
+    def generation(self) -> int: ...
+    @property
+    def sha256(self) -> str: ...
+    @property
+    def changes(self) -> Sequence[_Rendered]: ...
+    @property
+    def errors(self) -> Sequence[str]: ...
+    def summary(self) -> str: ...
 
 
 def create_app(
     board: HealthBoard,
     *,
     tasks: Callable[[], TaskService | None] | None = None,
-    reload: Callable[[str], Awaitable[ReloadResult]] | None = None,
+    reload: Callable[[str], Awaitable[ReloadVerdict]] | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     token: str | None = None,
     body_timeout: float = BODY_TIMEOUT,
@@ -98,7 +120,7 @@ def metrics_endpoint(
 
 
 def reload_endpoint(
-    reload: Callable[[str], Awaitable[ReloadResult]],
+    reload: Callable[[str], Awaitable[ReloadVerdict]],
 ) -> Callable[[Request], Awaitable[JSONResponse]]:
     """``POST /reload``: reload now and answer with the verdict (422 when rejected)."""
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gladd.admin.client import admin_request
+from gladd.cli.admin_client import admin_request
 from gladd.cli.exits import EXIT_CONFIG, EXIT_OK
 from gladd.cli.flags import settings_from
 from gladd.errors import StartupError

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from gladd.admin.client import admin_url
+from gladd.cli.admin_client import admin_url
 from gladd.durations import format_duration
 from gladd.settings import Settings
 

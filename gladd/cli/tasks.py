@@ -20,7 +20,7 @@ import anyio
 from gladd.durations import parse_duration
 from gladd.errors import SettingsError, StoreError, StoreNotFound, TaskRejected, UnknownTask
 from gladd.executor.service import TaskService, parse_state, task_json
-from gladd.plugins.registry import known_kinds
+from gladd.plugins.known_kinds import known_kinds
 from gladd.policies import load_policies
 from gladd.settings import (
     SERVICE_ENV_FILE,

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from gladd.errors import TaskTimeout
 from gladd.executor.decide import after_failure, new_task, task_retry_plan, timeout_for
-from gladd.executor.kinds import ContextFactory, Kind, KindRegistry, Snooze, TaskContext
+from gladd.executor.kinds import ContextFactory, KindRegistry, RegisteredKind, Snooze, TaskContext
 from gladd.executor.ledger import Ledger, Running, StopReason
 from gladd.executor.outcomes import task_outcome
 from gladd.instruments.activity import activities
@@ -112,7 +112,7 @@ class Attempts:
         except Exception as exc:  # any handler error is recorded, never raised
             return self._failed(task, exc, policies), exc
 
-    async def _call(self, kind: Kind, ctx: TaskContext, payload: object) -> object:
+    async def _call(self, kind: RegisteredKind, ctx: TaskContext, payload: object) -> object:
         if kind.is_async:
             # Named while it runs, so the loop-lag monitor can say who blocked the loop.
             detail = f"task {ctx.task.id}, plugin {kind.plugin}"

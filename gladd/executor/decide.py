@@ -10,26 +10,17 @@ import random
 from datetime import datetime, timedelta
 
 from gladd.executor.kinds import FailTask, RetryLater
-from gladd.policies import Policies, RetryPolicy
+from gladd.policies import Policies
+from gladd.policies.task_rules import task_rules
 from gladd.resilience.retry import RetryPlan
 from gladd.store import Failed, NewTask, Task, TaskError
 
 MAX_MESSAGE = 2000
 
 
-def retry_policy_for(policies: Policies, kind: str) -> RetryPolicy | None:
-    name = retry_name_for(policies, kind)
-    return policies.retry.get(name) if name else None
-
-
-def retry_name_for(policies: Policies, kind: str) -> str | None:
-    binding = policies.tasks.get(kind)
-    return (binding.retry if binding else None) or policies.executor.retry
-
-
 def task_retry_plan(policies: Policies, kind: str) -> RetryPlan | None:
     """The retry policy between attempts of ``kind`` (persisted: waits happen in the store)."""
-    name = retry_name_for(policies, kind)
+    name = task_rules(policies, kind).retry
     policy = policies.retry.get(name) if name else None
     return RetryPlan.from_policy(name, policy) if name and policy else None
 
@@ -38,10 +29,7 @@ def timeout_for(policies: Policies, task: Task) -> float:
     """One attempt's timeout: the task's own, else its kind's, else the executor's."""
     if task.timeout is not None:
         return task.timeout
-    binding = policies.tasks.get(task.kind)
-    if binding is not None and binding.timeout is not None:
-        return binding.timeout
-    return policies.executor.task_timeout
+    return task_rules(policies, task.kind).timeout
 
 
 def error_record(exc: BaseException, *, attempt: int, now: datetime) -> TaskError:
@@ -94,12 +82,12 @@ def new_task(
     timeout: float | None = None,
 ) -> NewTask:
     """A task to store, with the kind's policy filling what the caller left out."""
-    binding = policies.tasks.get(kind)
-    retry = retry_policy_for(policies, kind)
+    rules = task_rules(policies, kind)
+    retry = policies.retry.get(rules.retry) if rules.retry else None
     return NewTask(
         kind=kind,
         payload=payload,
-        priority=priority if priority is not None else (binding.priority if binding else 0),
+        priority=priority if priority is not None else rules.priority,
         run_at=run_at,
         max_attempts=retry.attempts if retry is not None else 1,
         timeout=timeout,

@@ -105,8 +105,13 @@ async def basic_context(task: Task, logger: Logger, enqueue: Enqueue) -> AsyncIt
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Kind:
-    """A task kind and how to run it."""
+class RegisteredKind:
+    """A task kind as the executor runs it: its handler, payload model and enqueue check.
+
+    Plugins declare theirs as :class:`gladd.plugins.TaskKind`; the plugin boundary
+    (:func:`gladd.plugins.plugin_kinds`) registers each as one of these, its handler wrapped
+    so errors name the plugin. The built-ins are registered directly.
+    """
 
     name: str
     handler: Handler
@@ -143,15 +148,20 @@ class Kind:
             raise TaskRejected(f"payload for {self.name} is invalid: {problems}") from None
 
 
+Kind = RegisteredKind
+"""The former name of :class:`RegisteredKind`, exported as ``gladd.Kind``: an alias kept so
+code written against it keeps working, not a second class. New code says RegisteredKind."""
+
+
 class KindRegistry:
     """Every kind this node can run, by name."""
 
-    def __init__(self, kinds: Iterable[Kind] = ()) -> None:
-        self._kinds: dict[str, Kind] = {}
+    def __init__(self, kinds: Iterable[RegisteredKind] = ()) -> None:
+        self._kinds: dict[str, RegisteredKind] = {}
         for kind in kinds:
             self.register(kind)
 
-    def register(self, kind: Kind) -> None:
+    def register(self, kind: RegisteredKind) -> None:
         existing = self._kinds.get(kind.name)
         if existing is not None:
             raise TaskRejected(
@@ -159,10 +169,10 @@ class KindRegistry:
             )
         self._kinds[kind.name] = kind
 
-    def get(self, name: str) -> Kind | None:
+    def get(self, name: str) -> RegisteredKind | None:
         return self._kinds.get(name)
 
-    def require(self, name: str) -> Kind:
+    def require(self, name: str) -> RegisteredKind:
         kind = self._kinds.get(name)
         if kind is None:
             known = ", ".join(sorted(self._kinds)) or "none"
@@ -188,9 +198,9 @@ async def _sleep(ctx: TaskContext, payload: SleepPayload) -> dict[str, float]:
     return {"slept": payload.seconds}
 
 
-def builtin_kinds() -> list[Kind]:
+def builtin_kinds() -> list[RegisteredKind]:
     """``gladd.noop`` and ``gladd.sleep``: for smoke tests and benchmarks."""
     return [
-        Kind(name="gladd.noop", handler=_noop),
-        Kind(name="gladd.sleep", handler=_sleep, payload_model=SleepPayload),
+        RegisteredKind(name="gladd.noop", handler=_noop),
+        RegisteredKind(name="gladd.sleep", handler=_sleep, payload_model=SleepPayload),
     ]

@@ -5,5 +5,7 @@ else below :mod:`gladd.observe`) can record what it does without depending on th
 observers that read it.
 
 - :mod:`.activity` — what each asyncio task is doing (task kind, plugin), for blaming a
-  blocked loop.
+  blocked loop;
+- :mod:`.acquire` — how long callers wait for a pooled connection, measured by the
+  PostgreSQL store on every query.
 """

@@ -1,9 +1,9 @@
 """Seeing inside a running gladd: health checks, Prometheus metrics, pool alerts, loop lag.
 
-Deliberately empty of imports. Nothing below reads from here: the store measures its own
-acquire waits (:mod:`gladd.store.acquire`), and what the executor records for the observers
-lives below it (:mod:`gladd.instruments.activity`, :mod:`gladd.executor.outcomes`); they read
-its frozen ``statistics()`` snapshot.
+Deliberately empty of imports. Neither the store nor the executor imports anything from
+here: what they record for the observers lives below them (:mod:`gladd.instruments.acquire`,
+:mod:`gladd.instruments.activity`, :mod:`gladd.executor.outcomes`), and the observers read
+the executor's frozen ``statistics()`` snapshot.
 
 - :mod:`.pool` — pool alert rules (pure) and the sampler that applies them;
 - :mod:`.lag` — the event-loop lag monitor and its stall watcher thread;

@@ -16,7 +16,7 @@ from gladd.observe.pool import PoolMonitor
 from gladd.observe.reloads import Reloads
 from gladd.policies import Policies
 from gladd.resilience.counters import Counters
-from gladd.resilience.registry import Resilience
+from gladd.resilience.guards import Resilience
 from gladd.store.base import Store
 
 

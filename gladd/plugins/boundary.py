@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from gladd.errors import BreakerOpen, ResilienceTimeout, RetriesExhausted
-from gladd.executor.kinds import Kind, RetryLater, RunnableCheck, Snooze, TaskContext
+from gladd.executor.kinds import RegisteredKind, RetryLater, RunnableCheck, Snooze, TaskContext
 from gladd.plugins.api import SERVICE_EXTENSION, EnqueueContext, Plugin, TaskKind
 from gladd.plugins.errors import ServiceCallError, ServiceTimeout, ServiceUnavailable
 from gladd.policies import Policies, ServiceBinding
@@ -32,11 +32,11 @@ PROBE_SNOOZE = 0.5
 
 def plugin_kinds(
     plugins: Iterable[Plugin], settings: Callable[[str], Any] = lambda _: None
-) -> list[Kind]:
+) -> list[RegisteredKind]:
     """The executor's kinds for ``plugins``: register them, and enqueue validates payloads
     (and runs each kind's ``check`` with ``settings(plugin name)``, read at enqueue)."""
     return [
-        Kind(
+        RegisteredKind(
             name=kind.name,
             handler=_wrap(plugin.name, kind),
             payload_model=kind.payload,

@@ -40,14 +40,14 @@ from gladd.errors import (
     ResilienceTimeout,
     RetriesExhausted,
 )
-from gladd.executor.kinds import Enqueue, Kind, RetryLater, TaskContext, basic_context
+from gladd.executor.kinds import Enqueue, RegisteredKind, RetryLater, TaskContext, basic_context
 from gladd.plugins.api import SERVICE_EXTENSION, Plugin, PluginRuntime
 from gladd.plugins.boundary import plugin_kinds
 from gladd.plugins.discover import Discovery, bind
 from gladd.plugins.errors import ServiceTimeout
 from gladd.policies import Policies, ServiceBinding
 from gladd.resilience import AttemptClient, Resilience
-from gladd.resilience.registry import ResiliencePlan
+from gladd.resilience.guards import ResiliencePlan
 from gladd.store import Task
 from gladd.version import __version__
 
@@ -155,7 +155,7 @@ class PluginHost:
 
     # -- what the daemon wires in ---------------------------------------------------------
 
-    def kinds(self) -> list[Kind]:
+    def kinds(self) -> list[RegisteredKind]:
         """The plugins' task kinds, for the executor's (and enqueue's) KindRegistry."""
         return plugin_kinds(self.plugins.values(), self._settings.get)
 

@@ -17,6 +17,10 @@ from gladd.durations import Duration, format_duration
 from gladd.errors import Problem
 
 RetryOn = Literal["connect", "timeout", "reset", "5xx", "408", "429"]
+BackoffKind = Literal["constant", "linear", "exponential", "decorrelated"]
+"""How delays grow between retries (the engine's :class:`~gladd.resilience.backoff.Backoff`)."""
+JitterKind = Literal["none", "full", "equal"]
+"""How much of each delay is randomised (none, all of it, or its upper half)."""
 DEFAULT_RETRY_ON: tuple[RetryOn, ...] = ("connect", "timeout", "reset", "5xx", "408", "429")
 
 _RESTART: dict[str, JsonValue] = {"restart": True}
@@ -61,11 +65,11 @@ class RetryPolicy(_Section):
     """A named retry policy; ``attempts`` counts the first call."""
 
     attempts: int = Field(3, ge=1, le=100)
-    backoff: Literal["constant", "linear", "exponential", "decorrelated"] = "exponential"
+    backoff: BackoffKind = "exponential"
     base_delay: Duration = 0.1
     max_delay: Duration = 10.0
     multiplier: float = Field(2.0, ge=1.0, le=100.0)
-    jitter: Literal["none", "full", "equal"] = "full"
+    jitter: JitterKind = "full"
     deadline: Duration = 60.0
     on: tuple[RetryOn, ...] = DEFAULT_RETRY_ON
     exceptions: tuple[str, ...] = ()

@@ -21,18 +21,17 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import anyio
 from anyio.abc import TaskStatus
 from loguru import logger
 
 from gladd.errors import PolicyError, Problem
+from gladd.observe.reloads import ReloadOutcome
 from gladd.policies import LoadedPolicies, Policies, parse_policies
 from gladd.policies.read import read_policies_file_async
 from gladd.reload.diff import Change, diff_policies
 
-Outcome = Literal["applied", "rejected", "unchanged"]
 WATCH_TRIGGERS = frozenset({"file", "poll"})
 """Triggers that fire on mere file events: same content again is not worth a word."""
 SETTLE = 0.05
@@ -54,7 +53,7 @@ class Served:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ReloadResult:
-    outcome: Outcome
+    outcome: ReloadOutcome
     trigger: str
     generation: int  # the generation served after this reload
     sha256: str  # of the content read ("" when the file could not be read)
@@ -97,7 +96,8 @@ Commit = Callable[[], None]
 Prepare = Callable[[Served, list[Change]], Commit]
 """Sets up everything the new generation needs without touching live state; raises
 :class:`PolicyError` (with every problem) to refuse it."""
-Listener = Callable[[ReloadResult], None]
+ReloadListener = Callable[[ReloadResult], None]
+"""Told every reload's result (the record in :mod:`gladd.observe.reloads`, the log)."""
 
 
 class Reloader:
@@ -110,7 +110,7 @@ class Reloader:
         served: Callable[[], Served],
         prepare: Prepare,
         last_good: Path | None = None,
-        listeners: list[Listener] | None = None,
+        listeners: list[ReloadListener] | None = None,
         on_start: Callable[[], None] | None = None,
         check: Callable[[Policies], list[Problem]] | None = None,
         settle: float = SETTLE,

@@ -4,7 +4,8 @@ Pure, synchronous decisions (:mod:`.backoff`, :mod:`.retry`, :mod:`.breaker`,
 :mod:`.budget`, :mod:`.classify`, :mod:`.retry_after`) over an injectable :class:`Clock`
 and a seedable RNG; a thin async shell (:class:`Guard`, :class:`ResilientTransport`) that
 only sleeps and calls; events to pluggable sinks (:class:`Counters`, :class:`LogSink`);
-and :class:`Resilience`, the registry built from ``Policies`` and reloaded with ``apply``.
+and :class:`Resilience` (:mod:`.guards`), the guard registry built from ``Policies`` and reloaded
+with ``apply``.
 """
 
 from gladd.errors import (
@@ -38,8 +39,8 @@ from gladd.resilience.events import (
 )
 from gladd.resilience.fallback import NO_CACHE
 from gladd.resilience.guard import Guard, guard_for
+from gladd.resilience.guards import Resilience
 from gladd.resilience.logsink import LogSink
-from gladd.resilience.registry import Resilience
 from gladd.resilience.retry import RetryPlan, decide
 from gladd.resilience.retry_after import parse_retry_after
 from gladd.resilience.state import BreakerState, ReconfigureResult

@@ -19,10 +19,8 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
-from typing import Literal
 
-BackoffKind = Literal["constant", "linear", "exponential", "decorrelated"]
-JitterKind = Literal["none", "full", "equal"]
+from gladd.policies.model import BackoffKind, JitterKind
 
 DECORRELATED_GROWTH = 3.0
 

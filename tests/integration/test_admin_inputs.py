@@ -31,7 +31,7 @@ from loguru import logger
 from gladd.admin.app import create_app
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard
-from gladd.plugins.registry import known_kinds
+from gladd.plugins.known_kinds import known_kinds
 from gladd.policies import parse_policies
 from gladd.reload.reloader import ReloadResult
 from gladd.store import NewTask, Store, TaskError

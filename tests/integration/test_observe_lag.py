@@ -11,7 +11,7 @@ import anyio
 import pytest
 from loguru import logger
 
-from gladd.executor.kinds import Kind, KindRegistry, TaskContext
+from gladd.executor.kinds import KindRegistry, RegisteredKind, TaskContext
 from gladd.executor.runner import Executor
 from gladd.instruments.activity import activities
 from gladd.policies import Policies
@@ -95,7 +95,9 @@ async def test_a_quiet_loop_stays_under_the_threshold(warnings: list[str]) -> No
 async def test_the_executor_names_the_kind_it_was_running(warnings: list[str]) -> None:
     store = MemoryStore()
     await store.open()
-    kinds = KindRegistry([Kind(name="demo.block", handler=blocking_handler, plugin="demo")])
+    kinds = KindRegistry(
+        [RegisteredKind(name="demo.block", handler=blocking_handler, plugin="demo")]
+    )
     executor = Executor(store=store, kinds=kinds, policies=lambda: POLICIES, worker_id="w1")
     observed = Observed(store=store, policies=POLICIES)
     async with anyio.create_task_group() as tg:

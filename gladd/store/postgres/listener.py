@@ -18,7 +18,7 @@ CHANNEL = "gladd_tasks"
 LISTENER_RETRY = 1.0  # seconds between attempts to re-establish the listening connection
 
 
-class Listener:
+class NotifyListener:
     """LISTENs on ``CHANNEL`` for one opening of a store; ``notify`` runs on each notification."""
 
     def __init__(self, dsn: str, *, url: str, timeout: float, notify: Callable[[], None]) -> None:

@@ -50,7 +50,7 @@ import anyio
 import asyncpg  # type: ignore[import-untyped]
 
 from gladd.errors import StoreError, StoreNotFound, StoreUnavailable, TaskRejected
-from gladd.store.acquire import AcquireMeter
+from gladd.instruments.acquire import AcquireMeter
 from gladd.store.base import (
     FINISHED_STATES,
     Enqueued,
@@ -64,7 +64,7 @@ from gladd.store.base import (
     TaskState,
 )
 from gladd.store.postgres.errors import map_error
-from gladd.store.postgres.listener import Listener
+from gladd.store.postgres.listener import NotifyListener
 from gladd.store.postgres.queries import Q
 from gladd.store.postgres.rows import (
     enqueue_args,
@@ -92,7 +92,7 @@ T = TypeVar("T")
 PURGE_BATCH = 10_000
 
 
-class Guard(Protocol):
+class QueryGuard(Protocol):
     """Wraps one store operation, e.g. the resilience engine's retry under the db policy."""
 
     def __call__(self, call: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
@@ -110,7 +110,7 @@ class PostgresStore:
         query_timeout: float = 5.0,
         pool_min_size: int = 1,
         pool_max_size: int = 10,
-        guard: Guard | None = None,
+        guard: QueryGuard | None = None,
     ) -> None:
         self._dsn = url
         self.url = mask_url(url)
@@ -121,7 +121,7 @@ class PostgresStore:
         self._guard = guard
         self._pool: Any = None
         self._applied: tuple[int, ...] = ()
-        self._listener: Listener | None = None
+        self._listener: NotifyListener | None = None
         self._unsettled_claims: dict[str, int] = {}  # worker → claim id of unknown outcome
         self._wakeup = Wakeup()
         self._acquires = AcquireMeter()
@@ -187,7 +187,7 @@ class PostgresStore:
                 await self._require_schema()
             # Bounded per statement inside (it may wait for another node's migration).
             self._applied = await self._run("migrate", self._migrate, bounded=False)
-            self._listener = Listener(
+            self._listener = NotifyListener(
                 self._dsn, url=self.url, timeout=self._timeout, notify=self._on_notify
             )
             await self._listener.listen()

@@ -17,8 +17,8 @@ import pytest
 from gladd.errors import TaskRejected
 from gladd.executor.kinds import (
     FailTask,
-    Kind,
     KindRegistry,
+    RegisteredKind,
     RetryLater,
     Snooze,
     TaskContext,
@@ -127,7 +127,7 @@ async def running(
 ) -> AsyncIterator[Harness]:
     kinds = KindRegistry(builtin_kinds())
     for name, handler in handlers.items():
-        kinds.register(Kind(name=name, handler=handler, plugin="test"))
+        kinds.register(RegisteredKind(name=name, handler=handler, plugin="test"))
     store = MemoryStore()
     await store.open()
     harness = Harness(store, kinds, p or policies(), clock)
@@ -400,7 +400,7 @@ retry = "once"
 """
     p = policies(extra=extra)
     resilience = Resilience(p)
-    kinds = KindRegistry([Kind(name="t.up", handler=upstream)])
+    kinds = KindRegistry([RegisteredKind(name="t.up", handler=upstream)])
     store = MemoryStore()
     await store.open()
     h = Harness(store, kinds, p)

@@ -7,7 +7,7 @@ import dataclasses
 import anyio
 import pytest
 
-from gladd.executor.kinds import Kind, KindRegistry
+from gladd.executor.kinds import KindRegistry, RegisteredKind
 from gladd.executor.ledger import Ledger, Running
 from gladd.executor.producer import CLAIM_BATCH, Admission, Producer
 from gladd.executor.runner import utcnow
@@ -31,7 +31,7 @@ def producer_on(
         started.append(running.task.id)
         ledger.ran(running.task.id)
 
-    kinds = KindRegistry([Kind(name=n, handler=lambda ctx, payload: None) for n in "ab"])
+    kinds = KindRegistry([RegisteredKind(name=n, handler=lambda ctx, payload: None) for n in "ab"])
     return producer(
         store=store,
         kinds=kinds,

@@ -1,4 +1,4 @@
-"""The registry: guards, breakers and budgets built from :class:`Policies`, reloadable live.
+"""The guard registry: guards, breakers and budgets built from :class:`Policies`, reloadable live.
 
 - One :class:`RetryBudget` per retry policy name, shared by every guard using the policy,
   so a fleet of callers cannot retry-storm a sick service.
@@ -23,6 +23,7 @@ import httpx
 from loguru import logger
 
 from gladd.policies.model import BreakerPolicy, BudgetPolicy, Policies, ServiceBinding
+from gladd.policies.task_rules import task_rules
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.budget import RetryBudget
 from gladd.resilience.clock import SYSTEM_CLOCK, Clock
@@ -93,16 +94,14 @@ class Resilience:
     def task_breaker(self, kind: str) -> Breaker | None:
         """The breaker that postpones task ``kind`` while open: its own ``breaker``, or the
         breaker of the ``service`` it names (the very one the service's HTTP calls trip)."""
-        binding = self.policies.tasks.get(kind)
-        if binding is None:
-            return None
-        if binding.breaker is not None:
+        rules = task_rules(self.policies, kind)
+        if rules.breaker is not None:
             return self._breaker(
-                _Spec(target=kind, retry=None, breaker=binding.breaker, timeout=None)
+                _Spec(target=kind, retry=None, breaker=rules.breaker, timeout=None)
             )
-        if binding.service is not None:
-            service = self.policies.services.get(binding.service, ServiceBinding())
-            spec = _Spec(target=binding.service, retry=None, breaker=service.breaker, timeout=None)
+        if rules.service is not None:
+            service = self.policies.services.get(rules.service, ServiceBinding())
+            spec = _Spec(target=rules.service, retry=None, breaker=service.breaker, timeout=None)
             return self._breaker(spec)
         return None
 
@@ -310,20 +309,8 @@ def _spec_of(p: Policies, key: GuardKey) -> _Spec:
         s = p.services.get(name, ServiceBinding())
         return _Spec(target=name, retry=s.retry, breaker=s.breaker, timeout=s.timeout)
     if kind == "task":
-        t = p.tasks.get(name)
-        if t is None:
-            return _Spec(
-                target=name,
-                retry=p.executor.retry,
-                breaker=None,
-                timeout=p.executor.task_timeout,
-            )
-        return _Spec(
-            target=name,
-            retry=t.retry or p.executor.retry,
-            breaker=t.breaker,
-            timeout=t.timeout if t.timeout is not None else p.executor.task_timeout,
-        )
+        rules = task_rules(p, name)
+        return _Spec(target=name, retry=rules.retry, breaker=rules.breaker, timeout=rules.timeout)
     return _Spec(
         target="database",
         retry=p.database.retry,

@@ -1,6 +1,7 @@
 """How long callers wait for a pooled connection: cumulative, so every reader takes deltas.
 
-Kept free of imports from the rest of gladd: the PostgreSQL store uses it on every query.
+Kept free of imports from the rest of gladd (a bottom layer): the PostgreSQL store uses it on
+every query.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The registry built from Policies, and live reconfiguration keeping compatible state."""
+"""The guard registry built from Policies, and live reconfiguration keeping compatible state."""
 
 from __future__ import annotations
 

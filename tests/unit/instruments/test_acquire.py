@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gladd.store.acquire import AcquireMeter
+from gladd.instruments.acquire import AcquireMeter
 
 
 def test_waits_are_summed_and_the_longest_current_one_is_seen() -> None:
