@@ -231,6 +231,16 @@ class PluginTest:
         handler = self._handlers.get(service)
 
         async def answer(request: httpx.Request) -> httpx.Response:
+            # The body as a server receives it, read from the stream: a body a plugin sets
+            # after build_request (a streamed upload) is not in ``request.content``.
+            body = b"".join([chunk async for chunk in request.stream])  # type: ignore[union-attr]
+            request = httpx.Request(
+                request.method,
+                request.url,
+                headers=request.headers,
+                content=body,
+                extensions=request.extensions,
+            )
             sent.append(request)
             if handler is None:
                 raise AssertionError(
