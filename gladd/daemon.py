@@ -201,9 +201,7 @@ class Daemon:
         """The store and the executor. READY does not wait for the database: while it is
         away the daemon runs, says so in health (not ready), and keeps trying."""
         task_status.started()
-        if not await self._open_store():
-            return
-        if self._stop.is_set():
+        if not await self._open_store() or self._stop.is_set():
             return
         # The plugins' clients outlive the executor's drain: running tasks still use them.
         async with self.runtime.plugins.serving():
