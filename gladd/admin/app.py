@@ -51,14 +51,17 @@ class ReloadVerdict(Protocol):
 def create_app(
     board: HealthBoard,
     *,
-    tasks: Callable[[], TaskService | None] | None = None,
+    tasks: TaskService | None = None,
+    store_open: Callable[[], bool] = lambda: True,
     reload: Callable[[str], Awaitable[ReloadVerdict]] | None = None,
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     token: str | None = None,
     body_timeout: float = BODY_TIMEOUT,
 ) -> Starlette:
     """The admin routes. Health reads only the board (never the database directly); every
-    other route needs ``Authorization: Bearer TOKEN`` when a token is configured."""
+    other route needs ``Authorization: Bearer TOKEN`` when a token is configured. Without
+    ``tasks`` there are no ``/tasks`` routes; they answer 503 while ``store_open()`` is
+    false (the daemon's store has not opened yet)."""
 
     async def health(_: Request) -> JSONResponse:
         report = board.report()
@@ -80,7 +83,7 @@ def create_app(
         Route("/health/ready", ready, methods=["GET"]),
     ]
     if tasks is not None:
-        routes += task_routes(tasks, body_timeout=body_timeout)
+        routes += task_routes(tasks, store_open=store_open, body_timeout=body_timeout)
     if reload is not None:
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
     if metrics is not None:

@@ -78,11 +78,11 @@ Endpoint = Callable[[Request], Awaitable[JSONResponse]]
 
 def _guarded(
     handler: Callable[[Request, TaskService], Awaitable[JSONResponse]],
-    service: Callable[[], TaskService | None],
+    tasks: TaskService,
+    store_open: Callable[[], bool],
 ) -> Endpoint:
     async def endpoint(request: Request) -> JSONResponse:
-        tasks = service()
-        if tasks is None:
+        if not store_open():
             return error(503, "the task store is not open yet (database unavailable?)")
         try:
             return await handler(request, tasks)
@@ -213,12 +213,16 @@ async def _retry(request: Request, tasks: TaskService) -> JSONResponse:
 
 
 def task_routes(
-    service: Callable[[], TaskService | None], *, body_timeout: float = BODY_TIMEOUT
+    service: TaskService,
+    *,
+    store_open: Callable[[], bool] = lambda: True,
+    body_timeout: float = BODY_TIMEOUT,
 ) -> list[Route]:
+    """The ``/tasks`` routes on ``service``; 503 while ``store_open()`` says it is not."""
     tasks = partial(_tasks, body_timeout=body_timeout)
     return [
-        Route("/tasks", _guarded(tasks, service), methods=["GET", "POST"]),
-        Route("/tasks/{task_id}", _guarded(_show, service), methods=["GET"]),
-        Route("/tasks/{task_id}/cancel", _guarded(_cancel, service), methods=["POST"]),
-        Route("/tasks/{task_id}/retry", _guarded(_retry, service), methods=["POST"]),
+        Route("/tasks", _guarded(tasks, service, store_open), methods=["GET", "POST"]),
+        Route("/tasks/{task_id}", _guarded(_show, service, store_open), methods=["GET"]),
+        Route("/tasks/{task_id}/cancel", _guarded(_cancel, service, store_open), methods=["POST"]),
+        Route("/tasks/{task_id}/retry", _guarded(_retry, service, store_open), methods=["POST"]),
     ]

@@ -10,11 +10,12 @@ from loguru import logger
 
 from gladd.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TEMPFAIL
 from gladd.cli.flags import settings_flags, settings_from
-from gladd.daemon import LAST_GOOD, Daemon
+from gladd.daemon import Daemon
 from gladd.errors import PolicyError, StartupError, StopIncomplete
 from gladd.logs import configure_logging
 from gladd.notify import Notifier
 from gladd.policies import LoadedPolicies, load_policies
+from gladd.runtime import LAST_GOOD
 from gladd.settings import Settings
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,7 +26,7 @@ from gladd.executor.ledger import Ledger, Running, StopReason
 from gladd.executor.outcomes import task_outcome
 from gladd.instruments.activity import activities
 from gladd.policies import Policies
-from gladd.resilience.breaker import Breaker
+from gladd.resilience.breaker import Breaker, Held
 from gladd.resilience.classify import DEFAULT_CLASSIFIER
 from gladd.resilience.clock import Clock
 from gladd.resilience.retry import RetryPlan
@@ -63,13 +64,16 @@ class Attempts:
             outcome: Outcome = self._postponed(task, breaker, policies)
         else:
             started = self.clock.monotonic()
-            with running.scope:
+            with running.scope, _holding(breaker, permit) as held:
                 outcome, error = await self._attempt(task, policies)
             if running.scope.cancelled_caught:
                 outcome, error = self._stopped_outcome(running), None
             took = self.clock.monotonic() - started
             if breaker is not None and permit is not None:
-                _tell_breaker(breaker, permit, outcome, error, took)
+                if held is not None and held.used:
+                    breaker.release(permit)  # its calls through the breaker gave the verdicts
+                else:
+                    _tell_breaker(breaker, permit, outcome, error, took)
             if self.observe_task is not None:
                 self.observe_task(task.kind, task_outcome(outcome, error), took)
         self.ledger.ran(task.id)
@@ -163,6 +167,17 @@ class Attempts:
         )
         enqueued = await self.store.enqueue(spec, now=now)
         return enqueued.task.id
+
+
+@contextmanager
+def _holding(breaker: Breaker | None, permit: int | None) -> Iterator[Held | None]:
+    """The task's permit, shared with the calls its handler makes through the same breaker
+    (a service's): when the task is the half-open probe, so are they."""
+    if breaker is None or permit is None:
+        yield None
+        return
+    with breaker.holding(permit) as held:
+        yield held
 
 
 def _tell_breaker(

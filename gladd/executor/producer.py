@@ -51,8 +51,10 @@ class Producer:
     store_health: Callable[[StoreError | None], None]
     claimed: int = field(default=0, init=False)
     _stopping: anyio.Event = field(default_factory=anyio.Event, init=False)
-    _idle: anyio.CancelScope = field(default_factory=anyio.CancelScope, init=False)
-    _grace: anyio.CancelScope = field(default_factory=anyio.CancelScope, init=False)
+    # None until first entered: a producer can be built outside an event loop (anyio makes
+    # a cancel scope only inside one), as the daemon builds its runtime before it runs.
+    _idle: anyio.CancelScope | None = field(default=None, init=False)
+    _grace: anyio.CancelScope | None = field(default=None, init=False)
     _no_grace: bool = field(default=False, init=False)
 
     def admit(self, policies: Policies) -> Admission | None:
@@ -72,19 +74,24 @@ class Producer:
     def wake(self) -> None:
         """Look again now: a reload may have raised the concurrency."""
         self.ledger.nudge()
-        self._idle.cancel()
+        self._cancel(self._idle)
 
     def stop(self) -> None:
         """Stop claiming; running tasks finish within the grace, then are released."""
         self._stopping.set()
-        self._idle.cancel()
+        self._cancel(self._idle)
 
     def stop_now(self) -> None:
         """Stop claiming and release the running tasks at once, without the grace."""
         self._no_grace = True
         self.stop()
-        self._grace.cancel()
+        self._cancel(self._grace)
         self.ledger.stop_all(StopReason.SHUTDOWN)
+
+    @staticmethod
+    def _cancel(scope: anyio.CancelScope | None) -> None:
+        if scope is not None:
+            scope.cancel()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as handlers:

@@ -394,8 +394,8 @@ class HealthChecker:
         self._queued = self.counts.get(TaskState.PENDING, 0)
 
     def _executor(self, concurrency: int, at: float) -> list[Check]:
-        executor = self.watched.executor()
-        s = executor.statistics() if executor is not None else None
+        w = self.watched
+        s = w.executor.statistics() if w.executor_running() else None
         if s is None:
             recent = (0, 0, 0)
         else:

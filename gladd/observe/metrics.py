@@ -248,9 +248,8 @@ class _Collector(Collector):
     # -- tasks ----------------------------------------------------------------------------------
 
     def _executor(self) -> Iterator[Metric]:
-        executor = self.w.executor()
-        if executor is not None:
-            s = executor.statistics()
+        if self.w.executor_running():
+            s = self.w.executor.statistics()
             yield GaugeMetricFamily(
                 "gladd_tasks_running", "Tasks running on this node", value=s.running
             )

@@ -33,7 +33,10 @@ class Watched:
     policies: Callable[[], Policies]
     generation: Callable[[], int]
     resilience: Resilience
-    executor: Callable[[], ExecutorView | None]
+    executor: ExecutorView
+    executor_running: Callable[[], bool]
+    """Whether the executor runs (the store has opened): until then its figures are
+    absent from health and metrics, not zeros."""
     pool: PoolMonitor
     lag: LagMonitor
     reloads: Reloads

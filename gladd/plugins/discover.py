@@ -119,7 +119,7 @@ def load_from_dirs(dirs: Iterable[Path]) -> tuple[list[Plugin], list[PluginProbl
         for path in sorted(directory.glob("*.py")):
             if path.name.startswith("_"):
                 continue
-            result = _load_file(path)
+            result = load_file(path)
             if isinstance(result, PluginProblem):
                 problems.append(result)
             else:
@@ -143,7 +143,8 @@ def load_entry_points() -> tuple[list[Plugin], list[PluginProblem]]:
     return plugins, problems
 
 
-def _load_file(path: Path) -> Plugin | PluginProblem:
+def load_file(path: Path) -> Plugin | PluginProblem:
+    """The plugin a module file declares (imported once), or why there is none."""
     source = str(path)
     name = _module_name(path)
     module = sys.modules.get(name)

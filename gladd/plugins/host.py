@@ -125,16 +125,17 @@ class PluginHost:
         environ: Mapping[str, str] | None = None,
         inner_transport: Callable[[str], httpx.AsyncBaseTransport] | None = None,
     ) -> None:
+        """``plugins`` may be empty, to :meth:`load` them at start-up."""
         self.policies = policies
         self.resilience = resilience
         self.state_dir = state_dir
         self._environ = os.environ if environ is None else environ
         self._inner = inner_transport
-        discovery = plugins if isinstance(plugins, Discovery) else self._bind(plugins)
-        self.plugins: dict[str, Plugin] = {p.name: p for p in discovery.plugins}
-        self._settings: dict[str, Any] = dict(discovery.settings)
-        self._by_kind = {k.name: p for p in discovery.plugins for k in p.kinds}
-        self._state: dict[str, dict[str, Any]] = {name: {} for name in self.plugins}
+        self.plugins: dict[str, Plugin] = {}
+        self._settings: dict[str, Any] = {}
+        self._by_kind: dict[str, Plugin] = {}
+        self._state: dict[str, dict[str, Any]] = {}
+        self.load(plugins)
         self._clients: dict[str, _Lease] = {}
         self._retired: list[_Lease] = []
         self._disabled: dict[str, str] = {}
@@ -142,6 +143,18 @@ class PluginHost:
         self._stop = anyio.Event()
         self._closer_wanted = anyio.Event()
         self._scratch = state_dir / "scratch"
+
+    def load(self, plugins: Discovery | Sequence[Plugin]) -> list[RegisteredKind]:
+        """Take ``plugins`` too (before :meth:`serving`); their task kinds, for the
+        executor's KindRegistry. Plugins given as such are bound to the policies here
+        (:class:`PluginLoadError` if one cannot run under them)."""
+        discovery = plugins if isinstance(plugins, Discovery) else self._bind(plugins)
+        for plugin in discovery.plugins:
+            self.plugins[plugin.name] = plugin
+            self._state[plugin.name] = {}
+            self._by_kind.update(dict.fromkeys((k.name for k in plugin.kinds), plugin))
+        self._settings.update(discovery.settings)
+        return plugin_kinds(discovery.plugins, self._settings.get)
 
     def _bind(self, plugins: Sequence[Plugin]) -> Discovery:
         settings: dict[str, Any] = {}

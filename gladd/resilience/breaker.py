@@ -14,11 +14,19 @@ any failing opens it again. ``isolate()`` holds it open until ``reset()``.
 Every permit carries the breaker's *generation*, bumped on each transition, and a result
 reported with a stale generation is ignored: a slow call that started before a trip cannot
 close a circuit, nor fail a half-open phase it was not a probe of.
+
+A permit can be *held* for a block (:meth:`Breaker.holding`): the calls made inside it
+through the same breaker share that permit instead of taking their own. The executor holds
+a task's permit while its handler runs, so when the task is the half-open probe, the HTTP
+calls it makes through the service's breaker are the probe (rather than refused for want
+of a second probe slot), and their verdicts, not a second one from the task, count.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +41,19 @@ CLOSED = BreakerState.CLOSED
 OPEN = BreakerState.OPEN
 HALF_OPEN = BreakerState.HALF_OPEN
 ISOLATED = BreakerState.ISOLATED
+
+
+@dataclass(slots=True, eq=False)
+class Held:
+    """A permit held for a block (see :meth:`Breaker.holding`)."""
+
+    breaker: Breaker
+    permit: int
+    used: bool = False
+    """Whether a call inside the block shared the permit (and reported its own verdict)."""
+
+
+_HELD: ContextVar[Held | None] = ContextVar("gladd_breaker_held", default=None)
 
 _COMPATIBLE_FIELDS = (
     "failures",
@@ -159,6 +180,11 @@ class Breaker:
 
     def acquire(self) -> int | None:
         """A permit (the generation) to make one call, or None: fail fast."""
+        held = _HELD.get()
+        if held is not None and held.breaker is self and held.permit == self._generation:
+            # The holder's own permit (still current: no transition since), shared.
+            held.used = True
+            return self._generation
         if self._state is CLOSED:
             return self._generation
         if self.state is HALF_OPEN and self._permits < self.policy.half_open_probes:
@@ -198,8 +224,23 @@ class Breaker:
         if permit == self._generation:
             self._failed(reason)
 
+    @contextmanager
+    def holding(self, permit: int) -> Iterator[Held]:
+        """Calls through this breaker inside the block share ``permit``, taken by the
+        caller; ``held.used`` says whether any did (their verdicts then count, not the
+        holder's: end with :meth:`release`)."""
+        held = Held(breaker=self, permit=permit)
+        token = _HELD.set(held)
+        try:
+            yield held
+        finally:
+            _HELD.reset(token)
+
     def release(self, permit: int) -> None:
         """The permitted call ended with no verdict (cancelled): free its probe slot."""
+        held = _HELD.get()
+        if held is not None and held.breaker is self and held.permit == permit:
+            return  # a call that shared the holder's permit: the slot is the holder's
         if permit == self._generation and self._state is HALF_OPEN:
             self._permits -= 1
 

@@ -120,9 +120,7 @@ def admin(
             service = TaskService(store, known_kinds(POLICIES), lambda: POLICIES)
             board = HealthBoard(version="test", service_id="test")
             board.started = True  # a node serving: health 503s are verdicts, not failures
-            app = create_app(
-                board, tasks=lambda: service, reload=_reload, metrics=_metrics, token=None
-            )
+            app = create_app(board, tasks=service, reload=_reload, metrics=_metrics, token=None)
             transport = httpx.ASGITransport(app, raise_app_exceptions=False)
             client = httpx.AsyncClient(transport=transport, base_url="http://admin")
             try:

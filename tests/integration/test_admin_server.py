@@ -34,7 +34,7 @@ async def serving(
     tasks: TaskService | None = None, body_timeout: float = 30.0
 ) -> AsyncIterator[tuple[str, int]]:
     board = HealthBoard(version="test", service_id="test")
-    app = create_app(board, tasks=(lambda: tasks) if tasks else None, body_timeout=body_timeout)
+    app = create_app(board, tasks=tasks, body_timeout=body_timeout)
     server = AdminServer(app, bind_socket("127.0.0.1", 0), header_timeout=DEADLINE)
     async with anyio.create_task_group() as tg:
         await tg.start(server.run)
@@ -148,7 +148,7 @@ async def test_a_body_that_trickles_past_its_deadline_gets_a_408_and_the_connect
 async def test_a_client_gone_half_way_through_its_body_is_no_error_of_ours() -> None:
     tasks = TaskService(MemoryStore(), KindRegistry(builtin_kinds()), lambda: POLICIES)
     await tasks.store.open()
-    app = create_app(HealthBoard(version="test", service_id="test"), tasks=lambda: tasks)
+    app = create_app(HealthBoard(version="test", service_id="test"), tasks=tasks)
     arriving = [
         {"type": "http.request", "body": b'{"kind": ', "more_body": True},
         {"type": "http.disconnect"},

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import pytest
 
-from gladd.daemon import LAST_GOOD, Daemon
+from gladd.daemon import Daemon
 from gladd.notify import Notifier
 from gladd.observe.health import Status
 from gladd.plugins.host import PluginHost
@@ -26,6 +26,7 @@ from gladd.policies import load_policies
 from gladd.policies.model import DatabasePolicy, RetryPolicy
 from gladd.reload.reloader import ReloadResult
 from gladd.resilience.retry import RetryPlan
+from gladd.runtime import LAST_GOOD
 from gladd.settings import Settings
 from gladd.store.sqlite.store import SQLiteStore
 
@@ -61,36 +62,39 @@ async def running(tmp_path: Path, policies: Path) -> AsyncIterator[Daemon]:
     daemon = Daemon(settings, load_policies(policies), Notifier(None))
     settings.state_dir.mkdir()
     (settings.state_dir / LAST_GOOD).write_text(SHIPPED)
-    async with anyio.create_task_group() as tg, daemon.plugins.serving():
-        await tg.start(daemon.reloader.run)
+    daemon.runtime.load_plugins()  # as the daemon's start-up does
+    async with anyio.create_task_group() as tg, daemon.runtime.plugins.serving():
+        await tg.start(daemon.runtime.reloader.run)
         yield daemon
         tg.cancel_scope.cancel()
 
 
 def metric(daemon: Daemon, name: str) -> float:
-    body = daemon.metrics.render()[0].decode()
+    body = daemon.runtime.metrics.render()[0].decode()
     (line,) = [line for line in body.splitlines() if line.startswith(name + " ")]
     return float(line.split()[-1])
 
 
 def check(daemon: Daemon, key: str) -> dict[str, Any]:
-    (found,) = daemon.board.report()["checks"][key]
+    (found,) = daemon.runtime.board.report()["checks"][key]
     return found  # type: ignore[no-any-return]
 
 
 def assert_old_generation_served(daemon: Daemon, result: ReloadResult, what: str) -> None:
     assert (result.outcome, result.generation) == ("rejected", 1)
     (error,) = result.errors
-    assert error.startswith(f"{daemon.reloader.path}: {what} could not take these policies (")
+    assert error.startswith(
+        f"{daemon.runtime.reloader.path}: {what} could not take these policies ("
+    )
     # Every subsystem still runs the old rules: nothing was half-applied.
-    assert daemon.served.generation == 1
-    assert daemon.resilience.policies is daemon.policies()
+    assert daemon.runtime.served.generation == 1
+    assert daemon.runtime.resilience.policies is daemon.policies()
     assert daemon.policies().database.query_timeout == 5.0
-    db_retry = daemon.resilience.database().retry
+    db_retry = daemon.runtime.resilience.database().retry
     assert db_retry is not None
     assert db_retry.attempts == 3
-    assert daemon.resilience.service("example").timeout == 10.0
-    assert daemon.plugins.clients()["example"] is not None
+    assert daemon.runtime.resilience.service("example").timeout == 10.0
+    assert daemon.runtime.plugins.clients()["example"] is not None
     assert (daemon.settings.state_dir / LAST_GOOD).read_text() == SHIPPED
     # ... and every surface says so.
     generation = check(daemon, "policies:generation")
@@ -102,13 +106,13 @@ def assert_old_generation_served(daemon: Daemon, result: ReloadResult, what: str
 
 
 async def assert_applies_once_fixed(daemon: Daemon) -> None:
-    result = await daemon.reloader.reload("api")
+    result = await daemon.runtime.reloader.reload("api")
     assert (result.outcome, result.generation) == ("applied", 2), result.errors
-    assert daemon.resilience.policies is daemon.policies()
-    db_retry = daemon.resilience.database().retry
+    assert daemon.runtime.resilience.policies is daemon.policies()
+    db_retry = daemon.runtime.resilience.database().retry
     assert db_retry is not None
     assert db_retry.attempts == 7
-    assert daemon.resilience.service("example").timeout == 4.0
+    assert daemon.runtime.resilience.service("example").timeout == 4.0
     assert (daemon.settings.state_dir / LAST_GOOD).read_text() == NEW
     assert check(daemon, "policies:generation")["status"] == "pass"
     assert metric(daemon, "gladd_reload_last_success") == 1
@@ -127,7 +131,7 @@ async def test_a_resilience_engine_that_refuses_the_rules_changes_nothing(
     async with running(tmp_path, policies_file) as daemon:
         monkeypatch.setattr(RetryPlan, "from_policy", classmethod(refusing))
         policies_file.write_text(NEW)
-        result = await daemon.reloader.reload("api")
+        result = await daemon.runtime.reloader.reload("api")
         assert_old_generation_served(daemon, result, "the resilience engine")
         monkeypatch.undo()
         await assert_applies_once_fixed(daemon)
@@ -142,7 +146,7 @@ async def test_a_store_that_cannot_be_retuned_changes_nothing(
     async with running(tmp_path, policies_file) as daemon:
         monkeypatch.setattr(SQLiteStore, "prepare_retune", refusing)
         policies_file.write_text(NEW)
-        result = await daemon.reloader.reload("api")
+        result = await daemon.runtime.reloader.reload("api")
         assert_old_generation_served(daemon, result, "the task store")
         assert "database.query_timeout: this store cannot take it now" in result.errors[0]
         monkeypatch.undo()
@@ -158,16 +162,16 @@ async def test_plugin_clients_that_cannot_be_built_change_nothing(
         raise OSError(f"no client for {service}: cannot load the CA bundle")
 
     async with running(tmp_path, policies_file) as daemon:
-        before = daemon.plugins.clients()["example"]
+        before = daemon.runtime.plugins.clients()["example"]
         monkeypatch.setattr(PluginHost, "_open", refusing)
         policies_file.write_text(NEW)
-        result = await daemon.reloader.reload("api")
+        result = await daemon.runtime.reloader.reload("api")
         assert_old_generation_served(daemon, result, "the plugins")
-        assert daemon.plugins.clients()["example"] is before
+        assert daemon.runtime.plugins.clients()["example"] is before
         assert not before.is_closed
         monkeypatch.setattr(PluginHost, "_open", real)
         await assert_applies_once_fixed(daemon)
-        assert daemon.plugins.clients()["example"] is not before
+        assert daemon.runtime.plugins.clients()["example"] is not before
 
 
 async def test_putting_the_file_back_clears_every_surface(
@@ -175,11 +179,11 @@ async def test_putting_the_file_back_clears_every_surface(
 ) -> None:
     async with running(tmp_path, policies_file) as daemon:
         policies_file.write_text(SHIPPED.replace("concurrency = 10", "concurrency = 0"))
-        assert (await daemon.reloader.reload("api")).outcome == "rejected"
+        assert (await daemon.runtime.reloader.reload("api")).outcome == "rejected"
         assert metric(daemon, "gladd_reload_last_success") == 0
 
         policies_file.write_text(SHIPPED)
-        back = await daemon.reloader.reload("api")
+        back = await daemon.runtime.reloader.reload("api")
 
         assert (back.outcome, back.resolved) == ("unchanged", True)
         generation = check(daemon, "policies:generation")
@@ -188,5 +192,9 @@ async def test_putting_the_file_back_clears_every_surface(
         assert last["observedValue"] == "unchanged"
         assert "no longer stands" in last["output"]
         assert metric(daemon, "gladd_reload_last_success") == 1
-        warned = [k for k, v in daemon.board.report()["checks"].items() if v[0]["status"] != "pass"]
+        warned = [
+            k
+            for k, v in daemon.runtime.board.report()["checks"].items()
+            if v[0]["status"] != "pass"
+        ]
         assert not [k for k in warned if k.startswith("policies:")]

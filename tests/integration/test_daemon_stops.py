@@ -89,7 +89,7 @@ async def test_only_a_sigint_before_ready_counts_as_interrupting_the_start(
     tmp_path: Path, signal_name: str, ready: bool, interrupted: bool
 ) -> None:
     node = daemon(tmp_path, f"sqlite:///{tmp_path / 'gladd.db'}")
-    node.board.started = ready
+    node.runtime.board.started = ready
     node._stop_signals = 1
     node._stopping(signal_name)
     assert node._stop.is_set()

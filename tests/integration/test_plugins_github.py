@@ -116,6 +116,28 @@ async def test_breaker_opens_fails_fast_then_recovers(url: str, tmp_path: Path) 
         assert run.breaker_state("github") is BreakerState.CLOSED
 
 
+async def test_an_open_service_breaker_postpones_its_tasks_in_the_executor(
+    url: str, tmp_path: Path
+) -> None:
+    """With ``[tasks."github.request"] service = "github"`` the daemon's executor holds the
+    kind's tasks back while the service's breaker is open: no attempt is spent on them."""
+    FAULTS.always = 503
+    FAULTS.retry_after = "0"
+    p = policies_for(
+        "github",
+        extra=f'\n[plugins.github]\nbase_url = "{url}"\noauth_url = "{url}"\n'
+        'token_env = "GH_TOKEN"\n[tasks."github.request"]\nservice = "github"\n',
+    )
+    async with running(p, tmp_path, ENV) as run:
+        await run.enqueue("github.request", USER)
+        await _until(lambda: run.breaker_state("github") is BreakerState.OPEN)
+        held = await run.enqueue("github.request", USER)
+        await _until(lambda: run.executor.statistics().postponed >= 1)
+        FAULTS.always = None
+        done = await run.wait(held)
+    assert (done.state, done.attempt) == (TaskState.SUCCEEDED, 1)  # postponed, not spent
+
+
 async def test_bad_credentials_are_dead_at_once(url: str, tmp_path: Path) -> None:
     async with running(policies(url), tmp_path, {"GH_TOKEN": "ghp_revoked"}) as run:
         task = await run.run("github.request", USER)

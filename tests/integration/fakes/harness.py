@@ -1,4 +1,4 @@
-"""The daemon's plugin wiring in miniature: discovery, host, executor, in-memory store."""
+"""The daemon's plugin wiring (its :class:`Runtime`) on an in-memory store."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ from typing import Any
 
 import anyio
 
-from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.runner import Executor
 from gladd.executor.service import TaskService
 from gladd.plugins import PluginHost, discover_plugins
 from gladd.policies import Policies, parse_policies
 from gladd.resilience import BreakerState, Resilience
+from gladd.runtime import Runtime
+from gladd.settings import Settings
 from gladd.store import Task, TaskState
 from gladd.store.memory import MemoryStore
 
@@ -70,6 +71,7 @@ def policies_for(service: str, *, retry_post: bool = True, extra: str = "") -> P
 
 @dataclass
 class Run:
+    runtime: Runtime
     policies: Policies
     store: MemoryStore
     service: TaskService
@@ -105,33 +107,32 @@ class Run:
 async def running(
     policies: Policies, state_dir: Path, environ: Mapping[str, str] | None = None
 ) -> AsyncIterator[Run]:
+    """The shipped plugins, discovered and served as the daemon's start-up does, on a
+    memory store (through :class:`Runtime`, so the executor has its breakers too)."""
+    settings = Settings(state_dir=state_dir, plugin_paths=())
+    store = MemoryStore()
+    runtime = Runtime(
+        settings, policies, store=store, environ=environ or {}, entry_points=False, worker_id="w1"
+    )
     discovery = discover_plugins(policies, entry_points=False, environ=environ or {})
     refused = [str(p) for p in discovery.problems if not p.inactive]
     assert not refused, refused
-    resilience = Resilience(policies)
-    host = PluginHost(discovery, lambda: policies, resilience, state_dir, environ=environ or {})
-    kinds = KindRegistry([*builtin_kinds(), *host.kinds()])
-    store = MemoryStore()
+    runtime.load_plugins(discovery)
     await store.open()
-    executor = Executor(
-        store=store,
-        kinds=kinds,
-        policies=lambda: policies,
-        worker_id="w1",
-        context_for=host.context_for,
-    )
+    runtime.store_health.open()
     run = Run(
+        runtime=runtime,
         policies=policies,
         store=store,
-        service=TaskService(store, kinds, lambda: policies),
-        executor=executor,
-        host=host,
-        resilience=resilience,
+        service=runtime.tasks,
+        executor=runtime.executor,
+        host=runtime.plugins,
+        resilience=runtime.resilience,
     )
-    async with host.serving(), anyio.create_task_group() as tg:
-        await tg.start(executor.run)
+    async with runtime.plugins.serving(), anyio.create_task_group() as tg:
+        await tg.start(runtime.executor.run)
         try:
             yield run
         finally:
-            executor.stop()
+            runtime.executor.stop()
     await store.close()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -17,17 +18,15 @@ import pytest
 from gladd.errors import TaskRejected
 from gladd.executor.kinds import (
     FailTask,
-    KindRegistry,
     RegisteredKind,
     RetryLater,
     Snooze,
     TaskContext,
-    builtin_kinds,
 )
-from gladd.executor.runner import Executor, utcnow
-from gladd.executor.service import TaskService
+from gladd.executor.runner import utcnow
 from gladd.policies import Policies, parse_policies
-from gladd.resilience import Resilience
+from gladd.runtime import Runtime
+from gladd.settings import Settings
 from gladd.store import Task, TaskState
 from gladd.store.memory import MemoryStore
 from tests.unit.manual_clock import EPOCH, ManualClock
@@ -59,30 +58,24 @@ def policies(concurrency: int = 4, grace: str = "300ms", extra: str = "") -> Pol
 
 
 class Harness:
+    """The executor and the task service as the daemon wires them (:class:`Runtime`)."""
+
     def __init__(
         self,
         store: MemoryStore,
-        kinds: KindRegistry,
+        kinds: Iterable[RegisteredKind],
         p: Policies,
         clock: ManualClock | None = None,
     ) -> None:
         self.store = store
-        self.p = p
-        if clock is None:
-            self.service = TaskService(store, kinds, lambda: self.p)
-            self.executor = Executor(
-                store=store, kinds=kinds, policies=lambda: self.p, worker_id="w1"
-            )
-        else:  # the store's times and the executor's waits both on the test's clock
-            self.service = TaskService(store, kinds, lambda: self.p, now=clock.now)
-            self.executor = Executor(
-                store=store,
-                kinds=kinds,
-                policies=lambda: self.p,
-                worker_id="w1",
-                now=clock.now,
-                clock=clock,
-            )
+        settings = Settings(state_dir=Path("/nonexistent/gladd-test"), plugin_paths=())
+        # With a clock, the store's times and the executor's waits are both on it.
+        timing: dict[str, Any] = {} if clock is None else {"now": clock.now, "clock": clock}
+        self.runtime = Runtime(settings, p, store=store, worker_id="w1", **timing)
+        for kind in kinds:
+            self.runtime.kinds.register(kind)
+        self.service = self.runtime.tasks
+        self.executor = self.runtime.executor
 
     async def enqueue(self, kind: str, payload: Any = None, **options: Any) -> int:
         return (await self.service.enqueue(kind, payload, **options)).task.id
@@ -125,9 +118,10 @@ async def running(
     p: Policies | None = None,
     clock: ManualClock | None = None,
 ) -> AsyncIterator[Harness]:
-    kinds = KindRegistry(builtin_kinds())
-    for name, handler in handlers.items():
-        kinds.register(RegisteredKind(name=name, handler=handler, plugin="test"))
+    kinds = [
+        RegisteredKind(name=name, handler=handler, plugin="test")
+        for name, handler in handlers.items()
+    ]
     store = MemoryStore()
     await store.open()
     harness = Harness(store, kinds, p or policies(), clock)
@@ -399,18 +393,10 @@ service = "up"
 retry = "once"
 """
     p = policies(extra=extra)
-    resilience = Resilience(p)
-    kinds = KindRegistry([RegisteredKind(name="t.up", handler=upstream)])
     store = MemoryStore()
     await store.open()
-    h = Harness(store, kinds, p)
-    h.executor = Executor(
-        store=store,
-        kinds=kinds,
-        policies=lambda: p,
-        worker_id="w1",
-        breaker_for=resilience.task_breaker,
-    )
+    h = Harness(store, [RegisteredKind(name="t.up", handler=upstream)], p)
+    resilience = h.runtime.resilience
     async with anyio.create_task_group() as tg:
         await tg.start(h.executor.run)
         task_id = await h.enqueue("t.up")

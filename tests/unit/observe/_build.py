@@ -69,7 +69,8 @@ class Observed:
             policies=lambda: self.policies,
             generation=lambda: 1,
             resilience=self.resilience,
-            executor=lambda: self.executor,
+            executor=self,
+            executor_running=lambda: self.executor is not None,
             pool=self.pool,
             lag=self.lag,
             reloads=self.reloads,
@@ -80,6 +81,11 @@ class Observed:
         self.metrics = Metrics(
             self.watched, board=self.board, checker=self.checker, version="9.9.9", node="node-a"
         )
+
+    def statistics(self) -> ExecutorStatistics:
+        """The executor's, as the daemon's Watched reads them."""
+        assert self.executor is not None
+        return self.executor.statistics()
 
     def status_of(self, key: str) -> str:
         return str(self.board.report()["checks"][key][0]["status"])
