@@ -201,14 +201,19 @@ class PluginHost:
         if self._running:
             transport = resilience.transport if resilience is not None else None
             wanted = self._services(policies)
-            for service in sorted(set(self._clients) | wanted):
-                lease = self._clients.get(service)
-                binding = policies.services.get(service)
-                if lease is not None and (binding is None or lease.binding != binding):
-                    retire.append(service)
-                    lease = None
-                if binding is not None and service in wanted and lease is None:
-                    opened[service] = self._open(service, binding, transport)
+            try:
+                for service in sorted(set(self._clients) | wanted):
+                    lease = self._clients.get(service)
+                    binding = policies.services.get(service)
+                    if lease is not None and (binding is None or lease.binding != binding):
+                        retire.append(service)
+                        lease = None
+                    if binding is not None and service in wanted and lease is None:
+                        opened[service] = self._open(service, binding, transport)
+            except BaseException:
+                for unused in opened.values():  # nothing ever used them: they close at once
+                    self._retire(unused)
+                raise
         return PluginPlan(host=self, settings=settings, retire=retire, opened=opened)
 
     def apply(self, policies: Policies) -> None:

@@ -174,6 +174,34 @@ async def test_plugin_clients_that_cannot_be_built_change_nothing(
         assert daemon.runtime.plugins.clients()["example"] is not before
 
 
+async def test_clients_built_before_one_that_cannot_be_are_closed(
+    tmp_path: Path, policies_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real: Callable[..., Any] = PluginHost._open
+    built: list[Any] = []
+
+    def second_refused(self: PluginHost, service: str, *args: Any) -> Any:
+        if built:
+            raise OSError(f"no client for {service}: cannot load the CA bundle")
+        lease = real(self, service, *args)
+        built.append(lease.client)
+        return lease
+
+    # A second service for the http plugin, and a changed first one: two clients to build.
+    two = (
+        NEW + '\n[services.other]\nretry = "http"\nbreaker = "default"\nhosts = ["other.invalid"]\n'
+    )
+    async with running(tmp_path, policies_file) as daemon:
+        monkeypatch.setattr(PluginHost, "_open", second_refused)
+        policies_file.write_text(two)
+        result = await daemon.runtime.reloader.reload("api")
+        assert_old_generation_served(daemon, result, "the plugins")
+        (unused,) = built
+        with anyio.fail_after(5):
+            while not unused.is_closed:
+                await anyio.sleep(0.01)
+
+
 async def test_putting_the_file_back_clears_every_surface(
     tmp_path: Path, policies_file: Path
 ) -> None:
