@@ -13,7 +13,7 @@ service, ``database``, or a task kind with a breaker of its own), ``kind`` (task
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
@@ -150,14 +150,12 @@ class _Collector(Collector):
         for (trigger, outcome), n in sorted(reloads.counts.items()):
             total.add_metric([trigger, outcome], n)
         yield total
-        checks = CounterMetricFamily(
+        yield _counted(
             "gladd_reload_checks",
             "The file watcher's looks at the policies file that found nothing new, by trigger",
-            labels=["trigger"],
+            "trigger",
+            reloads.checks,
         )
-        for trigger, n in sorted(reloads.checks.items()):
-            checks.add_metric([trigger], n)
-        yield checks
         last = reloads.last
         ok = last is not None and last.outcome != "rejected"
         yield GaugeMetricFamily(
@@ -408,14 +406,20 @@ class _Collector(Collector):
         )
         hist.add_metric([], lag.histogram.buckets(), sum_value=lag.histogram.total)
         yield hist
-        blocks = CounterMetricFamily(
+        yield _counted(
             "gladd_event_loop_blocks",
             "Lags over the threshold, by the task kind to blame",
-            labels=["kind"],
+            "kind",
+            lag.blocks,
         )
-        for kind, n in sorted(lag.blocks.items()):
-            blocks.add_metric([kind], n)
-        yield blocks
+
+
+def _counted(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:
+    """A counter with one label, one sample per key of ``counts``, in key order."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, n in sorted(counts.items()):
+        family.add_metric([key], n)
+    return family
 
 
 def _ratios(by_target: list[tuple[tuple[str, str], Figures]]) -> Iterator[Metric]:
