@@ -22,6 +22,7 @@
     ├── StopIncomplete              a stop left tasks unreleased (they wait for a rescue)
     ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
     ├── TaskStateConflict           cancel or retry refused: the task's state does not allow it
+    │   └── UniqueKeyHeld           retry refused: another unfinished task holds its unique_key
     ├── TaskTimeout                 a task attempt ran past its timeout (also a TimeoutError)
     └── PluginError                 an integration plugin, or a call it made, failed
         ├── PluginLoadError         a plugin could not be imported or validated: refused
@@ -203,6 +204,21 @@ class TaskStateConflict(GladdError):
         self.task_id = task_id
         self.state = state
         super().__init__(f"task {task_id} is {state}; only {allowed} tasks can be {verb}")
+
+
+class UniqueKeyHeld(TaskStateConflict):
+    """A retry refused because another unfinished task holds the same ``unique_key``; the
+    same retry succeeds once that task has finished. Nothing was changed."""
+
+    def __init__(self, task_id: int, key: str, holder: int) -> None:
+        self.task_id = task_id
+        self.key = key
+        self.holder = holder
+        GladdError.__init__(
+            self,
+            f"task {task_id} cannot be retried: task {holder} with the same unique_key "
+            f"{key!r} is still unfinished",
+        )
 
 
 class TaskTimeout(GladdError, TimeoutError):

@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 
 import anyio
 
-from gladd.errors import TaskRejected
+from gladd.errors import TaskRejected, UniqueKeyHeld
 from gladd.store.base import JSON, NewTask, Task, TaskError, TaskState
 
 PRIORITY_RANGE = range(-(2**31), 2**31)  # a PostgreSQL integer: the narrowest store decides
@@ -233,8 +233,7 @@ class Wakeup:
         return True
 
 
-def unique_conflict(task_id: int, key: str, other: int) -> TaskRejected:
-    return TaskRejected(
-        f"task {task_id} cannot be retried: task {other} with the same unique_key {key!r} "
-        "is still unfinished"
-    )
+def unique_conflict(task_id: int, key: str, other: int) -> UniqueKeyHeld:
+    """A conflict (HTTP 409, exit 1) rather than a refused task: the same retry succeeds
+    once the other task has finished."""
+    return UniqueKeyHeld(task_id, key, other)

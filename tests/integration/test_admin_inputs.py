@@ -419,6 +419,21 @@ def test_retrying_an_unfinished_or_succeeded_task_is_a_409(admin: Admin, state: 
     assert admin.request("GET", f"/tasks/{task_id}").json() == before
 
 
+def test_retrying_into_a_unique_key_another_task_holds_is_a_409(admin: Admin) -> None:
+    store = admin.store
+    key = f"report-{secrets.token_hex(3)}"
+    old: int = admin.call(store.enqueue, NewTask(kind="test.u", unique_key=key), now=NOW).task.id
+    admin.call(store.cancel, old, now=NOW)
+    new: int = admin.call(store.enqueue, NewTask(kind="test.u", unique_key=key), now=NOW).task.id
+    answer = admin.request("POST", f"/tasks/{old}/retry")
+    assert answer.status_code == 409
+    assert answer.json() == {
+        "error": f"task {old} cannot be retried: task {new} with the same unique_key {key!r} "
+        "is still unfinished"
+    }
+    assert admin.request("GET", f"/tasks/{old}").json()["state"] == "cancelled"
+
+
 def test_what_cancel_and_retry_allow_still_works(admin: Admin) -> None:
     pending, running, dead = (_task_in(admin, s) for s in ("pending", "running", "dead"))
     assert admin.request("POST", f"/tasks/{pending}/cancel").json()["state"] == "cancelled"

@@ -18,7 +18,7 @@ import anyio
 import asyncpg
 import pytest
 
-from gladd.errors import StoreError, TaskRejected
+from gladd.errors import StoreError, TaskRejected, TaskStateConflict
 from gladd.store import (
     Cancelled,
     Failed,
@@ -545,7 +545,7 @@ async def test_retry_refuses_to_duplicate_an_unfinished_unique_key(store: Store)
     old = await add(store, unique_key="u")
     await store.cancel(old.id, now=at(1))
     new = await add(store, unique_key="u", now=2)
-    with pytest.raises(TaskRejected, match=f"task {new.id}"):
+    with pytest.raises(TaskStateConflict, match=f"task {new.id}"):
         await store.retry(old.id, now=at(3))
     assert (await get(store, old.id)).state is CANCELLED
 

@@ -49,7 +49,13 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 import anyio
 import asyncpg  # type: ignore[import-untyped]
 
-from gladd.errors import StoreError, StoreNotFound, StoreUnavailable, TaskRejected
+from gladd.errors import (
+    StoreError,
+    StoreNotFound,
+    StoreUnavailable,
+    TaskRejected,
+    TaskStateConflict,
+)
 from gladd.instruments.acquire import AcquireMeter
 from gladd.store.base import (
     FINISHED_STATES,
@@ -481,7 +487,7 @@ class PostgresStore:
 
         try:
             return await (attempt() if self._guard is None else self._guard(attempt))
-        except (StoreError, TaskRejected):
+        except (StoreError, TaskRejected, TaskStateConflict):
             raise
         except Exception as exc:
             raise map_error(op, exc, self.url, self._timeout) from exc
