@@ -9,14 +9,12 @@ daemon's scrape in ``tests/e2e/test_contrib_monitoring_e2e.py``.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.unit.observe._promtool import promtool_path
 
 CONTRIB = Path(__file__).resolve().parents[2] / "contrib"
 RULES = CONTRIB / "prometheus" / "gladd-rules.yml"
@@ -29,14 +27,8 @@ METRIC = re.compile(r"\bgladd_[a-z0-9_]+\b")
 
 def promtool(*args: str, cwd: Path) -> str:
     """Runs promtool; fails (in CI) or skips (elsewhere) when it is not installed."""
-    path = shutil.which("promtool")
-    if path is None:
-        message = "promtool is not installed (apt-get install prometheus)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
     done = subprocess.run(
-        [path, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
+        [promtool_path(), *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
     )
     report = done.stdout + done.stderr
     assert done.returncode == 0, report

@@ -1,4 +1,5 @@
-"""``promtool check metrics`` on a scrape body (Debian package ``prometheus``)."""
+"""promtool (Debian package ``prometheus``): ``promtool check metrics`` on a scrape body, and
+the lookup the contrib rules' tests share."""
 
 from __future__ import annotations
 
@@ -9,16 +10,25 @@ import subprocess
 import pytest
 
 
-def promtool_check(body: bytes) -> None:
-    """Fails on any problem promtool reports; skips without promtool, except in CI."""
+def promtool_path() -> str:
+    """promtool's path; fails without it in CI, skips elsewhere."""
     promtool = shutil.which("promtool")
     if promtool is None:
         message = "promtool is not installed (apt-get install prometheus)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
+    return promtool
+
+
+def promtool_check(body: bytes) -> None:
+    """Fails on any problem promtool reports."""
     done = subprocess.run(
-        [promtool, "check", "metrics"], input=body, capture_output=True, timeout=30, check=False
+        [promtool_path(), "check", "metrics"],
+        input=body,
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
     report = (done.stdout + done.stderr).decode()
     assert done.returncode == 0, report
