@@ -12,7 +12,7 @@ import json
 import random
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import anyio
@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from gladd import tracing
 from gladd.errors import TaskTimeout
 from gladd.executor.decide import after_failure, new_task, task_retry_plan, timeout_for
+from gladd.executor.enqueue import store_new_task
 from gladd.executor.kinds import ContextFactory, KindRegistry, RegisteredKind, Snooze, TaskContext
 from gladd.executor.ledger import Ledger, Running, StopReason
 from gladd.executor.outcomes import task_outcome
@@ -187,14 +188,8 @@ class Attempts:
             run_at=now + timedelta(seconds=delay),
             **options,  # type: ignore[arg-type]
         )
-        traces = tracing.current()
-        if traces is None:
-            return (await self.store.enqueue(spec, now=now)).task.id
-        with traces.producing(kind) as sending:  # a child of this attempt's span
-            spec = replace(spec, traceparent=sending.traceparent)
-            enqueued = await self.store.enqueue(spec, now=now)
-            sending.stored(enqueued.task.id, created=enqueued.created)
-        return enqueued.task.id
+        # With traces on, a child of this attempt's span.
+        return (await store_new_task(self.store, spec, now=now)).task.id
 
 
 @contextmanager

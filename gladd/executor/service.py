@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from gladd import tracing
 from gladd.errors import TaskRejected, TaskStateConflict, UnknownTask
 from gladd.executor.decide import new_task
+from gladd.executor.enqueue import store_new_task
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.runner import utcnow
 from gladd.policies import Policies
@@ -96,14 +95,7 @@ class TaskService:
             unique_key=unique_key,
             timeout=timeout,
         )
-        traces = tracing.current()
-        if traces is None:
-            return await self.store.enqueue(spec, now=now)
-        with traces.producing(kind, trace) as sending:
-            spec = replace(spec, traceparent=sending.traceparent)
-            enqueued = await self.store.enqueue(spec, now=now)
-            sending.stored(enqueued.task.id, created=enqueued.created)
-        return enqueued
+        return await store_new_task(self.store, spec, now=now, trace=trace)
 
     async def get(self, task_id: int) -> Task:
         if task_id not in TASK_IDS:

@@ -22,8 +22,11 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from gladd import tracing
 from gladd.admin.app import create_app
+from gladd.executor.kinds import KindRegistry, builtin_kinds
+from gladd.executor.service import TaskService
 from gladd.policies import Policies, parse_policies
 from gladd.store import TaskState
+from gladd.store.configure import configured_store
 from tests.integration.fakes import webhook
 from tests.integration.fakes.harness import BASE, running
 from tests.integration.fakes.server import Faults, serve
@@ -274,3 +277,42 @@ async def test_a_retry_the_budget_refuses_is_a_span_event(
     assert events["gladd.budget_exhausted"]["gladd.policy"] == "api"
     assert events["gladd.gave_up"]["gladd.reason"] == "budget"
     assert FAULTS.count("/b") >= 1
+
+
+async def test_with_store_spans_each_store_operation_is_a_span_under_its_caller(
+    tmp_path: Path,
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    traces = tracing.enable(provider, store_spans=True)
+    rules = policies()
+    try:
+        store = configured_store(f"sqlite:///{tmp_path / 'gladd.db'}", rules)
+        service = TaskService(store, KindRegistry(builtin_kinds()), lambda: rules)
+        await store.open()
+        try:
+            enqueued = await service.enqueue("gladd.noop")
+            assert await store.get(enqueued.task.id) is not None
+        finally:
+            await store.close()
+    finally:
+        tracing.disable()
+        provider.shutdown()
+    assert traces.store_spans
+    (send,) = named(exporter, "send gladd.noop")
+    (insert,) = named(exporter, "gladd.store enqueue")
+    assert insert.kind is SpanKind.CLIENT
+    assert insert.parent is not None
+    assert insert.parent.span_id == context_of(send).span_id
+    assert dict(insert.attributes or {}) == {
+        "db.system.name": "sqlite",
+        "db.operation.name": "enqueue",
+        "gladd.store": store.url,
+    }
+    assert [s.name for s in exporter.get_finished_spans()] == [
+        "gladd.store open",
+        "gladd.store enqueue",
+        "send gladd.noop",
+        "gladd.store get",
+    ]
