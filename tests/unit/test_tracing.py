@@ -121,7 +121,10 @@ def test_a_missing_extra_is_named_with_the_install_command(
     monkeypatch.setattr(importlib.util, "find_spec", without_sdk)
     assert tracing.setup_problem({}) == tracing.EXTRA_MISSING
     assert "pip install 'gladd[otel]'" in tracing.EXTRA_MISSING
-    monkeypatch.setitem(sys.modules, "opentelemetry.sdk", None)  # an import now fails
+    # Every import of the SDK now fails, even of a module an earlier test loaded.
+    for name in [m for m in sys.modules if m.startswith("opentelemetry.sdk")]:
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk", None)
     with pytest.raises(SettingsError, match=r"pip install 'gladd\[otel\]'"):
         tracing.install(node="n", environ={})
     assert tracing.current() is None
