@@ -176,19 +176,6 @@ def describe_exporter(environ: Mapping[str, str] = os.environ) -> str:
     return f"{', '.join(where) or 'none'} (sampler {sampler})"
 
 
-def traceparent_of(carrier: Mapping[str, str]) -> str | None:
-    """The valid W3C ``traceparent`` in ``carrier``, if any (OpenTelemetry's own parser)."""
-    from opentelemetry import trace  # noqa: PLC0415
-    from opentelemetry.trace.propagation.tracecontext import (  # noqa: PLC0415
-        TraceContextTextMapPropagator,
-    )
-
-    context = TraceContextTextMapPropagator().extract(carrier)
-    if not trace.get_current_span(context).get_span_context().is_valid:
-        return None
-    return carrier.get("traceparent")
-
-
 @dataclass(slots=True)
 class Sending:
     """The PRODUCER span of one enqueue; ``traceparent`` is what the task stores."""
