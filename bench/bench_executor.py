@@ -52,6 +52,7 @@ import asyncpg
 import httpx
 from loguru import logger
 
+from gladd import tracing
 from gladd.executor.decide import new_task
 from gladd.executor.kinds import KindRegistry, RegisteredKind, TaskContext, builtin_kinds
 from gladd.executor.runner import Executor
@@ -565,7 +566,14 @@ def main() -> int:
         default=list(PARTS),
         help=f"comma-separated subset of {','.join(PARTS)}",
     )
+    parser.add_argument(
+        "--otel",
+        action="store_true",
+        help="traces on (gladd[otel]): every span recorded and dropped, to price them",
+    )
     args = parser.parse_args()
+    if args.otel:
+        tracing.install(node="bench", environ={**os.environ, "OTEL_TRACES_EXPORTER": "none"})
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     started = time.perf_counter()

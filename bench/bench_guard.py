@@ -9,7 +9,10 @@ target is missed:
 - gladd without a timeout ≤ 1.5 µs per call.
 
 A second table, for information, times a callee that suspends once (``sleep(0)``), where a
-timer must really be armed.
+timer must really be armed. A third prices traces (``gladd[otel]``) on one request through
+a service's resilient transport over an in-memory inner transport: off (the default) against
+on, with every span recorded and then dropped (no exporter): the hot path's cost of the
+switch, and of the spans themselves.
 """
 
 from __future__ import annotations
@@ -24,12 +27,17 @@ from collections.abc import Awaitable, Callable
 
 import aiobreaker
 import anyio
+import httpx
 import stamina
 import tenacity
+from opentelemetry.sdk.trace import TracerProvider
 
+from gladd import tracing
 from gladd.policies.model import BreakerPolicy, RetryPolicy
 from gladd.resilience import Counters, guard_for
 from gladd.resilience.retry import RetryPlan
+from gladd.resilience.spans import SpanEvents
+from gladd.resilience.transport import ResilientTransport
 
 ROUNDS = 7
 CALLS = 20_000
@@ -107,10 +115,53 @@ async def measure(callee: Call) -> dict[str, float]:
     }
 
 
+async def measure_transport() -> dict[str, float]:
+    """One GET through a service's transport, traces off and on, over an inner transport
+    that answers at once."""
+    inner = httpx.MockTransport(lambda request: httpx.Response(200, content=b"ok"))
+    request = httpx.Request("GET", "http://127.0.0.1:8080/orders")
+    retry, breaker = RetryPolicy(), BreakerPolicy()
+    off = ResilientTransport(
+        guard_for(name="bench", retry=retry, breaker=breaker, timeout=TIMEOUT, sinks=[Counters()]),
+        inner,
+    )
+    on = ResilientTransport(
+        guard_for(
+            name="bench",
+            retry=retry,
+            breaker=breaker,
+            timeout=TIMEOUT,
+            sinks=[Counters(), SpanEvents()],
+        ),
+        inner,
+    )
+
+    async def bare() -> object:
+        return await inner.handle_async_request(request)
+
+    async def traces_off() -> object:
+        return await off.handle_async_request(request)
+
+    async def traces_on() -> object:
+        return await on.handle_async_request(request)
+
+    raw = {"bare inner transport": await per_call(bare)}
+    raw["transport, traces off"] = await per_call(traces_off)
+    tracing.enable(TracerProvider())  # spans recorded, then dropped: no processor
+    try:
+        raw["transport, traces on"] = await per_call(traces_on)
+    finally:
+        tracing.disable()
+    base = raw["bare inner transport"]
+    return {"bare inner transport": base} | {
+        name: max(seconds - base, 1e-9) for name, seconds in raw.items() if seconds is not base
+    }
+
+
 def show(title: str, figures: dict[str, float]) -> None:
     print(title)
     for name, seconds in figures.items():
-        label = "per call" if name == "bare await" else "overhead per call"
+        label = "per call" if name.startswith("bare") else "overhead per call"
         print(f"  {name:<24} {seconds * 1e6:8.3f} µs {label}")
 
 
@@ -120,6 +171,10 @@ def main() -> int:
     show("callee completes without suspending:", fast)
     slow = asyncio.run(measure(suspends))
     show("callee suspends once (sleep(0)), for information:", slow)
+    show(
+        "one request through the resilient transport, for information:",
+        asyncio.run(measure_transport()),
+    )
 
     full, bare = fast["gladd full guard"], fast["gladd without timeout"]
     peer, alone = fast["peer stack"], fast["stamina alone"]

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from gladd import tracing
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.service import TaskService
 from gladd.plugins.known_kinds import known_kinds
@@ -44,6 +45,10 @@ class Client:
         env_file: Path | None = None,
     ) -> None:
         settings = load_settings(env_file, database_url=database_url, policies=policies)
+        if settings.otel and tracing.current() is None:
+            # A library's part: spans through the API, into the provider the application
+            # set up (none set up: OpenTelemetry's no-op one, the caller's context kept).
+            tracing.enable(store_spans=settings.otel_store_spans)
         self._policies: Policies = load_policies(settings.policies_path).policies
         self._store: Store = configured_store(settings.store_url, self._policies)
         kinds = kinds or known_kinds(self._policies, settings.plugin_paths)

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import httpx
 from loguru import logger
 
+from gladd import tracing
 from gladd.errors import PolicyError, Problem, StoreError
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.runner import Executor, utcnow
@@ -42,8 +43,9 @@ from gladd.plugins.discover import Discovery
 from gladd.policies import LoadedPolicies, Policies
 from gladd.reload.diff import Change
 from gladd.reload.reloader import Reloader, ReloadListener, ReloadResult, Served
-from gladd.resilience import Counters, LogSink, Resilience
+from gladd.resilience import Counters, LogSink, Resilience, Sink
 from gladd.resilience.clock import SYSTEM_CLOCK, Clock
+from gladd.resilience.spans import SpanEvents
 from gladd.settings import Settings
 from gladd.store import Store
 from gladd.store.configure import configured_store, prepare_retune
@@ -161,9 +163,10 @@ class Runtime:
         )
         self.board = HealthBoard(version=__version__, service_id=settings.node_name)
         self.counters = Counters()
-        self.resilience = Resilience(
-            loaded.policies, sinks=[self.counters, LogSink(logger)], clock=clock
-        )
+        sinks: list[Sink] = [self.counters, LogSink(logger)]
+        if tracing.current() is not None:
+            sinks.append(SpanEvents())
+        self.resilience = Resilience(loaded.policies, sinks=sinks, clock=clock)
         self.plugins = PluginHost(
             (),
             self.policies,

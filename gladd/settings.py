@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     log_rotation: str = "10 MB"
     log_retention: int = Field(5, ge=0)
     node_name: str = Field(default_factory=socket.gethostname)
+    otel: bool = False
+    """Traces through OpenTelemetry (the ``gladd[otel]`` extra; ``OTEL_*`` configure it)."""
+    otel_store_spans: bool = False
+    """With ``otel``: a span for each store operation too."""
 
     @field_validator("plugin_paths", mode="before")
     @classmethod

@@ -40,6 +40,7 @@ from gladd.store.rules import MAX_DEPTH
 MAX_BODY = 1024 * 1024
 BODY_TIMEOUT = 30.0
 """Seconds to receive a request body once its headers are in (the server bounds those)."""
+TRACE_HEADERS = ("traceparent", "tracestate")
 _DIGITS = re.compile(r"[0-9]{1,30}")
 _TASK_ID = re.compile(r"-?[0-9]{1,30}")
 
@@ -161,6 +162,8 @@ async def _enqueue(request: Request, tasks: TaskService, body_timeout: float) ->
         body = EnqueueRequest.model_validate(raw)
     except ValidationError as exc:
         return error(400, _field_problems(exc))
+    # W3C Trace Context: the enqueue continues the caller's trace (when traces are on).
+    trace = {name: value for name in TRACE_HEADERS if (value := request.headers.get(name))}
     enqueued = await tasks.enqueue(
         body.kind,
         body.payload,
@@ -168,6 +171,7 @@ async def _enqueue(request: Request, tasks: TaskService, body_timeout: float) ->
         priority=body.priority,
         unique_key=body.unique_key,
         timeout=body.timeout,
+        trace=trace or None,
     )
     status = 201 if enqueued.created else 200
     return JSONBody({"id": enqueued.task.id, "created": enqueued.created}, status_code=status)

@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from gladd import tracing
 from gladd.cli.exits import EXIT_CONFIG, EXIT_OK, fail
 from gladd.cli.flags import settings_from
 from gladd.durations import format_duration
-from gladd.errors import PolicyError
+from gladd.errors import PolicyError, SettingsError
 from gladd.plugins import PluginReport, plugin_report
 from gladd.policies import LoadedPolicies, load_policies
 
@@ -40,6 +41,8 @@ def run_check(args: argparse.Namespace) -> int:
     every rule and every configured plugin it is given."""
     settings = settings_from(args)
     path: Path = args.path or settings.policies_path
+    if settings.otel and (problem := tracing.setup_problem()) is not None:
+        raise SettingsError(problem)
     try:
         loaded = load_policies(path)
     except PolicyError as exc:
@@ -62,6 +65,8 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{path}: policies OK, plugins not{allowed}")
     print(summarise(loaded))
     print(f"  plugins:        {', '.join(report.plugins) or 'none'}")
+    if settings.otel:
+        print(f"  traces:         {tracing.describe_exporter()}")
     for note in report.notes:
         print(f"  note: {note}")
     for line in (*report.warnings, *map(str, report.errors)):

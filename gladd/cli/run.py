@@ -10,6 +10,7 @@ from loguru import logger
 
 from gladd.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TEMPFAIL
 from gladd.cli.flags import settings_flags, settings_from
+from gladd.cli.traces import traced
 from gladd.daemon import Daemon
 from gladd.errors import PolicyError, StartupError, StopIncomplete
 from gladd.logs import configure_logging
@@ -37,7 +38,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     )
     loaded, broken = _startup_policies(settings, use_last_good=args.use_last_good)
     logger.info("policies loaded from {} (sha256 {})", loaded.source, loaded.sha256[:12])
-    with Notifier.from_environ() as notifier:
+    with traced(settings), Notifier.from_environ() as notifier:
         daemon = Daemon(settings, loaded, notifier, broken_on_disk=broken)
         try:
             anyio.run(daemon.run)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from gladd.cli.traces import traced
 from gladd.durations import parse_duration
 from gladd.errors import SettingsError, StoreError, StoreNotFound, TaskRejected, UnknownTask
 from gladd.executor.service import TaskService, parse_state, task_json
@@ -34,6 +36,7 @@ from gladd.store.configure import configured_store
 from gladd.store.urls import mask_url
 
 SettingsLoader = Callable[[argparse.Namespace], Settings]
+TRACE_ENV = ("TRACEPARENT", "TRACESTATE")
 
 
 def add_commands(
@@ -126,7 +129,8 @@ def run_verb(args: argparse.Namespace, settings: Settings) -> int:
             return await verb(args, service)
 
     try:
-        return anyio.run(main)
+        with traced(settings, quiet=True):
+            return anyio.run(main)
     except StoreNotFound as exc:
         raise StoreNotFound(f"{exc}\n{where_from(settings, args.env_file)}") from exc
     except StoreError as exc:
@@ -170,8 +174,16 @@ async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
         delay = parse_duration(args.delay)
     except ValueError as exc:
         raise SettingsError(f"--delay: {exc}") from None
+    # The caller's trace, as programs hand it to a child process (OpenTelemetry's
+    # environment-variable carrier): this enqueue joins it when traces are on.
+    carrier = {name.lower(): os.environ[name] for name in TRACE_ENV if os.environ.get(name)}
     enqueued = await service.enqueue(
-        args.kind, payload, delay=delay, priority=args.priority, unique_key=args.unique_key
+        args.kind,
+        payload,
+        delay=delay,
+        priority=args.priority,
+        unique_key=args.unique_key,
+        trace=carrier or None,
     )
     print(enqueued.task.id)
     if not enqueued.created:
@@ -209,7 +221,7 @@ def describe(task: Task) -> str:
     data = task_json(task)
     lines = [f"task {task.id}: {task.kind} ({task.state.value})"]
     keys: tuple[str, ...] = ("attempt", "max_attempts", "priority", "run_at", "owner")
-    keys += ("unique_key", "rescues", "created_at", "finished_at")
+    keys += ("unique_key", "rescues", "created_at", "finished_at", "traceparent")
     lines += [f"  {key}: {data[key]}" for key in keys if data[key] is not None]
     lines.append(f"  payload: {json.dumps(task.payload)}")
     if task.result is not None:

@@ -19,8 +19,10 @@ import anyio
 from loguru import logger
 from pydantic import BaseModel
 
+from gladd import tracing
 from gladd.errors import TaskTimeout
 from gladd.executor.decide import after_failure, new_task, task_retry_plan, timeout_for
+from gladd.executor.enqueue import store_new_task
 from gladd.executor.kinds import ContextFactory, KindRegistry, RegisteredKind, Snooze, TaskContext
 from gladd.executor.ledger import Ledger, Running, StopReason
 from gladd.executor.outcomes import task_outcome
@@ -48,6 +50,7 @@ class Attempts:
     breaker_for: Callable[[str], Breaker | None] | None
     context_for: ContextFactory
     observe_task: Callable[[str, str, float], None] | None
+    worker_id: str = ""
     timeouts: int = field(default=0, init=False)
     postponed: int = field(default=0, init=False)
     _plans_for: Policies | None = field(default=None, init=False)
@@ -62,22 +65,42 @@ class Attempts:
         permit = breaker.acquire() if breaker is not None else None
         if breaker is not None and permit is None:
             outcome: Outcome = self._postponed(task, breaker, policies)
+        elif (traces := tracing.current()) is None:
+            outcome, _, _ = await self._run(running, policies, breaker, permit)
         else:
-            started = self.clock.monotonic()
-            with running.scope, _holding(breaker, permit) as held:
-                outcome, error = await self._attempt(task, policies)
-            if running.scope.cancelled_caught:
-                outcome, error = self._stopped_outcome(running), None
-            took = self.clock.monotonic() - started
-            if breaker is not None and permit is not None:
-                if held is not None and held.used:
-                    breaker.release(permit)  # its calls through the breaker gave the verdicts
-                else:
-                    _tell_breaker(breaker, permit, outcome, error, took)
-            if self.observe_task is not None:
-                self.observe_task(task.kind, task_outcome(outcome, error), took)
+            with traces.consuming(
+                kind=task.kind,
+                task_id=task.id,
+                attempt=task.attempt,
+                max_attempts=task.max_attempts,
+                traceparent=task.traceparent,
+                node=self.worker_id,
+            ) as span:
+                outcome, error, label = await self._run(running, policies, breaker, permit)
+                traces.attempt_ended(span, label, error)
         self.ledger.ran(task.id)
         self.record(outcome)
+
+    async def _run(
+        self, running: Running, policies: Policies, breaker: Breaker | None, permit: int | None
+    ) -> tuple[Outcome, BaseException | None, str]:
+        """The attempt under its breaker permit: its outcome, error and outcome label."""
+        task = running.task
+        started = self.clock.monotonic()
+        with running.scope, _holding(breaker, permit) as held:
+            outcome, error = await self._attempt(task, policies)
+        if running.scope.cancelled_caught:
+            outcome, error = self._stopped_outcome(running), None
+        took = self.clock.monotonic() - started
+        if breaker is not None and permit is not None:
+            if held is not None and held.used:
+                breaker.release(permit)  # its calls through the breaker gave the verdicts
+            else:
+                _tell_breaker(breaker, permit, outcome, error, took)
+        label = task_outcome(outcome, error)
+        if self.observe_task is not None:
+            self.observe_task(task.kind, label, took)
+        return outcome, error, label
 
     def _postponed(self, task: Task, breaker: Breaker, policies: Policies) -> Released:
         wait = breaker.retry_in() or policies.executor.poll_interval
@@ -165,8 +188,8 @@ class Attempts:
             run_at=now + timedelta(seconds=delay),
             **options,  # type: ignore[arg-type]
         )
-        enqueued = await self.store.enqueue(spec, now=now)
-        return enqueued.task.id
+        # With traces on, a child of this attempt's span.
+        return (await store_new_task(self.store, spec, now=now)).task.id
 
 
 @contextmanager

@@ -80,6 +80,7 @@ def new_task(
     priority: int | None = None,
     unique_key: str | None = None,
     timeout: float | None = None,
+    traceparent: str | None = None,
 ) -> NewTask:
     """A task to store, with the kind's policy filling what the caller left out."""
     rules = task_rules(policies, kind)
@@ -92,4 +93,5 @@ def new_task(
         max_attempts=retry.attempts if retry is not None else 1,
         timeout=timeout,
         unique_key=unique_key,
+        traceparent=traceparent,
     )

@@ -100,6 +100,7 @@ class Executor:
             breaker_for=breaker_for,
             context_for=context_for,
             observe_task=observe_task,
+            worker_id=worker_id,
         )
         self.producer = Producer(
             **held,

@@ -10,12 +10,13 @@ that cannot exist (outside a signed 64-bit integer) is simply not found.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from gladd.errors import TaskRejected, TaskStateConflict, UnknownTask
 from gladd.executor.decide import new_task
+from gladd.executor.enqueue import store_new_task
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.runner import utcnow
 from gladd.policies import Policies
@@ -55,8 +56,13 @@ class TaskService:
         priority: int | None = None,
         unique_key: str | None = None,
         timeout: float | None = None,
+        trace: Mapping[str, str] | None = None,
     ) -> Enqueued:
-        """Validate and store a task; raises TaskRejected before storing anything."""
+        """Validate and store a task; raises TaskRejected before storing anything.
+
+        With traces on, the enqueue is a span in the caller's trace — ``trace`` holds its
+        ``traceparent`` (and ``tracestate``) when it came from outside this process (an
+        HTTP header, the CLI's environment), otherwise the current span is its parent."""
         if not isinstance(kind, str):
             raise TaskRejected(f"kind must be a string (got {_brief(kind)})")
         if (problem := text_problem(kind)) is not None:
@@ -89,7 +95,7 @@ class TaskService:
             unique_key=unique_key,
             timeout=timeout,
         )
-        return await self.store.enqueue(spec, now=now)
+        return await store_new_task(self.store, spec, now=now, trace=trace)
 
     async def get(self, task_id: int) -> Task:
         if task_id not in TASK_IDS:
@@ -212,4 +218,5 @@ def task_json(task: Task) -> dict[str, Any]:
         "created_at": task.created_at.isoformat(),
         "updated_at": task.updated_at.isoformat(),
         "finished_at": task.finished_at.isoformat() if task.finished_at else None,
+        "traceparent": task.traceparent,
     }

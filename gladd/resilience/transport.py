@@ -16,6 +16,9 @@
   same way; a streamed body is cut when the attempt's deadline passes while the caller
   reads it (:class:`~gladd.errors.AttemptTimeout`, or
   :class:`~gladd.errors.TotalTimeout` when the total deadline came first).
+- With traces on (:mod:`gladd.tracing`), each request is a CLIENT span — all its attempts
+  and sleeps — whose context the request carries to the server (``traceparent``); the
+  guard's decisions on it are that span's events (:mod:`gladd.resilience.spans`).
 - With ``fallback = "cache"`` the body of each good GET response is read and kept; while
   the circuit is open a copy is served with an ``Age`` header (RFC 9111 §5.1) giving its
   age in seconds. With ``fallback = "static"`` the value becomes a response: a table with
@@ -31,6 +34,7 @@ from typing import Any
 import anyio
 import httpx
 
+from gladd import tracing
 from gladd.errors import AttemptTimeout, ResilienceTimeout, RetriesExhausted, TotalTimeout
 from gladd.resilience.classify import RetryableStatus, status_class
 from gladd.resilience.fallback import NO_CACHE
@@ -79,6 +83,16 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         self.retry_non_idempotent = retry_non_idempotent
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        traces = tracing.current()
+        if traces is None:
+            return await self._handle(request)
+        guard = self.guard
+        with traces.calling(request, service=guard.target, policy=guard.name) as span:
+            response = await self._handle(request)
+            traces.answered(span, response.status_code)
+            return response
+
+    async def _handle(self, request: httpx.Request) -> httpx.Response:
         idempotent = (
             self.retry_non_idempotent
             or request.method in IDEMPOTENT_METHODS

@@ -75,6 +75,7 @@ class NewTask:
     max_attempts: int = 5
     timeout: float | None = None  # seconds per attempt; None: the kind's policy decides
     unique_key: str | None = None  # at most one unfinished task per key
+    traceparent: str | None = None  # the enqueuer's W3C trace context (gladd.tracing)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,6 +102,7 @@ class Task:
     created_at: datetime
     updated_at: datetime
     finished_at: datetime | None
+    traceparent: str | None = None  # W3C trace context of the enqueue; attempts continue it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

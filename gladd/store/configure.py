@@ -5,18 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from gladd import tracing
 from gladd.policies import Policies
 from gladd.store.base import Store, StoreGuard
 from gladd.store.registry import backend_for
+from gladd.store.traced import traced_store
 
 
 def configured_store(url: str, policies: Policies, *, guard: StoreGuard | None = None) -> Store:
     """An unopened store for ``url``; raises ConfigError for an unsupported scheme.
 
     ``guard`` wraps each operation of a store that talks to a server (the daemon passes the
-    database guard: the ``[database]`` retry policy on connection errors)."""
+    database guard: the ``[database]`` retry policy on connection errors). With store
+    spans on (:mod:`gladd.tracing`), each operation of it is a span."""
     backend = backend_for(url)
-    return backend.make(url, **backend.tuning(policies.database, guard))
+    return traced_store(
+        backend.make(url, **backend.tuning(policies.database, guard)), tracing.current()
+    )
 
 
 def prepare_retune(store: Store, policies: Policies) -> Callable[[], None]:

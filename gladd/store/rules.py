@@ -12,6 +12,8 @@ each store to them:
 - ``rescue`` sends a task to dead when its rescues would exceed the cap, or when an attempt
   hung past its deadline on a live worker and no attempts remain; a worker that died does
   not spend the task's attempt (:func:`rescue_verdict`); the reason goes in its history;
+- a task's ``traceparent`` is a W3C trace context header value (:data:`TRACEPARENT`) or
+  None: whatever reads it later (an attempt's span) can trust its shape;
 - ``claim`` and ``heartbeat`` count as signs of life of the worker; a running task whose
   owner has no worker row (forgotten, or never heard of) is rescued like a dead worker's;
 - a worker is dead when it has not been heard from for ``lease`` seconds or more, a task is
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +39,8 @@ PRIORITY_RANGE = range(-(2**31), 2**31)  # a PostgreSQL integer: the narrowest s
 MAX_DEPTH = 100
 """Levels of arrays and objects a payload may nest; far beyond any real payload, and far
 below where Python's JSON encoder and decoder hit the recursion limit."""
+TRACEPARENT = re.compile(r"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+"""The ``traceparent`` header's shape (W3C Trace Context §3.2)."""
 RESCUED = "Rescued"  # TaskError.type recorded when a rescue takes a task from its owner
 
 
@@ -79,6 +84,7 @@ def pending_task(
         created_at=now,
         updated_at=now,
         finished_at=None,
+        traceparent=new.traceparent,
     )
 
 
@@ -144,21 +150,13 @@ def json_problem(value: JSON, what: str) -> str | None:
 
 def check_new_task(task: NewTask, *, now: datetime) -> tuple[str, datetime]:
     """Refuse what no store can keep; returns the payload as JSON text and the ``run_at``."""
-    problems: list[str] = []
-    if not isinstance(task.kind, str) or not task.kind.strip():
-        problems.append("kind must be a non-empty string")
-    elif (problem := text_problem(task.kind)) is not None:
-        problems.append(f"kind {problem}")
+    problems = _text_problems(task)
     if task.max_attempts < 1:
         problems.append(f"max_attempts must be at least 1, got {task.max_attempts}")
     if task.timeout is not None and not (math.isfinite(task.timeout) and task.timeout > 0):
         problems.append(f"timeout must be a positive number of seconds, got {task.timeout}")
     if task.priority not in PRIORITY_RANGE:
         problems.append(f"priority must be a 32-bit integer, got {task.priority}")
-    if task.unique_key is not None and not task.unique_key:
-        problems.append("unique_key must be None or a non-empty string")
-    elif task.unique_key is not None and (problem := text_problem(task.unique_key)):
-        problems.append(f"unique_key {problem}")
     if task.run_at is not None and task.run_at.utcoffset() is None:
         problems.append(f"run_at must be timezone-aware, got {task.run_at!r}")
     payload = ""
@@ -172,6 +170,25 @@ def check_new_task(task: NewTask, *, now: datetime) -> tuple[str, datetime]:
     if problems:
         raise TaskRejected(f"task of kind {task.kind!r} refused: " + "; ".join(problems))
     return payload, utc(task.run_at, "run_at") if task.run_at is not None else now
+
+
+def _text_problems(task: NewTask) -> list[str]:
+    """What is wrong with the text fields of ``task``: its kind, unique key and trace."""
+    problems: list[str] = []
+    if not isinstance(task.kind, str) or not task.kind.strip():
+        problems.append("kind must be a non-empty string")
+    elif (problem := text_problem(task.kind)) is not None:
+        problems.append(f"kind {problem}")
+    if task.unique_key is not None and not task.unique_key:
+        problems.append("unique_key must be None or a non-empty string")
+    elif task.unique_key is not None and (problem := text_problem(task.unique_key)):
+        problems.append(f"unique_key {problem}")
+    if task.traceparent is not None and not TRACEPARENT.fullmatch(task.traceparent):
+        problems.append(
+            f"traceparent must be a W3C trace context (version-traceid-spanid-flags in "
+            f"lower-case hex), got {task.traceparent[:80]!r}"
+        )
+    return problems
 
 
 def deadline_for(timeout: float | None, now: datetime) -> datetime | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from gladd import __version__
+from gladd.store.sqlite.queries import Q
+from gladd.store.sqlite.schema import migrations
 from tests.e2e.conftest import Gladd, free_port, run_cli
 
 pytestmark = pytest.mark.e2e
@@ -103,6 +106,32 @@ def test_reload_without_a_daemon_says_so() -> None:
     assert "no gladd answering at http://127.0.0.1:" in result.stderr
 
 
+def test_a_store_of_the_previous_schema_shows_what_is_pending_until_migrated(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "tasks.db"
+    url = f"sqlite:///{db}"
+    env = {"GLADD_POLICIES": str(REPO / "policies.toml")}
+    conn = sqlite3.connect(db)
+    conn.executescript(dict(migrations())[1])
+    conn.executescript(Q["create_migrations_table"])
+    conn.execute(Q["record_migration"], (1, 0))
+    conn.commit()
+    conn.close()
+    latest = migrations()[-1][0]
+    later = ", ".join(str(v) for v in range(2, latest + 1))
+
+    status = run_cli("db", "status", "--database-url", url, env=env)
+    assert status.returncode == 0, status.stderr
+    assert f"schema version 1 of {latest} known to this gladd" in status.stdout
+    assert f"pending: {later} (`gladd db migrate` or the next `gladd run` applies them)" in (
+        status.stdout
+    )
+    migrated = run_cli("db", "migrate", "--database-url", url, env=env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert f"applied now: {later}" in migrated.stdout
+
+
 def test_db_status_reports_pending_migrations_and_db_migrate_applies_them(tmp_path: Path) -> None:
     db = tmp_path / "tasks.db"
     url = f"sqlite:///{db}"
@@ -113,13 +142,15 @@ def test_db_status_reports_pending_migrations_and_db_migrate_applies_them(tmp_pa
     assert f"gladd: there is no SQLite database at {db} yet" in absent.stderr
     assert not db.exists()
 
+    latest = migrations()[-1][0]
     migrated = run_cli("db", "migrate", "--database-url", url, env=env)
     assert migrated.returncode == 0, migrated.stderr
-    assert "applied now: 1" in migrated.stdout
+    every = ", ".join(str(v) for v in range(1, latest + 1))
+    assert f"applied now: {every}" in migrated.stdout
 
     status = run_cli("db", "status", "--database-url", url, env=env)
     assert status.returncode == 0, status.stderr
-    assert "schema version 1 of 1" in status.stdout
+    assert f"schema version {latest} of {latest}" in status.stdout
     assert "pending:" not in status.stdout
 
     again = run_cli("db", "migrate", "--database-url", url, env=env)

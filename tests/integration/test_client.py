@@ -117,3 +117,45 @@ def _nested(levels: int) -> Any:
     for _ in range(levels):
         value = [value]
     return value
+
+
+async def test_with_traces_on_an_enqueue_joins_the_applications_current_trace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No SDK set up by the application (OpenTelemetry's no-op provider): the task still
+    records the trace the application's code runs in, for the daemon's attempts to join."""
+    from opentelemetry import trace  # noqa: PLC0415
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags  # noqa: PLC0415
+
+    from gladd import tracing  # noqa: PLC0415
+
+    url = await made(f"sqlite:///{tmp_path / 'gladd.db'}")
+    monkeypatch.setenv("GLADD_OTEL", "true")
+    caller = SpanContext(
+        trace_id=0x0AF7651916CD43DD8448EB211C80319C,
+        span_id=0xB7AD6B7169203331,
+        is_remote=False,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+    )
+    try:
+        async with gladd.Client(url) as client:
+            assert tracing.current() is not None
+            with trace.use_span(NonRecordingSpan(caller)):
+                traced = await client.get(await client.enqueue("gladd.noop"))
+            untraced = await client.get(await client.enqueue("gladd.noop"))
+    finally:
+        tracing.disable()
+    assert traced.traceparent == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert untraced.traceparent is None  # no trace to join, none made up
+
+
+async def test_with_traces_off_an_enqueue_records_no_trace(tmp_path: Path) -> None:
+    from opentelemetry import trace  # noqa: PLC0415
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags  # noqa: PLC0415
+
+    url = await made(f"sqlite:///{tmp_path / 'gladd.db'}")
+    caller = SpanContext(trace_id=1, span_id=2, is_remote=False, trace_flags=TraceFlags(1))
+    async with gladd.Client(url) as client:
+        with trace.use_span(NonRecordingSpan(caller)):
+            task = await client.get(await client.enqueue("gladd.noop"))
+    assert task.traceparent is None

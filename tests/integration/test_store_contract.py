@@ -37,6 +37,7 @@ from gladd.store.registry import BACKENDS
 pytestmark = pytest.mark.anyio
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 PENDING, RUNNING = TaskState.PENDING, TaskState.RUNNING
 SUCCEEDED, DEAD, CANCELLED = TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED
 
@@ -206,6 +207,9 @@ async def test_payloads_cannot_be_changed_through_the_objects_passed_or_returned
         ({"payload": float("nan")}, "payload"),
         ({"run_at": datetime(2026, 1, 1)}, "run_at"),  # naive on purpose
         ({"unique_key": ""}, "unique_key"),
+        ({"traceparent": "00-abc-def-01"}, "traceparent"),
+        ({"traceparent": "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01"}, "traceparent"),
+        ({"traceparent": TRACEPARENT + "\n"}, "traceparent"),
     ],
 )
 async def test_enqueue_refuses_what_no_store_can_keep(
@@ -215,6 +219,29 @@ async def test_enqueue_refuses_what_no_store_can_keep(
     with pytest.raises(TaskRejected, match=reason):
         await store.enqueue_many([NewTask(kind="ok"), NewTask(**fields)], now=BASE)
     assert await store.list() == []
+
+
+async def test_a_tasks_trace_context_is_kept_through_claim_retry_and_listing(
+    store: Store,
+) -> None:
+    traced = await store.enqueue(NewTask(kind="k", traceparent=TRACEPARENT), now=BASE)
+    plain = await store.enqueue(NewTask(kind="k"), now=BASE)
+    assert (traced.task.traceparent, plain.task.traceparent) == (TRACEPARENT, None)
+    claimed = await store.claim(worker="w", limit=2, now=at(1))
+    assert {t.id: t.traceparent for t in claimed} == {
+        traced.task.id: TRACEPARENT,
+        plain.task.id: None,
+    }
+    await store.finish(
+        [Failed(id=traced.task.id, token=1, error=error(), retry_at=None)], now=at(2)
+    )
+    retried = await store.retry(traced.task.id, now=at(3))
+    assert retried.traceparent == TRACEPARENT
+    listed = await store.list()
+    assert {t.id: t.traceparent for t in listed} == {
+        traced.task.id: TRACEPARENT,
+        plain.task.id: None,
+    }
 
 
 async def test_enqueue_many_stores_all_in_order(store: Store) -> None:

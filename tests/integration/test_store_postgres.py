@@ -245,6 +245,36 @@ async def test_four_nodes_starting_together_migrate_exactly_once(postgres_url: s
     assert all(s.current == s.latest == LATEST for s in statuses)
 
 
+async def test_a_version_1_database_upgrades_and_keeps_its_tasks(postgres_url: str) -> None:
+    """A database the previous release made (schema 1, a task in it) gains the traceparent
+    column when a node of this release opens it; its task is served as before."""
+    from gladd.store.postgres.schema import MIGRATIONS  # noqa: PLC0415
+
+    async with fresh_database(postgres_url) as url:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(dict(MIGRATIONS)[1])
+            await conn.execute(
+                "CREATE TABLE gladd_migrations (version integer PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now());"
+                "INSERT INTO gladd_migrations (version) VALUES (1);"
+                "INSERT INTO gladd_tasks (kind, payload) VALUES ('k', '{\"n\": 1}')"
+            )
+        finally:
+            await conn.close()
+        store = PostgresStore(url)
+        await store.open()
+        try:
+            assert (await store.migration_status()).applied == tuple(range(2, LATEST + 1))
+            (task,) = await store.list()
+            assert (task.kind, task.payload, task.traceparent) == ("k", {"n": 1}, None)
+            traced = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+            stored = await store.enqueue(NewTask(kind="k", traceparent=traced), now=NOW)
+            assert (await store.get(stored.task.id)).traceparent == traced  # type: ignore[union-attr]
+        finally:
+            await store.close()
+
+
 async def test_status_without_migrating_leaves_the_schema_alone(postgres_url: str) -> None:
     async with fresh_database(postgres_url) as url:
         store = PostgresStore(url)

@@ -110,6 +110,7 @@ def test_env_example_documents_every_setting_commented_out() -> None:
         "GLADD_LOG_LEVEL",
         "GLADD_LOG_FORMAT",
         "GLADD_LOG_FILE",
+        "GLADD_OTEL",
     }
 
 

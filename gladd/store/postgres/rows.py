@@ -33,6 +33,7 @@ def enqueue_args(
         [run_at for _, run_at in checked],
         [t.max_attempts for t in tasks],
         [t.timeout for t in tasks],
+        [t.traceparent for t in tasks],
         [t.unique_key for t in tasks],  # last: postgres._enqueue_once reads it
     )
 
@@ -109,6 +110,7 @@ def row_to_task(row: Any) -> Task:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
+        traceparent=row["traceparent"],
     )
 
 

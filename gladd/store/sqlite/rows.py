@@ -18,7 +18,7 @@ _MICROSECOND = timedelta(microseconds=1)
 COLUMNS = (
     "id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key, "
     "owner, token, rescues, deadline, cancel_requested, result, errors, created_at, "
-    "updated_at, finished_at"
+    "updated_at, finished_at, traceparent"
 )
 
 
@@ -63,7 +63,7 @@ def _errors(text: str) -> tuple[TaskError, ...]:
 def row_to_task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
     (id_, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
      owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-     updated_at, finished_at) = row  # fmt: skip
+     updated_at, finished_at, traceparent) = row  # fmt: skip
     return Task(
         id=id_,
         kind=kind,
@@ -85,4 +85,5 @@ def row_to_task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
         created_at=EPOCH + timedelta(microseconds=created_at),
         updated_at=EPOCH + timedelta(microseconds=updated_at),
         finished_at=from_us(finished_at),
+        traceparent=traceparent,
     )

@@ -49,7 +49,7 @@ def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     cursor = conn.execute(
         Q["insert"],
         (new.kind, row.payload, new.priority, row.run_at, new.max_attempts, new.timeout,
-         new.unique_key, now, now),
+         new.unique_key, new.traceparent, now, now),
     )  # fmt: skip
     assert cursor.lastrowid is not None
     created = from_us(now)

@@ -9,13 +9,14 @@
 WITH input AS MATERIALIZED (
     SELECT nextval('gladd_tasks_id_seq') AS id, i.*
     FROM unnest($2::text[], $3::text[], $4::integer[], $5::timestamptz[], $6::integer[],
-                $7::double precision[], $8::text[])
+                $7::double precision[], $8::text[], $9::text[])
          WITH ORDINALITY AS i(kind, payload, priority, run_at, max_attempts, timeout,
-                              unique_key, ord)
+                              traceparent, unique_key, ord)
 ), inserted AS (
     INSERT INTO gladd_tasks AS t (id, kind, payload, priority, run_at, max_attempts, timeout,
-                                  unique_key, created_at, updated_at)
-    SELECT id, kind, payload::jsonb, priority, run_at, max_attempts, timeout, unique_key, $1, $1
+                                  traceparent, unique_key, created_at, updated_at)
+    SELECT id, kind, payload::jsonb, priority, run_at, max_attempts, timeout, traceparent,
+           unique_key, $1, $1
     FROM input
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')

@@ -20,13 +20,13 @@ INSERT INTO gladd_migrations (version, applied_at) VALUES (?, ?);
 -- name: insert
 -- Named fields; the rest take the schema's defaults.
 INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout,
-                         unique_key, result, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, 'null', ?, ?);
+                         unique_key, traceparent, result, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'null', ?, ?);
 
 -- name: unfinished_by_key
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at
+       updated_at, finished_at, traceparent
 FROM gladd_tasks WHERE unique_key = ? AND state IN ('pending', 'running');
 
 -- name: seen
@@ -45,7 +45,7 @@ WHERE id IN (
 )
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at;
+          created_at, updated_at, finished_at, traceparent;
 
 -- name: claim_kinds
 -- The claim, of the kinds in the JSON array :kinds only.
@@ -59,7 +59,7 @@ WHERE id IN (
 )
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at;
+          created_at, updated_at, finished_at, traceparent;
 
 -- Outcomes. Each applies only while the task is running under the token named; a task whose
 -- cancellation was requested finishes cancelled instead of going back to pending.
@@ -110,7 +110,7 @@ SELECT id, last_seen FROM gladd_workers;
 -- name: running
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at
+       updated_at, finished_at, traceparent
 FROM gladd_tasks WHERE state = 'running';
 
 -- name: rescue
@@ -129,14 +129,14 @@ DELETE FROM gladd_workers WHERE id = ?;
 -- name: get
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at
+       updated_at, finished_at, traceparent
 FROM gladd_tasks WHERE id = ?;
 
 -- name: list
 -- Newest first; each filter is skipped when its parameter is NULL.
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at
+       updated_at, finished_at, traceparent
 FROM gladd_tasks
 WHERE (:state IS NULL OR state = :state)
   AND (:kind IS NULL OR kind = :kind)
@@ -153,7 +153,7 @@ UPDATE gladd_tasks SET
 WHERE id = :id AND (state = 'pending' OR (state = 'running' AND NOT cancel_requested))
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at;
+          created_at, updated_at, finished_at, traceparent;
 
 -- name: retry
 UPDATE gladd_tasks SET state = 'pending', run_at = :now, attempt = 0, rescues = 0,
@@ -162,7 +162,7 @@ UPDATE gladd_tasks SET state = 'pending', run_at = :now, attempt = 0, rescues = 
 WHERE id = :id
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at;
+          created_at, updated_at, finished_at, traceparent;
 
 -- name: purge
 -- :states is a JSON array of finished states.
