@@ -197,6 +197,8 @@ class Runtime:
             context_for=self.plugins.context_for,
             # Built below: the metrics read the executor, and the executor reports to them.
             observe_task=lambda *a: self.metrics.observe_task(*a),  # noqa: PLW0108
+            observe_ticks=lambda *a: self.metrics.observe_ticks(*a),  # noqa: PLW0108
+            observe_lateness=lambda s: self.metrics.observe_lateness(s),  # noqa: PLW0108
         )
         self.pool_monitor = PoolMonitor(self.store, self.policies)
         self.lag_monitor = LagMonitor(self.policies)
