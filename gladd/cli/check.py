@@ -15,6 +15,7 @@ from gladd.durations import format_duration
 from gladd.errors import PolicyError, SettingsError
 from gladd.plugins import PluginReport, plugin_report
 from gladd.policies import LoadedPolicies, load_policies
+from gladd.settings import Settings
 
 
 def add_check_command(commands: Any) -> None:
@@ -40,9 +41,7 @@ def run_check(args: argparse.Namespace) -> int:
     """What ``ExecStartPre=gladd check`` runs: non-zero unless the daemon would start with
     every rule and every configured plugin it is given."""
     try:
-        settings = settings_from(args)
-        if settings.otel and (problem := tracing.setup_problem()) is not None:
-            raise SettingsError(problem)
+        settings = _checked_settings(args)
     except SettingsError as exc:
         if not args.json:
             raise
@@ -113,6 +112,14 @@ def check_json(
         "policies": verdict,
         "plugins": plugins.as_json() if plugins is not None else None,
     }
+
+
+def _checked_settings(args: argparse.Namespace) -> Settings:
+    """The settings, and what ``gladd run`` would refuse about them before the policies."""
+    settings = settings_from(args)
+    if settings.otel and (problem := tracing.setup_problem()) is not None:
+        raise SettingsError(problem)
+    return settings
 
 
 def settings_json(path: Path | None, error: SettingsError) -> dict[str, object]:
