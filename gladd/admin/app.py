@@ -45,6 +45,8 @@ class ReloadVerdict(Protocol):
     def changes(self) -> Sequence[_Rendered]: ...
     @property
     def errors(self) -> Sequence[str]: ...
+    @property
+    def resolved(self) -> bool: ...
     def summary(self) -> str: ...
 
 
@@ -135,6 +137,8 @@ def reload_endpoint(
             "sha256": result.sha256,
             "changes": [c.render() for c in result.changes],
             "errors": list(result.errors),
+            # Unchanged, and it ended a standing rejection: the file is the served one again.
+            "resolved": result.resolved,
             "summary": result.summary(),
         }
         return JSONBody(body, status_code=422 if result.outcome == "rejected" else 200)

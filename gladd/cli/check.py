@@ -15,6 +15,7 @@ from gladd.durations import format_duration
 from gladd.errors import PolicyError, SettingsError
 from gladd.plugins import PluginReport, plugin_report
 from gladd.policies import LoadedPolicies, load_policies
+from gladd.settings import Settings
 
 
 def add_check_command(commands: Any) -> None:
@@ -39,10 +40,14 @@ def add_check_command(commands: Any) -> None:
 def run_check(args: argparse.Namespace) -> int:
     """What ``ExecStartPre=gladd check`` runs: non-zero unless the daemon would start with
     every rule and every configured plugin it is given."""
-    settings = settings_from(args)
+    try:
+        settings = _checked_settings(args)
+    except SettingsError as exc:
+        if not args.json:
+            raise
+        _print_json(settings_json(args.path, exc))
+        return EXIT_CONFIG
     path: Path = args.path or settings.policies_path
-    if settings.otel and (problem := tracing.setup_problem()) is not None:
-        raise SettingsError(problem)
     try:
         loaded = load_policies(path)
     except PolicyError as exc:
@@ -103,8 +108,30 @@ def check_json(
         "path": str(path),
         "ok": code == EXIT_OK,
         "exit_code": code,
+        "settings": {"ok": True, "error": None},
         "policies": verdict,
         "plugins": plugins.as_json() if plugins is not None else None,
+    }
+
+
+def _checked_settings(args: argparse.Namespace) -> Settings:
+    """The settings, and what ``gladd run`` would refuse about them before the policies."""
+    settings = settings_from(args)
+    if settings.otel and (problem := tracing.setup_problem()) is not None:
+        raise SettingsError(problem)
+    return settings
+
+
+def settings_json(path: Path | None, error: SettingsError) -> dict[str, object]:
+    """``gladd check --json`` when the settings themselves are wrong: nothing else could
+    be checked (the policies path or the plugins may depend on them)."""
+    return {
+        "path": str(path) if path is not None else None,
+        "ok": False,
+        "exit_code": EXIT_CONFIG,
+        "settings": {"ok": False, "error": str(error)},
+        "policies": None,
+        "plugins": None,
     }
 
 

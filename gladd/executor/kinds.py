@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import httpx
+from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gladd.errors import TaskRejected
@@ -133,6 +134,19 @@ class RegisteredKind:
             self.runnable(payload, policies)
         except ValueError as exc:
             raise TaskRejected(f"{self.name} task refused: {exc}") from None
+        except Exception as exc:  # a bug in the plugin: refuse the task, name the bug
+            logger.opt(exception=exc).error(
+                "plugin {}: the enqueue check of kind {} raised {}; the task was refused",
+                self.plugin,
+                self.name,
+                type(exc).__name__,
+            )
+            raise TaskRejected(
+                f"{self.name} task refused: plugin {self.plugin}'s enqueue check failed "
+                f"({type(exc).__name__}: {exc}); nothing was stored. This is a bug in the "
+                "plugin (its check must raise ValueError to refuse a task); its log has the "
+                "traceback"
+            ) from None
 
     def parse(self, payload: JSON) -> Any:
         """The payload as the handler receives it; raises TaskRejected when invalid."""

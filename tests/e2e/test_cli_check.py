@@ -76,6 +76,7 @@ def test_json_verdicts_carry_the_exit_code_and_each_located_problem(
     assert verdict["plugins"]["ok"] is True
     assert verdict["plugins"]["loaded"] == ["http (http.request)"]
     assert verdict["plugins"]["errors"] == []
+    assert verdict["settings"] == {"ok": True, "error": None}
 
     code, verdict, _ = check(str(policies), env=broken_plugins)
     assert (code, verdict["ok"], verdict["exit_code"]) == (78, False, 78)
@@ -104,3 +105,35 @@ def test_json_verdicts_carry_the_exit_code_and_each_located_problem(
             "text": f"{policies}:4:15: executor.concurrency: must be ≥ 1 (got 0)",
         }
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        (
+            {"GLADD_ADMIN_PORT": "banana"},
+            "setting admin_port (--admin-port / GLADD_ADMIN_PORT): Input should be a valid "
+            "integer, unable to parse string as an integer (got 'banana')",
+        ),
+        (
+            {"GLADD_OTEL": "true", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+            "OTEL_EXPORTER_OTLP_PROTOCOL='grpc': gladd exports OTLP over HTTP only",
+        ),
+    ],
+)
+def test_json_says_when_the_settings_themselves_are_wrong(
+    tmp_path: Path, env: dict[str, str], error: str
+) -> None:
+    policies = tmp_path / "policies.toml"
+    policies.write_text(VALID)
+    code, verdict, stderr = check(str(policies), env=env)
+    assert (code, stderr) == (78, "")
+    assert verdict["ok"] is False
+    assert verdict["exit_code"] == 78
+    assert verdict["path"] == str(policies)
+    assert verdict["settings"]["ok"] is False
+    assert verdict["settings"]["error"].startswith(error)
+    assert (verdict["policies"], verdict["plugins"]) == (None, None)
+    plain = run_cli("check", str(policies), env=env)
+    assert plain.returncode == 78
+    assert error in plain.stderr

@@ -674,3 +674,44 @@ def test_no_request_to_any_route_gets_a_5xx(
         return
     if response.headers.get("content-type", "").endswith("json"):
         json.loads(response.content)  # always valid JSON, even for stored oddities
+
+
+@pytest.mark.anyio
+async def test_a_plugin_check_that_crashes_refuses_the_task_with_422_naming_the_plugin(
+    tmp_path: Path,
+) -> None:
+    """A bug in a plugin's enqueue check is the plugin's, not the client's: no 500, nothing
+    stored, and the message says whose bug it is (the traceback goes to the log)."""
+    from gladd.executor.kinds import KindRegistry, RegisteredKind, builtin_kinds  # noqa: PLC0415
+
+    def crashing(payload: object, policies: object) -> None:
+        raise KeyError("region")
+
+    kinds = KindRegistry(builtin_kinds())
+    kinds.register(
+        RegisteredKind(
+            name="crm.sync", handler=lambda ctx, p: None, plugin="crm", runnable=crashing
+        )
+    )
+    store = SQLiteStore(tmp_path / "gladd.db")
+    await store.open()
+    logged: list[str] = []
+    sink = logger.add(logged.append, level="ERROR", format="{message}")
+    try:
+        service = TaskService(store, kinds, lambda: POLICIES)
+        app = create_app(HealthBoard(version="t", service_id="n"), tasks=service, token=None)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://127.0.0.1"
+        ) as client:
+            answer = await client.post("/tasks", json={"kind": "crm.sync"})
+        assert answer.status_code == 422
+        assert answer.json()["error"] == (
+            "crm.sync task refused: plugin crm's enqueue check failed (KeyError: 'region'); "
+            "nothing was stored. This is a bug in the plugin (its check must raise ValueError "
+            "to refuse a task); its log has the traceback"
+        )
+        assert await store.list() == []
+    finally:
+        logger.remove(sink)
+        await store.close()
+    assert logged[0].startswith("plugin crm: the enqueue check of kind crm.sync raised KeyError")

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 import pytest
 
+from gladd.admin.app import create_app
 from gladd.daemon import Daemon
 from gladd.notify import Notifier
 from gladd.observe.health import Status
@@ -211,9 +213,22 @@ async def test_putting_the_file_back_clears_every_surface(
         assert metric(daemon, "gladd_reload_last_success") == 0
 
         policies_file.write_text(SHIPPED)
-        back = await daemon.runtime.reloader.reload("api")
-
-        assert (back.outcome, back.resolved) == ("unchanged", True)
+        rt = daemon.runtime
+        app = create_app(
+            rt.board,
+            tasks=rt.tasks,
+            store_open=lambda: True,
+            reload=rt.reloader.reload,
+            metrics=rt.metrics.render,
+        )
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="http://127.0.0.1"
+        ) as client:
+            answer = await client.post("/reload")
+        assert answer.status_code == 200
+        back = answer.json()
+        assert (back["outcome"], back["resolved"], back["generation"]) == ("unchanged", True, 1)
+        assert "no longer stands" in back["summary"]
         generation = check(daemon, "policies:generation")
         assert (generation["status"], generation["observedValue"]) == (Status.PASS, 1)
         last = check(daemon, "policies:reload")
