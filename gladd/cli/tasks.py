@@ -94,6 +94,18 @@ def add_commands(
         settings_flags(parser)
     tasks.set_defaults(command="tasks", handler=handler)
 
+    schedules = commands.add_parser(
+        "schedules", help="the schedules: next and last fire, last outcome; `run NAME` fires one"
+    )
+    schedules.add_argument("--json", action="store_true")
+    settings_flags(schedules)
+    schedules.set_defaults(command="schedules", handler=handler, verb=_schedules)
+    schedule_verbs = schedules.add_subparsers(title="verbs", metavar="VERB")
+    run_now = schedule_verbs.add_parser("run", help="enqueue one run of a schedule now")
+    run_now.add_argument("name")
+    settings_flags(run_now)
+    run_now.set_defaults(verb=_run_schedule)
+
     db = commands.add_parser("db", help="the task store's schema")
     db_verbs = db.add_subparsers(title="verbs", metavar="VERB", required=True)
     for name, helptext, func in (
@@ -191,6 +203,38 @@ async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
             f"gladd: task {enqueued.task.id} with unique key {args.unique_key!r} already exists",
             file=sys.stderr,
         )
+    return 0
+
+
+async def _schedules(args: argparse.Namespace, service: TaskService) -> int:
+    shown = await service.schedules()
+    if args.json:
+        print(json.dumps(shown, indent=2))
+        return 0
+    print(f"store: {service.store.url}")
+    if not shown:
+        print("no schedules in the policies")
+        return 0
+    print(f"{'NAME':<24}  {'WHEN':<22}  {'KIND':<20}  {'NEXT (UTC)':<20}  {'LAST FIRED':<20}  LAST")
+    for s in shown:
+        when = f"cron {s['cron']}" if s["cron"] else f"every {s['every']}s"
+        if s["timezone"] != "UTC":
+            when += f" {s['timezone']}"
+        upcoming = "paused" if s["paused"] else _short(s["next_fire"])
+        print(
+            f"{s['name']:<24}  {when:<22}  {s['kind']:<20}  {upcoming:<20}  "
+            f"{_short(s['last_fired_at']):<20}  {s['last_outcome'] or '-'}"
+        )
+    return 0
+
+
+def _short(moment: object) -> str:
+    return "-" if moment is None else str(moment)[:19].replace("T", " ")
+
+
+async def _run_schedule(args: argparse.Namespace, service: TaskService) -> int:
+    enqueued = await service.run_schedule(args.name)
+    print(enqueued.task.id)
     return 0
 
 
