@@ -83,7 +83,9 @@ async def node(url: str, **options: Any) -> AsyncIterator[PostgresStore]:
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[PostgresStore]:
     async with node(db_url) as opened:
-        await _admin(db_url, "TRUNCATE gladd_tasks, gladd_workers RESTART IDENTITY")
+        await _admin(
+            db_url, "TRUNCATE gladd_tasks, gladd_workers, gladd_schedules RESTART IDENTITY"
+        )
         await opened.wait_for_work(0)  # forget wake-ups left by earlier tests
         yield opened
 
