@@ -96,17 +96,14 @@ class MemoryStore:
     async def enqueue_many(self, tasks: Sequence[NewTask], *, now: datetime) -> list[Enqueued]:
         wakeup = self._require_open()
         now = utc(now)
-        enqueued = self._insert_many(tasks, now)
-        if any(e.created for e in enqueued):
-            wakeup.notify()
-        return enqueued
-
-    def _insert_many(self, tasks: Sequence[NewTask], now: datetime) -> list[Enqueued]:
-        checked = [check_new_task(task, now=now) for task in tasks]  # all, before any insert
-        return [
+        checked = [check_new_task(task, now=now) for task in tasks]
+        enqueued = [
             self._insert(t, payload, run_at, now)
             for t, (payload, run_at) in zip(tasks, checked, strict=True)
         ]
+        if any(e.created for e in enqueued):
+            wakeup.notify()
+        return enqueued
 
     def _insert(self, new: NewTask, payload: str, run_at: datetime, now: datetime) -> Enqueued:
         if new.unique_key is not None:
@@ -151,10 +148,14 @@ class MemoryStore:
         wakeup = self._require_open()
         now, to = utc(now), utc(to, "to")
         expected = None if expected is None else utc(expected, "expected")
+        checked = [check_new_task(task, now=now) for task in tasks]  # as the SQL stores do
         row = self._schedules.get(name)
         if (row is None) != (expected is None) or (row is not None and row.last_tick != expected):
             return None
-        enqueued = self._insert_many(tasks, now)  # TaskRejected before anything changed
+        enqueued = [
+            self._insert(t, payload, run_at, now)
+            for t, (payload, run_at) in zip(tasks, checked, strict=True)
+        ]
         last_task, last_fired_at = (
             (None, None) if row is None else (row.last_task, row.last_fired_at)
         )
