@@ -266,6 +266,7 @@ def describe(task: Task) -> str:
     lines = [f"task {task.id}: {task.kind} ({task.state.value})"]
     keys: tuple[str, ...] = ("attempt", "max_attempts", "priority", "run_at", "owner")
     keys += ("unique_key", "rescues", "created_at", "finished_at", "traceparent")
+    keys += ("schedule", "scheduled_for")
     lines += [f"  {key}: {data[key]}" for key in keys if data[key] is not None]
     lines.append(f"  payload: {json.dumps(task.payload)}")
     if task.result is not None:

@@ -238,4 +238,6 @@ def task_json(task: Task) -> dict[str, Any]:
         "updated_at": task.updated_at.isoformat(),
         "finished_at": task.finished_at.isoformat() if task.finished_at else None,
         "traceparent": task.traceparent,
+        "schedule": task.schedule,
+        "scheduled_for": task.scheduled_for.isoformat() if task.scheduled_for else None,
     }
