@@ -52,6 +52,7 @@ def test_every_key_of_the_model_appears_in_the_shipped_file() -> None:
         'tasks."gladd.sleep"': model.TaskBinding,
         "pool_alerts": model.PoolAlertPolicy,
         "event_loop": model.EventLoopPolicy,
+        "schedules.*": model.SchedulePolicy,
     }
     missing = [
         f"{section}.{field.alias or name}"
@@ -339,3 +340,15 @@ def test_a_schedule_without_a_kind_is_refused() -> None:
     assert problems('[schedules.s]\nevery = "1m"\n') == [
         "policies.toml:1:1: schedules.s.kind: is required"
     ]
+
+
+def test_the_shipped_schedule_example_is_valid_once_uncommented() -> None:
+    text = (REPO / "policies.toml").read_text()
+    start = text.index("# [schedules.nightly-report]")
+    end = text.index("# Settings of integration plugins")
+    example = "\n".join(
+        line[2:] for line in text[start:end].splitlines() if line[:3] not in ("#", "# #")
+    )
+    s = parse_policies(example.encode(), source="example").policies.schedules["nightly-report"]
+    assert (s.cron, s.timezone, s.kind) == ("0 3 * * *", "Europe/Berlin", "gladd.sleep")
+    assert load_policies(REPO / "policies.toml").policies.schedules == {}
