@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python bench/bench_schedules.py [--seconds 60]``. Exits 1 when a target
 is missed:
 
-- lateness (enqueue time − tick, jitter 0), p99 ≤ 100 ms on each store, with 1,000
+- lateness (enqueue time - tick, jitter 0), p99 ≤ 100 ms on each store, with 1,000
   schedules defined: ``every = "60s"``, ``"61s"``, ... ``"1059s"`` (ticks aligned to each
   period since the epoch, so over a minute about a thousand fire, spread as a real fleet's
   would be), for ``--seconds`` of real time, through the real
@@ -138,8 +138,10 @@ def main() -> int:
         cpu = asyncio.run(run("idle", 0))
         assert isinstance(cpu, float)
         ok = cpu < 0.01
-        print(f"{label:<10} idle CPU with {COUNT} schedules: {cpu * 100:.2f} % of a core  "
-              f"target < 1 %  {'ok' if ok else 'MISSED'}")
+        print(
+            f"{label:<10} idle CPU with {COUNT} schedules: {cpu * 100:.2f} % of a core  "
+            f"target < 1 %  {'ok' if ok else 'MISSED'}"
+        )
         if not ok:
             missed.append(f"{label} idle CPU")
     if missed:

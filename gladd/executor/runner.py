@@ -31,12 +31,12 @@ from anyio.abc import TaskStatus
 from gladd.errors import StoreError
 from gladd.executor.attempt import Attempts
 from gladd.executor.completer import Completer
+from gladd.executor.decide import scheduled_task
 from gladd.executor.heartbeats import Heartbeats
 from gladd.executor.kinds import ContextFactory, KindRegistry, basic_context
 from gladd.executor.ledger import Ledger
 from gladd.executor.producer import Producer
 from gladd.executor.statistics import ExecutorStatistics
-from gladd.executor.decide import scheduled_task
 from gladd.maintenance.cleaner import Cleaner
 from gladd.maintenance.rescuer import Rescuer
 from gladd.maintenance.scheduler import OnLateness, OnTicks, Scheduler

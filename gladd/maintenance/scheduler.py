@@ -141,7 +141,9 @@ class Scheduler:
             return p.next_due
         fire, overlapped = _overlap(schedule, p.fire, state.last_state)
         tasks = [
-            self.make_task(name, schedule, tick, tick + _seconds(jitter_for(name, tick, schedule.jitter)))
+            self.make_task(
+                name, schedule, tick, tick + _seconds(jitter_for(name, tick, schedule.jitter))
+            )
             for tick in fire
         ]
         done = await self.store.advance_schedule(
@@ -169,7 +171,9 @@ class Scheduler:
             lateness = max(0.0, (now - tick).total_seconds())
             if self.on_lateness is not None:
                 self.on_lateness(lateness)
-            logger.info("schedule {}: tick {} enqueued ({:.3f}s after it)", name, _at(tick), lateness)
+            logger.info(
+                "schedule {}: tick {} enqueued ({:.3f}s after it)", name, _at(tick), lateness
+            )
         if skipped:
             logger.warning(
                 "schedule {}: {} tick(s) skipped by its catch-up rule ({} to {})",
@@ -196,7 +200,9 @@ class Scheduler:
 
     def _store_failed(self, exc: StoreError) -> None:
         if not self._failing:
-            logger.warning("schedules: the store failed; looking again in {:g}s: {}", RETRY_WAIT, exc)
+            logger.warning(
+                "schedules: the store failed; looking again in {:g}s: {}", RETRY_WAIT, exc
+            )
             self._failing = True
 
 

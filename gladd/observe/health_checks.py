@@ -224,9 +224,7 @@ def executor_checks(
     ]
 
 
-def schedules_check(
-    policies: Policies, states: dict[str, ScheduleState], *, at: float
-) -> Check:
+def schedules_check(policies: Policies, states: dict[str, ScheduleState], *, at: float) -> Check:
     """Warns while a schedule's last run died, naming the schedule and its task."""
     died = [
         f"schedule {name}: its last run, task {state.last_task}, died"

@@ -72,7 +72,11 @@ async def test_a_new_schedule_starts_at_its_next_tick_never_in_the_past(store: S
     await node.at(T0 + timedelta(seconds=60, milliseconds=5))
     assert await scheduled(store) == [T0 + timedelta(minutes=1)]
     (task,) = await store.list()
-    assert (task.kind, task.schedule, task.run_at) == ("gladd.noop", "sync", T0 + timedelta(minutes=1))
+    assert (task.kind, task.schedule, task.run_at) == (
+        "gladd.noop",
+        "sync",
+        T0 + timedelta(minutes=1),
+    )
 
 
 @pytest.mark.parametrize(
