@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from gladd.cli.traces import traced
-from gladd.durations import parse_duration
+from gladd.durations import format_duration, parse_duration
 from gladd.errors import SettingsError, StoreError, StoreNotFound, TaskRejected, UnknownTask
 from gladd.executor.service import TaskService, parse_state, task_json
 from gladd.plugins.known_kinds import known_kinds
@@ -217,7 +217,7 @@ async def _schedules(args: argparse.Namespace, service: TaskService) -> int:
         return 0
     print(f"{'NAME':<24}  {'WHEN':<22}  {'KIND':<20}  {'NEXT (UTC)':<20}  {'LAST FIRED':<20}  LAST")
     for s in shown:
-        when = f"cron {s['cron']}" if s["cron"] else f"every {s['every']}s"
+        when = f"cron {s['cron']}" if s["cron"] else f"every {format_duration(s['every'])}"
         if s["timezone"] != "UTC":
             when += f" {s['timezone']}"
         upcoming = "paused" if s["paused"] else _short(s["next_fire"])

@@ -92,8 +92,9 @@ async def test_after_a_stopped_daemon_the_catch_up_rule_decides(
 ) -> None:
     node = Node(store, every_minute(catch_up=catch_up, overlap='"allow"'))
     await node.at(T0)  # seen at T0: starts from there
-    # Stopped for ten and a half minutes; then one look.
-    await node.at(T0 + timedelta(minutes=10, seconds=30))
+    # Stopped for ten minutes and 45 s; then one look (the 10th tick is 45 s late: not on
+    # time, which is 30 s at most).
+    await node.at(T0 + timedelta(minutes=10, seconds=45))
     assert await scheduled(store) == [T0 + timedelta(minutes=m) for m in fired]
     totals: dict[str, int] = {}
     for _, outcome, count in node.ticks:
@@ -149,7 +150,9 @@ async def test_edits_take_effect_live(store: SQLiteStore) -> None:
     await node.at(T0)
     await node.at(T0 + timedelta(minutes=1))
     # A changed expression: the next tick is recomputed from now, nothing fired for the past.
-    node.rules = policies('[schedules.sync]\nevery = "1h"\nkind = "gladd.noop"\n')
+    node.rules = policies(
+        '[schedules.sync]\nevery = "1h"\nkind = "gladd.noop"\noverlap = "allow"\n'
+    )
     await node.at(T0 + timedelta(minutes=2))
     assert await scheduled(store) == [T0 + timedelta(minutes=1)]
     await node.at(T0 + timedelta(hours=1))
