@@ -5,8 +5,8 @@ is missed:
 
 - lateness (enqueue time - tick, jitter 0), p99 ≤ 100 ms on each store, with 1,000
   schedules defined: ``every = "60s"``, ``"61s"``, ... ``"1059s"`` (ticks aligned to each
-  period since the epoch, so over a minute about a thousand fire, spread as a real fleet's
-  would be), for ``--seconds`` of real time, through the real
+  period since the epoch, so over a minute about 170 fire, spread as a real fleet's would
+  be, with all 1,000 read at each look), for ``--seconds`` of real time, through the real
   :class:`~gladd.maintenance.scheduler.Scheduler` and store;
 - an idle enqueuer with 1,000 schedules between ticks (all nightly: ``0 3 * * *``) uses
   < 1 % of a core (process CPU time over 10 s of wall time).
