@@ -34,8 +34,9 @@ from gladd.errors import (
     StoreError,
     StoreUnusable,
 )
+from gladd.executor.schedule_checks import schedule_problems
 from gladd.notify import Notifier, run_watchdog, watchdog_interval
-from gladd.policies import LoadedPolicies, Policies
+from gladd.policies import LoadedPolicies, Policies, placed
 from gladd.reload.reloader import ReloadResult, write_last_good
 from gladd.reload.watch import watch_policies
 from gladd.resilience.pacing import Pacer, store_backoff
@@ -95,6 +96,12 @@ class Daemon:
     async def run(self) -> None:
         rt = self.runtime
         rt.load_plugins()
+        # What `gladd check` refuses about schedules (a kind no plugin loaded, a payload its
+        # schema refuses) refuses the start too: a schedule must not enqueue dead tasks.
+        scheduling = schedule_problems(rt.policies(), rt.kinds)
+        if scheduling and rt.served.loaded.data:
+            located = placed(scheduling, rt.served.loaded)
+            raise PolicyError(rt.served.loaded.source, located)
         problem = self.settings.admin_bind_problem()
         if problem:
             raise StartupError(problem)

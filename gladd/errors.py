@@ -19,6 +19,7 @@
     │   ├── StoreNotFound           no store there, and the caller may not create one
     │   ├── StoreUnusable           a corrupt file or not a database: retrying cannot help
     │   └── UnknownTask             no task with that id
+    │       └── UnknownSchedule     no schedule of that name in the policies
     ├── StopIncomplete              a stop left tasks unreleased (they wait for a rescue)
     ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
     ├── TaskStateConflict           cancel or retry refused: the task's state does not allow it
@@ -185,6 +186,11 @@ class StoreUnusable(StoreError):
 
 class UnknownTask(StoreError):
     """No task has the given id."""
+
+
+class UnknownSchedule(UnknownTask):
+    """No ``[schedules.NAME]`` of that name in the policies served (a 404, exit 66, like an
+    unknown task)."""
 
 
 class StopIncomplete(GladdError):

@@ -30,6 +30,7 @@ from gladd import tracing
 from gladd.errors import PolicyError, Problem, StoreError
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.runner import Executor, utcnow
+from gladd.executor.schedule_checks import schedule_problems
 from gladd.executor.service import TaskService
 from gladd.observe.health import Check, HealthBoard, Status
 from gladd.observe.health_checks import HealthChecker, reload_check
@@ -197,6 +198,8 @@ class Runtime:
             context_for=self.plugins.context_for,
             # Built below: the metrics read the executor, and the executor reports to them.
             observe_task=lambda *a: self.metrics.observe_task(*a),  # noqa: PLW0108
+            observe_ticks=lambda *a: self.metrics.observe_ticks(*a),  # noqa: PLW0108
+            observe_lateness=lambda s: self.metrics.observe_lateness(s),  # noqa: PLW0108
         )
         self.pool_monitor = PoolMonitor(self.store, self.policies)
         self.lag_monitor = LagMonitor(self.policies)
@@ -278,8 +281,9 @@ class Runtime:
             raise PolicyError(path, [Problem(path="", message=message)]) from exc
 
     def _plugin_problems(self, policies: Policies) -> list[Problem]:
-        """A reload that would leave a loaded plugin without its service is refused."""
-        return self.plugins.check(policies)
+        """A reload that would leave a loaded plugin without its service, or a schedule
+        without its kind or with a payload its kind refuses, is refused."""
+        return [*self.plugins.check(policies), *schedule_problems(policies, self.kinds)]
 
     def _reload_reported(self, result: ReloadResult) -> None:
         if result.outcome == "applied" or result.sha256 == self.served.loaded.sha256:

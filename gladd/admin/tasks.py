@@ -177,6 +177,15 @@ async def _enqueue(request: Request, tasks: TaskService, body_timeout: float) ->
     return JSONBody({"id": enqueued.task.id, "created": enqueued.created}, status_code=status)
 
 
+async def _schedules(request: Request, tasks: TaskService) -> JSONResponse:
+    return JSONBody({"schedules": await tasks.schedules()})
+
+
+async def _run_schedule(request: Request, tasks: TaskService) -> JSONResponse:
+    enqueued = await tasks.run_schedule(request.path_params["name"])
+    return JSONBody({"id": enqueued.task.id, "created": enqueued.created}, status_code=201)
+
+
 def _task_id(request: Request) -> int:
     raw: str = request.path_params["task_id"]
     if not _TASK_ID.fullmatch(raw):
@@ -229,4 +238,10 @@ def task_routes(
         Route("/tasks/{task_id}", _guarded(_show, service, store_open), methods=["GET"]),
         Route("/tasks/{task_id}/cancel", _guarded(_cancel, service, store_open), methods=["POST"]),
         Route("/tasks/{task_id}/retry", _guarded(_retry, service, store_open), methods=["POST"]),
+        Route("/schedules", _guarded(_schedules, service, store_open), methods=["GET"]),
+        Route(
+            "/schedules/{name}/run",
+            _guarded(_run_schedule, service, store_open),
+            methods=["POST"],
+        ),
     ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +14,16 @@ from gladd import tracing
 from gladd.cli.exits import EXIT_CONFIG, EXIT_OK, fail
 from gladd.cli.flags import settings_from
 from gladd.durations import format_duration
-from gladd.errors import PolicyError, SettingsError
+from gladd.errors import PolicyError, Problem, SettingsError
+from gladd.executor.schedule_checks import schedule_problems
+from gladd.maintenance.ticks import ticks_after
 from gladd.plugins import PluginReport, plugin_report
-from gladd.policies import LoadedPolicies, load_policies
+from gladd.plugins.known_kinds import known_kinds
+from gladd.policies import LoadedPolicies, SchedulePolicy, load_policies, placed
 from gladd.settings import Settings
+
+SHOWN_TICKS = 3
+"""How many fire times ``gladd check`` shows per schedule."""
 
 
 def add_check_command(commands: Any) -> None:
@@ -23,8 +31,9 @@ def add_check_command(commands: Any) -> None:
     check = commands.add_parser(
         "check",
         help="validate a policies file and the plugins it configures; summarise them",
-        description="Exit code: 0 valid, 78 invalid policies or a broken or misconfigured "
-        "plugin (0 for plugins with --allow-broken-plugins).",
+        description="Exit code: 0 valid, 78 invalid policies, a broken or misconfigured "
+        "plugin (0 for plugins with --allow-broken-plugins), or a schedule whose kind is "
+        "unknown or refuses its payload.",
     )
     check.add_argument("path", nargs="?", type=Path, help="default: the configured policies")
     check.add_argument("--env-file", type=Path, help="read GLADD_* settings from this file")
@@ -59,24 +68,58 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
         return EXIT_CONFIG
     report = plugin_report(loaded.policies, settings.plugin_paths)
-    code = EXIT_CONFIG if report.errors and not args.allow_broken_plugins else EXIT_OK
+    schedules = placed(
+        schedule_problems(loaded.policies, known_kinds(loaded.policies, settings.plugin_paths)),
+        loaded,
+    )
+    plugins_fail = bool(report.errors) and not args.allow_broken_plugins
+    code = EXIT_CONFIG if plugins_fail or schedules else EXIT_OK
+    now = datetime.now(UTC)
     if args.json:
-        _print_json(check_json(path, loaded, report, code))
+        _print_json(check_json(path, loaded, report, code, schedules=schedules, now=now))
         return code
-    if not report.errors:
-        print(f"{path}: OK")
-    else:
-        allowed = " (allowed by --allow-broken-plugins)" if code == EXIT_OK else ""
-        print(f"{path}: policies OK, plugins not{allowed}")
+    print(_headline(path, report, schedules, code))
     print(summarise(loaded))
     print(f"  plugins:        {', '.join(report.plugins) or 'none'}")
     if settings.otel:
         print(f"  traces:         {tracing.describe_exporter()}")
+    for name, schedule in loaded.policies.schedules.items():
+        print(f"  {describe_schedule(name, schedule, now)}")
     for note in report.notes:
         print(f"  note: {note}")
     for line in (*report.warnings, *map(str, report.errors)):
         print(f"gladd: {line}", file=sys.stderr)
+    fail("\n".join(p.render(loaded.source) for p in schedules))
     return code
+
+
+def _headline(path: Path, report: PluginReport, schedules: Sequence[Problem], code: int) -> str:
+    wrong = [name for name, bad in (("plugins", report.errors), ("schedules", schedules)) if bad]
+    if not wrong:
+        return f"{path}: OK"
+    allowed = " (allowed by --allow-broken-plugins)" if code == EXIT_OK else ""
+    return f"{path}: policies OK, {' and '.join(wrong)} not{allowed}"
+
+
+def describe_schedule(name: str, s: SchedulePolicy, now: datetime) -> str:
+    """``schedule NAME: cron "0 3 * * *" Europe/Berlin → KIND; next ...``: its next
+    :data:`SHOWN_TICKS` fire times after ``now``, local and UTC (or ``; paused``)."""
+    timing = f'cron "{s.cron}"' if s.cron is not None else f"every {_dur(s.every or 0.0)}"
+    head = f"schedule {name}: {timing} {s.timezone} → {s.kind}"
+    if s.paused:
+        return f"{head}; paused"
+    shown = ", ".join(_tick_text(t, s) for t in ticks_after(s, now, SHOWN_TICKS))
+    return f"{head}; next {shown}"
+
+
+def _tick_text(tick: datetime, s: SchedulePolicy) -> str:
+    local = tick.astimezone(s.zone)
+    clock = "%H:%M" if local.second == 0 else "%H:%M:%S"
+    text = f"{local:%Y-%m-%d} {local.strftime(clock)} {local.tzname()}"
+    if s.timezone in {"UTC", "Etc/UTC"}:
+        return text
+    utc = tick.strftime(clock if local.date() == tick.date() else f"%Y-%m-%d {clock}")
+    return f"{text} ({utc} UTC)"
 
 
 def check_json(
@@ -84,26 +127,22 @@ def check_json(
     policies: LoadedPolicies | PolicyError,
     plugins: PluginReport | None,
     code: int,
+    *,
+    schedules: Sequence[Problem] = (),
+    now: datetime | None = None,
 ) -> dict[str, object]:
     """``gladd check --json``: the verdict, each problem located; ``exit_code`` is the
-    command's. ``plugins`` is null when the policies are invalid (nothing to load them by)."""
+    command's. ``plugins`` and ``schedules`` are null when the policies are invalid (nothing
+    to load them by); each schedule lists its next fire times after ``now``, in UTC."""
     if isinstance(policies, PolicyError):
         verdict: dict[str, object] = {
             "ok": False,
-            "errors": [
-                {
-                    "file": policies.file,
-                    "line": p.line,
-                    "column": p.column,
-                    "key": p.path,
-                    "message": p.message,
-                    "text": p.render(policies.file),
-                }
-                for p in policies.problems
-            ],
+            "errors": [_problem_json(policies.file, p) for p in policies.problems],
         }
+        listed: dict[str, object] | None = None
     else:
         verdict = {"ok": True, "errors": [], "sha256": policies.sha256}
+        listed = _schedules_json(policies, schedules, now or datetime.now(UTC))
     return {
         "path": str(path),
         "ok": code == EXIT_OK,
@@ -111,6 +150,41 @@ def check_json(
         "settings": {"ok": True, "error": None},
         "policies": verdict,
         "plugins": plugins.as_json() if plugins is not None else None,
+        "schedules": listed,
+    }
+
+
+def _problem_json(file: str, p: Problem) -> dict[str, object]:
+    return {
+        "file": file,
+        "line": p.line,
+        "column": p.column,
+        "key": p.path,
+        "message": p.message,
+        "text": p.render(file),
+    }
+
+
+def _schedules_json(
+    loaded: LoadedPolicies, problems: Sequence[Problem], now: datetime
+) -> dict[str, object]:
+    return {
+        "ok": not problems,
+        "errors": [_problem_json(loaded.source, p) for p in problems],
+        "schedules": [
+            {
+                "name": name,
+                "cron": s.cron,
+                "every": _dur(s.every) if s.every is not None else None,
+                "timezone": s.timezone,
+                "kind": s.kind,
+                "paused": s.paused,
+                "next": []
+                if s.paused
+                else [t.isoformat() for t in ticks_after(s, now, SHOWN_TICKS)],
+            }
+            for name, s in loaded.policies.schedules.items()
+        ],
     }
 
 
@@ -132,6 +206,7 @@ def settings_json(path: Path | None, error: SettingsError) -> dict[str, object]:
         "settings": {"ok": False, "error": str(error)},
         "policies": None,
         "plugins": None,
+        "schedules": None,
     }
 
 

@@ -1,4 +1,5 @@
-"""The ``gladd`` command tree: ``run``, ``check``, ``reload``, ``tasks``, ``db``, ``status``.
+"""The ``gladd`` command tree: ``run``, ``check``, ``reload``, ``tasks``, ``schedules``,
+``db``, ``status``.
 
 Operator mistakes (bad policies, bad settings, a port in use) print one precise message
 per problem on stderr and exit non-zero, never a traceback: each error of the tree in

@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 
 from gladd.cli.traces import traced
-from gladd.durations import parse_duration
+from gladd.durations import format_duration, parse_duration
 from gladd.errors import SettingsError, StoreError, StoreNotFound, TaskRejected, UnknownTask
 from gladd.executor.service import TaskService, parse_state, task_json
 from gladd.plugins.known_kinds import known_kinds
@@ -93,6 +93,18 @@ def add_commands(
     for parser in verbs.choices.values():
         settings_flags(parser)
     tasks.set_defaults(command="tasks", handler=handler)
+
+    schedules = commands.add_parser(
+        "schedules", help="the schedules: next and last fire, last outcome; `run NAME` fires one"
+    )
+    schedules.add_argument("--json", action="store_true")
+    settings_flags(schedules)
+    schedules.set_defaults(command="schedules", handler=handler, verb=_schedules)
+    schedule_verbs = schedules.add_subparsers(title="verbs", metavar="VERB")
+    run_now = schedule_verbs.add_parser("run", help="enqueue one run of a schedule now")
+    run_now.add_argument("name")
+    settings_flags(run_now)
+    run_now.set_defaults(verb=_run_schedule)
 
     db = commands.add_parser("db", help="the task store's schema")
     db_verbs = db.add_subparsers(title="verbs", metavar="VERB", required=True)
@@ -194,6 +206,38 @@ async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
     return 0
 
 
+async def _schedules(args: argparse.Namespace, service: TaskService) -> int:
+    shown = await service.schedules()
+    if args.json:
+        print(json.dumps(shown, indent=2))
+        return 0
+    print(f"store: {service.store.url}")
+    if not shown:
+        print("no schedules in the policies")
+        return 0
+    print(f"{'NAME':<24}  {'WHEN':<22}  {'KIND':<20}  {'NEXT (UTC)':<20}  {'LAST FIRED':<20}  LAST")
+    for s in shown:
+        when = f"cron {s['cron']}" if s["cron"] else f"every {format_duration(s['every'])}"
+        if s["timezone"] != "UTC":
+            when += f" {s['timezone']}"
+        upcoming = "paused" if s["paused"] else _short(s["next_fire"])
+        print(
+            f"{s['name']:<24}  {when:<22}  {s['kind']:<20}  {upcoming:<20}  "
+            f"{_short(s['last_fired_at']):<20}  {s['last_outcome'] or '-'}"
+        )
+    return 0
+
+
+def _short(moment: object) -> str:
+    return "-" if moment is None else str(moment)[:19].replace("T", " ")
+
+
+async def _run_schedule(args: argparse.Namespace, service: TaskService) -> int:
+    enqueued = await service.run_schedule(args.name)
+    print(enqueued.task.id)
+    return 0
+
+
 async def _list(args: argparse.Namespace, service: TaskService) -> int:
     tasks = await service.list(state=args.state, kind=args.kind, limit=args.limit)
     if args.json:
@@ -222,6 +266,7 @@ def describe(task: Task) -> str:
     lines = [f"task {task.id}: {task.kind} ({task.state.value})"]
     keys: tuple[str, ...] = ("attempt", "max_attempts", "priority", "run_at", "owner")
     keys += ("unique_key", "rescues", "created_at", "finished_at", "traceparent")
+    keys += ("schedule", "scheduled_for")
     lines += [f"  {key}: {data[key]}" for key in keys if data[key] is not None]
     lines.append(f"  payload: {json.dumps(task.payload)}")
     if task.result is not None:

@@ -7,10 +7,12 @@ computed from the kind's retry policy, or dead. Time and randomness are passed i
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from gladd.executor.kinds import FailTask, RetryLater
 from gladd.policies import Policies
+from gladd.policies.model import SchedulePolicy
 from gladd.policies.task_rules import task_rules
 from gladd.resilience.retry import RetryPlan
 from gladd.store import Failed, NewTask, Task, TaskError
@@ -95,3 +97,18 @@ def new_task(
         unique_key=unique_key,
         traceparent=traceparent,
     )
+
+
+def scheduled_task(
+    policies: Policies, name: str, schedule: SchedulePolicy, tick: datetime, run_at: datetime
+) -> NewTask:
+    """The task one tick of schedule ``name`` stores: the schedule's kind, payload and
+    priority, the kind's retry policy, and the tick it is for."""
+    spec = new_task(
+        policies,
+        kind=schedule.kind,
+        payload=schedule.payload,
+        run_at=run_at,
+        priority=schedule.priority,
+    )
+    return replace(spec, schedule=name, scheduled_for=tick)

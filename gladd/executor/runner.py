@@ -6,6 +6,7 @@ of the tasks this worker holds, each ``run(*, task_status)`` in one task group:
 - :mod:`~gladd.maintenance.rescuer` — the start-up rescue, then dead workers' tasks;
 - :mod:`~gladd.executor.heartbeats` — this worker is alive (and cancellations);
 - :mod:`~gladd.maintenance.cleaner` — the retention purge;
+- :mod:`~gladd.maintenance.scheduler` — each schedule's ticks, once across every node;
 - :mod:`~gladd.executor.completer` — outcomes written in batches, backing off on failure;
 - :mod:`~gladd.executor.producer` — claims into free slots, one
   :mod:`~gladd.executor.attempt` each; its ``run`` is the executor's lifetime.
@@ -30,6 +31,7 @@ from anyio.abc import TaskStatus
 from gladd.errors import StoreError
 from gladd.executor.attempt import Attempts
 from gladd.executor.completer import Completer
+from gladd.executor.decide import scheduled_task
 from gladd.executor.heartbeats import Heartbeats
 from gladd.executor.kinds import ContextFactory, KindRegistry, basic_context
 from gladd.executor.ledger import Ledger
@@ -37,10 +39,11 @@ from gladd.executor.producer import Producer
 from gladd.executor.statistics import ExecutorStatistics
 from gladd.maintenance.cleaner import Cleaner
 from gladd.maintenance.rescuer import Rescuer
+from gladd.maintenance.scheduler import OnLateness, OnTicks, Scheduler
 from gladd.policies import Policies
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.clock import SYSTEM_CLOCK, Clock
-from gladd.store import Store
+from gladd.store import ScheduleState, Store
 
 
 def utcnow() -> datetime:
@@ -80,6 +83,8 @@ class Executor:
         context_for: ContextFactory = basic_context,
         store_health: Callable[[StoreError | None], None] | None = None,
         observe_task: Callable[[str, str, float], None] | None = None,
+        observe_ticks: OnTicks | None = None,
+        observe_lateness: OnLateness | None = None,
     ) -> None:
         """``now`` is the wall clock the store's times are in; ``clock`` what the services
         wait with (and time attempts by)."""
@@ -90,6 +95,14 @@ class Executor:
         held = _Held(**common, ledger=self.ledger)
         self.rescuer = Rescuer(**common, rescue_all_at_start=rescue_all_at_start)
         self.cleaner = Cleaner(**common)
+        self.scheduler = Scheduler(
+            store=store,
+            policies=policies,
+            now=now,
+            make_task=lambda *tick: scheduled_task(policies(), *tick),
+            on_ticks=observe_ticks,
+            on_lateness=observe_lateness,
+        )
         self.heartbeats = Heartbeats(**held, worker_id=worker_id, store_health=health)
         self.completer = Completer(**held, rng=rng, store_health=health)
         self.attempts = Attempts(
@@ -137,8 +150,14 @@ class Executor:
         )
 
     def wake(self) -> None:
-        """Re-read the policies now (a reload may have raised the concurrency)."""
+        """Re-read the policies now (a reload may have raised the concurrency, or added a
+        schedule)."""
         self.producer.wake()
+        self.scheduler.wake()
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        """Where each schedule stood at the scheduler's last look, for health."""
+        return self.scheduler.states
 
     def stop(self) -> None:
         """Stop claiming; running tasks finish within the grace, then are released."""
@@ -155,6 +174,7 @@ class Executor:
             await background.start(self.rescuer.run)
             await background.start(self.heartbeats.run)
             await background.start(self.cleaner.run)
+            await background.start(self.scheduler.run)
             await background.start(self.completer.run)
             task_status.started()
             await self.producer.run()  # until stopped and drained

@@ -14,11 +14,12 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from gladd.errors import TaskRejected, TaskStateConflict, UnknownTask
-from gladd.executor.decide import new_task
+from gladd.errors import TaskRejected, TaskStateConflict, UnknownSchedule, UnknownTask
+from gladd.executor.decide import new_task, scheduled_task
 from gladd.executor.enqueue import store_new_task
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.runner import utcnow
+from gladd.maintenance.scheduler import describe_schedules
 from gladd.policies import Policies
 from gladd.store import Enqueued, Store, Task, TaskState
 from gladd.store.base import FINISHED_STATES
@@ -96,6 +97,24 @@ class TaskService:
             timeout=timeout,
         )
         return await store_new_task(self.store, spec, now=now, trace=trace)
+
+    async def schedules(self) -> list[dict[str, Any]]:
+        """Every schedule of the policies with its next fire and where it stands."""
+        states = await self.store.schedule_states()
+        return describe_schedules(self.policies(), states, self.now())
+
+    async def run_schedule(self, name: str) -> Enqueued:
+        """One run of schedule ``name`` now, outside its ticks (a test, a backfill): its
+        task, with ``scheduled_for`` now. A paused schedule runs too: it was asked for."""
+        policies = self.policies()
+        schedule = policies.schedules.get(name)
+        if schedule is None:
+            known = ", ".join(sorted(policies.schedules)) or "none"
+            shown = name if len(name) <= 80 else name[:80] + "…"
+            raise UnknownSchedule(f"no schedule {shown!r} in the policies (schedules: {known})")
+        now = self.now()
+        spec = scheduled_task(policies, name, schedule, now, now)
+        return await store_new_task(self.store, spec, now=now)
 
     async def get(self, task_id: int) -> Task:
         if task_id not in TASK_IDS:
@@ -219,4 +238,6 @@ def task_json(task: Task) -> dict[str, Any]:
         "updated_at": task.updated_at.isoformat(),
         "finished_at": task.finished_at.isoformat() if task.finished_at else None,
         "traceparent": task.traceparent,
+        "schedule": task.schedule,
+        "scheduled_for": task.scheduled_for.isoformat() if task.scheduled_for else None,
     }

@@ -41,9 +41,10 @@ from gladd.observe.health import Check, HealthBoard, Status
 from gladd.observe.pool import Alert, Level
 from gladd.observe.reloads import Reload
 from gladd.observe.watched import Watched
+from gladd.policies import Policies
 from gladd.resilience.breaker import BreakerStats
 from gladd.resilience.state import BreakerState
-from gladd.store.base import PoolStats, TaskState
+from gladd.store.base import PoolStats, ScheduleState, TaskState
 
 INTERVAL = 2.0
 """Seconds between rounds of checks."""
@@ -223,6 +224,24 @@ def executor_checks(
     ]
 
 
+def schedules_check(policies: Policies, states: dict[str, ScheduleState], *, at: float) -> Check:
+    """Warns while a schedule's last run died, naming the schedule and its task."""
+    died = [
+        f"schedule {name}: its last run, task {state.last_task}, died"
+        for name, state in sorted(states.items())
+        if name in policies.schedules and state.last_state is TaskState.DEAD
+    ]
+    return Check(
+        component="schedules",
+        measurement="last_run",
+        status=Status.WARN if died else Status.PASS,
+        observed_value=len(died),
+        observed_unit="schedules",
+        output="; ".join(died) if died else f"{len(policies.schedules)} schedule(s), none died",
+        at=at,
+    )
+
+
 def reload_check(last: Reload | None, *, at: float) -> Check:
     """Informational: the daemon's own ``policies:generation`` warns about a rejection."""
     if last is None:
@@ -347,6 +366,7 @@ class HealthChecker:
             breaker_states_check(breakers, at=at),
             *self._executor(policies.executor.concurrency, at),
             reload_check(w.reloads.last, at=at),
+            schedules_check(policies, w.executor.schedule_states(), at=at),
             lag_check(w.lag.take_peak(), policies.event_loop.lag_threshold, at=at),
         ]
         for check in checks:

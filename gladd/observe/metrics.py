@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
     CollectorRegistry,
+    Counter,
     Histogram,
     ProcessCollector,
     disable_created_metrics,
@@ -48,6 +49,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 """Seconds: from a quick handler up to the default 15-minute task timeout."""
+LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 3600)
+"""Seconds after the tick: on time (milliseconds) up to an hour's catch-up."""
 
 
 class Metrics:
@@ -72,6 +75,19 @@ class Metrics:
             registry=self.registry,
         )
         self._children: dict[tuple[str, str], Callable[[float], None]] = {}
+        self._ticks = Counter(
+            "gladd_schedule_ticks",
+            "Schedule ticks handled by this node: fired on time, caught_up (fired late) or "
+            "skipped (catch-up rule, window, overlap)",
+            ["schedule", "outcome"],
+            registry=self.registry,
+        )
+        self._lateness = Histogram(
+            "gladd_schedule_lateness_seconds",
+            "How long after its tick each scheduled task was enqueued",
+            buckets=LATENESS_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_Collector(watched, board, checker, version=version, node=node))
         if process:  # open fds, RSS, CPU: leaks show here (Linux /proc)
             ProcessCollector(namespace="gladd", registry=self.registry)
@@ -83,6 +99,13 @@ class Metrics:
         if observe is None:
             observe = self._children[kind, outcome] = self._durations.labels(kind, outcome).observe
         observe(seconds)
+
+    def observe_ticks(self, schedule: str, outcome: str, count: int) -> None:
+        """Ticks of ``schedule`` this node fired or skipped (the scheduler's report)."""
+        self._ticks.labels(schedule, outcome).inc(count)
+
+    def observe_lateness(self, seconds: float) -> None:
+        self._lateness.observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         """The scrape body and its content type."""

@@ -17,7 +17,7 @@ from gladd.observe.reloads import Reloads
 from gladd.policies import Policies
 from gladd.resilience.counters import Counters
 from gladd.resilience.guards import Resilience
-from gladd.store.base import Store
+from gladd.store.base import ScheduleState, Store
 
 
 class ExecutorView(Protocol):
@@ -25,6 +25,8 @@ class ExecutorView(Protocol):
     snapshot, taken afresh at each check or scrape."""
 
     def statistics(self) -> ExecutorStatistics: ...
+
+    def schedule_states(self) -> dict[str, ScheduleState]: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

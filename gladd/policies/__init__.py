@@ -1,6 +1,6 @@
 """The policies language (``model``), its loader (``load``) and key locator (``locate``)."""
 
-from gladd.policies.load import LoadedPolicies, load_policies, parse_policies
+from gladd.policies.load import LoadedPolicies, load_policies, parse_policies, placed
 from gladd.policies.model import (
     BreakerPolicy,
     BudgetPolicy,
@@ -8,6 +8,7 @@ from gladd.policies.model import (
     ExecutorPolicy,
     Policies,
     RetryPolicy,
+    SchedulePolicy,
     ServiceBinding,
     TaskBinding,
 )
@@ -20,8 +21,10 @@ __all__ = [
     "LoadedPolicies",
     "Policies",
     "RetryPolicy",
+    "SchedulePolicy",
     "ServiceBinding",
     "TaskBinding",
     "load_policies",
     "parse_policies",
+    "placed",
 ]

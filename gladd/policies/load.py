@@ -11,6 +11,7 @@ import difflib
 import hashlib
 import re
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,13 @@ def parse_policies(data: bytes, *, source: str) -> LoadedPolicies:
     return LoadedPolicies(
         policies=policies, source=source, sha256=hashlib.sha256(data).hexdigest(), data=data
     )
+
+
+def placed(problems: Sequence[Problem], loaded: LoadedPolicies) -> list[Problem]:
+    """``problems`` found later (against the kinds registry, say) given the line and column
+    of their key in ``loaded``'s text, in file order, as the parse's own problems are."""
+    positions = locate(loaded.data.decode("utf-8"))
+    return _in_file_order([_place(p, positions) for p in problems])
 
 
 def _in_file_order(problems: list[Problem]) -> list[Problem]:

@@ -9,9 +9,12 @@ returns every problem at once with its exact key path.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from cronsim import CronSim, CronSimError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from gladd.durations import Duration, format_duration
 from gladd.errors import Problem
@@ -21,6 +24,12 @@ BackoffKind = Literal["constant", "linear", "exponential", "decorrelated"]
 """How delays grow between retries (the engine's :class:`~gladd.resilience.backoff.Backoff`)."""
 JitterKind = Literal["none", "full", "equal"]
 """How much of each delay is randomised (none, all of it, or its upper half)."""
+CatchUp = Literal["latest", "all", "none"]
+"""Which of a schedule's missed fire times run after a gap (see gladd.maintenance.ticks)."""
+Overlap = Literal["skip", "allow", "buffer_one"]
+"""What a fire time does while the schedule's previous task is still queued or running."""
+MIN_EVERY = 1.0
+"""The shortest ``every`` a schedule may have, in seconds."""
 DEFAULT_RETRY_ON: tuple[RetryOn, ...] = ("connect", "timeout", "reset", "5xx", "408", "429")
 
 _RESTART: dict[str, JsonValue] = {"restart": True}
@@ -149,6 +158,54 @@ class EventLoopPolicy(_Section):
     lag_threshold: Duration = 0.1
 
 
+class SchedulePolicy(_Section):
+    """A periodic task: when it fires (``cron`` or ``every``) and what it enqueues."""
+
+    cron: str | None = None
+    every: Duration | None = None
+    timezone: str = "UTC"
+    kind: str
+    payload: dict[str, Any] = {}
+    priority: int | None = Field(None, ge=-1000, le=1000)
+    jitter: Duration = 0.0
+    catch_up: CatchUp = "latest"
+    catch_up_window: Duration = 6 * 3600.0
+    overlap: Overlap = "skip"
+    paused: bool = False
+
+    @field_validator("cron")
+    @classmethod
+    def _cron_parses(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if len(value.split()) != 5:
+            raise ValueError(
+                f"{value!r} is not a 5-field cron expression "
+                "(minute hour day-of-month month day-of-week)"
+            )
+        try:
+            CronSim(value, datetime(2000, 1, 1, tzinfo=UTC))
+        except CronSimError as exc:
+            raise ValueError(f"{value!r} is not a cron expression: {exc}") from None
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_exists(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"unknown time zone {value!r}; use an IANA name like 'Europe/Berlin' or 'UTC'"
+            ) from None
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The schedule's time zone (cached by zoneinfo itself)."""
+        return ZoneInfo(self.timezone)
+
+
 class Policies(_Section):
     """The whole of ``policies.toml``."""
 
@@ -162,6 +219,7 @@ class Policies(_Section):
     pool_alerts: PoolAlertPolicy = PoolAlertPolicy()
     event_loop: EventLoopPolicy = EventLoopPolicy()
     plugins: dict[str, dict[str, Any]] = {}
+    schedules: dict[str, SchedulePolicy] = {}
 
 
 def semantic_problems(p: Policies) -> list[Problem]:
@@ -186,6 +244,8 @@ def semantic_problems(p: Policies) -> list[Problem]:
         timeout = task.timeout if task.timeout is not None else p.executor.task_timeout
         path = f"tasks.{_key(kind)}"
         problems += _timeout_problems(path, timeout, task.retry or p.executor.retry, p)
+    for name, schedule in p.schedules.items():
+        problems += _schedule_problems(f"schedules.{_key(name)}", schedule)
     problems += _threshold_problems("pool_alerts.utilization", p.pool_alerts.utilization)
     problems += _threshold_problems("pool_alerts.acquire_wait", p.pool_alerts.acquire_wait)
     if p.pool_alerts.utilization.critical > 1:
@@ -301,6 +361,34 @@ def _breaker_problems(path: str, b: BreakerPolicy) -> list[Problem]:
         problems.append(_bad(f"{path}.window", "must be longer than 0s"))
     if b.fallback == "static" and b.fallback_value is None:
         problems.append(_bad(f"{path}.fallback_value", 'is required when fallback = "static"'))
+    return problems
+
+
+def _schedule_problems(path: str, s: SchedulePolicy) -> list[Problem]:
+    problems = []
+    if s.cron is not None and s.every is not None:
+        problems.append(_bad(f"{path}.every", "a schedule has cron or every, not both"))
+    elif s.cron is None and s.every is None:
+        problems.append(
+            _bad(f"{path}.cron", 'is required: a cron expression, or every = a duration like "15m"')
+        )
+    if s.every is not None and s.every < MIN_EVERY:
+        problems.append(
+            _bad(
+                f"{path}.every",
+                f"must be at least {format_duration(MIN_EVERY)} (got {format_duration(s.every)})",
+            )
+        )
+    elif s.every is not None and s.jitter >= s.every:
+        problems.append(
+            _bad(
+                f"{path}.jitter",
+                f"must be shorter than every ({format_duration(s.every)}), or a delayed fire "
+                f"lands after the next one (got {format_duration(s.jitter)})",
+            )
+        )
+    if s.catch_up_window <= 0:
+        problems.append(_bad(f"{path}.catch_up_window", "must be longer than 0s"))
     return problems
 
 

@@ -28,7 +28,7 @@ from loguru import logger
 
 from gladd.errors import PolicyError, Problem
 from gladd.observe.reloads import ReloadOutcome
-from gladd.policies import LoadedPolicies, Policies, parse_policies
+from gladd.policies import LoadedPolicies, Policies, parse_policies, placed
 from gladd.policies.read import read_policies_file_async
 from gladd.reload.diff import Change, diff_policies
 
@@ -227,7 +227,7 @@ class Reloader:
         except PolicyError as exc:
             errors = tuple(p.render(exc.file) for p in exc.problems)
             return self._rejected(trigger, current, sha, errors, started)
-        problems = self.check(loaded.policies) if self.check else []
+        problems = placed(self.check(loaded.policies), loaded) if self.check else []
         if problems:
             errors = tuple(p.render(str(self.path)) for p in problems)
             return self._rejected(trigger, current, sha, errors, started)

@@ -76,6 +76,8 @@ class NewTask:
     timeout: float | None = None  # seconds per attempt; None: the kind's policy decides
     unique_key: str | None = None  # at most one unfinished task per key
     traceparent: str | None = None  # the enqueuer's W3C trace context (gladd.tracing)
+    schedule: str | None = None  # the periodic schedule that enqueued it, by name
+    scheduled_for: datetime | None = None  # the schedule's tick it was enqueued for
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,12 +105,26 @@ class Task:
     updated_at: datetime
     finished_at: datetime | None
     traceparent: str | None = None  # W3C trace context of the enqueue; attempts continue it
+    schedule: str | None = None  # the periodic schedule that enqueued it, by name
+    scheduled_for: datetime | None = None  # that schedule's tick it was enqueued for, UTC
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Enqueued:
     task: Task
     created: bool  # False: an unfinished task with the same unique_key already existed
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleState:
+    """Where one schedule stands in the store (gladd_schedules), shared by every node."""
+
+    name: str
+    spec: str  # fingerprint of the timing it was last advanced under
+    last_tick: datetime  # the latest tick handled (fired or skipped), UTC
+    last_task: int | None  # id of the last task it enqueued
+    last_fired_at: datetime | None  # when that task was enqueued
+    last_state: TaskState | None  # that task's state now; None when none or purged
 
 
 # Outcomes of running attempts, written in batches by `Store.finish`.
@@ -241,6 +257,40 @@ class Store(Protocol):
     async def enqueue(self, task: NewTask, *, now: datetime) -> Enqueued: ...
 
     async def enqueue_many(self, tasks: Sequence[NewTask], *, now: datetime) -> list[Enqueued]: ...
+
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        """Every schedule the store knows, by name, with the state of its last task now."""
+
+    async def advance_schedule(
+        self,
+        name: str,
+        *,
+        spec: str,
+        expected: datetime | None,
+        to: datetime,
+        tasks: Sequence[NewTask],
+        now: datetime,
+    ) -> list[Enqueued] | None:
+        """Move schedule ``name`` from tick ``expected`` to tick ``to`` and store ``tasks``,
+        all in one transaction; None, changing nothing, when another node got there first.
+
+        A compare-and-set on the schedule's row: with ``expected`` None the row must not
+        exist yet (it is inserted), otherwise its ``last_tick`` must equal ``expected``
+        exactly. On success ``last_tick`` becomes ``to``, ``spec`` becomes ``spec`` and
+        ``updated_at`` ``now``; ``tasks`` are enqueued as :meth:`enqueue_many` would (the
+        same refusals, unique keys respected) and, when there were any, ``last_task`` is the
+        last one's id and ``last_fired_at`` is ``now``. Returns the tasks' ``Enqueued`` (an
+        empty list for no tasks). When the compare fails — the row's ``last_tick`` differs,
+        or it exists although ``expected`` is None — nothing changes and None is returned.
+
+        This is what makes each tick fire exactly once across nodes without a leader: a
+        tick's tasks are stored only by the node whose compare-and-set succeeds. A refused
+        task (:class:`~gladd.errors.TaskRejected`) rolls everything back. Times must be
+        timezone-aware (ValueError otherwise)."""
+
+    async def forget_schedules(self, keep: Collection[str]) -> int:
+        """Delete the rows of schedules not named in ``keep`` (removed from the policies);
+        returns how many. Their tasks are left as they are."""
 
     async def claim(
         self, *, worker: str, limit: int, now: datetime, kinds: Sequence[str] | None = None

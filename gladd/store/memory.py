@@ -31,6 +31,7 @@ from gladd.store.base import (
     PoolStats,
     Released,
     RescueReport,
+    ScheduleState,
     StoreCapabilities,
     Succeeded,
     Task,
@@ -69,6 +70,7 @@ class MemoryStore:
         # Stored tasks hold their payload and result as JSON text; `_public` decodes.
         self._tasks: dict[int, Task] = {}
         self._workers: dict[str, datetime] = {}
+        self._schedules: dict[str, ScheduleState] = {}  # last_state left None: joined on read
         self._next_id = 1
         self._wakeup: Wakeup | None = None
 
@@ -122,6 +124,61 @@ class MemoryStore:
             if task.unique_key == key and task.state in _UNFINISHED:
                 return task
         return None
+
+    # -- schedules --------------------------------------------------------------------------
+
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        self._require_open()
+        return {name: self._with_last_state(row) for name, row in self._schedules.items()}
+
+    def _with_last_state(self, row: ScheduleState) -> ScheduleState:
+        last = None if row.last_task is None else self._tasks.get(row.last_task)
+        return replace(row, last_state=None if last is None else last.state)
+
+    async def advance_schedule(
+        self,
+        name: str,
+        *,
+        spec: str,
+        expected: datetime | None,
+        to: datetime,
+        tasks: Sequence[NewTask],
+        now: datetime,
+    ) -> list[Enqueued] | None:
+        wakeup = self._require_open()
+        now, to = utc(now), utc(to, "to")
+        expected = None if expected is None else utc(expected, "expected")
+        checked = [check_new_task(task, now=now) for task in tasks]  # as the SQL stores do
+        row = self._schedules.get(name)
+        if (row is None) != (expected is None) or (row is not None and row.last_tick != expected):
+            return None
+        enqueued = [
+            self._insert(t, payload, run_at, now)
+            for t, (payload, run_at) in zip(tasks, checked, strict=True)
+        ]
+        last_task, last_fired_at = (
+            (None, None) if row is None else (row.last_task, row.last_fired_at)
+        )
+        if enqueued:
+            last_task, last_fired_at = enqueued[-1].task.id, now
+        self._schedules[name] = ScheduleState(
+            name=name,
+            spec=spec,
+            last_tick=to,
+            last_task=last_task,
+            last_fired_at=last_fired_at,
+            last_state=None,
+        )
+        if any(e.created for e in enqueued):
+            wakeup.notify()
+        return enqueued
+
+    async def forget_schedules(self, keep: Collection[str]) -> int:
+        self._require_open()
+        gone = [name for name in self._schedules if name not in keep]
+        for name in gone:
+            del self._schedules[name]
+        return len(gone)
 
     # -- running ----------------------------------------------------------------------------
 

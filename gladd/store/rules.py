@@ -14,6 +14,9 @@ each store to them:
   not spend the task's attempt (:func:`rescue_verdict`); the reason goes in its history;
 - a task's ``traceparent`` is a W3C trace context header value (:data:`TRACEPARENT`) or
   None: whatever reads it later (an attempt's span) can trust its shape;
+- ``advance_schedule`` is a compare-and-set on the schedule's last tick, and stores the
+  tick's tasks in the same transaction: of nodes advancing the same tick, exactly one
+  stores them; a task's ``scheduled_for`` is timezone-aware and kept in UTC;
 - ``claim`` and ``heartbeat`` count as signs of life of the worker; a running task whose
   owner has no worker row (forgotten, or never heard of) is rescued like a dead worker's;
 - a worker is dead when it has not been heard from for ``lease`` seconds or more, a task is
@@ -85,6 +88,8 @@ def pending_task(
         updated_at=now,
         finished_at=None,
         traceparent=new.traceparent,
+        schedule=new.schedule,
+        scheduled_for=None if new.scheduled_for is None else new.scheduled_for.astimezone(UTC),
     )
 
 
@@ -159,6 +164,8 @@ def check_new_task(task: NewTask, *, now: datetime) -> tuple[str, datetime]:
         problems.append(f"priority must be a 32-bit integer, got {task.priority}")
     if task.run_at is not None and task.run_at.utcoffset() is None:
         problems.append(f"run_at must be timezone-aware, got {task.run_at!r}")
+    if task.scheduled_for is not None and task.scheduled_for.utcoffset() is None:
+        problems.append(f"scheduled_for must be timezone-aware, got {task.scheduled_for!r}")
     payload = ""
     if (problem := json_problem(task.payload, "payload")) is not None:
         problems.append(problem)
@@ -173,7 +180,8 @@ def check_new_task(task: NewTask, *, now: datetime) -> tuple[str, datetime]:
 
 
 def _text_problems(task: NewTask) -> list[str]:
-    """What is wrong with the text fields of ``task``: its kind, unique key and trace."""
+    """What is wrong with the text fields of ``task``: its kind, unique key, trace and
+    schedule name."""
     problems: list[str] = []
     if not isinstance(task.kind, str) or not task.kind.strip():
         problems.append("kind must be a non-empty string")
@@ -188,6 +196,10 @@ def _text_problems(task: NewTask) -> list[str]:
             f"traceparent must be a W3C trace context (version-traceid-spanid-flags in "
             f"lower-case hex), got {task.traceparent[:80]!r}"
         )
+    if task.schedule is not None and not task.schedule:
+        problems.append("schedule must be None or a non-empty string")
+    elif task.schedule is not None and (problem := text_problem(task.schedule)):
+        problems.append(f"schedule {problem}")
     return problems
 
 

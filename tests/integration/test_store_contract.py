@@ -25,6 +25,7 @@ from gladd.store import (
     NewTask,
     Outcome,
     Released,
+    ScheduleState,
     Store,
     Succeeded,
     Task,
@@ -53,7 +54,7 @@ def error(attempt: int = 1, when: float = 0) -> TaskError:
 async def _emptied(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("TRUNCATE gladd_tasks, gladd_workers RESTART IDENTITY")
+        await conn.execute("TRUNCATE gladd_tasks, gladd_workers, gladd_schedules RESTART IDENTITY")
     finally:
         await conn.close()
 
@@ -210,6 +211,9 @@ async def test_payloads_cannot_be_changed_through_the_objects_passed_or_returned
         ({"traceparent": "00-abc-def-01"}, "traceparent"),
         ({"traceparent": "00-0AF7651916CD43DD8448EB211C80319C-B7AD6B7169203331-01"}, "traceparent"),
         ({"traceparent": TRACEPARENT + "\n"}, "traceparent"),
+        ({"scheduled_for": datetime(2026, 1, 1)}, "scheduled_for"),  # naive on purpose
+        ({"schedule": ""}, "schedule"),
+        ({"schedule": "nightly\x00"}, "schedule"),
     ],
 )
 async def test_enqueue_refuses_what_no_store_can_keep(
@@ -791,6 +795,224 @@ async def test_wait_for_work_wakes_on_enqueue(store: Store) -> None:
 
 async def test_wait_for_work_remembers_an_enqueue_made_before_it(store: Store) -> None:
     await add(store)
+    with anyio.fail_after(5):
+        assert await store.wait_for_work(10) is True
+
+
+# -- schedules ------------------------------------------------------------------------------
+
+
+async def test_a_tasks_schedule_and_tick_are_kept_through_claim_and_listing(
+    store: Store,
+) -> None:
+    paris = timezone(timedelta(hours=2))
+    tick = datetime(2026, 1, 1, 3, 0, 0, 123456, tzinfo=paris)
+    scheduled = await store.enqueue(
+        NewTask(kind="k", schedule="nightly", scheduled_for=tick), now=BASE
+    )
+    plain = await store.enqueue(NewTask(kind="k"), now=BASE)
+    assert (scheduled.task.schedule, scheduled.task.scheduled_for) == ("nightly", tick)
+    assert scheduled.task.scheduled_for.utcoffset() == timedelta(0)  # type: ignore[union-attr]
+    assert (plain.task.schedule, plain.task.scheduled_for) == (None, None)
+    assert await store.get(scheduled.task.id) == scheduled.task
+    claimed = await store.claim(worker="w", limit=2, now=at(1))
+    assert {t.id: (t.schedule, t.scheduled_for) for t in claimed} == {
+        scheduled.task.id: ("nightly", tick),
+        plain.task.id: (None, None),
+    }
+    listed = await store.list()
+    assert {t.id: (t.schedule, t.scheduled_for) for t in listed} == {
+        scheduled.task.id: ("nightly", tick),
+        plain.task.id: (None, None),
+    }
+
+
+def tick_task(tick: float, name: str = "nightly") -> NewTask:
+    return NewTask(kind="report", schedule=name, scheduled_for=at(tick))
+
+
+async def test_a_first_advance_inserts_the_schedule_and_stores_its_tasks(store: Store) -> None:
+    assert await store.schedule_states() == {}
+    enqueued = await store.advance_schedule(
+        "nightly", spec="every 60s", expected=None, to=at(60), tasks=[tick_task(60)], now=at(61)
+    )
+    assert enqueued is not None
+    [first] = enqueued
+    assert first.created
+    assert (first.task.schedule, first.task.scheduled_for) == ("nightly", at(60))
+    assert await store.get(first.task.id) == first.task
+    assert await store.schedule_states() == {
+        "nightly": ScheduleState(
+            name="nightly",
+            spec="every 60s",
+            last_tick=at(60),
+            last_task=first.task.id,
+            last_fired_at=at(61),
+            last_state=PENDING,
+        )
+    }
+
+
+async def test_an_advance_from_a_stale_tick_stores_nothing(store: Store) -> None:
+    first = await store.advance_schedule(
+        "nightly", spec="s1", expected=None, to=at(60), tasks=[tick_task(60)], now=at(61)
+    )
+    assert first is not None
+    before = await store.schedule_states()
+    # Another node read "never advanced" too, and comes second: nothing happens.
+    again = await store.advance_schedule(
+        "nightly", spec="s2", expected=None, to=at(60), tasks=[tick_task(60)], now=at(62)
+    )
+    stale = await store.advance_schedule(
+        "nightly", spec="s2", expected=at(0), to=at(120), tasks=[tick_task(120)], now=at(62)
+    )
+    assert (again, stale) == (None, None)
+    assert await store.schedule_states() == before
+    assert [t.id for t in await store.list()] == [first[0].task.id]
+
+
+async def test_an_advance_from_the_tick_stored_moves_it_on(store: Store) -> None:
+    await store.advance_schedule(
+        "nightly", spec="s1", expected=None, to=at(60), tasks=[tick_task(60)], now=at(61)
+    )
+    second = await store.advance_schedule(
+        "nightly",
+        spec="s2",
+        expected=at(60),
+        to=at(120),
+        tasks=[tick_task(120), tick_task(120)],
+        now=at(121),
+    )
+    assert second is not None
+    assert [e.created for e in second] == [True, True]
+    # The same expected a second time: the tick has moved on.
+    assert (
+        await store.advance_schedule(
+            "nightly", spec="s2", expected=at(60), to=at(120), tasks=[tick_task(120)], now=at(122)
+        )
+        is None
+    )
+    state = (await store.schedule_states())["nightly"]
+    assert (state.spec, state.last_tick, state.last_task, state.last_fired_at) == (
+        "s2",
+        at(120),
+        second[-1].task.id,
+        at(121),
+    )
+    assert len(await store.list()) == 3
+
+
+async def test_a_skipped_tick_moves_the_tick_and_keeps_the_last_task(store: Store) -> None:
+    [fired] = await store.advance_schedule(  # type: ignore[misc]
+        "nightly", spec="s", expected=None, to=at(60), tasks=[tick_task(60)], now=at(61)
+    )
+    skipped = await store.advance_schedule(
+        "nightly", spec="s", expected=at(60), to=at(120), tasks=[], now=at(121)
+    )
+    assert skipped == []
+    state = (await store.schedule_states())["nightly"]
+    assert (state.last_tick, state.last_task, state.last_fired_at) == (
+        at(120),
+        fired.task.id,
+        at(61),
+    )
+    never = await store.advance_schedule(
+        "idle", spec="s", expected=None, to=at(60), tasks=[], now=at(61)
+    )
+    assert never == []
+    idle = (await store.schedule_states())["idle"]
+    assert (idle.last_tick, idle.last_task, idle.last_fired_at, idle.last_state) == (
+        at(60),
+        None,
+        None,
+        None,
+    )
+
+
+async def test_a_schedules_last_state_follows_its_task(store: Store) -> None:
+    [fired] = await store.advance_schedule(  # type: ignore[misc]
+        "nightly", spec="s", expected=None, to=at(60), tasks=[tick_task(60)], now=at(60)
+    )
+    assert (await store.schedule_states())["nightly"].last_state is PENDING
+    task = await claim_one(store, now=61)
+    assert (await store.schedule_states())["nightly"].last_state is RUNNING
+    await store.finish([Succeeded(id=task.id, token=task.token)], now=at(62))
+    assert (await store.schedule_states())["nightly"].last_state is SUCCEEDED
+    assert await store.purge(finished_before=at(63)) == 1
+    state = (await store.schedule_states())["nightly"]
+    assert (state.last_task, state.last_state) == (fired.task.id, None)
+
+
+async def test_an_advance_respects_unique_keys(store: Store) -> None:
+    held = await add(store, unique_key="report")
+    [deduped] = await store.advance_schedule(  # type: ignore[misc]
+        "nightly",
+        spec="s",
+        expected=None,
+        to=at(60),
+        tasks=[NewTask(kind="report", unique_key="report", schedule="nightly")],
+        now=at(61),
+    )
+    assert (deduped.created, deduped.task.id) == (False, held.id)
+    assert (await store.schedule_states())["nightly"].last_task == held.id
+    assert len(await store.list()) == 1
+
+
+async def test_a_refused_task_leaves_the_schedule_and_the_tasks_unchanged(store: Store) -> None:
+    await store.advance_schedule(
+        "nightly", spec="s1", expected=None, to=at(60), tasks=[tick_task(60)], now=at(61)
+    )
+    before = (await store.schedule_states(), await store.list())
+    with pytest.raises(TaskRejected, match="max_attempts"):
+        await store.advance_schedule(
+            "nightly",
+            spec="s2",
+            expected=at(60),
+            to=at(120),
+            tasks=[tick_task(120), NewTask(kind="report", max_attempts=0)],
+            now=at(121),
+        )
+    with pytest.raises(TaskRejected, match="kind"):
+        await store.advance_schedule(
+            "fresh", spec="s", expected=None, to=at(60), tasks=[NewTask(kind="")], now=at(121)
+        )
+    assert (await store.schedule_states(), await store.list()) == before
+
+
+@pytest.mark.parametrize("field", ["expected", "to", "now"])
+async def test_an_advance_refuses_naive_times(store: Store, field: str) -> None:
+    times: dict[str, Any] = {"expected": at(0), "to": at(60), "now": at(61)}
+    times[field] = datetime(2026, 1, 1)  # naive on purpose
+    with pytest.raises(ValueError, match=field):
+        await store.advance_schedule("nightly", spec="s", tasks=[], **times)
+    assert await store.schedule_states() == {}
+
+
+async def test_forget_schedules_deletes_those_not_kept(store: Store) -> None:
+    for name in ("a", "b", "c"):
+        await store.advance_schedule(
+            name, spec="s", expected=None, to=at(60), tasks=[tick_task(60, name)], now=at(60)
+        )
+    assert await store.forget_schedules({"b", "elsewhere"}) == 2
+    assert sorted(await store.schedule_states()) == ["b"]
+    assert len(await store.list()) == 3, "their tasks stay"
+    assert await store.forget_schedules(["b"]) == 0
+    assert await store.forget_schedules([]) == 1
+    assert await store.schedule_states() == {}
+    # A forgotten schedule starts again from nothing.
+    assert (
+        await store.advance_schedule(
+            "a", spec="s", expected=None, to=at(120), tasks=[], now=at(120)
+        )
+        == []
+    )
+
+
+async def test_wait_for_work_wakes_on_a_schedules_tasks(store: Store) -> None:
+    await store.wait_for_work(0)
+    await store.advance_schedule(
+        "nightly", spec="s", expected=None, to=at(60), tasks=[tick_task(60)], now=at(60)
+    )
     with anyio.fail_after(5):
         assert await store.wait_for_work(10) is True
 

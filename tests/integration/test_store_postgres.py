@@ -14,7 +14,7 @@ import socket
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -24,7 +24,7 @@ import asyncpg
 import pytest
 
 from gladd.errors import RetriesExhausted, StoreError, StoreNotFound, StoreUnavailable
-from gladd.store.base import NewTask, Succeeded, TaskState
+from gladd.store.base import Enqueued, NewTask, Succeeded, TaskState
 from gladd.store.postgres.queries import Q
 from gladd.store.postgres.schema import LATEST
 from gladd.store.postgres.store import PostgresStore
@@ -83,7 +83,9 @@ async def node(url: str, **options: Any) -> AsyncIterator[PostgresStore]:
 @pytest.fixture
 async def store(db_url: str) -> AsyncIterator[PostgresStore]:
     async with node(db_url) as opened:
-        await _admin(db_url, "TRUNCATE gladd_tasks, gladd_workers RESTART IDENTITY")
+        await _admin(
+            db_url, "TRUNCATE gladd_tasks, gladd_workers, gladd_schedules RESTART IDENTITY"
+        )
         await opened.wait_for_work(0)  # forget wake-ups left by earlier tests
         yield opened
 
@@ -117,6 +119,54 @@ async def test_two_nodes_claiming_at_once_never_share_a_task(
     assert a | b == {e.task.id for e in enqueued}
     assert a, "node b claimed everything: the claims did not run side by side"
     assert b, "node a claimed everything: the claims did not run side by side"
+
+
+async def _race(
+    racers: list[PostgresStore], *, since: datetime | None, tick: datetime
+) -> list[list[Enqueued] | None]:
+    """What each racer's advance of schedule "race" from ``since`` to ``tick`` returned, all
+    started at once."""
+    results: list[list[Enqueued] | None] = [None] * len(racers)
+
+    async def advance(i: int) -> None:
+        task = NewTask(kind="tick", payload={"node": i}, schedule="race", scheduled_for=tick)
+        results[i] = await racers[i].advance_schedule(
+            "race", spec="every minute", expected=since, to=tick, tasks=[task], now=tick
+        )
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(racers)):
+            tg.start_soon(advance, i)
+    return results
+
+
+async def test_nodes_racing_to_advance_a_schedule_fire_each_tick_once(
+    store: PostgresStore, db_url: str
+) -> None:
+    """Eight nodes (a pool each) advance the same schedule from the same tick at once, 50
+    times over: each time exactly one stores its task, the others store nothing."""
+    racers, rounds = 8, 50
+    async with AsyncExitStack() as stack:
+        others = [
+            await stack.enter_async_context(node(db_url, pool_max_size=2))
+            for _ in range(racers - 1)
+        ]
+        nodes = [store, *others]
+        expected: datetime | None = None
+        for round_ in range(rounds):
+            tick = NOW + timedelta(minutes=round_)
+            results = await _race(nodes, since=expected, tick=tick)
+            winners = [r for r in results if r is not None]
+            assert len(winners) == 1, f"round {round_}: {len(winners)} nodes advanced the tick"
+            expected = tick
+    stored = await store.list(limit=10 * rounds)
+    assert len(stored) == rounds
+    assert sorted(t.scheduled_for for t in stored) == [  # type: ignore[type-var]
+        NOW + timedelta(minutes=r) for r in range(rounds)
+    ]
+    state = (await store.schedule_states())["race"]
+    assert state.last_tick == NOW + timedelta(minutes=rounds - 1)
+    assert state.last_task == max(t.id for t in stored)
 
 
 async def test_enqueue_on_one_node_wakes_a_waiter_on_another(

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from gladd.errors import StoreError, StoreNotFound, StoreUnavailable, StoreUnusable
-from gladd.store import NewTask, Succeeded, TaskState
+from gladd.store import Enqueued, NewTask, Succeeded, TaskState
 from gladd.store.sqlite.queries import Q
 from gladd.store.sqlite.rows import COLUMNS, to_us
 from gladd.store.sqlite.schema import migrations
@@ -339,3 +339,51 @@ def test_every_query_returning_tasks_names_the_columns_in_the_order_rows_are_rea
         assert f"SELECT {COLUMNS} FROM" in " ".join(Q[name].split()), name
     for name in ("claim", "claim_kinds", "cancel", "retry"):
         assert f"RETURNING {COLUMNS}" in " ".join(Q[name].split()), name
+
+
+async def test_two_stores_on_one_file_racing_to_advance_a_schedule_fire_each_tick_once(
+    db: Path,
+) -> None:
+    """Two store objects on one file (two processes' worth: a connection and a thread each),
+    four racers on each, advance the same schedule from the same tick, 50 times over: each
+    time exactly one stores its task."""
+    stores = [SQLiteStore(db), SQLiteStore(db)]
+    racers, rounds = 8, 50
+    for s in stores:
+        await s.open()
+    try:
+        expected: datetime | None = None
+        for round_ in range(rounds):
+            tick = at(60 * round_)
+            results = await _race([stores[i % 2] for i in range(racers)], since=expected, tick=tick)
+            winners = [r for r in results if r is not None]
+            assert len(winners) == 1, f"round {round_}: {len(winners)} racers advanced the tick"
+            expected = tick
+        stored = await stores[1].list(limit=10 * rounds)
+        assert len(stored) == rounds
+        assert sorted(t.scheduled_for for t in stored) == [  # type: ignore[type-var]
+            at(60 * r) for r in range(rounds)
+        ]
+        assert (await stores[0].schedule_states())["race"].last_tick == at(60 * (rounds - 1))
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def _race(
+    racers: list[SQLiteStore], *, since: datetime | None, tick: datetime
+) -> list[list[Enqueued] | None]:
+    """What each racer's advance of schedule "race" from ``since`` to ``tick`` returned, all
+    started at once."""
+    results: list[list[Enqueued] | None] = [None] * len(racers)
+
+    async def advance(i: int) -> None:
+        task = NewTask(kind="tick", payload={"racer": i}, schedule="race", scheduled_for=tick)
+        results[i] = await racers[i].advance_schedule(
+            "race", spec="every minute", expected=since, to=tick, tasks=[task], now=tick
+        )
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(racers)):
+            tg.start_soon(advance, i)
+    return results

@@ -52,6 +52,7 @@ def test_every_key_of_the_model_appears_in_the_shipped_file() -> None:
         'tasks."gladd.sleep"': model.TaskBinding,
         "pool_alerts": model.PoolAlertPolicy,
         "event_loop": model.EventLoopPolicy,
+        "schedules.*": model.SchedulePolicy,
     }
     missing = [
         f"{section}.{field.alias or name}"
@@ -239,3 +240,115 @@ def test_unreadable_file_says_permission_denied(
 def test_timeouts_must_fit_their_retry_deadline(text: str, expected: str) -> None:
     [line] = problems(text)
     assert line.startswith(expected)
+
+
+def test_a_schedule_is_parsed_with_its_defaults() -> None:
+    text = (
+        '[schedules.nightly]\ncron = "0 3 * * *"\ntimezone = "Europe/Berlin"\nkind = "crm.sync"\n'
+    )
+    s = parse_policies(text.encode(), source="policies.toml").policies.schedules["nightly"]
+    assert (s.cron, s.every, s.timezone, s.kind) == ("0 3 * * *", None, "Europe/Berlin", "crm.sync")
+    assert (s.payload, s.priority, s.jitter) == ({}, None, 0.0)
+    assert (s.catch_up, s.catch_up_window, s.overlap, s.paused) == (
+        "latest",
+        6 * 3600.0,
+        "skip",
+        False,
+    )
+    every = parse_policies(
+        b'[schedules.tick]\nevery = "90s"\nkind = "gladd.noop"\njitter = "5s"\n', source="p"
+    ).policies.schedules["tick"]
+    assert (every.every, every.jitter) == (90.0, 5.0)
+
+
+def test_every_schedule_key_is_hot() -> None:
+    restart = [
+        name
+        for name, field in model.SchedulePolicy.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("restart")
+    ]
+    assert restart == []
+
+
+@pytest.mark.parametrize(
+    ("keys", "expected"),
+    [
+        (
+            'cron = "61 * * * *"',
+            "policies.toml:3:8: schedules.s.cron: '61 * * * *' is not a cron expression: "
+            "Bad minute",
+        ),
+        (
+            'cron = "* * *"',
+            "policies.toml:3:8: schedules.s.cron: '* * *' is not a 5-field cron expression",
+        ),
+        (
+            'every = "1m"\ntimezone = "Europe/Berln"',
+            "policies.toml:4:12: schedules.s.timezone: unknown time zone 'Europe/Berln'; "
+            "use an IANA name like 'Europe/Berlin' or 'UTC'",
+        ),
+        (
+            'cron = "0 3 * * *"\nevery = "1h"',
+            "policies.toml:4:9: schedules.s.every: a schedule has cron or every, not both",
+        ),
+        (
+            "priority = 1",
+            "policies.toml:1:1: schedules.s.cron: is required: a cron expression, or every = a "
+            'duration like "15m"',
+        ),
+        (
+            'every = "500ms"',
+            "policies.toml:3:9: schedules.s.every: must be at least 1s (got 500ms)",
+        ),
+        (
+            'every = "1m"\njitter = "1m"',
+            "policies.toml:4:10: schedules.s.jitter: must be shorter than every (1m)",
+        ),
+        (
+            'every = "1m"\ncatch_up_window = "0s"',
+            "policies.toml:4:19: schedules.s.catch_up_window: must be longer than 0s",
+        ),
+        (
+            'every = "1m"\ncatch_up = "some"',
+            "policies.toml:4:12: schedules.s.catch_up: must be one of 'latest', 'all' or 'none'",
+        ),
+        (
+            'every = "1m"\noverlap = "queue"',
+            "policies.toml:4:11: schedules.s.overlap: must be one of 'skip', 'allow' or "
+            "'buffer_one'",
+        ),
+        (
+            'every = "1m"\npriority = 5000',
+            "policies.toml:4:12: schedules.s.priority: must be ≤ 1000 (got 5000)",
+        ),
+        (
+            'every = "1m"\npaused = "maybe"',
+            "policies.toml:4:10: schedules.s.paused: must be true or false (got 'maybe')",
+        ),
+        (
+            'every = "1m"\nwhen = "now"',
+            "policies.toml:4:8: schedules.s.when: unknown key 'when'",
+        ),
+    ],
+)
+def test_impossible_schedules(keys: str, expected: str) -> None:
+    [line] = problems(f'[schedules.s]\nkind = "gladd.noop"\n{keys}\n')
+    assert line.startswith(expected)
+
+
+def test_a_schedule_without_a_kind_is_refused() -> None:
+    assert problems('[schedules.s]\nevery = "1m"\n') == [
+        "policies.toml:1:1: schedules.s.kind: is required"
+    ]
+
+
+def test_the_shipped_schedule_example_is_valid_once_uncommented() -> None:
+    text = (REPO / "policies.toml").read_text()
+    start = text.index("# [schedules.nightly-report]")
+    end = text.index("# Settings of integration plugins")
+    example = "\n".join(
+        line[2:] for line in text[start:end].splitlines() if line[:3] not in ("#", "# #")
+    )
+    s = parse_policies(example.encode(), source="example").policies.schedules["nightly-report"]
+    assert (s.cron, s.timezone, s.kind) == ("0 3 * * *", "Europe/Berlin", "gladd.sleep")
+    assert load_policies(REPO / "policies.toml").policies.schedules == {}

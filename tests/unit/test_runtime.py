@@ -82,3 +82,15 @@ async def test_until_the_store_opens_tasks_answer_503_and_health_says_why(
         assert checks["executor:running"][0]["output"] == "0 of 10 slots"
         assert "gladd_tasks_running 0.0" in runtime.metrics.render()[0].decode()
         await store.close()
+
+
+def test_a_reload_with_a_schedule_of_no_known_kind_is_refused(tmp_path: Path) -> None:
+    runtime = Runtime(Settings(state_dir=tmp_path / "state"), POLICIES, entry_points=False)
+    check = runtime.reloader.check
+    assert check is not None
+    good = parse_policies(b'[schedules.s]\nevery = "1m"\nkind = "gladd.noop"\n', source="p")
+    assert check(good.policies) == []
+    bad = parse_policies(b'[schedules.s]\nevery = "1m"\nkind = "crm.sync"\n', source="p")
+    [problem] = check(bad.policies)
+    assert problem.path == "schedules.s.kind"
+    assert "no task kind 'crm.sync' is known" in problem.message

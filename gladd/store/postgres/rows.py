@@ -14,6 +14,7 @@ from gladd.store.base import (
     NewTask,
     Outcome,
     Released,
+    ScheduleState,
     Succeeded,
     Task,
     TaskError,
@@ -34,7 +35,9 @@ def enqueue_args(
         [t.max_attempts for t in tasks],
         [t.timeout for t in tasks],
         [t.traceparent for t in tasks],
-        [t.unique_key for t in tasks],  # last: postgres._enqueue_once reads it
+        [t.schedule for t in tasks],
+        [None if t.scheduled_for is None else utc(t.scheduled_for, "scheduled_for") for t in tasks],
+        [t.unique_key for t in tasks],  # last: writes.enqueue_once reads it
     )
 
 
@@ -111,6 +114,21 @@ def row_to_task(row: Any) -> Task:
         updated_at=row["updated_at"],
         finished_at=row["finished_at"],
         traceparent=row["traceparent"],
+        schedule=row["schedule"],
+        scheduled_for=row["scheduled_for"],
+    )
+
+
+def row_to_schedule(row: Any) -> ScheduleState:
+    """A row of the ``schedule_states`` query (the last task's state joined)."""
+    state = row["last_state"]
+    return ScheduleState(
+        name=row["name"],
+        spec=row["spec"],
+        last_tick=row["last_tick"],
+        last_task=row["last_task"],
+        last_fired_at=row["last_fired_at"],
+        last_state=None if state is None else TaskState(state),
     )
 
 

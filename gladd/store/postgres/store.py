@@ -26,6 +26,10 @@ Every operation is safe to run again:
   for it first: a live worker gets back what the lost claim took.
 - ``enqueue``: a repeat after an unknown outcome may store a task twice (at-least-once);
   tasks with a ``unique_key`` cannot be duplicated.
+- ``advance_schedule``: a repeat after an unknown outcome finds the tick already moved if
+  the first attempt committed, and stores nothing (it reports None, as for a lost race):
+  a tick's tasks are stored once whatever happens.
+- ``schedule_states``, ``forget_schedules``: a read, and a delete that changes nothing twice.
 
 Wake-ups: an insert into ``gladd_tasks`` (by gladd or plain SQL) notifies the channel
 ``gladd_tasks`` through a statement trigger; a dedicated listening connection outside the
@@ -65,6 +69,7 @@ from gladd.store.base import (
     Outcome,
     PoolStats,
     RescueReport,
+    ScheduleState,
     StoreCapabilities,
     Task,
     TaskState,
@@ -76,10 +81,12 @@ from gladd.store.postgres.rows import (
     enqueue_args,
     finish_args,
     rescued,
+    row_to_schedule,
     row_to_task,
     sorted_claim,
 )
 from gladd.store.postgres.schema import LATEST, apply_migrations
+from gladd.store.postgres.writes import ENQUEUE_ROUNDS, Advance, advance_schedule, enqueue_once
 from gladd.store.rules import (
     Wakeup,
     check_new_task,
@@ -246,11 +253,11 @@ class PostgresStore:
             return []
         done: dict[int, Enqueued] = {}
         todo = list(range(len(tasks)))
-        for _ in range(3):  # a holder of a unique_key may finish in between: go again
+        for _ in range(ENQUEUE_ROUNDS):  # a key's holder may finish in between: go again
             args = enqueue_args([tasks[i] for i in todo], [checked[i] for i in todo], now)
 
             async def work(conn: Any, args: tuple[object, ...] = args) -> dict[int, Enqueued]:
-                return await _enqueue_once(conn, args)
+                return await enqueue_once(conn, args)
 
             got = await self._run("enqueue", work)
             done.update((todo[j], enqueued) for j, enqueued in got.items())
@@ -258,6 +265,51 @@ class PostgresStore:
             if not todo:
                 return [done[i] for i in range(len(tasks))]
         raise StoreError(f"enqueue: unique keys kept changing hands at {self.url}; try again")
+
+    # -- schedules ---------------------------------------------------------------------
+
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        async def work(conn: Any) -> dict[str, ScheduleState]:
+            rows = await conn.fetch(Q["schedule_states"])
+            return {state.name: state for state in map(row_to_schedule, rows)}
+
+        return await self._run("schedule_states", work)
+
+    async def advance_schedule(
+        self,
+        name: str,
+        *,
+        spec: str,
+        expected: datetime | None,
+        to: datetime,
+        tasks: Sequence[NewTask],
+        now: datetime,
+    ) -> list[Enqueued] | None:
+        now = utc(now)
+        advance = Advance(
+            name=name,
+            spec=spec,
+            expected=None if expected is None else utc(expected, "expected"),
+            to=utc(to, "to"),
+            now=now,
+        )
+        checked = [check_new_task(task, now=now) for task in tasks]  # TaskRejected
+
+        async def work(conn: Any) -> list[Enqueued] | None:
+            return await advance_schedule(conn, advance, tasks, checked)
+
+        return await self._run("advance_schedule", work)
+
+    async def forget_schedules(self, keep: Collection[str]) -> int:
+        names = sorted(keep)
+
+        async def work(conn: Any) -> int:
+            status = await conn.execute(Q["forget_schedules"], names)
+            return int(status.rsplit(" ", 1)[-1])
+
+        return await self._run("forget_schedules", work)
+
+    # -- running -----------------------------------------------------------------------
 
     async def claim(
         self, *, worker: str, limit: int, now: datetime, kinds: Sequence[str] | None = None
@@ -493,7 +545,7 @@ class PostgresStore:
             raise map_error(op, exc, self.url, self._timeout) from exc
 
 
-# -- pool hooks, and the enqueue round trip ---------------------------------------------
+# -- pool hooks -------------------------------------------------------------------------
 
 
 async def _reset_connection(conn: Any) -> None:
@@ -506,21 +558,3 @@ async def _reset_connection(conn: Any) -> None:
 
 async def _init_connection(conn: Any) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=load_json, schema="pg_catalog")
-
-
-async def _enqueue_once(conn: Any, args: tuple[Any, ...]) -> dict[int, Enqueued]:
-    """Enqueued per input index; an index is missing if its key's holder vanished."""
-    found: dict[int, Enqueued] = {}
-    for row in await conn.fetch(Q["enqueue"], *args):
-        found.setdefault(row["ord"] - 1, Enqueued(task=row_to_task(row), created=row["created"]))
-    # A conflicting task committed by another node after this statement's snapshot was
-    # taken is invisible to it: look those up again, with a fresh snapshot.
-    keys: list[str | None] = args[-1]
-    missing = [key for i, key in enumerate(keys) if i not in found]
-    if missing:
-        rows = await conn.fetch(Q["unfinished_by_keys"], missing)
-        holders = {row["unique_key"]: row_to_task(row) for row in rows}
-        for i, key in enumerate(keys):
-            if i not in found and key in holders:
-                found[i] = Enqueued(task=holders[key], created=False)
-    return found

@@ -9,7 +9,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gladd.store.base import Task, TaskError, TaskState
+from gladd.store.base import ScheduleState, Task, TaskError, TaskState
 from gladd.store.rules import load_json, utc
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -18,7 +18,7 @@ _MICROSECOND = timedelta(microseconds=1)
 COLUMNS = (
     "id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key, "
     "owner, token, rescues, deadline, cancel_requested, result, errors, created_at, "
-    "updated_at, finished_at, traceparent"
+    "updated_at, finished_at, traceparent, schedule, scheduled_for"
 )
 
 
@@ -63,7 +63,7 @@ def _errors(text: str) -> tuple[TaskError, ...]:
 def row_to_task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
     (id_, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
      owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-     updated_at, finished_at, traceparent) = row  # fmt: skip
+     updated_at, finished_at, traceparent, schedule, scheduled_for) = row  # fmt: skip
     return Task(
         id=id_,
         kind=kind,
@@ -86,4 +86,19 @@ def row_to_task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
         updated_at=EPOCH + timedelta(microseconds=updated_at),
         finished_at=from_us(finished_at),
         traceparent=traceparent,
+        schedule=schedule,
+        scheduled_for=from_us(scheduled_for),
+    )
+
+
+def row_to_schedule(row: sqlite3.Row | tuple[Any, ...]) -> ScheduleState:
+    """A row of the ``schedule_states`` query (the last task's state joined)."""
+    name, spec, last_tick, last_task, last_fired_at, last_state = row
+    return ScheduleState(
+        name=name,
+        spec=spec,
+        last_tick=EPOCH + timedelta(microseconds=last_tick),
+        last_task=last_task,
+        last_fired_at=from_us(last_fired_at),
+        last_state=None if last_state is None else TaskState(last_state),
     )

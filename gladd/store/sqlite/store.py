@@ -52,6 +52,7 @@ from gladd.store.base import (
     PoolStats,
     Released,
     RescueReport,
+    ScheduleState,
     StoreCapabilities,
     Task,
     TaskState,
@@ -61,10 +62,17 @@ from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_confl
 from gladd.store.sqlite.doorbell import Doorbell
 from gladd.store.sqlite.errors import map_error
 from gladd.store.sqlite.queries import Q
-from gladd.store.sqlite.rows import row_to_task, text_value, to_us
+from gladd.store.sqlite.rows import row_to_schedule, row_to_task, text_value, to_us
 from gladd.store.sqlite.schema import apply_migrations, migrations
 from gladd.store.sqlite.thread import DbThread
-from gladd.store.sqlite.writes import NewRow, insert, outcome_write, rescue_running
+from gladd.store.sqlite.writes import (
+    Advance,
+    NewRow,
+    advance_schedule,
+    insert,
+    outcome_write,
+    rescue_running,
+)
 
 if TYPE_CHECKING:
     from gladd.policies.model import DatabasePolicy
@@ -95,6 +103,15 @@ def _purge_params(finished_before: datetime, states: Collection[TaskState]) -> d
         "finished_before": to_us(utc(finished_before, "finished_before")),
         "states": json.dumps(list(purge_states(states))),
     }
+
+
+def _new_rows(tasks: Sequence[NewTask], now: datetime) -> list[NewRow]:
+    """``tasks`` checked (TaskRejected) and converted, in the event loop before the write."""
+    rows = []
+    for task in tasks:
+        payload, run_at = check_new_task(task, now=now)
+        rows.append(NewRow(new=task, payload=payload, run_at=to_us(run_at)))
+    return rows
 
 
 def _get(conn: sqlite3.Connection, task_id: int) -> Task | None:
@@ -279,15 +296,46 @@ class SQLiteStore:
 
     async def enqueue_many(self, tasks: Sequence[NewTask], *, now: datetime) -> list[Enqueued]:
         now = utc(now)
-        rows = []
-        for task in tasks:
-            payload, run_at = check_new_task(task, now=now)
-            rows.append(NewRow(new=task, payload=payload, run_at=to_us(run_at)))
+        rows = _new_rows(tasks, now)
         now_us = to_us(now)
         enqueued = await self._write(lambda c: [insert(c, row, now_us) for row in rows])
         if any(e.created for e in enqueued):
             self._notify()
         return enqueued
+
+    # -- schedules --------------------------------------------------------------------------
+
+    async def schedule_states(self) -> dict[str, ScheduleState]:
+        rows = await self._read(lambda c: c.execute(Q["schedule_states"]).fetchall())
+        return {state.name: state for state in map(row_to_schedule, rows)}
+
+    async def advance_schedule(
+        self,
+        name: str,
+        *,
+        spec: str,
+        expected: datetime | None,
+        to: datetime,
+        tasks: Sequence[NewTask],
+        now: datetime,
+    ) -> list[Enqueued] | None:
+        now = utc(now)
+        advance = Advance(
+            name=name,
+            spec=spec,
+            expected=None if expected is None else to_us(utc(expected, "expected")),
+            to=to_us(utc(to, "to")),
+            now=to_us(now),
+        )
+        rows = _new_rows(tasks, now)  # TaskRejected before the transaction
+        enqueued = await self._write(lambda c: advance_schedule(c, advance, rows))
+        if enqueued and any(e.created for e in enqueued):
+            self._notify()
+        return enqueued
+
+    async def forget_schedules(self, keep: Collection[str]) -> int:
+        names = json.dumps(sorted(keep))
+        return await self._write(lambda c: c.execute(Q["forget_schedules"], (names,)).rowcount)
 
     # -- running ----------------------------------------------------------------------------
 

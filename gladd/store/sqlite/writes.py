@@ -1,4 +1,5 @@
-"""The writes to SQLite's ``gladd_tasks`` and ``gladd_workers`` made of several statements
+"""The writes to SQLite's ``gladd_tasks``, ``gladd_workers`` and ``gladd_schedules`` made of
+several statements
 (their SQL is in ``sql/queries.sql``). The functions taking a connection run in the database
 thread, inside the transaction :class:`~gladd.store.sqlite.store.SQLiteStore` opened."""
 
@@ -6,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -42,6 +44,7 @@ class NewRow:
 
 def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     new = row.new
+    scheduled_for = None if new.scheduled_for is None else to_us(new.scheduled_for)
     if new.unique_key is not None:
         existing = conn.execute(Q["unfinished_by_key"], (new.unique_key,)).fetchone()
         if existing is not None:
@@ -49,7 +52,7 @@ def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     cursor = conn.execute(
         Q["insert"],
         (new.kind, row.payload, new.priority, row.run_at, new.max_attempts, new.timeout,
-         new.unique_key, new.traceparent, now, now),
+         new.unique_key, new.traceparent, new.schedule, scheduled_for, now, now),
     )  # fmt: skip
     assert cursor.lastrowid is not None
     created = from_us(now)
@@ -124,3 +127,34 @@ def rescue_running(
         to_dead=tuple(sorted(to_dead)),
         dead_workers=tuple(sorted(lost)),
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Advance:
+    """A schedule's compare-and-set, its times in microseconds (``expected`` None: the
+    schedule has no row yet)."""
+
+    name: str
+    spec: str
+    expected: int | None
+    to: int
+    now: int
+
+
+def advance_schedule(
+    conn: sqlite3.Connection, advance: Advance, rows: Sequence[NewRow]
+) -> list[Enqueued] | None:
+    """Move the schedule's row from ``expected`` to ``to`` and store its tasks; None, having
+    changed nothing, when the row is not at ``expected`` (another process advanced it)."""
+    params = {"name": advance.name, "spec": advance.spec, "to": advance.to, "now": advance.now}
+    if advance.expected is None:
+        cursor = conn.execute(Q["schedule_insert"], params)
+    else:
+        cursor = conn.execute(Q["schedule_advance"], {**params, "expected": advance.expected})
+    if cursor.rowcount != 1:
+        return None
+    enqueued = [insert(conn, row, advance.now) for row in rows]
+    if enqueued:
+        fired = {"name": advance.name, "task": enqueued[-1].task.id, "now": advance.now}
+        conn.execute(Q["schedule_fired"], fired)
+    return enqueued

@@ -20,7 +20,7 @@ from gladd.observe.watched import Watched
 from gladd.policies import Policies
 from gladd.resilience import Counters, LogSink, Resilience
 from gladd.resilience.clock import Clock, SystemClock
-from gladd.store.base import Store
+from gladd.store.base import ScheduleState, Store
 
 
 @dataclass
@@ -30,8 +30,13 @@ class FakeExecutor:
     running: int = 0
     stats: ExecutorStatistics = field(default_factory=ExecutorStatistics)
 
+    schedules: dict[str, ScheduleState] = field(default_factory=dict)
+
     def statistics(self) -> ExecutorStatistics:
         return dataclasses.replace(self.stats, running=self.running)
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        return self.schedules
 
 
 @dataclass
@@ -86,6 +91,9 @@ class Observed:
         """The executor's, as the daemon's Watched reads them."""
         assert self.executor is not None
         return self.executor.statistics()
+
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        return self.executor.schedule_states() if self.executor is not None else {}
 
     def status_of(self, key: str) -> str:
         return str(self.board.report()["checks"][key][0]["status"])

@@ -187,6 +187,7 @@ async def test_one_round_publishes_every_check_and_they_pass() -> None:
         "executor:deadLastHour",
         "executor:timeoutRate",
         "policies:reload",
+        "schedules:last_run",
         "eventloop:lag",
     }
     assert report["status"] == "pass", report
@@ -201,3 +202,36 @@ async def test_one_round_publishes_every_check_and_they_pass() -> None:
     assert observed.board.report()["status"] == "fail"
     assert observed.pings[-1] is not None  # the daemon's store health hears of it
     assert "the store is not open" in str(observed.pings[-1])
+
+
+def test_a_schedule_whose_last_run_died_warns_naming_it() -> None:
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    from gladd.observe.health_checks import schedules_check  # noqa: PLC0415
+    from gladd.policies import parse_policies  # noqa: PLC0415
+    from gladd.store.base import ScheduleState, TaskState  # noqa: PLC0415
+
+    rules = parse_policies(
+        b'[schedules.nightly]\ncron = "0 3 * * *"\nkind = "gladd.noop"\n'
+        b'[schedules.hourly]\ncron = "0 * * * *"\nkind = "gladd.noop"\n',
+        source="p",
+    ).policies
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+
+    def state(name: str, last: TaskState, task: int) -> ScheduleState:
+        return ScheduleState(
+            name=name, spec="s", last_tick=at, last_task=task, last_fired_at=at, last_state=last
+        )
+
+    states = {
+        "nightly": state("nightly", TaskState.DEAD, 17),
+        "hourly": state("hourly", TaskState.SUCCEEDED, 18),
+        "removed": state("removed", TaskState.DEAD, 19),  # not in the policies: not counted
+    }
+    check = schedules_check(rules, states, at=0.0)
+    assert (check.status.value, check.output) == (
+        "warn",
+        "schedule nightly: its last run, task 17, died",
+    )
+    states["nightly"] = state("nightly", TaskState.SUCCEEDED, 20)
+    assert schedules_check(rules, states, at=0.0).status.value == "pass"

@@ -9,14 +9,15 @@
 WITH input AS MATERIALIZED (
     SELECT nextval('gladd_tasks_id_seq') AS id, i.*
     FROM unnest($2::text[], $3::text[], $4::integer[], $5::timestamptz[], $6::integer[],
-                $7::double precision[], $8::text[], $9::text[])
+                $7::double precision[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])
          WITH ORDINALITY AS i(kind, payload, priority, run_at, max_attempts, timeout,
-                              traceparent, unique_key, ord)
+                              traceparent, schedule, scheduled_for, unique_key, ord)
 ), inserted AS (
     INSERT INTO gladd_tasks AS t (id, kind, payload, priority, run_at, max_attempts, timeout,
-                                  traceparent, unique_key, created_at, updated_at)
+                                  traceparent, schedule, scheduled_for, unique_key,
+                                  created_at, updated_at)
     SELECT id, kind, payload::jsonb, priority, run_at, max_attempts, timeout, traceparent,
-           unique_key, $1, $1
+           schedule, scheduled_for, unique_key, $1, $1
     FROM input
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
@@ -230,3 +231,31 @@ SELECT count(*) FROM gladd_tasks WHERE finished_at < $1 AND state = ANY($2::text
 
 -- name: counts
 SELECT state, count(*) AS n FROM gladd_tasks GROUP BY state;
+
+-- Schedules. A schedule advances by a compare-and-set on its last tick, inside the
+-- transaction that enqueues the tick's tasks: the insert for a schedule never advanced, the
+-- update from the tick the caller read. Each returns its row or nothing, and nothing means
+-- another node advanced it first (a racer waits for the winner's row lock, then finds the
+-- tick moved, or the row there).
+
+-- name: schedule_states
+SELECT s.name, s.spec, s.last_tick, s.last_task, s.last_fired_at, t.state AS last_state
+FROM gladd_schedules AS s LEFT JOIN gladd_tasks AS t ON t.id = s.last_task;
+
+-- name: schedule_insert
+-- $1 name, $2 spec, $3 the new last tick, $4 now.
+INSERT INTO gladd_schedules (name, spec, last_tick, updated_at) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO NOTHING
+RETURNING name;
+
+-- name: schedule_advance
+-- $1 name, $2 spec, $3 the new last tick, $4 now, $5 the last tick the caller read.
+UPDATE gladd_schedules SET last_tick = $3, spec = $2, updated_at = $4
+WHERE name = $1 AND last_tick = $5
+RETURNING name;
+
+-- name: schedule_fired
+UPDATE gladd_schedules SET last_task = $2, last_fired_at = $3 WHERE name = $1;
+
+-- name: forget_schedules
+DELETE FROM gladd_schedules WHERE NOT (name = ANY($1::text[]));

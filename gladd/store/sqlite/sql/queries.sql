@@ -20,13 +20,14 @@ INSERT INTO gladd_migrations (version, applied_at) VALUES (?, ?);
 -- name: insert
 -- Named fields; the rest take the schema's defaults.
 INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout,
-                         unique_key, traceparent, result, created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'null', ?, ?);
+                         unique_key, traceparent, schedule, scheduled_for, result,
+                         created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'null', ?, ?);
 
 -- name: unfinished_by_key
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at, traceparent
+       updated_at, finished_at, traceparent, schedule, scheduled_for
 FROM gladd_tasks WHERE unique_key = ? AND state IN ('pending', 'running');
 
 -- name: seen
@@ -45,7 +46,7 @@ WHERE id IN (
 )
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at, traceparent;
+          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for;
 
 -- name: claim_kinds
 -- The claim, of the kinds in the JSON array :kinds only.
@@ -59,7 +60,7 @@ WHERE id IN (
 )
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at, traceparent;
+          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for;
 
 -- Outcomes. Each applies only while the task is running under the token named; a task whose
 -- cancellation was requested finishes cancelled instead of going back to pending.
@@ -110,7 +111,7 @@ SELECT id, last_seen FROM gladd_workers;
 -- name: running
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at, traceparent
+       updated_at, finished_at, traceparent, schedule, scheduled_for
 FROM gladd_tasks WHERE state = 'running';
 
 -- name: rescue
@@ -129,14 +130,14 @@ DELETE FROM gladd_workers WHERE id = ?;
 -- name: get
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at, traceparent
+       updated_at, finished_at, traceparent, schedule, scheduled_for
 FROM gladd_tasks WHERE id = ?;
 
 -- name: list
 -- Newest first; each filter is skipped when its parameter is NULL.
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at, traceparent
+       updated_at, finished_at, traceparent, schedule, scheduled_for
 FROM gladd_tasks
 WHERE (:state IS NULL OR state = :state)
   AND (:kind IS NULL OR kind = :kind)
@@ -153,7 +154,7 @@ UPDATE gladd_tasks SET
 WHERE id = :id AND (state = 'pending' OR (state = 'running' AND NOT cancel_requested))
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at, traceparent;
+          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for;
 
 -- name: retry
 UPDATE gladd_tasks SET state = 'pending', run_at = :now, attempt = 0, rescues = 0,
@@ -162,7 +163,7 @@ UPDATE gladd_tasks SET state = 'pending', run_at = :now, attempt = 0, rescues = 
 WHERE id = :id
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at, traceparent;
+          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for;
 
 -- name: purge
 -- :states is a JSON array of finished states.
@@ -175,3 +176,27 @@ WHERE finished_at < :finished_before AND state IN (SELECT value FROM json_each(:
 
 -- name: counts
 SELECT state, count(*) FROM gladd_tasks GROUP BY state;
+
+-- Schedules. A schedule advances by a compare-and-set on its last tick: the insert for a
+-- schedule never advanced, the update from the tick the caller read; each changes one row
+-- or none, and none means another node advanced it first.
+
+-- name: schedule_states
+SELECT s.name, s.spec, s.last_tick, s.last_task, s.last_fired_at, t.state
+FROM gladd_schedules AS s LEFT JOIN gladd_tasks AS t ON t.id = s.last_task;
+
+-- name: schedule_insert
+INSERT INTO gladd_schedules (name, spec, last_tick, updated_at)
+VALUES (:name, :spec, :to, :now)
+ON CONFLICT (name) DO NOTHING;
+
+-- name: schedule_advance
+UPDATE gladd_schedules SET last_tick = :to, spec = :spec, updated_at = :now
+WHERE name = :name AND last_tick = :expected;
+
+-- name: schedule_fired
+UPDATE gladd_schedules SET last_task = :task, last_fired_at = :now WHERE name = :name;
+
+-- name: forget_schedules
+-- :keep is a JSON array of the names to keep.
+DELETE FROM gladd_schedules WHERE name NOT IN (SELECT value FROM json_each(:keep));

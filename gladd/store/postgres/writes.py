@@ -1,0 +1,90 @@
+"""The PostgreSQL store's writes of more than one statement: an enqueue that looks again for
+unique keys changing hands, and a schedule's advance with its tick's tasks. Each takes the
+connection :class:`~gladd.store.postgres.store.PostgresStore` acquired."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from gladd.errors import StoreError
+from gladd.store.base import Enqueued, NewTask
+from gladd.store.postgres.queries import Q
+from gladd.store.postgres.rows import enqueue_args, row_to_task
+
+ENQUEUE_ROUNDS = 3  # a holder of a unique_key may finish in between: go again, this often
+
+
+async def enqueue_once(conn: Any, args: tuple[Any, ...]) -> dict[int, Enqueued]:
+    """Enqueued per input index; an index is missing if its key's holder vanished."""
+    found: dict[int, Enqueued] = {}
+    for row in await conn.fetch(Q["enqueue"], *args):
+        found.setdefault(row["ord"] - 1, Enqueued(task=row_to_task(row), created=row["created"]))
+    # A conflicting task committed by another node after this statement's snapshot was
+    # taken is invisible to it: look those up again, with a fresh snapshot.
+    keys: list[str | None] = args[-1]
+    missing = [key for i, key in enumerate(keys) if i not in found]
+    if missing:
+        rows = await conn.fetch(Q["unfinished_by_keys"], missing)
+        holders = {row["unique_key"]: row_to_task(row) for row in rows}
+        for i, key in enumerate(keys):
+            if i not in found and key in holders:
+                found[i] = Enqueued(task=holders[key], created=False)
+    return found
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Advance:
+    """A schedule's compare-and-set (``expected`` None: the schedule has no row yet)."""
+
+    name: str
+    spec: str
+    expected: datetime | None
+    to: datetime
+    now: datetime
+
+
+async def advance_schedule(
+    conn: Any,
+    advance: Advance,
+    tasks: Sequence[NewTask],
+    checked: Sequence[tuple[str, datetime]],
+) -> list[Enqueued] | None:
+    """Move the schedule's row from ``expected`` to ``to`` and enqueue ``tasks`` (checked by
+    ``check_new_task``) in one transaction; None, having changed nothing, when the row is not
+    at ``expected``. The enqueue's insert trigger notifies the workers at commit."""
+    name, now = advance.name, advance.now
+    async with conn.transaction():
+        if advance.expected is None:
+            moved = await conn.fetchrow(Q["schedule_insert"], name, advance.spec, advance.to, now)
+        else:
+            moved = await conn.fetchrow(
+                Q["schedule_advance"], name, advance.spec, advance.to, now, advance.expected
+            )
+        if moved is None:
+            return None
+        enqueued = await _enqueue_all(conn, tasks, checked, now)
+        if enqueued:
+            await conn.execute(Q["schedule_fired"], name, enqueued[-1].task.id, now)
+        return enqueued
+
+
+async def _enqueue_all(
+    conn: Any, tasks: Sequence[NewTask], checked: Sequence[tuple[str, datetime]], now: datetime
+) -> list[Enqueued]:
+    """Every task enqueued on ``conn`` (inside the caller's transaction: each statement sees
+    the others' latest commits, so a key's holder that finished meanwhile is seen next)."""
+    done: dict[int, Enqueued] = {}
+    todo = list(range(len(tasks)))
+    for _ in range(ENQUEUE_ROUNDS):
+        if not todo:
+            break
+        args = enqueue_args([tasks[i] for i in todo], [checked[i] for i in todo], now)
+        got = await enqueue_once(conn, args)
+        done.update((todo[j], enqueued) for j, enqueued in got.items())
+        todo = [i for j, i in enumerate(todo) if j not in got]
+    if todo:
+        raise StoreError("advance_schedule: unique keys kept changing hands; try again")
+    return [done[i] for i in range(len(tasks))]
