@@ -16,10 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
-from gladd.admin.app import create_app
 from gladd.daemon import Daemon
 from gladd.notify import Notifier
 from gladd.observe.health import Status
@@ -31,6 +29,7 @@ from gladd.resilience.retry import RetryPlan
 from gladd.runtime import LAST_GOOD
 from gladd.settings import Settings
 from gladd.store.sqlite.store import SQLiteStore
+from tests.integration.fakes.harness import admin_client
 
 pytestmark = pytest.mark.anyio
 
@@ -214,16 +213,7 @@ async def test_putting_the_file_back_clears_every_surface(
 
         policies_file.write_text(SHIPPED)
         rt = daemon.runtime
-        app = create_app(
-            rt.board,
-            tasks=rt.tasks,
-            store_open=lambda: True,
-            reload=rt.reloader.reload,
-            metrics=rt.metrics.render,
-        )
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://127.0.0.1"
-        ) as client:
+        async with admin_client(rt) as client:
             answer = await client.post("/reload")
         assert answer.status_code == 200
         back = answer.json()

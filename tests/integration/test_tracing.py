@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,14 +20,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from gladd import tracing
-from gladd.admin.app import create_app
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.service import TaskService
 from gladd.policies import Policies, parse_policies
 from gladd.store import TaskState
 from gladd.store.configure import configured_store
 from tests.integration.fakes import webhook
-from tests.integration.fakes.harness import BASE, running
+from tests.integration.fakes.harness import BASE, admin_client, running
 from tests.integration.fakes.server import Faults, serve
 
 pytestmark = pytest.mark.anyio
@@ -198,16 +196,7 @@ async def test_an_http_enqueue_continues_the_callers_traceparent(
 ) -> None:
     async with running(policies(), tmp_path) as run:
         rt = run.runtime
-        app = create_app(
-            rt.board,
-            tasks=rt.tasks,
-            store_open=lambda: True,
-            reload=rt.reloader.reload,
-            metrics=rt.metrics.render,
-        )
-        async with httpx.AsyncClient(
-            transport=httpx.ASGITransport(app), base_url="http://127.0.0.1"
-        ) as client:
+        async with admin_client(rt) as client:
             body = {"kind": "http.request", "payload": {"method": "GET", "url": f"{url}/h"}}
             traced = await client.post("/tasks", json=body, headers={"traceparent": CALLER})
             garbled = await client.post("/tasks", json=body, headers={"traceparent": "00-zz"})

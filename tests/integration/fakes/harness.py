@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx
 
+from gladd.admin.app import create_app
 from gladd.executor.runner import Executor
 from gladd.executor.service import TaskService
 from gladd.plugins import PluginHost, discover_plugins
@@ -136,3 +138,19 @@ async def running(
         finally:
             runtime.executor.stop()
     await store.close()
+
+
+@asynccontextmanager
+async def admin_client(runtime: Runtime) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on ``runtime``'s admin app, in process (httpx's ASGI transport), wired
+    as the daemon wires it."""
+    app = create_app(
+        runtime.board,
+        tasks=runtime.tasks,
+        store_open=lambda: True,
+        reload=runtime.reloader.reload,
+        metrics=runtime.metrics.render,
+    )
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        yield client
