@@ -78,7 +78,6 @@ from gladd.store.postgres.errors import map_error
 from gladd.store.postgres.listener import NotifyListener
 from gladd.store.postgres.queries import Q
 from gladd.store.postgres.rows import (
-    enqueue_args,
     finish_args,
     rescued,
     row_to_schedule,
@@ -86,7 +85,7 @@ from gladd.store.postgres.rows import (
     sorted_claim,
 )
 from gladd.store.postgres.schema import LATEST, apply_migrations
-from gladd.store.postgres.writes import ENQUEUE_ROUNDS, Advance, advance_schedule, enqueue_once
+from gladd.store.postgres.writes import Advance, advance_schedule, enqueue_once, enqueue_rounds
 from gladd.store.rules import (
     Wakeup,
     check_new_task,
@@ -251,20 +250,16 @@ class PostgresStore:
         checked = [check_new_task(task, now=now) for task in tasks]  # TaskRejected
         if not tasks:
             return []
-        done: dict[int, Enqueued] = {}
-        todo = list(range(len(tasks)))
-        for _ in range(ENQUEUE_ROUNDS):  # a key's holder may finish in between: go again
-            args = enqueue_args([tasks[i] for i in todo], [checked[i] for i in todo], now)
 
-            async def work(conn: Any, args: tuple[object, ...] = args) -> dict[int, Enqueued]:
+        async def round_(args: tuple[Any, ...]) -> dict[int, Enqueued]:
+            # Its own statement and transaction: a retried round never repeats an earlier one.
+            async def work(conn: Any) -> dict[int, Enqueued]:
                 return await enqueue_once(conn, args)
 
-            got = await self._run("enqueue", work)
-            done.update((todo[j], enqueued) for j, enqueued in got.items())
-            todo = [i for j, i in enumerate(todo) if j not in got]
-            if not todo:
-                return [done[i] for i in range(len(tasks))]
-        raise StoreError(f"enqueue: unique keys kept changing hands at {self.url}; try again")
+            return await self._run("enqueue", work)
+
+        failure = f"enqueue: unique keys kept changing hands at {self.url}; try again"
+        return await enqueue_rounds(tasks, checked, now, round_, failure)
 
     # -- schedules ---------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ connection :class:`~gladd.store.postgres.store.PostgresStore` acquired."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -71,20 +71,37 @@ async def advance_schedule(
         return enqueued
 
 
-async def _enqueue_all(
-    conn: Any, tasks: Sequence[NewTask], checked: Sequence[tuple[str, datetime]], now: datetime
+async def enqueue_rounds(
+    tasks: Sequence[NewTask],
+    checked: Sequence[tuple[str, datetime]],
+    now: datetime,
+    round_: Callable[[tuple[Any, ...]], Awaitable[dict[int, Enqueued]]],
+    failure: str,
 ) -> list[Enqueued]:
-    """Every task enqueued on ``conn`` (inside the caller's transaction: each statement sees
-    the others' latest commits, so a key's holder that finished meanwhile is seen next)."""
+    """Every task enqueued, one :func:`enqueue_once` statement per ``round_``, again for
+    those whose key's holder finished meanwhile; StoreError ``failure`` after
+    :data:`ENQUEUE_ROUNDS` rounds."""
     done: dict[int, Enqueued] = {}
     todo = list(range(len(tasks)))
     for _ in range(ENQUEUE_ROUNDS):
         if not todo:
             break
-        args = enqueue_args([tasks[i] for i in todo], [checked[i] for i in todo], now)
-        got = await enqueue_once(conn, args)
+        got = await round_(enqueue_args([tasks[i] for i in todo], [checked[i] for i in todo], now))
         done.update((todo[j], enqueued) for j, enqueued in got.items())
         todo = [i for j, i in enumerate(todo) if j not in got]
     if todo:
-        raise StoreError("advance_schedule: unique keys kept changing hands; try again")
+        raise StoreError(failure)
     return [done[i] for i in range(len(tasks))]
+
+
+async def _enqueue_all(
+    conn: Any, tasks: Sequence[NewTask], checked: Sequence[tuple[str, datetime]], now: datetime
+) -> list[Enqueued]:
+    """Every task enqueued on ``conn`` (inside the caller's transaction: each statement sees
+    the others' latest commits, so a key's holder that finished meanwhile is seen next)."""
+
+    async def round_(args: tuple[Any, ...]) -> dict[int, Enqueued]:
+        return await enqueue_once(conn, args)
+
+    failure = "advance_schedule: unique keys kept changing hands; try again"
+    return await enqueue_rounds(tasks, checked, now, round_, failure)
