@@ -30,6 +30,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gladd.store.gates import GATED_SCAN, Gate, GateUsage, LimitUsage, Pause
+
 if TYPE_CHECKING:
     from gladd.policies.model import DatabasePolicy
     from gladd.resilience.classify import RetryClass
@@ -125,6 +127,16 @@ class ScheduleState:
     last_task: int | None  # id of the last task it enqueued
     last_fired_at: datetime | None  # when that task was enqueued
     last_state: TaskState | None  # that task's state now; None when none or purged
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GatedClaim:
+    """What :meth:`Store.claim_gated` returns: the tasks started and how the gates stand."""
+
+    tasks: list[Task]
+    usage: dict[str, GateUsage]  # per gate name, counting the tasks just started
+    held: int  # due candidates seen but held back by a full gate
+    next_at: datetime | None  # earliest time a rate-held candidate gets a token
 
 
 # Outcomes of running attempts, written in batches by `Store.finish`.
@@ -299,6 +311,50 @@ class Store(Protocol):
         running, owned by ``worker``, with ``attempt`` + 1, a new ``token``, and ``deadline``
         = now + its timeout (tasks without a timeout get none). ``kinds`` restricts the
         kinds claimed (None: any)."""
+
+    async def claim_gated(
+        self,
+        *,
+        worker: str,
+        limit: int,
+        now: datetime,
+        kinds: Sequence[str],
+        gates: Sequence[Gate],
+        scan: int = GATED_SCAN,
+    ) -> GatedClaim:
+        """Claim, as :meth:`claim` does, up to ``limit`` due pending tasks of ``kinds`` (a
+        subset of the gates' kinds: paused ones left out), looking at the first ``scan`` in
+        claim order and taking each only if every gate covering its kind has room
+        (:func:`gladd.store.gates.plan_claim`); spend their tokens. Running tasks of every
+        kind of a gate count against it, whatever ``kinds`` says. Correct across nodes: no
+        two claims together exceed a gate (each store's docstring says why)."""
+
+    async def limit_usage(self, gates: Sequence[Gate], *, now: datetime) -> LimitUsage:
+        """Running tasks and tokens (refilled to ``now``) per gate and partition; only
+        partitions with running tasks or a stored bucket appear."""
+
+    async def pauses(self, *, now: datetime) -> list[Pause]:
+        """The pauses active at ``now`` (until None or later), by target."""
+
+    async def pause(self, pause: Pause) -> Pause:
+        """Store ``pause``, replacing any on its target; every node's store learns of it
+        (its :attr:`pause_epoch` moves) within a second."""
+
+    async def resume(self, target: str, *, now: datetime) -> Pause | None:
+        """Remove the pause on ``target``; the one removed if it was active, else None.
+        Announced as :meth:`pause` is."""
+
+    pause_epoch: int
+    """Moves whenever pauses may have changed: this store's own writes, another node's or
+    process's (NOTIFY on PostgreSQL, the doorbell on SQLite), a re-established listener.
+    A reader re-reads :meth:`pauses` when it moved."""
+
+    async def ring(self) -> None:
+        """Wake every waiter of :meth:`wait_for_work`, on every node (gate room freed)."""
+
+    async def sweep_limits(self, *, now: datetime, idle: float) -> int:
+        """Delete expired pauses and token buckets not touched for ``idle`` seconds (a
+        bucket that old is full again, for any rate ≥ burst / idle); returns how many."""
 
     async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
         """Apply outcomes in one round trip; each bool says whether the token still held."""
