@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
 from gladd.durations import Duration, format_duration
 from gladd.errors import Problem
+from gladd.rates import Rate
 
 RetryOn = Literal["connect", "timeout", "reset", "5xx", "408", "429"]
 BackoffKind = Literal["constant", "linear", "exponential", "decorrelated"]
@@ -106,13 +107,31 @@ class BreakerPolicy(_Section):
 
 
 class ServiceBinding(_Section):
-    """An outside service: which policies guard calls to it."""
+    """An outside service: which policies guard calls to it, and how much of it one node
+    may use at once."""
 
     retry: str | None = None
     breaker: str | None = None
     timeout: Duration = 10.0
     hosts: tuple[str, ...] = ()
     retry_non_idempotent: bool = False
+    max_in_flight: int | None = Field(None, ge=1, le=100_000)  # bulkhead, per node
+    rate: Rate | None = None  # outbound requests per second, per node
+    max_wait: Duration = 5.0  # for a bulkhead slot or a rate token, then BulkheadFull
+    cooldown: bool = True  # a 429/503 with Retry-After pauses its kinds on every node
+    paused: bool = False  # its kinds are not claimed
+
+
+class LimitPolicy(_Section):
+    """A named limit shared by the kinds that list it in ``limits``: at most
+    ``concurrency`` running at once and ``rate`` starts (with ``burst``) across every node,
+    per value of the payload field ``partition`` when set."""
+
+    concurrency: int | None = Field(None, ge=1, le=1_000_000)
+    rate: Rate | None = None
+    burst: int = Field(1, ge=1, le=1_000_000)
+    partition: str | None = None
+    paused: bool = False
 
 
 class TaskBinding(_Section):
@@ -123,6 +142,12 @@ class TaskBinding(_Section):
     breaker: str | None = None
     service: str | None = None
     priority: int = Field(0, ge=-1000, le=1000)
+    concurrency: int | None = Field(None, ge=1, le=1_000_000)  # across every node
+    rate: Rate | None = None  # starts per second across every node
+    burst: int = Field(1, ge=1, le=1_000_000)
+    partition: str | None = None  # payload field: the limits above apply per value
+    limits: tuple[str, ...] = ()  # named [limits.NAME] this kind also counts against
+    paused: bool = False
 
 
 class AlertThresholds(_Section):
@@ -216,6 +241,7 @@ class Policies(_Section):
     breaker: dict[str, BreakerPolicy] = {}
     services: dict[str, ServiceBinding] = {}
     tasks: dict[str, TaskBinding] = {}
+    limits: dict[str, LimitPolicy] = {}
     pool_alerts: PoolAlertPolicy = PoolAlertPolicy()
     event_loop: EventLoopPolicy = EventLoopPolicy()
     plugins: dict[str, dict[str, Any]] = {}
