@@ -19,7 +19,8 @@
     │   ├── StoreNotFound           no store there, and the caller may not create one
     │   ├── StoreUnusable           a corrupt file or not a database: retrying cannot help
     │   └── UnknownTask             no task with that id
-    │       └── UnknownSchedule     no schedule of that name in the policies
+    │       ├── UnknownSchedule     no schedule of that name in the policies
+    │       └── UnknownPauseTarget  no kind, service or limit of that name to pause
     ├── StopIncomplete              a stop left tasks unreleased (they wait for a rescue)
     ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
     ├── TaskStateConflict           cancel or retry refused: the task's state does not allow it
@@ -191,6 +192,11 @@ class UnknownTask(StoreError):
 class UnknownSchedule(UnknownTask):
     """No ``[schedules.NAME]`` of that name in the policies served (a 404, exit 66, like an
     unknown task)."""
+
+
+class UnknownPauseTarget(UnknownTask):
+    """A pause or resume names no kind, service, limit or cooldown gladd knows (a 404,
+    exit 66, like an unknown task); nothing was changed."""
 
 
 class StopIncomplete(GladdError):

@@ -10,7 +10,7 @@ tasks this worker's.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,6 +39,8 @@ class Completer:
     clock: Clock
     rng: random.Random
     store_health: Callable[[StoreError | None], None]
+    written: Callable[[Sequence[int]], Awaitable[None]] | None = None
+    """Told the ids of each batch stored (the producer: a gated task's room opened)."""
     pacer: Pacer = field(init=False)
     succeeded: int = field(default=0, init=False)
     failed: int = field(default=0, init=False)
@@ -83,6 +85,8 @@ class Completer:
         for outcome, ok in zip(batch, accepted, strict=True):
             self.ledger.written(outcome.id)
             self._count(outcome, ok)
+        if self.written is not None:
+            await self.written([outcome.id for outcome in batch])
 
     async def flush_everything(self) -> None:
         """Write what is left, trying for at most a heartbeat (the node is leaving)."""

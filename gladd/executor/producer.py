@@ -5,10 +5,18 @@ It owns the claiming side of the executor: how many tasks may be claimed now
 store, polling only as a fallback), and the drain when the node stops. Claiming stops at
 :meth:`Producer.stop`; running handlers then get ``executor.shutdown_grace`` to finish and
 are released (pending again, attempt refunded); :meth:`Producer.stop_now` skips the grace.
+
+Flow control (:mod:`gladd.executor.flow`): held kinds (paused, cooling down) are left out
+of every claim; kinds under a limit are claimed by ``Store.claim_gated``, after the plain
+claim of the others, so a full limit never stands in an unlimited kind's way. A gated claim
+is asked again when room may have opened: this node wrote a gated task's outcome (and rings
+every node), the store woke us, a rate token is due, or a poll interval passed — never in a
+tight loop, and a held task is never claimed only to be released.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,21 +27,26 @@ from anyio.abc import TaskGroup, TaskStatus
 from loguru import logger
 
 from gladd.errors import StoreError
+from gladd.executor.flow import Hold, Split, gates_of, holds, next_expiry, split_kinds
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.ledger import Ledger, Running, StopReason
+from gladd.executor.pauses import OnPauses, PauseCache
 from gladd.policies import Policies
 from gladd.resilience.clock import Clock
-from gladd.store import Store, Task
+from gladd.store import GatedClaim, Store, Task
+from gladd.store.gates import Gate, GateUsage
 
 CLAIM_BATCH = 100
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Admission:
-    """What the next claim may take: up to ``limit`` tasks of ``kinds``."""
+    """What the next claim may take: up to ``limit`` tasks of ``kinds`` plainly, then of
+    ``split.gated`` through ``split.gates``."""
 
     limit: int
     kinds: Sequence[str]
+    split: Split
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -49,13 +62,31 @@ class Producer:
     now: Callable[[], datetime]
     clock: Clock
     store_health: Callable[[StoreError | None], None]
+    on_pauses: OnPauses | None = None
     claimed: int = field(default=0, init=False)
+    held: dict[str, Hold] = field(default_factory=dict, init=False)
+    """Each kind held back now, and why (for health, metrics and ``tasks show``)."""
+    gate_usage: dict[str, GateUsage] = field(default_factory=dict, init=False)
+    """Each gate as the last gated claim found it."""
+    gate_held: int = field(default=0, init=False)
+    """Due tasks the last gated claim held back because a gate was full."""
+    pause_cache: PauseCache = field(init=False)
+    _gated_ids: set[int] = field(default_factory=set, init=False)
+    _gated_dirty: bool = field(default=True, init=False)
+    _gated_look_at: float = field(default=-math.inf, init=False)
+    _token_at: datetime | None = field(default=None, init=False)
+    _gates_of: tuple[Policies | None, tuple[Gate, ...]] = field(default=(None, ()), init=False)
     _stopping: anyio.Event = field(default_factory=anyio.Event, init=False)
     # None until first entered: a producer can be built outside an event loop (anyio makes
     # a cancel scope only inside one), as the daemon builds its runtime before it runs.
     _idle: anyio.CancelScope | None = field(default=None, init=False)
     _grace: anyio.CancelScope | None = field(default=None, init=False)
     _no_grace: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.pause_cache = PauseCache(
+            store=self.store, now=self.now, clock=self.clock, on_change=self.on_pauses
+        )
 
     def admit(self, policies: Policies) -> Admission | None:
         """How many tasks, of which kinds, the next claim may take; None: none until a slot
@@ -69,10 +100,32 @@ class Producer:
         free = policies.executor.concurrency - len(self.ledger.running)
         if free <= 0:
             return None
-        return Admission(limit=min(free, CLAIM_BATCH), kinds=self.kinds.names())
+        split = split_kinds(self.kinds.names(), self._gates(policies), self.held)
+        return Admission(limit=min(free, CLAIM_BATCH), kinds=split.free, split=split)
+
+    def _gates(self, policies: Policies) -> tuple[Gate, ...]:
+        """The policies' gates, compiled once per policies object (once per reload)."""
+        if self._gates_of[0] is not policies:
+            self._gates_of = (policies, gates_of(policies))
+        return self._gates_of[1]
+
+    async def written(self, ids: Sequence[int]) -> None:
+        """The completer stored these outcomes: a gated one frees room in its gates, here
+        and for every node (rung), so the gated claim looks again."""
+        freed = self._gated_ids.intersection(ids)
+        if not freed:
+            return
+        self._gated_ids -= freed
+        self._gated_dirty = True
+        self.wake()
+        try:
+            await self.store.ring()
+        except StoreError as exc:
+            logger.debug("telling other nodes a limit has room failed: {}", exc)
 
     def wake(self) -> None:
-        """Look again now: a reload may have raised the concurrency."""
+        """Look again now: a reload may have raised the concurrency or a limit."""
+        self._gated_dirty = True
         self.ledger.nudge()
         self._cancel(self._idle)
 
@@ -102,6 +155,7 @@ class Producer:
     async def _claim_loop(self, handlers: TaskGroup) -> None:
         while not self._stopping.is_set():
             policies = self.policies()
+            await self._hold(policies)
             admission = self.admit(policies)
             if admission is None:
                 await self._wait_for_slot()
@@ -113,23 +167,76 @@ class Producer:
             for task in tasks:
                 handlers.start_soon(self.attempt, self.ledger.hold(task))
             if not tasks:
-                await self._idle_wait(policies.executor.poll_interval, store_wake=True)
+                await self._idle_wait(self._idle_for(policies), store_wake=True)
+                self._gated_dirty = True
+
+    async def _hold(self, policies: Policies) -> None:
+        """Bring :attr:`held` up to date with the policies and the store's pauses."""
+        pauses = await self.pause_cache.refresh(policies.executor.poll_interval)
+        held = holds(policies, pauses, self.kinds, self.now())
+        if held.keys() != self.held.keys():
+            _log_holds(self.held, held)
+            self._gated_dirty = True
+        self.held = held
+
+    def _idle_for(self, policies: Policies) -> float:
+        """How long to wait for work: the poll interval, or less when a rate token or the
+        end of a pause is due sooner."""
+        wait = policies.executor.poll_interval
+        now = self.now()
+        for at in (self._token_at, next_expiry(self.pause_cache.pauses, now)):
+            if at is not None:
+                wait = min(wait, max(0.0, (at - now).total_seconds()))
+        return wait
 
     async def _claim(self, admission: Admission) -> list[Task] | None:
+        """The plain claim, then the gated one for what room is left; None: the store
+        failed (what either claim took is kept)."""
+        tasks: list[Task] = []
         try:
-            tasks = await self.store.claim(
-                worker=self.worker_id,
-                limit=admission.limit,
-                now=self.now(),
-                kinds=admission.kinds,
-            )
+            if admission.kinds:
+                tasks = await self.store.claim(
+                    worker=self.worker_id,
+                    limit=admission.limit,
+                    now=self.now(),
+                    kinds=admission.kinds,
+                )
+            room = admission.limit - len(tasks)
+            if room > 0 and self._gated_wanted(admission.split):
+                tasks += self._took(
+                    await self.store.claim_gated(
+                        worker=self.worker_id,
+                        limit=room,
+                        now=self.now(),
+                        kinds=admission.split.gated,
+                        gates=admission.split.gates,
+                    ),
+                    room,
+                )
         except StoreError as exc:
             self.store_health(exc)
             logger.debug("claiming tasks failed, will retry: {}", exc)
-            return None
+            self.claimed += len(tasks)
+            return tasks or None
         self.store_health(None)
         self.claimed += len(tasks)
         return tasks
+
+    def _gated_wanted(self, split: Split) -> bool:
+        if not split.gated:
+            return False
+        return self._gated_dirty or self.clock.monotonic() >= self._gated_look_at
+
+    def _took(self, claim: GatedClaim, room: int) -> list[Task]:
+        """Note what a gated claim found; its tasks."""
+        self.gate_usage = claim.usage
+        self.gate_held = claim.held
+        self._token_at = claim.next_at
+        self._gated_ids.update(t.id for t in claim.tasks)
+        # Full: there may be more at once. Short: look again when room may have opened.
+        self._gated_dirty = len(claim.tasks) >= room
+        self._gated_look_at = self.clock.monotonic() + self.policies().executor.poll_interval
+        return claim.tasks
 
     async def _idle_wait(self, seconds: float, *, store_wake: bool) -> None:
         with anyio.CancelScope() as self._idle:
@@ -160,3 +267,10 @@ class Producer:
         self.ledger.stop_all(StopReason.SHUTDOWN)
         if running:
             logger.warning("grace over: releasing {} task(s) to pending", len(running))
+
+
+def _log_holds(before: dict[str, Hold], after: dict[str, Hold]) -> None:
+    for kind in sorted(after.keys() - before.keys()):
+        logger.info("not claiming {} tasks: {}", kind, after[kind].describe())
+    for kind in sorted(before.keys() - after.keys()):
+        logger.info("claiming {} tasks again ({} ended)", kind, before[kind].target)

@@ -32,9 +32,11 @@ from gladd.errors import StoreError
 from gladd.executor.attempt import Attempts
 from gladd.executor.completer import Completer
 from gladd.executor.decide import scheduled_task
+from gladd.executor.flow import FlowStatistics, gates_of, in_force
 from gladd.executor.heartbeats import Heartbeats
 from gladd.executor.kinds import ContextFactory, KindRegistry, basic_context
 from gladd.executor.ledger import Ledger
+from gladd.executor.pauses import OnPauses
 from gladd.executor.producer import Producer
 from gladd.executor.statistics import ExecutorStatistics
 from gladd.maintenance.cleaner import Cleaner
@@ -85,6 +87,7 @@ class Executor:
         observe_task: Callable[[str, str, float], None] | None = None,
         observe_ticks: OnTicks | None = None,
         observe_lateness: OnLateness | None = None,
+        on_pauses: OnPauses | None = None,
     ) -> None:
         """``now`` is the wall clock the store's times are in; ``clock`` what the services
         wait with (and time attempts by)."""
@@ -104,7 +107,12 @@ class Executor:
             on_lateness=observe_lateness,
         )
         self.heartbeats = Heartbeats(**held, worker_id=worker_id, store_health=health)
-        self.completer = Completer(**held, rng=rng, store_health=health)
+        self.completer = Completer(
+            **held,
+            rng=rng,
+            store_health=health,
+            written=lambda ids: self.producer.written(ids),  # noqa: PLW0108 - made below
+        )
         self.attempts = Attempts(
             **held,
             kinds=kinds,
@@ -121,6 +129,7 @@ class Executor:
             worker_id=worker_id,
             attempt=self.attempts.run_one,
             store_health=health,
+            on_pauses=on_pauses,
         )
 
     @property
@@ -154,6 +163,18 @@ class Executor:
         schedule)."""
         self.producer.wake()
         self.scheduler.wake()
+
+    def flow(self) -> FlowStatistics:
+        """Flow control on this node now: gates, what they hold, the pauses in force."""
+        p = self.producer
+        policies = p.policies()
+        return FlowStatistics(
+            gates=gates_of(policies),
+            usage=dict(p.gate_usage),
+            held_tasks=p.gate_held,
+            held_kinds=dict(p.held),
+            pauses=tuple(in_force(policies, p.pause_cache.pauses, p.now())),
+        )
 
     def schedule_states(self) -> dict[str, ScheduleState]:
         """Where each schedule stood at the scheduler's last look, for health."""

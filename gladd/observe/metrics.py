@@ -32,6 +32,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gladd.executor.flow import FlowStatistics
 from gladd.observe.health import HealthBoard, Status
 from gladd.observe.health_checks import HealthChecker
 from gladd.observe.pool import RULES, Level
@@ -307,6 +308,8 @@ class _Collector(Collector):
                     "Share of this node's finished attempts that timed out, since start",
                     value=s.timeouts / attempts,
                 )
+        if self.w.executor_running():
+            yield from _flow(self.w.executor.flow())
         counts = self.checker.counts if self.checker is not None else {}
         if counts:
             tasks = GaugeMetricFamily(
@@ -435,6 +438,59 @@ class _Collector(Collector):
             "kind",
             lag.blocks,
         )
+
+
+def _flow(flow: FlowStatistics) -> Iterator[Metric]:
+    """Limits (as this node's last gated claim saw them) and the pauses in force."""
+    running = GaugeMetricFamily(
+        "gladd_limit_running", "Tasks running under each limit, all nodes", labels=["limit"]
+    )
+    allowed = GaugeMetricFamily(
+        "gladd_limit_allowed", "Each limit's concurrency (per partition)", labels=["limit"]
+    )
+    rate = GaugeMetricFamily(
+        "gladd_limit_rate", "Each limit's starts per second (per partition)", labels=["limit"]
+    )
+    tokens = GaugeMetricFamily(
+        "gladd_limit_tokens", "Start tokens left in each unpartitioned rate limit", labels=["limit"]
+    )
+    held = GaugeMetricFamily(
+        "gladd_limit_held",
+        "Due tasks the last claim held back because the limit was full",
+        labels=["limit"],
+    )
+    for gate in flow.gates:
+        usage = flow.usage.get(gate.name)
+        running.add_metric([gate.name], usage.running if usage else 0)
+        held.add_metric([gate.name], usage.held if usage else 0)
+        if gate.concurrency is not None:
+            allowed.add_metric([gate.name], gate.concurrency)
+        if gate.rate is not None:
+            rate.add_metric([gate.name], gate.rate)
+        if usage is not None and usage.tokens is not None:
+            tokens.add_metric([gate.name], usage.tokens)
+    yield from (running, allowed, rate, tokens, held)
+    yield GaugeMetricFamily(
+        "gladd_tasks_held",
+        "Due tasks the last gated claim held back (a limit full or out of tokens)",
+        value=flow.held_tasks,
+    )
+    pauses = GaugeMetricFamily(
+        "gladd_pause_active",
+        "1 for each pause or cooldown in force, by target and who set it",
+        labels=["target", "by"],
+    )
+    for hold in flow.pauses:
+        pauses.add_metric([hold.target, hold.source], 1)
+    yield pauses
+    kinds = GaugeMetricFamily(
+        "gladd_kind_held",
+        "1 for each task kind this node does not claim now, with the pause that holds it",
+        labels=["kind", "target"],
+    )
+    for kind, hold in sorted(flow.held_kinds.items()):
+        kinds.add_metric([kind, hold.target], 1)
+    yield kinds
 
 
 def _counted(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:
