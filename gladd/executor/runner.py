@@ -156,6 +156,7 @@ class Executor:
             fenced=c.fenced,
             rescued=self.rescuer.rescued,
             postponed=self.attempts.postponed,
+            postponed_by=dict(self.attempts.postponed_by),
         )
 
     def wake(self) -> None:

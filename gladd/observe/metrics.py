@@ -50,6 +50,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 """Seconds: from a quick handler up to the default 15-minute task timeout."""
+POSTPONE_REASONS = ("breaker", "cooldown", "bulkhead")
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 3600)
 """Seconds after the tick: on time (milliseconds) up to an hour's catch-up."""
 
@@ -137,6 +138,7 @@ class _Collector(Collector):
         yield from self._policies()
         yield from self._calls()
         yield from self._breakers()
+        yield from self._services()
         yield from self._executor()
         yield from self._pool()
         yield from self._database()
@@ -267,6 +269,54 @@ class _Collector(Collector):
             moves.add_metric([name, service, new], n)
         yield moves
 
+    def _services(self) -> Iterator[Metric]:
+        resilience, counters = self.w.resilience, self.w.counters
+        in_flight = GaugeMetricFamily(
+            "gladd_service_in_flight",
+            "Requests to each service with a bulkhead (max_in_flight) in flight from this node",
+            labels=["service"],
+        )
+        cooling = GaugeMetricFamily(
+            "gladd_service_cooldown",
+            "1 while a service cools down (nothing is sent to it from this node)",
+            labels=["service"],
+        )
+        active = resilience.cooldowns.active()
+        for service, outbound in sorted(resilience.outbounds().items()):
+            if outbound.bulkhead.limit is not None:
+                in_flight.add_metric([service], outbound.bulkhead.in_flight)
+            cooling.add_metric([service], float(service in active))
+        yield from (in_flight, cooling)
+        refused = CounterMetricFamily(
+            "gladd_service_rejections",
+            "Requests failed before leaving: reason max_in_flight (bulkhead full), rate (no "
+            "token within max_wait) or cooldown",
+            labels=["service", "reason"],
+        )
+        for (service, reason), n in sorted(counters.refusals.items()):
+            refused.add_metric([service, reason], n)
+        yield refused
+        yield _counted(
+            "gladd_service_rate_waits",
+            "Requests that waited for an outbound rate token",
+            "service",
+            counters.rate_waits,
+        )
+        waited = CounterMetricFamily(
+            "gladd_service_rate_wait_seconds",
+            "Time requests spent waiting for outbound rate tokens",
+            labels=["service"],
+        )
+        for service, seconds in sorted(counters.rate_wait_seconds.items()):
+            waited.add_metric([service], seconds)
+        yield waited
+        yield _counted(
+            "gladd_service_cooldowns",
+            "Cooldowns begun (or extended) by a service's 429/503 with Retry-After",
+            "service",
+            counters.cooldowns,
+        )
+
     # -- tasks ----------------------------------------------------------------------------------
 
     def _executor(self) -> Iterator[Metric]:
@@ -298,9 +348,17 @@ class _Collector(Collector):
                     "Outcomes discarded: another worker owned the task by then",
                     s.fenced,
                 ),
-                ("gladd_tasks_postponed", "Tasks postponed by an open breaker", s.postponed),
             ):
                 yield CounterMetricFamily(name, doc, value=n)
+            postponed = CounterMetricFamily(
+                "gladd_tasks_postponed",
+                "Tasks postponed without spending an attempt, by reason: breaker (open), "
+                "cooldown (their service's), bulkhead (their service's is full or no rate token)",
+                labels=["reason"],
+            )
+            for reason in POSTPONE_REASONS:
+                postponed.add_metric([reason], s.postponed_by.get(reason, 0))
+            yield postponed
             attempts = s.succeeded + s.failed
             if attempts:
                 yield GaugeMetricFamily(
