@@ -167,7 +167,7 @@ class Runtime:
         sinks: list[Sink] = [self.counters, LogSink(logger)]
         if tracing.current() is not None:
             sinks.append(SpanEvents())
-        self.resilience = Resilience(loaded.policies, sinks=sinks, clock=clock)
+        self.resilience = Resilience(loaded.policies, sinks=sinks, clock=clock, now=now)
         self.plugins = PluginHost(
             (),
             self.policies,
@@ -196,6 +196,7 @@ class Runtime:
             breaker_for=self.resilience.task_breaker,
             store_health=self.store_health.heard,
             context_for=self.plugins.context_for,
+            cooldowns=self.resilience.cooldowns,
             # Built below: the metrics read the executor, and the executor reports to them.
             observe_task=lambda *a: self.metrics.observe_task(*a),  # noqa: PLW0108
             observe_ticks=lambda *a: self.metrics.observe_ticks(*a),  # noqa: PLW0108
