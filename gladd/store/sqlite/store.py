@@ -59,7 +59,7 @@ from gladd.store.base import (
     TaskState,
     nothing_to_retune,
 )
-from gladd.store.gates import GATED_SCAN, Gate, LimitUsage, Pause
+from gladd.store.gates import GATED_SCAN, ClaimPlan, Gate, LimitUsage, Pause
 from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
 from gladd.store.sqlite import flow
 from gladd.store.sqlite.doorbell import Doorbell
@@ -140,6 +140,7 @@ class SQLiteStore:
         self._wakeup: Wakeup | None = None
         self._applied: tuple[int, ...] = ()
         self._data_version = 0  # PRAGMA data_version last seen, in the database thread
+        self._claim_data_version = 0  # the same, by the last claim (for pause_epoch)
         self._work_seen = 0.0  # anyio.current_time() when wait_for_work last found work
         self._doorbell = Doorbell(self.path) if self.path != ":memory:" else None
         self._answering = False  # a waiter is listening for the doorbell
@@ -207,6 +208,7 @@ class SQLiteStore:
                 raise map_error(exc, self.path) from exc
             self._conn = conn
             self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+            self._claim_data_version = self._data_version
             if migrate and not create:
                 self._require_schema(conn)
             return self._transaction(lambda c: apply_migrations(c, self.path)) if migrate else ()
@@ -354,13 +356,14 @@ class SQLiteStore:
         if kinds is not None:
             params["kinds"] = json.dumps(list(kinds))
 
-        def claim(conn: sqlite3.Connection) -> list[Task]:
+        def claim(conn: sqlite3.Connection) -> tuple[list[Task], bool]:
             conn.execute(Q["seen"], (worker, now_us))
             query = Q["claim"] if kinds is None else Q["claim_kinds"]
             rows = conn.execute(query, params).fetchall()
-            return [row_to_task(r) for r in rows]
+            return [row_to_task(r) for r in rows], self._written_elsewhere(conn)
 
-        tasks = await self._write(claim)
+        tasks, elsewhere = await self._write(claim)
+        self._heard(elsewhere)
         tasks.sort(key=lambda t: (-t.priority, t.run_at, t.id))  # RETURNING has no order
         return tasks
 
@@ -386,7 +389,12 @@ class SQLiteStore:
             gates=tuple(gates),
             scan=scan,
         )
-        tasks, plan = await self._write(lambda c: flow.claim_gated(c, request))
+
+        def claim(conn: sqlite3.Connection) -> tuple[tuple[list[Task], ClaimPlan], bool]:
+            return flow.claim_gated(conn, request), self._written_elsewhere(conn)
+
+        (tasks, plan), elsewhere = await self._write(claim)
+        self._heard(elsewhere)
         return GatedClaim(tasks=tasks, usage=plan.usage, held=plan.held, next_at=plan.next_at)
 
     async def limit_usage(self, gates: Sequence[Gate], *, now: datetime) -> LimitUsage:
@@ -410,6 +418,18 @@ class SQLiteStore:
         self._pauses_changed()
         removed = [flow.row_to_pause(row) for row in rows]
         return removed[0] if removed and removed[0].active(now) else None
+
+    def _written_elsewhere(self, conn: sqlite3.Connection) -> bool:
+        """Whether another connection committed since the last claim looked (database
+        thread). A busy daemon's store may not wait for work, and so not hear the doorbell,
+        for long: its claims notice another process's pause this way (one pragma)."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        changed, self._claim_data_version = version != self._claim_data_version, version
+        return bool(changed)
+
+    def _heard(self, elsewhere: bool) -> None:
+        if elsewhere:
+            self.pause_epoch += 1
 
     def _pauses_changed(self) -> None:
         """Our own pause or resume: this store's readers learn of it now, another process's
