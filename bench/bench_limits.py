@@ -86,12 +86,16 @@ def policies_of(text: str) -> Policies:
     return parse_policies(text.encode(), source="bench").policies
 
 
-def unused_policies(concurrency: int, *, limited: bool, paused: bool = False) -> Policies:
+def unused_policies(
+    concurrency: int, *, limited: bool, noop_paused: bool = False, limit_paused: bool = False
+) -> Policies:
     text = f"[executor]\nconcurrency = {concurrency}\n"
+    if noop_paused:
+        text += '[tasks."gladd.noop"]\npaused = true\n'
     if limited:
         for kind in OTHER_KINDS:
             text += f'[tasks."{kind}"]\nconcurrency = {OTHER_EACH}\nlimits = ["x"]\n'
-        text += f"[limits.x]\nconcurrency = {OTHER_LIMIT}\npaused = {str(paused).lower()}\n"
+        text += f"[limits.x]\nconcurrency = {OTHER_LIMIT}\npaused = {str(limit_paused).lower()}\n"
     return policies_of(text)
 
 
@@ -181,9 +185,12 @@ class Unused:
 
 
 async def unused_drain(backend: str, n: int, others: int, *, limited: bool) -> Unused:
-    """N no-ops drained at concurrency 10, beside a full limit of other kinds if ``limited``."""
-    policies = unused_policies(10, limited=limited)
-    holder_policies = unused_policies(OTHER_LIMIT + 5, limited=limited)
+    """N no-ops drained with 10 free slots, beside a full limit of other kinds if ``limited``.
+
+    One node. The no-ops are enqueued while their kind is paused (in the policies), after the
+    limit has filled; the timed drain starts when the pause is lifted (``executor.wake()``)."""
+    slots = 10 + (OTHER_LIMIT if limited else 0)  # 10 for the no-ops; the rest held
+    policies = [unused_policies(slots, limited=limited, noop_paused=True)]
     release = anyio.Event()
 
     async def held(ctx: TaskContext, payload: object) -> None:
@@ -191,49 +198,42 @@ async def unused_drain(backend: str, n: int, others: int, *, limited: bool) -> U
 
     other = [RegisteredKind(name=kind, handler=held) for kind in OTHER_KINDS]
     calls = Calls()
-    async with gladd_url(backend) as url, opened(url, 2) as (store, holder_store):
+    async with gladd_url(backend) as url, opened(url, 1) as (store,):
+        executor = Executor(
+            store=calls.watch(store),
+            kinds=KindRegistry([*builtin_kinds(), *(other if limited else [])]),
+            policies=lambda: policies[0],
+            worker_id=f"bench-{secrets.token_hex(3)}",
+        )
         async with anyio.create_task_group() as tg:
-            holder = None
+            await tg.start(executor.run)
             if limited:
                 kinds = [OTHER_KINDS[i % len(OTHER_KINDS)] for i in range(others)]
-                await enqueue(store, policies, kinds)
-                holder = Executor(
-                    store=holder_store,
-                    kinds=KindRegistry(other),
-                    policies=lambda: holder_policies,
-                    worker_id=f"bench-holder-{secrets.token_hex(3)}",
-                )
-                await tg.start(holder.run)
-                await wait_until(lambda: holder.running == OTHER_LIMIT, 30)
-            await enqueue_noops(store, policies, n)
-            executor = Executor(
-                store=calls.watch(store),
-                kinds=KindRegistry([*builtin_kinds(), *(other if limited else [])]),
-                policies=lambda: policies,
-                worker_id=f"bench-{secrets.token_hex(3)}",
-            )
-            async with anyio.create_task_group() as drain:
-                started = time.perf_counter()
-                await drain.start(executor.run)
-                await wait_until(lambda: executor.statistics().succeeded >= n, 600)
-                elapsed = time.perf_counter() - started
-                executor.stop()
+                await enqueue(store, policies[0], kinds)
+                await wait_until(lambda: executor.running == OTHER_LIMIT, 30)
+            await enqueue_noops(store, policies[0], n)
+            calls.counts.clear()
+            calls.seconds.clear()
+            calls.taken.clear()
+            started = time.perf_counter()
+            policies[0] = unused_policies(slots, limited=limited)
+            executor.wake()
+            await wait_until(lambda: executor.statistics().succeeded >= n, 600)
+            elapsed = time.perf_counter() - started
             gate_held = executor.producer.gate_held
-            assert executor.statistics().claimed == n, executor.statistics()  # no other kind
-            if holder is not None:
-                assert holder.running == OTHER_LIMIT, holder.running  # full all along
-            if holder is not None:
-                # Pause the limit on the holder (it must claim no more), let its handlers
-                # end, and stop it only once their outcomes are stored: Executor.run cancels
-                # a write still in flight when it stops (see bench/README.md).
-                holder_policies = unused_policies(OTHER_LIMIT + 5, limited=True, paused=True)
-                holder.wake()
+            assert executor.running == (OTHER_LIMIT if limited else 0), executor.running
+            # The limit paused (nothing more of it is claimed), its handlers let go, and the
+            # node stopped only once every outcome is stored: Executor.run cancels a write
+            # still in flight when it stops (see bench/README.md).
+            policies[0] = unused_policies(slots, limited=limited, limit_paused=True)
+            executor.wake()
             release.set()
-            if holder is not None:
-                await wait_until(lambda: not holder.unreleased, 30)
-                holder.stop()
+            await wait_until(lambda: not executor.unreleased, 30)
+            executor.stop()
+        took = executor.statistics().claimed
+        assert took == n + (OTHER_LIMIT if limited else 0), executor.statistics()
         counts = await store.counts()
-        assert counts.get(TaskState.SUCCEEDED, 0) == n + (OTHER_LIMIT if limited else 0), counts
+        assert counts.get(TaskState.SUCCEEDED, 0) == took, counts
     return Unused(rate=n / elapsed, calls=calls, gate_held=gate_held)
 
 
