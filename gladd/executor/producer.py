@@ -166,7 +166,9 @@ class Producer:
                 continue
             for task in tasks:
                 handlers.start_soon(self.attempt, self.ledger.hold(task))
-            if not tasks:
+            if len(tasks) < admission.limit:
+                # Short: the store has no more for us now (claiming again at once would only
+                # come back empty). An enqueue, room in a gate or a token wakes us sooner.
                 await self._idle_wait(self._idle_for(policies), store_wake=True)
                 self._gated_dirty = True
 
