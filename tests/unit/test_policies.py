@@ -53,6 +53,7 @@ def test_every_key_of_the_model_appears_in_the_shipped_file() -> None:
         "pool_alerts": model.PoolAlertPolicy,
         "event_loop": model.EventLoopPolicy,
         "schedules.*": model.SchedulePolicy,
+        "limits.*": model.LimitPolicy,
     }
     missing = [
         f"{section}.{field.alias or name}"
@@ -538,3 +539,21 @@ burst = 3
 )
 def test_sensible_flow_control_is_accepted(text: str) -> None:
     parse_policies(text.encode(), source="policies.toml")
+
+
+def test_the_shipped_flow_control_example_is_valid_once_uncommented() -> None:
+    text = (REPO / "policies.toml").read_text()
+    start = text.index("# [limits.crm]")
+    end = text.index("[pool_alerts]")
+    example = "\n".join(
+        line[2:] for line in text[start:end].splitlines() if line[:3] not in ("#", "# #")
+    )
+    p = parse_policies(example.encode(), source="example").policies
+    assert (p.limits["crm"].concurrency, p.limits["crm"].burst) == (20, 50)
+    assert p.limits["crm"].rate == pytest.approx(5000 / 3600)
+    sync, push = p.tasks["crm.sync"], p.tasks["crm.push"]
+    assert (sync.concurrency, sync.partition, sync.limits) == (2, "account_id", ("crm",))
+    assert (push.rate, push.burst, push.limits) == (10.0, 20, ("crm",))
+    shipped = load_policies(REPO / "policies.toml").policies
+    assert shipped.limits == {}
+    assert shipped.services["example"].cooldown is True
