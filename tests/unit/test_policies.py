@@ -557,3 +557,26 @@ def test_the_shipped_flow_control_example_is_valid_once_uncommented() -> None:
     shipped = load_policies(REPO / "policies.toml").policies
     assert shipped.limits == {}
     assert shipped.services["example"].cooldown is True
+
+
+def test_every_key_of_the_model_has_a_row_in_the_readme() -> None:
+    text = (REPO / "README.md").read_text()
+    models = [
+        model.ExecutorPolicy,
+        model.DatabasePolicy,
+        model.RetryPolicy,
+        model.BreakerPolicy,
+        model.ServiceBinding,
+        model.TaskBinding,
+        model.LimitPolicy,
+        model.PoolAlertPolicy,
+        model.EventLoopPolicy,
+        model.SchedulePolicy,
+    ]
+    missing = [
+        f"{cls.__name__}.{field.alias or name}"
+        for cls in models
+        for name, field in cls.model_fields.items()
+        if f"| `{field.alias or name}` |" not in text
+    ]
+    assert missing == []
