@@ -15,6 +15,7 @@ from gladd.cli.exits import EXIT_CONFIG, EXIT_OK, fail
 from gladd.cli.flags import settings_from
 from gladd.durations import format_duration
 from gladd.errors import PolicyError, Problem, SettingsError
+from gladd.executor.flow import describe_gate, gates_of, policy_pauses
 from gladd.executor.registry_checks import registry_problems
 from gladd.maintenance.ticks import ticks_after
 from gladd.plugins import PluginReport, plugin_report
@@ -88,6 +89,10 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"  traces:         {tracing.describe_exporter()}")
     for name, schedule in loaded.policies.schedules.items():
         print(f"  {describe_schedule(name, schedule, now)}")
+    for gate in gates_of(loaded.policies):
+        print(f"  {describe_gate(gate)}")
+    for target in policy_pauses(loaded.policies):
+        print(f"  paused: {target} (paused = true)")
     for note in report.notes:
         print(f"  note: {note}")
     for line in (*report.warnings, *map(str, report.errors)):
