@@ -219,6 +219,7 @@ def test_three_nodes_never_run_more_than_the_kinds_concurrency(
     stop_all(three)
 
     found = runs(log_dir)
+    print(f"figures: most at once {most_at_once(found)}, runs {len(found)}")
     assert most_at_once(found) <= 5
     assert most_at_once(found) == 5  # the limit was reached: the test can tell
     assert sorted(r.id for r in found) == sorted(ids)  # one run each
@@ -247,6 +248,11 @@ def test_three_nodes_never_start_more_than_the_rate_and_burst_in_a_second(
     found = runs(log_dir)
     assert sorted(r.id for r in found) == sorted(ids)
     assert {(r.attempt, r.outcome) for r in found} == {(1, "ok")}
+    starts = [r.start for r in found]
+    print(
+        f"figures: busiest second {busiest_second([r.claimed for r in found])} claims, "
+        f"{busiest_second(starts)} handler starts; span {max(starts) - min(starts):.2f}s"
+    )
     # A start is a claim: the rate is kept at the claim's time (its token's time).
     assert busiest_second([r.claimed for r in found]) <= 50 + 5
     # 300 starts at 50/s after a burst of 5 take 5.9 s at least.
@@ -350,6 +356,7 @@ def test_a_429_with_retry_after_cools_the_service_down_on_every_node_without_spe
     stop_all(three)
 
     # Nothing sent from 300 ms after the first 429 (what was already on its way) to the reset.
+    print(f"figures: requests {[(round(at - first, 3), s) for at, s in flaky.seen]}")
     during = [(at - first, status) for at, status in flaky.seen if first + 0.3 < at < reset]
     assert during == []
     assert [s for _, s in flaky.seen].count(200) == 30  # each task once, after the reset
@@ -436,7 +443,8 @@ def test_a_reload_lowering_a_limit_lets_running_tasks_finish_and_starts_none_unt
         )
 
     [node] = start_nodes(nodes, ("a",), limited(10), pg_database)
-    ids = enqueue_many(api, node, WORK, [{"ms": 1000} for _ in range(14)])
+    # 3 s each: the ten first still run when the reload is in, however slow the machine.
+    ids = enqueue_many(api, node, WORK, [{"ms": 3000} for _ in range(12)])
 
     def ten_running() -> bool:
         return sum(1 for r in runs(log_dir) if r.end is None) == 10
@@ -454,7 +462,7 @@ def test_a_reload_lowering_a_limit_lets_running_tasks_finish_and_starts_none_unt
     assert gauge is not None
     assert float(gauge.group(1)) == 2.0
 
-    wait_until(all_succeeded(pg_database, ids), timeout=20, interval=0.2, what="14 succeeded")
+    wait_until(all_succeeded(pg_database, ids), timeout=20, interval=0.2, what="12 succeeded")
     code, log = node.stop()
     assert code == 0, log
 
@@ -462,9 +470,12 @@ def test_a_reload_lowering_a_limit_lets_running_tasks_finish_and_starts_none_unt
     assert sorted(r.id for r in found) == sorted(ids)
     assert {(r.attempt, r.outcome) for r in found} == {(1, "ok")}  # none cancelled or failed
     before = [r for r in found if r.start < applied]
+    ends = [round(r.end - applied, 3) for r in before if r.end is not None]
+    print(f"figures: {len(before)} started before the reload, ended after it by {ends}")
     assert len(before) == 10  # the ten running at the reload, and no more
+    assert all(r.end is not None and r.end > applied for r in before)  # all ran through it
     after = [r for r in found if r.start >= applied]
-    assert len(after) == 4
+    assert len(after) == 2
     for run in after:
         assert running_at(found, run.start, besides=run) < 2, run
     assert most_at_once(after) <= 2
