@@ -249,3 +249,14 @@ class FlowStatistics:
     held_tasks: int = 0  # due tasks the last gated claim held back
     held_kinds: dict[str, Hold] = field(default_factory=dict)  # kind → why it is held
     pauses: tuple[Hold, ...] = ()  # every pause in force, the policies' and the store's
+
+
+def describe_gate(gate: Gate) -> str:
+    """``limit kind:crm.sync: 5 running, 50/s (burst 5), per account_id → crm.sync``."""
+    bounds = []
+    if gate.concurrency is not None:
+        bounds.append(f"{gate.concurrency} running")
+    if gate.rate is not None:
+        bounds.append(f"{format_rate(gate.rate)} (burst {gate.burst})")
+    per = f", per {gate.partition}" if gate.partition else ""
+    return f"limit {gate.name}: {', '.join(bounds)}{per} → {', '.join(gate.kinds)}"

@@ -92,10 +92,10 @@ class Producer:
         """How many tasks, of which kinds, the next claim may take; None: none until a slot
         frees (or :meth:`wake`).
 
-        The one place where limits and pauses belong. Today only this node's free slots
-        (``executor.concurrency``) bound a claim; a per-kind limit narrows ``kinds`` or the
-        count here, and a cluster-wide limit or a pause asks its source here, before the
-        store is asked for anything.
+        This node's free slots (``executor.concurrency``) bound the count; the kinds are
+        this node's, less those :attr:`held` (paused, cooling down), split into the ones
+        claimed plainly and the ones a gate covers (:func:`~gladd.executor.flow.split_kinds`),
+        whose room the store decides under the gates' locks.
         """
         free = policies.executor.concurrency - len(self.ledger.running)
         if free <= 0:

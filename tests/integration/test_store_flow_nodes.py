@@ -152,6 +152,43 @@ async def test_eight_nodes_never_run_more_than_a_gate_allows(postgres_url: str) 
         await assert_fair(nodes, seen, total)
 
 
+async def epoch_moves(store: Store, since: int, within: float) -> float:
+    """Seconds until ``store.pause_epoch`` moves from ``since`` (fails after ``within``)."""
+    started = time.monotonic()
+    with anyio.fail_after(within):
+        while store.pause_epoch == since:
+            await anyio.sleep(0.005)
+    return time.monotonic() - started
+
+
+@pytest.mark.postgres
+async def test_a_pause_on_one_node_moves_every_nodes_epoch(postgres_url: str) -> None:
+    paused = Pause(target="kind:sync", reason="r", until=None, by="api:10.0.0.1", created_at=NOW)
+    async with fresh_database(postgres_url) as url, AsyncExitStack() as stack:
+        a, b = PostgresStore(url), PostgresStore(url)
+        for store in (a, b):
+            await store.open()
+            stack.push_async_callback(store.close)
+        epoch = a.pause_epoch
+        await b.pause(paused)
+        assert await epoch_moves(a, epoch, within=2) < 1
+        assert await a.pauses(now=NOW) == [paused]
+        assert await a.wait_for_work(0)  # and its waiters were woken to look
+        epoch = a.pause_epoch
+        assert await b.resume("kind:sync", now=NOW) == paused
+        assert await epoch_moves(a, epoch, within=2) < 1
+        # A lost listener may have missed some: once back, the epoch moves too.
+        epoch = a.pause_epoch
+        conn = await asyncpg.connect(url)
+        stack.push_async_callback(conn.close)
+        killed = await conn.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query ILIKE 'LISTEN%'"
+        )
+        assert killed == 2
+        await epoch_moves(a, epoch, within=8)
+
+
 # -- SQLite ---------------------------------------------------------------------------------
 
 

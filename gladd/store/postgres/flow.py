@@ -9,7 +9,7 @@ A gated claim (:func:`claim_gated`) is one transaction at READ COMMITTED:
 1. ``gate_rows`` creates the gates' rows in ``gladd_limits`` that do not exist yet, and
    ``gate_locks`` locks every one of its gates' rows ``FOR UPDATE``, in name order;
 2. then, in statements started after those locks were granted, it counts the running tasks
-   of every kind its gates cover, reads their buckets, and locks its candidates;
+   of every kind its gates cover, reads their buckets, and reads its candidates;
 3. it starts the tasks :func:`~gladd.store.gates.plan_claim` takes, stores the buckets it
    spent, and commits, which releases the locks.
 
@@ -37,8 +37,12 @@ as started is in its count, except those that left ``running`` since.
 
 The locks are taken in one statement, in name order, after the rows exist; the rows are
 created in the same order, so two claims never wait for each other in a cycle. Candidates
-are locked ``SKIP LOCKED``, as a plain claim's: another node's claim in flight is never
-waited for there (and a plain claim of an ungated kind never blocks a gated one).
+are read without row locks: every gated claim of the same gates is ordered by the gates'
+locks already, and the start (``gated_start``) takes a row only while it is still pending
+— a row changed by a writer in flight (a cancel, or a node whose policies gate the kind
+differently, mid-reload) is re-checked once that writer commits, and left out when it is
+no longer pending, so no task is ever started twice. Locking the candidates instead would
+write a row lock per task read on every claim, most of them held back.
 
 The gate's lock serialises the claims of one gate across every node: with one gate
 shared by many kinds, their claims go one at a time (each a few milliseconds), which is

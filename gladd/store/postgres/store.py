@@ -30,13 +30,21 @@ Every operation is safe to run again:
   the first attempt committed, and stores nothing (it reports None, as for a lost race):
   a tick's tasks are stored once whatever happens.
 - ``schedule_states``, ``forget_schedules``: a read, and a delete that changes nothing twice.
+- ``claim_gated``: as ``claim``, with claim ids of its own (a lost gated claim is asked
+  for by the worker's next gated claim). ``pause``, ``resume``, ``sweep_limits``,
+  ``ring``: an upsert, a delete and a notification, the same the second time.
 
 Wake-ups: an insert into ``gladd_tasks`` (by gladd or plain SQL) notifies the channel
 ``gladd_tasks`` through a statement trigger; a dedicated listening connection outside the
 pool turns it into :meth:`PostgresStore.wait_for_work` returning True. When that connection
 drops, it is re-established in the background and waits are plain timed polls meanwhile.
+The same connection hears ``gladd_pauses`` (a pause or resume on any node) and moves
+:attr:`PostgresStore.pause_epoch`, as it does once re-established.
+
+Flow control, and why a gated claim is correct across nodes: :mod:`~gladd.store.postgres.flow`.
 
 The parts of this store: :mod:`~gladd.store.postgres.errors` (the mapping above),
+:mod:`~gladd.store.postgres.flow` (gated claims, gates' usage, pauses),
 :mod:`~gladd.store.postgres.listener` (the listening connection),
 :mod:`~gladd.store.postgres.rows` (values in and out of the queries) and
 :mod:`~gladd.store.postgres.schema` (migrations).

@@ -22,7 +22,13 @@ data_version``, which this connection's own commits never change).
 
 The semantics shared with every store (what is refused, cancel wins over pending, rescue
 verdicts) live in :mod:`gladd.store.rules`; the contract suite holds every store to them.
+Flow control (:mod:`~gladd.store.sqlite.flow`): a gated claim is one BEGIN IMMEDIATE
+transaction, serialised with every other writer on the file. Another process's pause or
+resume rings the doorbell; the store that hears it (or sees another connection's commit,
+waiting or claiming) moves :attr:`SQLiteStore.pause_epoch`.
+
 The parts of this store: :mod:`~gladd.store.sqlite.thread` (the database thread),
+:mod:`~gladd.store.sqlite.flow` (gated claims, gates' usage, pauses),
 :mod:`~gladd.store.sqlite.writes` (the statements that change rows),
 :mod:`~gladd.store.sqlite.rows` (values in and out of rows),
 :mod:`~gladd.store.sqlite.schema` (migrations) and :mod:`~gladd.store.sqlite.errors` (the

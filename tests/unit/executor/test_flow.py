@@ -8,6 +8,7 @@ import pytest
 
 from gladd.errors import UnknownPauseTarget
 from gladd.executor.flow import (
+    describe_gate,
     gates_of,
     holds,
     next_expiry,
@@ -186,3 +187,11 @@ def test_a_pending_task_says_which_limit_holds_it_and_for_which_partition() -> N
 )
 def test_a_payload_field_gives_the_partition_as_text(payload: object, part: str) -> None:
     assert partition_of(Gate(name="g", kinds=("k",), concurrency=1, partition="a"), payload) == part
+
+
+def test_gladd_check_describes_each_gate_in_one_line() -> None:
+    assert [describe_gate(g) for g in gates_of(POLICIES)] == [
+        "limit kind:crm.sync: 5 running, per account_id → crm.sync",
+        "limit kind:mail.send: 50/s (burst 10) → mail.send",
+        "limit limit:crm: 8 running, 100/s (burst 1) → crm.push, crm.sync",
+    ]

@@ -287,7 +287,9 @@ GROUP BY 1, 2;
 
 -- name: gated_candidates
 -- $1 worker, $2 now, $3 kinds, $4 scan, $5 partition fields: the first $4 due pending tasks
--- of $3 in claim order (the claim index), locked; rows another claim holds are skipped.
+-- of $3 in claim order (the claim index). Not locked: the gates' locks already order every
+-- gated claim, and gated_start re-checks each row it takes (locking all $4 rows read would
+-- write a row lock per candidate on every claim, most of them held back and left alone).
 WITH seen AS (  -- a claim is a sign of life, as a heartbeat is
     INSERT INTO gladd_workers AS w (id, last_seen) VALUES ($1, $2)
     ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen
@@ -299,11 +301,12 @@ SELECT t.id, t.kind,
 FROM gladd_tasks AS t
 WHERE t.state = 'pending' AND t.run_at <= $2 AND t.kind = ANY($3::text[])
 ORDER BY t.priority DESC, t.run_at, t.id
-LIMIT $4
-FOR UPDATE OF t SKIP LOCKED;
+LIMIT $4;
 
 -- name: gated_start
--- $1 worker, $2 now, $3 ids (locked by gated_candidates), $4 claim id: as the claim does.
+-- $1 worker, $2 now, $3 ids (read by gated_candidates), $4 claim id: as the claim does. A
+-- row changed meanwhile (cancelled, or taken by a node whose policies gate it otherwise) is
+-- re-checked once its writer commits, and left out when no longer pending.
 UPDATE gladd_tasks AS t
 SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
     deadline = $2::timestamptz + make_interval(secs => t.timeout),
