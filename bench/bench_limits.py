@@ -36,7 +36,7 @@ import os
 import secrets
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -115,7 +115,8 @@ class Calls:
 
     counts: Counter[str] = field(default_factory=Counter)
     taken: Counter[str] = field(default_factory=Counter)  # tasks returned by each claim
-    seconds: Counter[str] = field(default_factory=Counter)  # time spent in each, in total
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    """Time spent in each, in total."""
 
     def watch(self, store: Store) -> Store:
         """``store`` with its claims, waits and rings counted (instance attributes)."""
@@ -409,9 +410,7 @@ class Bench:
                     label = "with limits" if limited else "no limits"
                     got: Unused = await _timed(
                         f"drain gladd-{backend} c10, {label} [{i + 1}/{a.repeat}]",
-                        lambda backend=backend, limited=limited: unused_drain(
-                            backend, a.n, a.others, limited=limited
-                        ),
+                        functools.partial(unused_drain, backend, a.n, a.others, limited=limited),
                     )
                     print(f"    {got.rate:,.0f} /s; {got.calls.describe()}", file=sys.stderr)
                     if limited not in best or got.rate > best[limited].rate:
@@ -443,9 +442,7 @@ class Bench:
             where = f"{nodes} nodes x c{slots}" if nodes > 1 else f"1 node c{slots}"
             run: Nodes = await _timed(
                 f"concurrency {LIMIT}, {backend}, {where}",
-                lambda backend=backend, nodes=nodes, slots=slots: limited_run(
-                    backend, nodes, slots, a.tasks
-                ),
+                functools.partial(limited_run, backend, nodes, slots, a.tasks),
             )
             for i, calls in enumerate(run.calls):
                 print(f"    node {i}: {calls.describe()}", file=sys.stderr)
