@@ -16,7 +16,6 @@ stands in the way of an unlimited kind.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +25,7 @@ from gladd.errors import UnknownPauseTarget
 from gladd.executor.kinds import KindRegistry
 from gladd.policies import Policies
 from gladd.rates import format_rate
-from gladd.store.gates import NO_PARTITION, Gate, GateUsage, LimitUsage, Pause
+from gladd.store.gates import NO_PARTITION, Gate, GateUsage, LimitUsage, Pause, part_text
 
 TARGET_KINDS = ("kind", "service", "limit", "cooldown")
 """The kinds of pause target, as the part before ``:`` names them."""
@@ -224,20 +223,11 @@ def wait_reasons(
 
 
 def partition_of(gate: Gate, payload: object) -> str:
-    """The partition a task with ``payload`` falls in under ``gate``, as stores compute it
-    (the field's text; a missing or null field is :data:`NO_PARTITION`)."""
+    """The partition a task with ``payload`` falls in under ``gate``, as the stores
+    compute it (:func:`~gladd.store.gates.part_text` of the field's value)."""
     if gate.partition is None or not isinstance(payload, dict):
         return NO_PARTITION
-    value = payload.get(gate.partition)
-    if value is None:
-        return NO_PARTITION
-    if isinstance(value, str):
-        return value
-    return (
-        json.dumps(value, separators=(",", ":"))
-        if isinstance(value, dict | list)
-        else (str(value).lower() if isinstance(value, bool) else str(value))
-    )
+    return part_text(payload.get(gate.partition))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
