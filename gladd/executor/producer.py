@@ -71,7 +71,12 @@ class Producer:
     gate_held: int = field(default=0, init=False)
     """Due tasks the last gated claim held back because a gate was full."""
     pause_cache: PauseCache = field(init=False)
-    _gated_ids: set[int] = field(default_factory=set, init=False)
+    _gated_ids: dict[int, str] = field(default_factory=dict, init=False)  # id → kind
+    # Whether each claim may find something now: set by a wake-up (the store's, a reload's,
+    # a pause's; for the gated claim also room freed here), cleared by a claim that came
+    # back short; and asked again anyway once its look_at (a poll interval) has passed.
+    _plain_dirty: bool = field(default=True, init=False)
+    _plain_look_at: float = field(default=-math.inf, init=False)
     _gated_dirty: bool = field(default=True, init=False)
     _gated_look_at: float = field(default=-math.inf, init=False)
     _token_at: datetime | None = field(default=None, init=False)
@@ -110,14 +115,21 @@ class Producer:
         return self._gates_of[1]
 
     async def written(self, ids: Sequence[int]) -> None:
-        """The completer stored these outcomes: a gated one frees room in its gates, here
-        and for every node (rung), so the gated claim looks again."""
-        freed = self._gated_ids.intersection(ids)
-        if not freed:
-            return
-        self._gated_ids -= freed
+        """The completer stored these outcomes: one of a kind under a concurrency limit
+        frees room in it, which this node's gated claim takes at once. Only a node with no
+        free slot to use it rings the others (each rung node claims, one after another
+        under the gate's lock: ringing for room this node takes itself would be a herd)."""
+        kinds = {kind for i in ids if (kind := self._gated_ids.pop(i, None)) is not None}
+        policies = self.policies()
+        if not any(
+            g.concurrency is not None and kinds & set(g.kinds) for g in self._gates(policies)
+        ):
+            return  # a rate frees nothing when a task ends
         self._gated_dirty = True
-        self.wake()
+        self.ledger.nudge()
+        self._cancel(self._idle)
+        if len(self.ledger.running) < policies.executor.concurrency:
+            return
         try:
             await self.store.ring()
         except StoreError as exc:
@@ -125,7 +137,7 @@ class Producer:
 
     def wake(self) -> None:
         """Look again now: a reload may have raised the concurrency or a limit."""
-        self._gated_dirty = True
+        self._plain_dirty = self._gated_dirty = True
         self.ledger.nudge()
         self._cancel(self._idle)
 
@@ -166,11 +178,12 @@ class Producer:
                 continue
             for task in tasks:
                 handlers.start_soon(self.attempt, self.ledger.hold(task))
-            if len(tasks) < admission.limit:
-                # Short: the store has no more for us now (claiming again at once would only
-                # come back empty). An enqueue, room in a gate or a token wakes us sooner.
-                await self._idle_wait(self._idle_for(policies), store_wake=True)
-                self._gated_dirty = True
+            if self._wanted(admission):
+                continue
+            # Both claims came back short: the store has no more for us now. An enqueue,
+            # room in a gate, a token or the end of a pause wakes us sooner.
+            if await self._idle_wait(self._idle_for(policies), store_wake=True):
+                self._plain_dirty = self._gated_dirty = True
 
     async def _hold(self, policies: Policies) -> None:
         """Bring :attr:`held` up to date with the policies and the store's pauses."""
@@ -178,7 +191,7 @@ class Producer:
         held = holds(policies, pauses, self.kinds, self.now())
         if held.keys() != self.held.keys():
             _log_holds(self.held, held)
-            self._gated_dirty = True
+            self._plain_dirty = self._gated_dirty = True
         self.held = held
 
     def _idle_for(self, policies: Policies) -> float:
@@ -196,13 +209,15 @@ class Producer:
         failed (what either claim took is kept)."""
         tasks: list[Task] = []
         try:
-            if admission.kinds:
+            if self._plain_wanted(admission):
                 tasks = await self.store.claim(
                     worker=self.worker_id,
                     limit=admission.limit,
                     now=self.now(),
                     kinds=admission.kinds,
                 )
+                self._plain_dirty = len(tasks) >= admission.limit
+                self._plain_look_at = self._look_again_at()
             room = admission.limit - len(tasks)
             if room > 0 and self._gated_wanted(admission.split):
                 tasks += self._took(
@@ -224,26 +239,41 @@ class Producer:
         self.claimed += len(tasks)
         return tasks
 
+    def _wanted(self, admission: Admission) -> bool:
+        """Whether either claim may find something at once."""
+        return self._plain_wanted(admission) or self._gated_wanted(admission.split)
+
+    def _plain_wanted(self, admission: Admission) -> bool:
+        if not admission.kinds:
+            return False
+        return self._plain_dirty or self.clock.monotonic() >= self._plain_look_at
+
     def _gated_wanted(self, split: Split) -> bool:
         if not split.gated:
             return False
         return self._gated_dirty or self.clock.monotonic() >= self._gated_look_at
+
+    def _look_again_at(self) -> float:
+        return self.clock.monotonic() + self.policies().executor.poll_interval
 
     def _took(self, claim: GatedClaim, room: int) -> list[Task]:
         """Note what a gated claim found; its tasks."""
         self.gate_usage = claim.usage
         self.gate_held = claim.held
         self._token_at = claim.next_at
-        self._gated_ids.update(t.id for t in claim.tasks)
+        self._gated_ids.update((t.id, t.kind) for t in claim.tasks)
         # Full: there may be more at once. Short: look again when room may have opened.
         self._gated_dirty = len(claim.tasks) >= room
-        self._gated_look_at = self.clock.monotonic() + self.policies().executor.poll_interval
+        self._gated_look_at = self._look_again_at()
         return claim.tasks
 
-    async def _idle_wait(self, seconds: float, *, store_wake: bool) -> None:
-        with anyio.CancelScope() as self._idle:
+    async def _idle_wait(self, seconds: float, *, store_wake: bool) -> bool:
+        """Wait ``seconds``, or until the store wakes us; False when :meth:`wake` (or room
+        freed here) cut it short, having said itself which claim to make."""
+        with anyio.CancelScope() as idle:
+            self._idle = idle
             if self._stopping.is_set():
-                return
+                return True
             if store_wake:
                 try:
                     await self.store.wait_for_work(seconds)
@@ -252,6 +282,7 @@ class Producer:
                     await self.clock.sleep(seconds)
             else:
                 await self.clock.sleep(seconds)
+        return not idle.cancelled_caught
 
     async def _wait_for_slot(self) -> None:
         with anyio.CancelScope() as self._idle:

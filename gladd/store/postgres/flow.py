@@ -6,8 +6,10 @@ Why no two nodes' claims together start more than a gate allows
 
 A gated claim (:func:`claim_gated`) is one transaction at READ COMMITTED:
 
-1. ``gate_rows`` creates the gates' rows in ``gladd_limits`` that do not exist yet, and
-   ``gate_locks`` locks every one of its gates' rows ``FOR UPDATE``, in name order;
+1. ``gate_locks`` locks every one of its gates' rows in ``gladd_limits`` ``FOR UPDATE``, in
+   name order; when a gate is new (fewer rows came back than gates), ``gate_rows`` creates
+   the missing rows and ``gate_locks`` runs again, and the claim goes on only once it holds
+   a row lock for every gate;
 2. then, in statements started after those locks were granted, it counts the running tasks
    of every kind its gates cover, reads their buckets, and reads its candidates;
 3. it starts the tasks :func:`~gladd.store.gates.plan_claim` takes, stores the buckets it
@@ -35,8 +37,11 @@ as started is in its count, except those that left ``running`` since.
   such a departure is too high, never too low: the safe side. A task of a dead node stays
   running, holding its slot, until the rescue takes it back; then its slot is free.
 
-The locks are taken in one statement, in name order, after the rows exist; the rows are
-created in the same order, so two claims never wait for each other in a cycle. Candidates
+The locks are taken in one statement, in name order, so two claims never wait for each
+other in a cycle. A claim that must create a row does so only after that statement has
+locked every row that exists: it may then wait only for another claim inserting the same
+new row, which is past its own first statement too and waits for nothing this one holds.
+Candidates
 are read without row locks: every gated claim of the same gates is ordered by the gates'
 locks already, and the start (``gated_start``) takes a row only while it is still pending
 — a row changed by a writer in flight (a cancel, or a node whose policies gate the kind
@@ -94,8 +99,13 @@ async def claim_gated(conn: Any, request: GatedRequest) -> tuple[list[Task], Cla
     # Named, not left to the server's default: at REPEATABLE READ the snapshot would be
     # taken by the first statement, before the locks, and the proof above would not hold.
     async with conn.transaction(isolation="read_committed"):
-        await conn.execute(Q["gate_rows"], names)
-        await conn.execute(Q["gate_locks"], names)
+        locked = await conn.fetch(Q["gate_locks"], names)
+        if len(locked) < len(names):  # a gate's first claim: make its row, then lock it
+            await conn.execute(Q["gate_rows"], names)
+            locked = await conn.fetch(Q["gate_locks"], names)
+        if len(locked) < len(names):  # nothing deletes them; a claim must not go unlocked
+            missing = sorted(set(names) - {row["name"] for row in locked})
+            raise RuntimeError(f"gladd_limits has no row for the gate(s) {missing}")
         # From here on, each statement's snapshot is later than the locks: see above.
         running = await _running(conn, gates)
         buckets = await _buckets(conn, gates)
