@@ -49,6 +49,35 @@ class Admission:
     split: Split
 
 
+@dataclass(slots=True)
+class _Want:
+    """Whether a claim may find something now.
+
+    Poked by each wake-up that may bring work (the store's, a reload, a pause ending; for
+    the gated claim also room freed here); a claim that came back short clears it — unless
+    it was poked while the claim ran, whose news the claim's answer may predate — and it is
+    wanted again anyway at ``look_at`` (a poll interval on), should a wake-up be missed.
+    """
+
+    dirty: bool = True
+    pokes: int = 0
+    look_at: float = -math.inf
+
+    def poke(self) -> None:
+        self.dirty = True
+        self.pokes += 1
+
+    def begin(self) -> int:
+        return self.pokes
+
+    def settle(self, full: bool, began: int, look_at: float) -> None:
+        self.dirty = full or self.pokes != began
+        self.look_at = look_at
+
+    def wanted(self, now: float) -> bool:
+        return self.dirty or now >= self.look_at
+
+
 @dataclass(slots=True, kw_only=True, eq=False)
 class Producer:
     """``await producer.run()`` claims until :meth:`stop`, then drains and returns."""
@@ -72,13 +101,8 @@ class Producer:
     """Due tasks the last gated claim held back because a gate was full."""
     pause_cache: PauseCache = field(init=False)
     _gated_ids: dict[int, str] = field(default_factory=dict, init=False)  # id → kind
-    # Whether each claim may find something now: set by a wake-up (the store's, a reload's,
-    # a pause's; for the gated claim also room freed here), cleared by a claim that came
-    # back short; and asked again anyway once its look_at (a poll interval) has passed.
-    _plain_dirty: bool = field(default=True, init=False)
-    _plain_look_at: float = field(default=-math.inf, init=False)
-    _gated_dirty: bool = field(default=True, init=False)
-    _gated_look_at: float = field(default=-math.inf, init=False)
+    _plain: _Want = field(default_factory=_Want, init=False)
+    _gated: _Want = field(default_factory=_Want, init=False)
     _token_at: datetime | None = field(default=None, init=False)
     _gates_of: tuple[Policies | None, tuple[Gate, ...]] = field(default=(None, ()), init=False)
     _stopping: anyio.Event = field(default_factory=anyio.Event, init=False)
@@ -125,7 +149,7 @@ class Producer:
             g.concurrency is not None and kinds & set(g.kinds) for g in self._gates(policies)
         ):
             return  # a rate frees nothing when a task ends
-        self._gated_dirty = True
+        self._gated.poke()
         self.ledger.nudge()
         self._cancel(self._idle)
         if len(self.ledger.running) < policies.executor.concurrency:
@@ -137,7 +161,8 @@ class Producer:
 
     def wake(self) -> None:
         """Look again now: a reload may have raised the concurrency or a limit."""
-        self._plain_dirty = self._gated_dirty = True
+        self._plain.poke()
+        self._gated.poke()
         self.ledger.nudge()
         self._cancel(self._idle)
 
@@ -183,7 +208,8 @@ class Producer:
             # Both claims came back short: the store has no more for us now. An enqueue,
             # room in a gate, a token or the end of a pause wakes us sooner.
             if await self._idle_wait(self._idle_for(policies), store_wake=True):
-                self._plain_dirty = self._gated_dirty = True
+                self._plain.poke()
+                self._gated.poke()
 
     async def _hold(self, policies: Policies) -> None:
         """Bring :attr:`held` up to date with the policies and the store's pauses."""
@@ -191,7 +217,8 @@ class Producer:
         held = holds(policies, pauses, self.kinds, self.now())
         if held.keys() != self.held.keys():
             _log_holds(self.held, held)
-            self._plain_dirty = self._gated_dirty = True
+            self._plain.poke()
+            self._gated.poke()
         self.held = held
 
     def _idle_for(self, policies: Policies) -> float:
@@ -210,26 +237,26 @@ class Producer:
         tasks: list[Task] = []
         try:
             if self._plain_wanted(admission):
+                began = self._plain.begin()
                 tasks = await self.store.claim(
                     worker=self.worker_id,
                     limit=admission.limit,
                     now=self.now(),
                     kinds=admission.kinds,
                 )
-                self._plain_dirty = len(tasks) >= admission.limit
-                self._plain_look_at = self._look_again_at()
+                self._plain.settle(len(tasks) >= admission.limit, began, self._look_again_at())
             room = admission.limit - len(tasks)
             if room > 0 and self._gated_wanted(admission.split):
-                tasks += self._took(
-                    await self.store.claim_gated(
-                        worker=self.worker_id,
-                        limit=room,
-                        now=self.now(),
-                        kinds=admission.split.gated,
-                        gates=admission.split.gates,
-                    ),
-                    room,
+                began = self._gated.begin()
+                claim = await self.store.claim_gated(
+                    worker=self.worker_id,
+                    limit=room,
+                    now=self.now(),
+                    kinds=admission.split.gated,
+                    gates=admission.split.gates,
                 )
+                tasks += self._took(claim)
+                self._gated.settle(len(claim.tasks) >= room, began, self._look_again_at())
         except StoreError as exc:
             self.store_health(exc)
             logger.debug("claiming tasks failed, will retry: {}", exc)
@@ -246,25 +273,22 @@ class Producer:
     def _plain_wanted(self, admission: Admission) -> bool:
         if not admission.kinds:
             return False
-        return self._plain_dirty or self.clock.monotonic() >= self._plain_look_at
+        return self._plain.wanted(self.clock.monotonic())
 
     def _gated_wanted(self, split: Split) -> bool:
         if not split.gated:
             return False
-        return self._gated_dirty or self.clock.monotonic() >= self._gated_look_at
+        return self._gated.wanted(self.clock.monotonic())
 
     def _look_again_at(self) -> float:
         return self.clock.monotonic() + self.policies().executor.poll_interval
 
-    def _took(self, claim: GatedClaim, room: int) -> list[Task]:
+    def _took(self, claim: GatedClaim) -> list[Task]:
         """Note what a gated claim found; its tasks."""
         self.gate_usage = claim.usage
         self.gate_held = claim.held
         self._token_at = claim.next_at
         self._gated_ids.update((t.id, t.kind) for t in claim.tasks)
-        # Full: there may be more at once. Short: look again when room may have opened.
-        self._gated_dirty = len(claim.tasks) >= room
-        self._gated_look_at = self._look_again_at()
         return claim.tasks
 
     async def _idle_wait(self, seconds: float, *, store_wake: bool) -> bool:

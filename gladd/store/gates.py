@@ -134,6 +134,37 @@ def part_text(value: object) -> str:
     return json.dumps(value)
 
 
+def narrowed(
+    gates: Sequence[Gate],
+    kinds: Sequence[str],
+    *,
+    running: Mapping[tuple[str, str], int],
+    buckets: Mapping[tuple[str, str], Bucket],
+    limit: int,
+    scan: int,
+    now: datetime,
+) -> tuple[tuple[str, ...], int]:
+    """The kinds worth reading candidates of, and how many to read: a kind that a full
+    unpartitioned concurrency gate blocks can start nothing, so none of its tasks is read
+    (a rate's are, so that ``next_at`` says when its next token comes); without
+    partitioned gates no more than a few times ``limit`` are read (every candidate of a
+    kind is then alike), else up to ``scan``. What :func:`plan_claim` would take from the
+    full scan it takes from this one: only candidates it would hold are left unread — and
+    not counted in ``held``. This keeps a gated claim cheap while its limit is full."""
+    blocked = {
+        kind
+        for gate in gates
+        if gate.partition is None
+        and gate.concurrency is not None
+        and running.get((gate.name, NO_PARTITION), 0) >= gate.concurrency
+        for kind in gate.kinds
+    }
+    open_kinds = tuple(k for k in kinds if k not in blocked)
+    if any(gate.partition is not None for gate in gates):
+        return open_kinds, scan
+    return open_kinds, min(scan, 2 * limit + 10)
+
+
 def count_running(
     gates: Sequence[Gate], running: Iterable[Candidate]
 ) -> dict[tuple[str, str], int]:

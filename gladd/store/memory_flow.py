@@ -23,6 +23,7 @@ from gladd.store.gates import (
     count_running,
     fields_of,
     kinds_of,
+    narrowed,
     part_text,
     plan_claim,
     refill,
@@ -49,7 +50,11 @@ class FlowBook:
     ) -> ClaimPlan:
         """Which of ``tasks`` a gated claim starts; the tokens they spend are spent."""
         tasks = list(tasks)
-        fields, wanted = fields_of(gates), set(kinds)
+        running = _running(tasks, gates)
+        open_kinds, scan = narrowed(
+            gates, kinds, running=running, buckets=self._buckets, limit=limit, scan=scan, now=now
+        )
+        fields, wanted = fields_of(gates), set(open_kinds)
         due = sorted(
             (t for t in tasks if t.state is TaskState.PENDING and t.run_at <= now),
             key=lambda t: (-t.priority, t.run_at, t.id),
@@ -58,7 +63,7 @@ class FlowBook:
         plan = plan_claim(
             gates,
             candidates,
-            running=_running(tasks, gates),
+            running=running,
             buckets=self._buckets,
             limit=limit,
             now=now,

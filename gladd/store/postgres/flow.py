@@ -72,6 +72,7 @@ from gladd.store.gates import (
     count_running,
     fields_of,
     kinds_of,
+    narrowed,
     plan_claim,
     refill,
 )
@@ -109,13 +110,17 @@ async def claim_gated(conn: Any, request: GatedRequest) -> tuple[list[Task], Cla
         # From here on, each statement's snapshot is later than the locks: see above.
         running = await _running(conn, gates)
         buckets = await _buckets(conn, gates)
+        kinds, scan = narrowed(
+            gates,
+            request.kinds,
+            running=running,
+            buckets=buckets,
+            limit=request.limit,
+            scan=request.scan,
+            now=request.now,
+        )
         rows = await conn.fetch(
-            Q["gated_candidates"],
-            request.worker,
-            request.now,
-            list(request.kinds),
-            request.scan,
-            fields,
+            Q["gated_candidates"], request.worker, request.now, list(kinds), scan, fields
         )
         candidates = [
             Candidate(id=r["id"], kind=r["kind"], parts=dict(zip(fields, r["parts"], strict=True)))

@@ -34,6 +34,7 @@ from gladd.store.gates import (
     count_running,
     fields_of,
     kinds_of,
+    narrowed,
     plan_claim,
     refill,
 )
@@ -59,15 +60,27 @@ def claim_gated(conn: sqlite3.Connection, request: GatedRequest) -> tuple[list[T
     now_us = to_us(request.now)
     conn.execute(Q["seen"], (request.worker, now_us))
     gates, paths = request.gates, _paths(request.gates)
-    params = {"now": now_us, "kinds": json.dumps(request.kinds), "scan": request.scan}
-    rows = conn.execute(Q["gated_candidates"], {**params, "paths": paths}).fetchall()
+    running, buckets = _running(conn, gates), _buckets(conn, gates)
+    kinds, scan = narrowed(
+        gates,
+        request.kinds,
+        running=running,
+        buckets=buckets,
+        limit=request.limit,
+        scan=request.scan,
+        now=request.now,
+    )
+    rows = []
+    if kinds:
+        params = {"now": now_us, "kinds": json.dumps(kinds), "scan": scan, "paths": paths}
+        rows = conn.execute(Q["gated_candidates"], params).fetchall()
     fields = fields_of(gates)
     candidates = [Candidate(id=i, kind=k, parts=_parts(p, fields)) for i, k, p in rows]
     plan = plan_claim(
         gates,
         candidates,
-        running=_running(conn, gates),
-        buckets=_buckets(conn, gates),
+        running=running,
+        buckets=buckets,
         limit=request.limit,
         now=request.now,
     )
