@@ -116,6 +116,7 @@ class Producer:
         self.pause_cache = PauseCache(
             store=self.store, now=self.now, clock=self.clock, on_change=self.on_pauses
         )
+        self.ledger.on_ran = self._ran
 
     def admit(self, policies: Policies) -> Admission | None:
         """How many tasks, of which kinds, the next claim may take; None: none until a slot
@@ -138,21 +139,30 @@ class Producer:
             self._gates_of = (policies, gates_of(policies))
         return self._gates_of[1]
 
+    def _ran(self, task: Task) -> None:
+        """A handler here is done. Under a concurrency limit its slot is free at once: the
+        gated claim leaves this node's ended attempts out of the count (``ended``) even
+        before their outcomes are stored, so it looks again now."""
+        if task.id in self._gated_ids and self._slotted(task.kind):
+            self._gated.poke()
+            self._cancel(self._idle)
+
+    def _slotted(self, kind: str) -> bool:
+        """Whether a concurrency limit covers ``kind`` (a rate frees nothing as tasks end)."""
+        return any(g.concurrency is not None and kind in g.kinds for g in self._gates_now())
+
+    def _gates_now(self) -> tuple[Gate, ...]:
+        return self._gates(self.policies())
+
     async def written(self, ids: Sequence[int]) -> None:
-        """The completer stored these outcomes: one of a kind under a concurrency limit
-        frees room in it, which this node's gated claim takes at once. Only a node with no
-        free slot to use it rings the others (each rung node claims, one after another
-        under the gate's lock: ringing for room this node takes itself would be a herd)."""
+        """The completer stored these outcomes. A node with no free slot cannot use the room
+        its ended tasks left in their limits, so it rings the others to claim it (a node
+        that has one takes the room itself at once, see :meth:`_ran`; ringing then would
+        only start a herd of claims queueing on the gate's lock)."""
         kinds = {kind for i in ids if (kind := self._gated_ids.pop(i, None)) is not None}
-        policies = self.policies()
-        if not any(
-            g.concurrency is not None and kinds & set(g.kinds) for g in self._gates(policies)
-        ):
-            return  # a rate frees nothing when a task ends
-        self._gated.poke()
-        self.ledger.nudge()
-        self._cancel(self._idle)
-        if len(self.ledger.running) < policies.executor.concurrency:
+        if not kinds or not any(self._slotted(kind) for kind in kinds):
+            return
+        if len(self.ledger.running) < self.policies().executor.concurrency:
             return
         try:
             await self.store.ring()
@@ -254,6 +264,7 @@ class Producer:
                     now=self.now(),
                     kinds=admission.split.gated,
                     gates=admission.split.gates,
+                    ended=[i for i in self._gated_ids if i not in self.ledger.running],
                 )
                 tasks += self._took(claim)
                 self._gated.settle(len(claim.tasks) >= room, began, self._look_again_at())

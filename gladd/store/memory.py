@@ -229,6 +229,7 @@ class MemoryStore:
         kinds: Sequence[str],
         gates: Sequence[Gate],
         scan: int = GATED_SCAN,
+        ended: Collection[int] = (),
     ) -> GatedClaim:
         # Atomic, as every method here: the plan is made on what it then changes.
         self._require_open()
@@ -236,8 +237,14 @@ class MemoryStore:
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
         self._workers[worker] = max(now, self._workers.get(worker, now))
+        over = {i for i in ended if (t := self._tasks.get(i)) is not None and t.owner == worker}
         plan = self._flow.plan(
-            self._tasks.values(), gates=gates, kinds=kinds, scan=scan, limit=limit, now=now
+            [t for t in self._tasks.values() if t.id not in over],
+            gates=gates,
+            kinds=kinds,
+            scan=scan,
+            limit=limit,
+            now=now,
         )
         tasks = [self._start(self._tasks[task_id], worker, now) for task_id in plan.take]
         return GatedClaim(tasks=tasks, usage=plan.usage, held=plan.held, next_at=plan.next_at)

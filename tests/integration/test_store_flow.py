@@ -60,10 +60,11 @@ async def gated(
     limit: int = 10,
     kinds: Sequence[str] | None = None,
     worker: str = "w1",
+    ended: Sequence[int] = (),
 ) -> GatedClaim:
     kinds = kinds if kinds is not None else sorted({k for g in gates for k in g.kinds})
     return await store.claim_gated(
-        worker=worker, limit=limit, now=at(now), kinds=kinds, gates=gates
+        worker=worker, limit=limit, now=at(now), kinds=kinds, gates=gates, ended=ended
     )
 
 
@@ -146,6 +147,21 @@ async def test_a_kind_asked_for_that_no_gate_covers_is_taken(store: Store) -> No
     assert ids(claim) == [t.id for t in free]
     assert claim.held == 0  # a kind whose limit is full is not even read
     assert claim.usage["kind:sync"].running == 0
+
+
+async def test_a_workers_ended_attempts_free_their_slots_before_their_outcomes_are_stored(
+    store: Store,
+) -> None:
+    gate = Gate(name="kind:sync", kinds=("sync",), concurrency=1)
+    first, second, third = await add(store, 3)
+    assert ids(await gated(store, [gate])) == [first.id]
+    # Its handler is done on w1, its outcome not written yet: w1's claim may use the slot.
+    assert ids(await gated(store, [gate], worker="w2", ended=[first.id])) == []
+    assert ids(await gated(store, [gate], ended=[first.id])) == [second.id]
+    assert ids(await gated(store, [gate], ended=[first.id])) == []  # second still runs
+    left = await store.get(third.id)
+    assert left is not None
+    assert (left.state, left.attempt) == (TaskState.PENDING, 0)
 
 
 async def test_partitions_by_a_payload_field(store: Store) -> None:

@@ -91,6 +91,7 @@ class GatedRequest:
     gates: tuple[Gate, ...]
     scan: int
     claim_id: int
+    ended: tuple[int, ...] = ()  # this worker's tasks whose attempts ended: not counted
 
 
 async def claim_gated(conn: Any, request: GatedRequest) -> tuple[list[Task], ClaimPlan]:
@@ -108,7 +109,7 @@ async def claim_gated(conn: Any, request: GatedRequest) -> tuple[list[Task], Cla
             missing = sorted(set(names) - {row["name"] for row in locked})
             raise RuntimeError(f"gladd_limits has no row for the gate(s) {missing}")
         # From here on, each statement's snapshot is later than the locks: see above.
-        running = await _running(conn, gates)
+        running = await _running(conn, gates, worker=request.worker, ended=request.ended)
         buckets = await _buckets(conn, gates)
         kinds, scan = narrowed(
             gates,
@@ -165,12 +166,14 @@ async def limit_usage(conn: Any, gates: Sequence[Gate], now: datetime) -> LimitU
     return LimitUsage(running=running, tokens=tokens)
 
 
-async def _running(conn: Any, gates: Sequence[Gate]) -> dict[tuple[str, str], int]:
+async def _running(
+    conn: Any, gates: Sequence[Gate], *, worker: str = "", ended: Sequence[int] = ()
+) -> dict[tuple[str, str], int]:
     kinds, fields = list(kinds_of(gates)), list(fields_of(gates))
     if not kinds:
         return {}
     counts: dict[tuple[str, str], int] = {}
-    for row in await conn.fetch(Q["gated_running"], kinds, fields):
+    for row in await conn.fetch(Q["gated_running"], kinds, fields, worker, list(ended)):
         parts = dict(zip(fields, row["parts"], strict=True))
         for key, one in count_running(
             gates, [Candidate(id=0, kind=row["kind"], parts=parts)]

@@ -367,6 +367,7 @@ class PostgresStore:
         kinds: Sequence[str],
         gates: Sequence[Gate],
         scan: int = GATED_SCAN,
+        ended: Collection[int] = (),
     ) -> GatedClaim:
         """See :mod:`~gladd.store.postgres.flow` for why it is correct across nodes; an
         unanswered commit is handled as :meth:`claim` handles it (its own claim ids)."""
@@ -382,6 +383,7 @@ class PostgresStore:
             gates=tuple(gates),
             scan=scan,
             claim_id=secrets.randbits(63) if unsettled is None else unsettled,
+            ended=tuple(ended),
         )
         sent = unsettled is not None
 

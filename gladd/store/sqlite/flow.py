@@ -53,6 +53,7 @@ class GatedRequest:
     kinds: tuple[str, ...]
     gates: tuple[Gate, ...]
     scan: int
+    ended: tuple[int, ...] = ()  # this worker's tasks whose attempts ended: not counted
 
 
 def claim_gated(conn: sqlite3.Connection, request: GatedRequest) -> tuple[list[Task], ClaimPlan]:
@@ -60,7 +61,8 @@ def claim_gated(conn: sqlite3.Connection, request: GatedRequest) -> tuple[list[T
     now_us = to_us(request.now)
     conn.execute(Q["seen"], (request.worker, now_us))
     gates, paths = request.gates, _paths(request.gates)
-    running, buckets = _running(conn, gates), _buckets(conn, gates)
+    running = _running(conn, gates, worker=request.worker, ended=request.ended)
+    buckets = _buckets(conn, gates)
     kinds, scan = narrowed(
         gates,
         request.kinds,
@@ -104,12 +106,23 @@ def limit_usage(conn: sqlite3.Connection, gates: Sequence[Gate], now: datetime) 
     return LimitUsage(running=_running(conn, gates), tokens=dict(sorted(tokens.items())))
 
 
-def _running(conn: sqlite3.Connection, gates: Sequence[Gate]) -> dict[tuple[str, str], int]:
+def _running(
+    conn: sqlite3.Connection,
+    gates: Sequence[Gate],
+    *,
+    worker: str = "",
+    ended: Sequence[int] = (),
+) -> dict[tuple[str, str], int]:
     kinds = kinds_of(gates)
     if not kinds:
         return {}
     fields = fields_of(gates)
-    params = {"kinds": json.dumps(kinds), "paths": _paths(gates)}
+    params = {
+        "kinds": json.dumps(kinds),
+        "paths": _paths(gates),
+        "worker": worker,
+        "ended": json.dumps(list(ended)),
+    }
     counts: dict[tuple[str, str], int] = {}
     for kind, parts, n in conn.execute(Q["gated_running"], params):
         task = Candidate(id=0, kind=kind, parts=_parts(parts, fields))

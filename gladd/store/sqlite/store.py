@@ -384,6 +384,7 @@ class SQLiteStore:
         kinds: Sequence[str],
         gates: Sequence[Gate],
         scan: int = GATED_SCAN,
+        ended: Collection[int] = (),
     ) -> GatedClaim:
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
@@ -394,6 +395,7 @@ class SQLiteStore:
             kinds=tuple(kinds),
             gates=tuple(gates),
             scan=scan,
+            ended=tuple(ended),
         )
 
         def claim(conn: sqlite3.Connection) -> tuple[tuple[list[Task], ClaimPlan], bool]:

@@ -276,13 +276,15 @@ SELECT name FROM gladd_limits WHERE name = ANY($1::text[]) ORDER BY name FOR UPD
 
 -- name: gated_running
 -- Running tasks of the kinds $1, counted per kind and partition values $2; through the
--- partial index gladd_tasks_running (its predicate is `owner IS NOT NULL`).
+-- partial index gladd_tasks_running (its predicate is `owner IS NOT NULL`). Those of worker
+-- $3 among $4 (attempts over, outcomes not stored yet) are left out.
 SELECT t.kind,
        array(SELECT coalesce(t.payload ->> f.name, '')
              FROM unnest($2::text[]) WITH ORDINALITY AS f(name, n) ORDER BY f.n) AS parts,
        count(*) AS n
 FROM gladd_tasks AS t
 WHERE t.owner IS NOT NULL AND t.state = 'running' AND t.kind = ANY($1::text[])
+  AND NOT (t.owner = $3 AND t.id = ANY($4::bigint[]))
 GROUP BY 1, 2;
 
 -- name: gated_candidates

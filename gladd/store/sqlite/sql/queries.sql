@@ -208,7 +208,8 @@ DELETE FROM gladd_schedules WHERE name NOT IN (SELECT value FROM json_each(:keep
 
 -- name: gated_running
 -- Running tasks of the JSON array :kinds, counted per kind and partition values; through
--- gladd_tasks_running.
+-- gladd_tasks_running. Those of :worker in the JSON array :ended (attempts over, outcomes
+-- not stored yet) are left out.
 SELECT kind, parts, count(*) FROM (
     SELECT t.kind, CASE WHEN json_valid(t.payload) THEN (
         SELECT json_group_object(p.key, CASE json_type(t.payload, p.value)
@@ -217,6 +218,7 @@ SELECT kind, parts, count(*) FROM (
         FROM json_each(:paths) AS p) END AS parts
     FROM gladd_tasks AS t
     WHERE t.state = 'running' AND t.kind IN (SELECT value FROM json_each(:kinds))
+      AND NOT (t.owner = :worker AND t.id IN (SELECT value FROM json_each(:ended)))
 )
 GROUP BY kind, parts;
 
