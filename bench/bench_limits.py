@@ -13,7 +13,8 @@ database ``gladd_bench_<hex>``, dropped afterwards; SQLite runs use a temp file.
    node (its own store object, its own executor) fills limit x with handlers that wait until
    the drain is over, so the drained node's gated claim always has work it may not take. The
    drained node registers the other kinds too. Interleaved, ``--repeat`` times; best each.
-2. Concurrency: one kind at ``concurrency = 40``, its handler sleeping D = 50 ms, T tasks;
+2. Concurrency: one kind at ``concurrency = 40``, its handler sleeping D (``--sleep``: 50 ms
+   and 200 ms; T tasks at 50 ms, as many seconds of work at 200 ms);
    four Executors in this process, each with its own PostgresStore (own pool) and
    ``executor.concurrency = 40``, timed from their start until T outcomes are stored.
    Compared with the ideal 40 / D; the peak of handlers running at once (counted in the
@@ -351,10 +352,10 @@ def concurrency_policies(slots: int) -> Policies:
     )
 
 
-async def limited_run(backend: str, nodes: int, slots: int, total: int) -> Nodes:
+async def limited_run(backend: str, nodes: int, slots: int, total: int, sleep: float) -> Nodes:
     async with gladd_url(backend) as url:
         return await run_nodes(
-            url, nodes=nodes, policies=concurrency_policies(slots), total=total, sleep=SLEEP
+            url, nodes=nodes, policies=concurrency_policies(slots), total=total, sleep=sleep
         )
 
 
@@ -443,8 +444,11 @@ class Bench:
             self.rep.verdict(ratio >= UNUSED_FACTOR)
 
     async def concurrency(self) -> None:
-        a = self.args
-        ideal = LIMIT / SLEEP
+        for sleep in self.args.sleep:
+            await self._concurrency(sleep, max(200, round(self.args.tasks * SLEEP / sleep)))
+
+    async def _concurrency(self, sleep: float, tasks: int) -> None:
+        ideal = LIMIT / sleep
         for backend, nodes, slots in (
             ("postgresql", NODES, SLOTS),
             ("sqlite", 1, SLOTS * NODES),
@@ -452,13 +456,13 @@ class Bench:
             where = f"{nodes} nodes x c{slots}" if nodes > 1 else f"1 node c{slots}"
             run: Nodes = await _timed(
                 f"concurrency {LIMIT}, {backend}, {where}",
-                functools.partial(limited_run, backend, nodes, slots, a.tasks),
+                functools.partial(limited_run, backend, nodes, slots, tasks, sleep),
             )
             for i, calls in enumerate(run.calls):
                 print(f"    node {i}: {calls.describe()}", file=sys.stderr)
             factor = run.rate / ideal
             self.rep.add(
-                f"concurrency {LIMIT}, D {SLEEP * 1000:g} ms, {backend}, {where}",
+                f"concurrency {LIMIT}, D {sleep * 1000:g} ms, {backend}, {where}",
                 f"{_rate(run.rate)} {factor:.2f}x",
                 f"≥ {IDEAL_FACTOR:g}x ideal {ideal:,.0f} /s",
             )
@@ -522,7 +526,16 @@ def main() -> int:
         "--others", type=int, default=1000, help="pending tasks of the limited kinds (part 1)"
     )
     parser.add_argument("--repeat", type=int, default=3, help="drains per case; the best counts")
-    parser.add_argument("--tasks", type=int, default=4000, help="tasks of the limited kind (2)")
+    parser.add_argument(
+        "--tasks", type=int, default=4000, help="tasks of the limited kind at D = 50 ms (2)"
+    )
+    parser.add_argument(
+        "--sleep",
+        type=lambda s: [float(ms) / 1000 for ms in s.split(",")],
+        default=[SLEEP, 0.2],
+        help="part 2's handler durations D in ms, comma-separated (default 50,200); the "
+        "task count scales to keep each run as long as at 50 ms",
+    )
     parser.add_argument("--window", type=float, default=30.0, help="rate window, seconds (3)")
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: N 3000, T 1000, 5 s window, 1 repeat"
