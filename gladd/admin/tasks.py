@@ -21,6 +21,7 @@ from functools import partial
 from typing import Any
 
 import anyio
+from loguru import logger
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -228,12 +229,17 @@ async def _pauses(request: Request, tasks: TaskService, body_timeout: float) -> 
     pause = await tasks.pause(
         body.target, seconds=body.lasting, until=body.until, reason=body.reason, by=f"api:{client}"
     )
+    lasting = f"until {pause.until.isoformat()}" if pause.until else "until resumed"
+    logger.info("{} paused by {} {}: {}", pause.target, pause.by, lasting, pause.reason or "-")
     shown = next(p for p in await tasks.pauses() if p["target"] == pause.target)
     return JSONBody(shown, status_code=201)
 
 
 async def _resume(request: Request, tasks: TaskService) -> JSONResponse:
     ended = await tasks.resume(request.path_params["target"])
+    if ended is not None:
+        client = request.client.host if request.client else "unknown"
+        logger.info("{} resumed by api:{} (paused by {})", ended.target, client, ended.by)
     return JSONBody(
         {"resumed": ended is not None, "pause": pause_json(ended, []) if ended else None}
     )

@@ -14,7 +14,7 @@ import getpass
 import json
 import socket
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from gladd.cli.exits import EXIT_CONFLICT, fail
@@ -83,7 +83,7 @@ async def _pause(args: argparse.Namespace, service: TaskService) -> int:
         args.target, seconds=seconds, until=until, reason=args.reason, by=operator()
     )
     shown = next(p for p in await service.pauses() if p["target"] == pause.target)
-    lasting = f"until {pause.until.isoformat()}" if pause.until else "until resumed"
+    lasting = f"until {_when(pause.until.isoformat())}" if pause.until else "until resumed"
     if seconds is not None:
         lasting += f" ({format_duration(seconds)})"
     print(
@@ -96,7 +96,8 @@ async def _resume(args: argparse.Namespace, service: TaskService) -> int:
     ended = await service.resume(args.target)
     target = normal_target(args.target, service.policies(), service.kinds)
     if ended is not None:
-        print(f"resumed {ended.target} (paused by {ended.by} at {ended.created_at.isoformat()})")
+        since = _when(ended.created_at.isoformat())
+        print(f"resumed {ended.target} (paused by {ended.by} at {since})")
         return 0
     if any(p["target"] == target and p["source"] == "policies" for p in await service.pauses()):
         fail(
@@ -119,8 +120,14 @@ async def _pauses(args: argparse.Namespace, service: TaskService) -> int:
         return 0
     print(f"{'TARGET':<28}  {'UNTIL':<25}  {'BY':<24}  KINDS / REASON")
     for p in shown:
-        until = p["until"] or "resumed"
+        until = _when(p["until"]) if p["until"] else "resumed"
         print(f"{p['target']:<28}  {until:<25}  {p['by']:<24}  {', '.join(p['kinds']) or '-'}")
         if p["reason"]:
             print(f"{'':<28}  {'':<25}  {'':<24}  {p['reason']}")
     return 0
+
+
+def _when(iso: str) -> str:
+    """An ISO 8601 UTC time as the tables show it: to the second, ``2027-01-05 14:00:00Z``."""
+    moment = datetime.fromisoformat(iso).astimezone(UTC)
+    return f"{moment:%Y-%m-%d %H:%M:%S}Z"
