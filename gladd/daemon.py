@@ -34,7 +34,7 @@ from gladd.errors import (
     StoreError,
     StoreUnusable,
 )
-from gladd.executor.schedule_checks import schedule_problems
+from gladd.executor.registry_checks import registry_problems
 from gladd.notify import Notifier, run_watchdog, watchdog_interval
 from gladd.policies import LoadedPolicies, Policies, placed
 from gladd.reload.reloader import ReloadResult, write_last_good
@@ -96,11 +96,12 @@ class Daemon:
     async def run(self) -> None:
         rt = self.runtime
         rt.load_plugins()
-        # What `gladd check` refuses about schedules (a kind no plugin loaded, a payload its
-        # schema refuses) refuses the start too: a schedule must not enqueue dead tasks.
-        scheduling = schedule_problems(rt.policies(), rt.kinds)
-        if scheduling and rt.served.loaded.data:
-            located = placed(scheduling, rt.served.loaded)
+        # What `gladd check` refuses against the kinds (a schedule's kind no plugin loaded, a
+        # payload its schema refuses, a partition field no payload has) refuses the start
+        # too: a schedule must not enqueue dead tasks, nor a limit miscount live ones.
+        against_kinds = registry_problems(rt.policies(), rt.kinds)
+        if against_kinds and rt.served.loaded.data:
+            located = placed(against_kinds, rt.served.loaded)
             raise PolicyError(rt.served.loaded.source, located)
         problem = self.settings.admin_bind_problem()
         if problem:

@@ -9,6 +9,9 @@
     ├── StartupError                a subsystem could not start (e.g. admin port in use)
     ├── ResilienceError             the resilience engine refused or gave up on a call
     │   ├── BreakerOpen             the circuit is open (or isolated): failed fast, no fallback
+    │   ├── BulkheadFull            no slot of a service's max_in_flight came within max_wait
+    │   │   └── RateLimited         no token of a service's outbound rate came within max_wait
+    │   ├── ServiceCooldown         a service said 429/503 + Retry-After: nothing sent until then
     │   ├── RetriesExhausted        retrying stopped; ``__cause__`` is the last attempt's error
     │   │   └── RetryBudgetExhausted  the shared retry budget forbade another retry
     │   └── ResilienceTimeout       a timeout the guard imposed (also a ``TimeoutError``)
@@ -19,7 +22,8 @@
     │   ├── StoreNotFound           no store there, and the caller may not create one
     │   ├── StoreUnusable           a corrupt file or not a database: retrying cannot help
     │   └── UnknownTask             no task with that id
-    │       └── UnknownSchedule     no schedule of that name in the policies
+    │       ├── UnknownSchedule     no schedule of that name in the policies
+    │       └── UnknownPauseTarget  no kind, service or limit of that name to pause
     ├── StopIncomplete              a stop left tasks unreleased (they wait for a rescue)
     ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
     ├── TaskStateConflict           cancel or retry refused: the task's state does not allow it
@@ -58,6 +62,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 
 class GladdError(Exception):
@@ -115,6 +120,67 @@ class BreakerOpen(ResilienceError):
         self.retry_in = retry_in
         when = f"; next probe in {retry_in:.3g}s" if retry_in is not None else ""
         super().__init__(f"circuit breaker {breaker!r} is {state}: call failed fast{when}")
+
+
+class BulkheadFull(ResilienceError):
+    """No slot of service ``service``'s ``max_in_flight`` came free within ``max_wait``.
+
+    Local overload, not a sick service: it never counts against a breaker, the request's
+    retry policy does not retry it (nothing was sent), and the executor releases the task
+    to run again later without spending an attempt.
+    """
+
+    setting = "max_in_flight"
+
+    def __init__(self, service: str, limit: float, max_wait: float) -> None:
+        self.service = service
+        self.limit = limit
+        self.max_wait = max_wait
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        return (
+            f"service {self.service!r}: all {self.limit:g} request slots (max_in_flight) "
+            f"stayed busy for max_wait {self.max_wait:g}s; nothing was sent. Raise "
+            f"[services.{self.service}] max_in_flight or max_wait if the service can take more"
+        )
+
+
+class RateLimited(BulkheadFull):
+    """No token of service ``service``'s outbound ``rate`` (``limit`` requests a second,
+    per node) came within ``max_wait``. A :class:`BulkheadFull`, so one ``except`` catches
+    both kinds of local overload."""
+
+    setting = "rate"
+
+    def _describe(self) -> str:
+        return (
+            f"service {self.service!r}: its outbound rate of {self.limit:g}/s gave no token "
+            f"within max_wait {self.max_wait:g}s; nothing was sent. Raise "
+            f"[services.{self.service}] rate or max_wait if the service allows more"
+        )
+
+
+class ServiceCooldown(ResilienceError):
+    """Service ``service`` asked us to back off (HTTP 429 or 503 with ``Retry-After``):
+    nothing is sent to it from this node before ``until`` (timezone-aware UTC).
+
+    ``status`` is the answer that began the cooldown (None when it began elsewhere, e.g.
+    on another node). The executor releases the task to run at ``until`` without spending
+    an attempt.
+    """
+
+    def __init__(self, service: str, until: datetime, status: int | None, reason: str = "") -> None:
+        self.service = service
+        self.until = until
+        self.status = status
+        self.reason = reason
+        why = f" ({reason})" if reason else ""
+        at = until.astimezone(UTC)
+        super().__init__(
+            f"service {service!r} is cooling down until {at:%Y-%m-%dT%H:%M:%S}Z{why}: "
+            "nothing is sent to it until then"
+        )
 
 
 class RetriesExhausted(ResilienceError):
@@ -191,6 +257,11 @@ class UnknownTask(StoreError):
 class UnknownSchedule(UnknownTask):
     """No ``[schedules.NAME]`` of that name in the policies served (a 404, exit 66, like an
     unknown task)."""
+
+
+class UnknownPauseTarget(UnknownTask):
+    """A pause or resume names no kind, service, limit or cooldown gladd knows (a 404,
+    exit 66, like an unknown task); nothing was changed."""
 
 
 class StopIncomplete(GladdError):

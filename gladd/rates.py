@@ -6,6 +6,7 @@ turns text into a rate and back, as :mod:`gladd.durations` is for durations.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from gladd.durations import format_duration, parse_duration
 
 EXAMPLES = '"100/s", "300/m", "5000/h" or "10/30s"'
 _RATE = re.compile(r"(\d+(?:\.\d+)?)/(.+)")
+_MAX_COUNT = 1000  # format_rate's search for a count whose period reads back exactly
 
 
 def parse_rate(value: object) -> float:
@@ -42,11 +44,17 @@ def parse_rate(value: object) -> float:
 
 
 def format_rate(per_second: float) -> str:
-    """Readable text for a rate: 100.0 → ``100/s``, 5000/3600 → ``5000/h``."""
+    """Readable text for a rate that parses back to it: 100.0 → ``100/s``, 5000/3600 →
+    ``5000/h``, 3/7 → ``3/7s`` (a whole count per unit when there is one, else the smallest
+    count whose period is a readable duration)."""
     for unit, seconds in (("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0)):
         count = per_second * seconds
         if abs(count - round(count)) < 1e-9 and round(count) >= 1:
             return f"{round(count)}/{unit}"
+    for count in range(1, _MAX_COUNT + 1):
+        text = f"{count}/{format_duration(count / per_second)}"
+        if math.isclose(parse_rate(text), per_second, rel_tol=1e-12):
+            return text
     return f"1/{format_duration(1 / per_second)}"
 
 

@@ -29,8 +29,8 @@ from loguru import logger
 from gladd import tracing
 from gladd.errors import PolicyError, Problem, StoreError
 from gladd.executor.kinds import KindRegistry, builtin_kinds
+from gladd.executor.registry_checks import registry_problems
 from gladd.executor.runner import Executor, utcnow
-from gladd.executor.schedule_checks import schedule_problems
 from gladd.executor.service import TaskService
 from gladd.observe.health import Check, HealthBoard, Status
 from gladd.observe.health_checks import HealthChecker, reload_check
@@ -167,7 +167,7 @@ class Runtime:
         sinks: list[Sink] = [self.counters, LogSink(logger)]
         if tracing.current() is not None:
             sinks.append(SpanEvents())
-        self.resilience = Resilience(loaded.policies, sinks=sinks, clock=clock)
+        self.resilience = Resilience(loaded.policies, sinks=sinks, clock=clock, now=now)
         self.plugins = PluginHost(
             (),
             self.policies,
@@ -196,6 +196,7 @@ class Runtime:
             breaker_for=self.resilience.task_breaker,
             store_health=self.store_health.heard,
             context_for=self.plugins.context_for,
+            cooldowns=self.resilience.cooldowns,
             # Built below: the metrics read the executor, and the executor reports to them.
             observe_task=lambda *a: self.metrics.observe_task(*a),  # noqa: PLW0108
             observe_ticks=lambda *a: self.metrics.observe_ticks(*a),  # noqa: PLW0108
@@ -281,9 +282,10 @@ class Runtime:
             raise PolicyError(path, [Problem(path="", message=message)]) from exc
 
     def _plugin_problems(self, policies: Policies) -> list[Problem]:
-        """A reload that would leave a loaded plugin without its service, or a schedule
-        without its kind or with a payload its kind refuses, is refused."""
-        return [*self.plugins.check(policies), *schedule_problems(policies, self.kinds)]
+        """A reload that would leave a loaded plugin without its service, a schedule
+        without its kind or with a payload its kind refuses, or a partition on a payload
+        field its kind does not declare, is refused."""
+        return [*self.plugins.check(policies), *registry_problems(policies, self.kinds)]
 
     def _reload_reported(self, result: ReloadResult) -> None:
         if result.outcome == "applied" or result.sha256 == self.served.loaded.sha256:

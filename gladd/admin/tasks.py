@@ -1,4 +1,4 @@
-"""The admin API's task routes: enqueue, list, show, cancel, retry.
+"""The admin API's task routes: enqueue, list, show, cancel, retry; schedules; pauses.
 
 Every route answers JSON; errors are ``{"error": "..."}`` with a status that fits:
 400 malformed request (not JSON, nested too deeply, wrong field types, a query parameter
@@ -21,7 +21,16 @@ from functools import partial
 from typing import Any
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
+from loguru import logger
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+)
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -34,7 +43,7 @@ from gladd.errors import (
     TaskStateConflict,
     UnknownTask,
 )
-from gladd.executor.service import MAX_LIST, TaskService, task_json
+from gladd.executor.service import MAX_LIST, MAX_REASON, TaskService, pause_json, task_json
 from gladd.store.rules import MAX_DEPTH
 
 MAX_BODY = 1024 * 1024
@@ -195,7 +204,45 @@ def _task_id(request: Request) -> int:
 
 
 async def _show(request: Request, tasks: TaskService) -> JSONResponse:
-    return JSONBody(task_json(await tasks.get(_task_id(request))))
+    task = await tasks.get(_task_id(request))
+    return JSONBody({**task_json(task), "waiting": await tasks.waiting(task)})
+
+
+class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    target: StrictStr = Field(min_length=1, max_length=300)
+    lasting: Duration | None = Field(None, alias="for")
+    until: AwareDatetime | None = None
+    reason: StrictStr = Field("", max_length=MAX_REASON)
+
+
+async def _pauses(request: Request, tasks: TaskService, body_timeout: float) -> JSONResponse:
+    if request.method == "GET":
+        return JSONBody({"pauses": await tasks.pauses()})
+    raw = await _read_json(request, body_timeout)
+    try:
+        body = PauseRequest.model_validate(raw)
+    except ValidationError as exc:
+        return error(400, _field_problems(exc))
+    client = request.client.host if request.client else "unknown"
+    pause = await tasks.pause(
+        body.target, seconds=body.lasting, until=body.until, reason=body.reason, by=f"api:{client}"
+    )
+    lasting = f"until {pause.until.isoformat()}" if pause.until else "until resumed"
+    logger.info("{} paused by {} {}: {}", pause.target, pause.by, lasting, pause.reason or "-")
+    shown = next(p for p in await tasks.pauses() if p["target"] == pause.target)
+    return JSONBody(shown, status_code=201)
+
+
+async def _resume(request: Request, tasks: TaskService) -> JSONResponse:
+    ended = await tasks.resume(request.path_params["target"])
+    if ended is not None:
+        client = request.client.host if request.client else "unknown"
+        logger.info("{} resumed by api:{} (paused by {})", ended.target, client, ended.by)
+    return JSONBody(
+        {"resumed": ended is not None, "pause": pause_json(ended, []) if ended else None}
+    )
 
 
 async def _list(request: Request, tasks: TaskService) -> JSONResponse:
@@ -233,7 +280,10 @@ def task_routes(
 ) -> list[Route]:
     """The ``/tasks`` routes on ``service``; 503 while ``store_open()`` says it is not."""
     tasks = partial(_tasks, body_timeout=body_timeout)
+    pauses = partial(_pauses, body_timeout=body_timeout)
     return [
+        Route("/pauses", _guarded(pauses, service, store_open), methods=["GET", "POST"]),
+        Route("/pauses/{target:path}", _guarded(_resume, service, store_open), methods=["DELETE"]),
         Route("/tasks", _guarded(tasks, service, store_open), methods=["GET", "POST"]),
         Route("/tasks/{task_id}", _guarded(_show, service, store_open), methods=["GET"]),
         Route("/tasks/{task_id}/cancel", _guarded(_cancel, service, store_open), methods=["POST"]),

@@ -15,7 +15,8 @@ from gladd.cli.exits import EXIT_CONFIG, EXIT_OK, fail
 from gladd.cli.flags import settings_from
 from gladd.durations import format_duration
 from gladd.errors import PolicyError, Problem, SettingsError
-from gladd.executor.schedule_checks import schedule_problems
+from gladd.executor.flow import describe_gate, gates_of, policy_pauses
+from gladd.executor.registry_checks import registry_problems
 from gladd.maintenance.ticks import ticks_after
 from gladd.plugins import PluginReport, plugin_report
 from gladd.plugins.known_kinds import known_kinds
@@ -32,8 +33,9 @@ def add_check_command(commands: Any) -> None:
         "check",
         help="validate a policies file and the plugins it configures; summarise them",
         description="Exit code: 0 valid, 78 invalid policies, a broken or misconfigured "
-        "plugin (0 for plugins with --allow-broken-plugins), or a schedule whose kind is "
-        "unknown or refuses its payload.",
+        "plugin (0 for plugins with --allow-broken-plugins), a schedule whose kind is "
+        "unknown or refuses its payload, or a partition on a field its kind's payload "
+        "does not declare.",
     )
     check.add_argument("path", nargs="?", type=Path, help="default: the configured policies")
     check.add_argument("--env-file", type=Path, help="read GLADD_* settings from this file")
@@ -68,33 +70,46 @@ def run_check(args: argparse.Namespace) -> int:
         print(f"{path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
         return EXIT_CONFIG
     report = plugin_report(loaded.policies, settings.plugin_paths)
-    schedules = placed(
-        schedule_problems(loaded.policies, known_kinds(loaded.policies, settings.plugin_paths)),
+    against_kinds = placed(
+        registry_problems(loaded.policies, known_kinds(loaded.policies, settings.plugin_paths)),
         loaded,
     )
+    schedules = [p for p in against_kinds if p.path.startswith("schedules.")]
+    flow = [p for p in against_kinds if p not in schedules]
     plugins_fail = bool(report.errors) and not args.allow_broken_plugins
-    code = EXIT_CONFIG if plugins_fail or schedules else EXIT_OK
+    code = EXIT_CONFIG if plugins_fail or against_kinds else EXIT_OK
     now = datetime.now(UTC)
     if args.json:
-        _print_json(check_json(path, loaded, report, code, schedules=schedules, now=now))
+        _print_json(check_json(path, loaded, report, code, schedules=schedules, flow=flow, now=now))
         return code
-    print(_headline(path, report, schedules, code))
+    print(_headline(path, report, schedules, flow, code))
     print(summarise(loaded))
     print(f"  plugins:        {', '.join(report.plugins) or 'none'}")
     if settings.otel:
         print(f"  traces:         {tracing.describe_exporter()}")
     for name, schedule in loaded.policies.schedules.items():
         print(f"  {describe_schedule(name, schedule, now)}")
+    for gate in gates_of(loaded.policies):
+        print(f"  {describe_gate(gate)}")
+    for target in policy_pauses(loaded.policies):
+        print(f"  paused: {target} (paused = true)")
     for note in report.notes:
         print(f"  note: {note}")
     for line in (*report.warnings, *map(str, report.errors)):
         print(f"gladd: {line}", file=sys.stderr)
-    fail("\n".join(p.render(loaded.source) for p in schedules))
+    fail("\n".join(p.render(loaded.source) for p in against_kinds))
     return code
 
 
-def _headline(path: Path, report: PluginReport, schedules: Sequence[Problem], code: int) -> str:
-    wrong = [name for name, bad in (("plugins", report.errors), ("schedules", schedules)) if bad]
+def _headline(
+    path: Path,
+    report: PluginReport,
+    schedules: Sequence[Problem],
+    flow: Sequence[Problem],
+    code: int,
+) -> str:
+    groups = (("plugins", report.errors), ("schedules", schedules), ("flow control", flow))
+    wrong = [name for name, bad in groups if bad]
     if not wrong:
         return f"{path}: OK"
     allowed = " (allowed by --allow-broken-plugins)" if code == EXIT_OK else ""
@@ -129,20 +144,24 @@ def check_json(
     code: int,
     *,
     schedules: Sequence[Problem] = (),
+    flow: Sequence[Problem] = (),
     now: datetime | None = None,
 ) -> dict[str, object]:
     """``gladd check --json``: the verdict, each problem located; ``exit_code`` is the
-    command's. ``plugins`` and ``schedules`` are null when the policies are invalid (nothing
-    to load them by); each schedule lists its next fire times after ``now``, in UTC."""
+    command's. ``plugins``, ``schedules`` and ``flow`` (partitions checked against the
+    kinds' payloads) are null when the policies are invalid (nothing to load them by);
+    each schedule lists its next fire times after ``now``, in UTC."""
     if isinstance(policies, PolicyError):
         verdict: dict[str, object] = {
             "ok": False,
             "errors": [_problem_json(policies.file, p) for p in policies.problems],
         }
         listed: dict[str, object] | None = None
+        gated: dict[str, object] | None = None
     else:
         verdict = {"ok": True, "errors": [], "sha256": policies.sha256}
         listed = _schedules_json(policies, schedules, now or datetime.now(UTC))
+        gated = {"ok": not flow, "errors": [_problem_json(policies.source, p) for p in flow]}
     return {
         "path": str(path),
         "ok": code == EXIT_OK,
@@ -151,6 +170,7 @@ def check_json(
         "policies": verdict,
         "plugins": plugins.as_json() if plugins is not None else None,
         "schedules": listed,
+        "flow": gated,
     }
 
 
@@ -207,6 +227,7 @@ def settings_json(path: Path | None, error: SettingsError) -> dict[str, object]:
         "policies": None,
         "plugins": None,
         "schedules": None,
+        "flow": None,
     }
 
 

@@ -1,5 +1,5 @@
 """The ``gladd`` command tree: ``run``, ``check``, ``reload``, ``tasks``, ``schedules``,
-``db``, ``status``.
+``pause``, ``resume``, ``pauses``, ``db``, ``status``.
 
 Operator mistakes (bad policies, bad settings, a port in use) print one precise message
 per problem on stderr and exit non-zero, never a traceback: each error of the tree in
@@ -23,6 +23,7 @@ from gladd.cli.exits import (
     fail,
 )
 from gladd.cli.flags import settings_flags, settings_from
+from gladd.cli.pauses import add_pause_commands
 from gladd.cli.reload import add_reload_command
 from gladd.cli.run import add_run_command
 from gladd.cli.status import add_status_command, run_status
@@ -73,6 +74,9 @@ def _parser() -> argparse.ArgumentParser:
     add_check_command(commands)
     add_reload_command(commands)
     add_commands(commands, settings_flags, handler=lambda args: run_verb(args, settings_from(args)))
+    add_pause_commands(
+        commands, settings_flags, handler=lambda args: run_verb(args, settings_from(args))
+    )
     add_status_command(
         commands, settings_flags, handler=lambda args: run_status(args, settings_from(args))
     )

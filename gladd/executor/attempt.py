@@ -4,12 +4,18 @@ The decisions are pure and live in :mod:`gladd.executor.decide` (retry when, or 
 here is only what runs them: the breaker's permit (an open breaker postpones the task
 without spending the attempt), the timeout, the handler (async in the loop, plain functions
 in a worker thread), and the outcome handed to the completer.
+
+A handler's call refused by the service's flow control is postponed the same way, no
+attempt spent: :class:`~gladd.errors.ServiceCooldown` until the cooldown ends,
+:class:`~gladd.errors.BulkheadFull` (or ``RateLimited``) after the service's ``max_wait``
+(at least :data:`OVERLOAD_DELAY`) — local overload, not the task's failure.
 """
 
 from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,7 +26,7 @@ from loguru import logger
 from pydantic import BaseModel
 
 from gladd import tracing
-from gladd.errors import TaskTimeout
+from gladd.errors import BulkheadFull, ServiceCooldown, TaskTimeout
 from gladd.executor.decide import after_failure, new_task, task_retry_plan, timeout_for
 from gladd.executor.enqueue import store_new_task
 from gladd.executor.kinds import ContextFactory, KindRegistry, RegisteredKind, Snooze, TaskContext
@@ -33,6 +39,9 @@ from gladd.resilience.classify import DEFAULT_CLASSIFIER
 from gladd.resilience.clock import Clock
 from gladd.resilience.retry import RetryPlan
 from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, Task
+
+OVERLOAD_DELAY = 0.5
+"""The shortest postponement of a task whose call found its service's bulkhead full."""
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -53,6 +62,9 @@ class Attempts:
     worker_id: str = ""
     timeouts: int = field(default=0, init=False)
     postponed: int = field(default=0, init=False)
+    postponed_by: Counter[str] = field(default_factory=Counter, init=False)
+    """``postponed`` by reason: breaker, cooldown, bulkhead (a full bulkhead or no rate
+    token)."""
     _plans_for: Policies | None = field(default=None, init=False)
     _plans: dict[str, RetryPlan | None] = field(default_factory=dict, init=False)
     """Per kind, for ``_plans_for``."""
@@ -113,8 +125,32 @@ class Attempts:
             breaker.target,
             breaker.state.value,
         )
-        self.postponed += 1
+        self._count_postponed("breaker")
         return Released(id=task.id, token=task.token, run_at=self.now() + timedelta(seconds=wait))
+
+    def _held_back(self, task: Task, error: ServiceCooldown | BulkheadFull) -> Released:
+        """A call of the handler was refused by its service's flow control: run the task
+        again once that may pass, with the attempt refunded."""
+        now = self.now()
+        if isinstance(error, ServiceCooldown):
+            run_at, reason, why = error.until, "cooldown", "is cooling down"
+        else:
+            run_at = now + timedelta(seconds=max(error.max_wait, OVERLOAD_DELAY))
+            reason, why = "bulkhead", f"has no free {error.setting} capacity"
+        logger.info(
+            "task {} ({}) postponed until {:%H:%M:%S}: service {} {}",
+            task.id,
+            task.kind,
+            run_at,
+            error.service,
+            why,
+        )
+        self._count_postponed(reason)
+        return Released(id=task.id, token=task.token, run_at=max(run_at, now))
+
+    def _count_postponed(self, reason: str) -> None:
+        self.postponed += 1
+        self.postponed_by[reason] += 1
 
     async def _attempt(
         self, task: Task, policies: Policies
@@ -136,6 +172,8 @@ class Attempts:
         except Snooze as snooze:
             run_at = self.now() + timedelta(seconds=snooze.seconds)
             return Released(id=task.id, token=task.token, run_at=run_at), None
+        except (ServiceCooldown, BulkheadFull) as refused:
+            return self._held_back(task, refused), None
         except Exception as exc:  # any handler error is recorded, never raised
             return self._failed(task, exc, policies), exc
 

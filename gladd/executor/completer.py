@@ -10,7 +10,7 @@ tasks this worker's.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -39,6 +39,8 @@ class Completer:
     clock: Clock
     rng: random.Random
     store_health: Callable[[StoreError | None], None]
+    written: Callable[[Sequence[int]], Awaitable[None]] | None = None
+    """Told the ids of each batch stored (the producer: a gated task's room opened)."""
     pacer: Pacer = field(init=False)
     succeeded: int = field(default=0, init=False)
     failed: int = field(default=0, init=False)
@@ -48,6 +50,7 @@ class Completer:
     fenced: int = field(default=0, init=False)
     _outbox: list[Outcome] = field(default_factory=list, init=False)
     _outbox_ready: anyio.Event = field(default_factory=anyio.Event, init=False)
+    _writing: anyio.Event | None = field(default=None, init=False)  # set when a write ends
 
     def __post_init__(self) -> None:
         self.pacer = Pacer(self._backoff, self.rng)
@@ -69,9 +72,11 @@ class Completer:
         batch, self._outbox = self._outbox, []
         if not batch:
             return
+        self._writing = writing = anyio.Event()
         try:
             accepted = await self.store.finish(batch, now=self.now())
         except StoreError as exc:
+            writing.set()
             # Keep them: the next flush retries, and heartbeats keep the tasks ours meanwhile.
             self.store_health(exc)
             logger.debug("writing {} task outcomes failed, will retry: {}", len(batch), exc)
@@ -79,14 +84,22 @@ class Completer:
             await self.clock.sleep(self.pacer.next_delay())
             self._outbox_ready.set()
             return
+        finally:
+            writing.set()  # also when cancelled: nobody may wait for it forever
         self.pacer.succeeded()
         for outcome, ok in zip(batch, accepted, strict=True):
             self.ledger.written(outcome.id)
             self._count(outcome, ok)
+        if self.written is not None:
+            await self.written([outcome.id for outcome in batch])
 
     async def flush_everything(self) -> None:
-        """Write what is left, trying for at most a heartbeat (the node is leaving)."""
+        """Write what is left, trying for at most a heartbeat (the node is leaving). A
+        batch the running loop is writing now is waited for first: it is out of the outbox,
+        and cancelling that loop mid-write would leave its tasks to a rescue (run twice)."""
         with anyio.move_on_after(self.policies().executor.heartbeat):
+            if self._writing is not None:
+                await self._writing.wait()
             while self._outbox:
                 await self.flush()
 

@@ -118,6 +118,8 @@ class RegisteredKind:
     handler: Handler
     payload_model: type[BaseModel] | None = None
     plugin: str = "gladd"
+    services: tuple[str, ...] = ()
+    """The services its plugin declares: a cooldown or pause of one holds the kind back."""
     runnable: RunnableCheck | None = None
     """Refuses at enqueue a valid payload the policies already doom (e.g. no service for
     its URL), so it is not stored only to die on its first attempt."""

@@ -8,6 +8,7 @@ is still held when the executor ends is :attr:`Ledger.unwritten` — tasks to be
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -32,11 +33,13 @@ class Running:
 
 
 class Ledger:
-    __slots__ = ("_slot_freed", "running", "unwritten")
+    __slots__ = ("_slot_freed", "on_ran", "running", "unwritten")
 
     def __init__(self) -> None:
         self.running: dict[int, Running] = {}
         self.unwritten: dict[int, int] = {}  # id → token of outcomes not yet stored
+        self.on_ran: Callable[[Task], None] | None = None
+        """Told of each task whose handler is done (the producer: a limit's slot freed)."""
         self._slot_freed = anyio.Event()
 
     def hold(self, task: Task) -> Running:
@@ -48,8 +51,10 @@ class Ledger:
 
     def ran(self, task_id: int) -> None:
         """The task's handler is done (its outcome is not stored yet): a slot is free."""
-        self.running.pop(task_id, None)
+        ran = self.running.pop(task_id, None)
         self._slot_freed.set()
+        if ran is not None and self.on_ran is not None:
+            self.on_ran(ran.task)
 
     def written(self, task_id: int) -> None:
         """The store has the task's outcome (or refused it): the task is no longer ours."""

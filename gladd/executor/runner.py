@@ -31,7 +31,9 @@ from anyio.abc import TaskStatus
 from gladd.errors import StoreError
 from gladd.executor.attempt import Attempts
 from gladd.executor.completer import Completer
+from gladd.executor.cooldowns import CooldownBridge
 from gladd.executor.decide import scheduled_task
+from gladd.executor.flow import FlowStatistics, gates_of, in_force
 from gladd.executor.heartbeats import Heartbeats
 from gladd.executor.kinds import ContextFactory, KindRegistry, basic_context
 from gladd.executor.ledger import Ledger
@@ -43,6 +45,7 @@ from gladd.maintenance.scheduler import OnLateness, OnTicks, Scheduler
 from gladd.policies import Policies
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.clock import SYSTEM_CLOCK, Clock
+from gladd.resilience.cooldown import Cooldowns
 from gladd.store import ScheduleState, Store
 
 
@@ -85,9 +88,12 @@ class Executor:
         observe_task: Callable[[str, str, float], None] | None = None,
         observe_ticks: OnTicks | None = None,
         observe_lateness: OnLateness | None = None,
+        cooldowns: Cooldowns | None = None,
     ) -> None:
         """``now`` is the wall clock the store's times are in; ``clock`` what the services
-        wait with (and time attempts by)."""
+        wait with (and time attempts by). With ``cooldowns`` (the resilience engine's), a
+        service's cooldown begun here is stored for every node, and one begun elsewhere
+        reaches this node's transport (:mod:`gladd.executor.cooldowns`)."""
         health = store_health or (lambda error: None)
         rng = rng or random.Random()
         self.ledger = Ledger()
@@ -103,8 +109,19 @@ class Executor:
             on_ticks=observe_ticks,
             on_lateness=observe_lateness,
         )
+        self.cooldowns = cooldowns
+        self.bridge = (
+            CooldownBridge(store=store, cooldowns=cooldowns, node=worker_id, now=now)
+            if cooldowns is not None
+            else None
+        )
         self.heartbeats = Heartbeats(**held, worker_id=worker_id, store_health=health)
-        self.completer = Completer(**held, rng=rng, store_health=health)
+        self.completer = Completer(
+            **held,
+            rng=rng,
+            store_health=health,
+            written=lambda ids: self.producer.written(ids),  # noqa: PLW0108 - made below
+        )
         self.attempts = Attempts(
             **held,
             kinds=kinds,
@@ -121,6 +138,7 @@ class Executor:
             worker_id=worker_id,
             attempt=self.attempts.run_one,
             store_health=health,
+            on_pauses=self.bridge.seen if self.bridge is not None else None,
         )
 
     @property
@@ -147,6 +165,7 @@ class Executor:
             fenced=c.fenced,
             rescued=self.rescuer.rescued,
             postponed=self.attempts.postponed,
+            postponed_by=dict(self.attempts.postponed_by),
         )
 
     def wake(self) -> None:
@@ -154,6 +173,18 @@ class Executor:
         schedule)."""
         self.producer.wake()
         self.scheduler.wake()
+
+    def flow(self) -> FlowStatistics:
+        """Flow control on this node now: gates, what they hold, the pauses in force."""
+        p = self.producer
+        policies = p.policies()
+        return FlowStatistics(
+            gates=gates_of(policies),
+            usage=dict(p.gate_usage),
+            held_tasks=p.gate_held,
+            held_kinds=dict(p.held),
+            pauses=tuple(in_force(policies, p.pause_cache.pauses, p.now())),
+        )
 
     def schedule_states(self) -> dict[str, ScheduleState]:
         """Where each schedule stood at the scheduler's last look, for health."""
@@ -176,6 +207,8 @@ class Executor:
             await background.start(self.cleaner.run)
             await background.start(self.scheduler.run)
             await background.start(self.completer.run)
+            if self.cooldowns is not None:
+                await background.start(self.cooldowns.run)
             task_status.started()
             await self.producer.run()  # until stopped and drained
             await self.completer.flush_everything()

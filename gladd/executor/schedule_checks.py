@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from gladd.errors import Problem, TaskRejected
 from gladd.executor.kinds import KindRegistry
-from gladd.policies import Policies
+from gladd.policies import Policies, table_key
 
 
 def schedule_problems(policies: Policies, kinds: KindRegistry) -> list[Problem]:
@@ -20,7 +20,7 @@ def schedule_problems(policies: Policies, kinds: KindRegistry) -> list[Problem]:
     :func:`gladd.policies.placed`)."""
     problems: list[Problem] = []
     for name, schedule in policies.schedules.items():
-        path = f'schedules."{name}"' if "." in name or " " in name else f"schedules.{name}"
+        path = f"schedules.{table_key(name)}"
         kind = kinds.get(schedule.kind)
         if kind is None:
             known = ", ".join(kinds.names()) or "none"

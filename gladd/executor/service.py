@@ -9,6 +9,7 @@ that cannot exist (outside a signed 64-bit integer) is simply not found.
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
@@ -17,15 +18,26 @@ from typing import Any
 from gladd.errors import TaskRejected, TaskStateConflict, UnknownSchedule, UnknownTask
 from gladd.executor.decide import new_task, scheduled_task
 from gladd.executor.enqueue import store_new_task
+from gladd.executor.flow import (
+    gates_of,
+    holds,
+    normal_target,
+    policy_pauses,
+    target_kinds,
+    wait_reasons,
+)
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.runner import utcnow
 from gladd.maintenance.scheduler import describe_schedules
 from gladd.policies import Policies
 from gladd.store import Enqueued, Store, Task, TaskState
 from gladd.store.base import FINISHED_STATES
+from gladd.store.gates import Pause
 from gladd.store.rules import json_problem, text_problem
 
 MAX_LIST = 1000
+MAX_REASON = 500
+"""Characters a pause's reason may have."""
 MAX_DELAY = 3650 * 86400.0
 """Ten years: a delay, or a per-task timeout, beyond it is a mistake (and past ~292,000
 years it would not even fit the stores' clocks)."""
@@ -156,6 +168,91 @@ class TaskService:
             raise UnknownTask(f"no task with id {task_id}")
         return task
 
+    async def waiting(self, task: Task) -> builtins.list[str]:
+        """Why a pending task is not running now (empty for any other, or one that is due
+        and free to start): see :func:`gladd.executor.flow.wait_reasons`."""
+        if task.state is not TaskState.PENDING:
+            return []
+        policies, now = self.policies(), self.now()
+        gates = [g for g in gates_of(policies) if task.kind in g.kinds]
+        usage = await self.store.limit_usage(gates, now=now)
+        held = holds(policies, await self.store.pauses(now=now), self.kinds, now)
+        return wait_reasons(
+            kind=task.kind,
+            payload=task.payload,
+            run_at=task.run_at,
+            policies=policies,
+            held=held,
+            usage=usage,
+            now=now,
+        )
+
+    async def pauses(self) -> builtins.list[dict[str, Any]]:
+        """Every pause in force: the policies' (``paused = true``) and the store's, each
+        with the kinds it holds back."""
+        policies, now = self.policies(), self.now()
+        shown = [
+            {
+                "target": target,
+                "source": "policies",
+                "by": "policies",
+                "reason": "paused = true in the policies",
+                "until": None,
+                "created_at": None,
+                "kinds": sorted(target_kinds(target, policies, self.kinds)),
+            }
+            for target in policy_pauses(policies)
+        ]
+        shown += [
+            pause_json(p, sorted(target_kinds(p.target, policies, self.kinds)))
+            for p in await self.store.pauses(now=now)
+        ]
+        return shown
+
+    async def pause(
+        self,
+        target: str,
+        *,
+        seconds: float | None = None,
+        until: datetime | None = None,
+        reason: str = "",
+        by: str,
+    ) -> Pause:
+        """Pause ``target`` (a kind, ``service:``, ``limit:`` or ``cooldown:`` NAME) for
+        ``seconds``, until ``until``, or until resumed; stored, so every node stops
+        claiming its kinds. Replaces a pause already on it."""
+        name = normal_target(target, self.policies(), self.kinds)
+        now = self.now()
+        if seconds is not None and until is not None:
+            raise TaskRejected("a pause lasts for a duration or until a time, not both")
+        if seconds is not None:
+            _check_seconds("the pause's duration", seconds, low=0.0, inclusive=False)
+            until = now + timedelta(seconds=seconds)
+        elif until is not None:
+            if until.tzinfo is None:
+                raise TaskRejected(
+                    f"until {until.isoformat()} has no time zone: add one, e.g. +00:00 or Z"
+                )
+            if until <= now:
+                raise TaskRejected(
+                    f"until {until.isoformat()} is not in the future (now: {now.isoformat()})"
+                )
+        if not isinstance(reason, str) or len(reason) > MAX_REASON:
+            raise TaskRejected(f"the reason must be text of at most {MAX_REASON} characters")
+        if (problem := text_problem(reason)) is not None:
+            raise TaskRejected(f"the reason {problem}")
+        pause = Pause(target=name, reason=reason, until=until, by=by, created_at=now)
+        return await self.store.pause(pause)
+
+    async def resume(self, target: str) -> Pause | None:
+        """End the stored pause on ``target``; the pause ended, None if none was active.
+        A pause written in the policies stays (the file says so); every node is woken to
+        claim again."""
+        name = normal_target(target, self.policies(), self.kinds)
+        ended = await self.store.resume(name, now=self.now())
+        await self.store.ring()
+        return ended
+
     async def purge(
         self,
         *,
@@ -210,6 +307,19 @@ def parse_state(state: str | None) -> TaskState | None:
     except ValueError:
         known = ", ".join(s.value for s in TaskState)
         raise TaskRejected(f"unknown task state {state!r} (states: {known})") from None
+
+
+def pause_json(pause: Pause, kinds: list[str]) -> dict[str, Any]:
+    """A stored pause as the CLI's ``--json`` and the admin API show it."""
+    return {
+        "target": pause.target,
+        "source": "store",
+        "by": pause.by,
+        "reason": pause.reason,
+        "until": pause.until.isoformat() if pause.until else None,
+        "created_at": pause.created_at.isoformat(),
+        "kinds": kinds,
+    }
 
 
 def task_json(task: Task) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -24,3 +25,5 @@ class ExecutorStatistics:
     fenced: int = 0
     rescued: int = 0
     postponed: int = 0
+    postponed_by: Mapping[str, int] = field(default_factory=dict)
+    """``postponed`` by reason: ``breaker``, ``cooldown``, ``bulkhead``."""

@@ -1,4 +1,5 @@
-"""The cleaner: finished tasks older than ``executor.retention`` are deleted, hourly.
+"""The cleaner: finished tasks older than ``executor.retention`` are deleted, hourly, and
+so are expired pauses and the token buckets of partitions idle for :data:`BUCKET_IDLE`.
 
 The first purge comes one rescue interval after start (not during start-up), then one
 every :data:`PURGE_EVERY` seconds; the retention is read afresh each time, so a reload
@@ -22,6 +23,9 @@ from gladd.resilience.clock import Clock
 from gladd.store import Store
 
 PURGE_EVERY = 3600.0
+BUCKET_IDLE = 86400.0
+"""Seconds after which an untouched token bucket is deleted: by then it is full again for
+any rate above burst per day, and a missing bucket reads as full."""
 
 
 @dataclass(slots=True, kw_only=True, eq=False)
@@ -38,6 +42,7 @@ class Cleaner:
         await self.clock.sleep(rescue_interval(self.policies().executor.lease))
         while True:
             await self.purge(self.policies().executor.retention)
+            await self.sweep()
             await self.clock.sleep(PURGE_EVERY)
 
     async def purge(self, retention: float) -> None:
@@ -51,3 +56,13 @@ class Cleaner:
             return
         if purged:
             logger.info("purged {} finished task(s) older than the retention", purged)
+
+    async def sweep(self) -> None:
+        """Delete expired pauses and idle token buckets."""
+        try:
+            swept = await self.store.sweep_limits(now=self.now(), idle=BUCKET_IDLE)
+        except StoreError as exc:
+            logger.warning("sweeping expired pauses and idle rate buckets failed: {}", exc)
+            return
+        if swept:
+            logger.debug("swept {} expired pause(s) and idle rate bucket(s)", swept)

@@ -19,6 +19,8 @@ executor:running         pass
 executor:queued          pass (pending tasks in the whole store)
 executor:deadLastHour    warn when a task went dead on this node within the hour
 executor:timeoutRate     warn when ≥ 5 % of this node's attempts in the hour timed out
+flow:pauses              warn while a pause (policies, CLI, API) or a service's cooldown
+                         is in force, naming it and the kinds it holds back
 policies:reload          pass: the last reload that did something (the daemon's own
                          policies:generation check warns while a rejection stands)
 eventloop:lag            warn when the loop's peak lag since the last check reached
@@ -37,6 +39,7 @@ from anyio.abc import TaskStatus
 
 from gladd.durations import format_duration
 from gladd.errors import StoreError, StoreUnavailable
+from gladd.executor.flow import FlowStatistics
 from gladd.observe.health import Check, HealthBoard, Status
 from gladd.observe.pool import Alert, Level
 from gladd.observe.reloads import Reload
@@ -242,6 +245,23 @@ def schedules_check(policies: Policies, states: dict[str, ScheduleState], *, at:
     )
 
 
+def pauses_check(flow: FlowStatistics, *, at: float) -> Check:
+    """Warns while a pause or a cooldown is in force, naming each and the kinds it holds."""
+    named = []
+    for hold in flow.pauses:
+        kinds = sorted(k for k, h in flow.held_kinds.items() if h == hold)
+        named.append(f"{hold.describe()}; holds back: {', '.join(kinds) or 'no kind here'}")
+    return Check(
+        component="flow",
+        measurement="pauses",
+        status=Status.WARN if named else Status.PASS,
+        observed_value=len(named),
+        observed_unit="pauses",
+        output="; ".join(named) if named else "no pause or cooldown: every kind is claimed",
+        at=at,
+    )
+
+
 def reload_check(last: Reload | None, *, at: float) -> Check:
     """Informational: the daemon's own ``policies:generation`` warns about a rejection."""
     if last is None:
@@ -367,6 +387,7 @@ class HealthChecker:
             *self._executor(policies.executor.concurrency, at),
             reload_check(w.reloads.last, at=at),
             schedules_check(policies, w.executor.schedule_states(), at=at),
+            pauses_check(w.executor.flow(), at=at),
             lag_check(w.lag.take_peak(), policies.event_loop.lag_threshold, at=at),
         ]
         for check in checks:

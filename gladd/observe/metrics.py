@@ -32,6 +32,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from gladd.executor.flow import FlowStatistics
 from gladd.observe.health import HealthBoard, Status
 from gladd.observe.health_checks import HealthChecker
 from gladd.observe.pool import RULES, Level
@@ -49,6 +50,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 TASK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 """Seconds: from a quick handler up to the default 15-minute task timeout."""
+POSTPONE_REASONS = ("breaker", "cooldown", "bulkhead")
 LATENESS_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60, 300, 3600)
 """Seconds after the tick: on time (milliseconds) up to an hour's catch-up."""
 
@@ -136,6 +138,7 @@ class _Collector(Collector):
         yield from self._policies()
         yield from self._calls()
         yield from self._breakers()
+        yield from self._services()
         yield from self._executor()
         yield from self._pool()
         yield from self._database()
@@ -266,6 +269,54 @@ class _Collector(Collector):
             moves.add_metric([name, service, new], n)
         yield moves
 
+    def _services(self) -> Iterator[Metric]:
+        resilience, counters = self.w.resilience, self.w.counters
+        in_flight = GaugeMetricFamily(
+            "gladd_service_in_flight",
+            "Requests to each service with a bulkhead (max_in_flight) in flight from this node",
+            labels=["service"],
+        )
+        cooling = GaugeMetricFamily(
+            "gladd_service_cooldown",
+            "1 while a service cools down (nothing is sent to it from this node)",
+            labels=["service"],
+        )
+        active = resilience.cooldowns.active()
+        for service, outbound in sorted(resilience.outbounds().items()):
+            if outbound.bulkhead.limit is not None:
+                in_flight.add_metric([service], outbound.bulkhead.in_flight)
+            cooling.add_metric([service], float(service in active))
+        yield from (in_flight, cooling)
+        refused = CounterMetricFamily(
+            "gladd_service_rejections",
+            "Requests failed before leaving: reason max_in_flight (bulkhead full), rate (no "
+            "token within max_wait) or cooldown",
+            labels=["service", "reason"],
+        )
+        for (service, reason), n in sorted(counters.refusals.items()):
+            refused.add_metric([service, reason], n)
+        yield refused
+        yield _counted(
+            "gladd_service_rate_waits",
+            "Requests that waited for an outbound rate token",
+            "service",
+            counters.rate_waits,
+        )
+        waited = CounterMetricFamily(
+            "gladd_service_rate_wait_seconds",
+            "Time requests spent waiting for outbound rate tokens",
+            labels=["service"],
+        )
+        for service, seconds in sorted(counters.rate_wait_seconds.items()):
+            waited.add_metric([service], seconds)
+        yield waited
+        yield _counted(
+            "gladd_service_cooldowns",
+            "Cooldowns begun (or extended) by a service's 429/503 with Retry-After",
+            "service",
+            counters.cooldowns,
+        )
+
     # -- tasks ----------------------------------------------------------------------------------
 
     def _executor(self) -> Iterator[Metric]:
@@ -297,9 +348,17 @@ class _Collector(Collector):
                     "Outcomes discarded: another worker owned the task by then",
                     s.fenced,
                 ),
-                ("gladd_tasks_postponed", "Tasks postponed by an open breaker", s.postponed),
             ):
                 yield CounterMetricFamily(name, doc, value=n)
+            postponed = CounterMetricFamily(
+                "gladd_tasks_postponed",
+                "Tasks postponed without spending an attempt, by reason: breaker (open), "
+                "cooldown (their service's), bulkhead (their service's is full or no rate token)",
+                labels=["reason"],
+            )
+            for reason in POSTPONE_REASONS:
+                postponed.add_metric([reason], s.postponed_by.get(reason, 0))
+            yield postponed
             attempts = s.succeeded + s.failed
             if attempts:
                 yield GaugeMetricFamily(
@@ -307,6 +366,8 @@ class _Collector(Collector):
                     "Share of this node's finished attempts that timed out, since start",
                     value=s.timeouts / attempts,
                 )
+        if self.w.executor_running():
+            yield from _flow(self.w.executor.flow())
         counts = self.checker.counts if self.checker is not None else {}
         if counts:
             tasks = GaugeMetricFamily(
@@ -435,6 +496,59 @@ class _Collector(Collector):
             "kind",
             lag.blocks,
         )
+
+
+def _flow(flow: FlowStatistics) -> Iterator[Metric]:
+    """Limits (as this node's last gated claim saw them) and the pauses in force."""
+    running = GaugeMetricFamily(
+        "gladd_limit_running", "Tasks running under each limit, all nodes", labels=["limit"]
+    )
+    allowed = GaugeMetricFamily(
+        "gladd_limit_allowed", "Each limit's concurrency (per partition)", labels=["limit"]
+    )
+    rate = GaugeMetricFamily(
+        "gladd_limit_rate", "Each limit's starts per second (per partition)", labels=["limit"]
+    )
+    tokens = GaugeMetricFamily(
+        "gladd_limit_tokens", "Start tokens left in each unpartitioned rate limit", labels=["limit"]
+    )
+    held = GaugeMetricFamily(
+        "gladd_limit_held",
+        "Due tasks the last claim held back because the limit was full",
+        labels=["limit"],
+    )
+    for gate in flow.gates:
+        usage = flow.usage.get(gate.name)
+        running.add_metric([gate.name], usage.running if usage else 0)
+        held.add_metric([gate.name], usage.held if usage else 0)
+        if gate.concurrency is not None:
+            allowed.add_metric([gate.name], gate.concurrency)
+        if gate.rate is not None:
+            rate.add_metric([gate.name], gate.rate)
+        if usage is not None and usage.tokens is not None:
+            tokens.add_metric([gate.name], usage.tokens)
+    yield from (running, allowed, rate, tokens, held)
+    yield GaugeMetricFamily(
+        "gladd_tasks_held",
+        "Due tasks the last gated claim held back (a limit full or out of tokens)",
+        value=flow.held_tasks,
+    )
+    pauses = GaugeMetricFamily(
+        "gladd_pause_active",
+        "1 for each pause or cooldown in force, by target and who set it",
+        labels=["target", "by"],
+    )
+    for hold in flow.pauses:
+        pauses.add_metric([hold.target, hold.source], 1)
+    yield pauses
+    kinds = GaugeMetricFamily(
+        "gladd_kind_held",
+        "1 for each task kind this node does not claim now, with the pause that holds it",
+        labels=["kind", "target"],
+    )
+    for kind, hold in sorted(flow.held_kinds.items()):
+        kinds.add_metric([kind, hold.target], 1)
+    yield kinds
 
 
 def _counted(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from gladd.executor.flow import FlowStatistics
 from gladd.executor.statistics import ExecutorStatistics
 from gladd.observe.lag import LagMonitor
 from gladd.observe.pool import PoolMonitor
@@ -27,6 +28,8 @@ class ExecutorView(Protocol):
     def statistics(self) -> ExecutorStatistics: ...
 
     def schedule_states(self) -> dict[str, ScheduleState]: ...
+
+    def flow(self) -> FlowStatistics: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

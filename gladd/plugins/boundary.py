@@ -20,7 +20,7 @@ import httpx
 
 from gladd.errors import BreakerOpen, ResilienceTimeout, RetriesExhausted
 from gladd.executor.kinds import RegisteredKind, RetryLater, RunnableCheck, Snooze, TaskContext
-from gladd.plugins.api import SERVICE_EXTENSION, EnqueueContext, Plugin, TaskKind
+from gladd.plugins.api import ANY_SERVICE, SERVICE_EXTENSION, EnqueueContext, Plugin, TaskKind
 from gladd.plugins.errors import ServiceCallError, ServiceTimeout, ServiceUnavailable
 from gladd.policies import Policies, ServiceBinding
 
@@ -41,6 +41,7 @@ def plugin_kinds(
             handler=_wrap(plugin.name, kind),
             payload_model=kind.payload,
             plugin=plugin.name,
+            services=tuple(s for s in plugin.services if s != ANY_SERVICE),
             runnable=_runnable(plugin, kind, settings),
         )
         for plugin in plugins

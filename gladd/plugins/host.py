@@ -4,7 +4,10 @@
   transport applies the service's policies (see :class:`ServiceTransport`). Clients are
   created when the host starts and closed when it stops; on a reload that changes a
   service's binding, its client is replaced and the old one closed once the last attempt
-  using it is done — never under a request in flight. A reload first :meth:`prepares
+  using it is done — never under a request in flight. The replacement shares the service's
+  flow control (:meth:`Resilience.outbound`: bulkhead, rate, cooldown), reconfigured in
+  place, so a new ``max_in_flight`` or ``rate`` bounds the old client's requests still in
+  flight and the new client's together. A reload first :meth:`prepares
   <PluginHost.prepare>` the new settings and clients (what can fail fails there, with
   nothing changed), then commits them.
 - Per attempt (:meth:`PluginHost.context_for`, the executor's context factory): a context

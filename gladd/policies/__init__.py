@@ -11,6 +11,7 @@ from gladd.policies.model import (
     SchedulePolicy,
     ServiceBinding,
     TaskBinding,
+    table_key,
 )
 
 __all__ = [
@@ -27,4 +28,5 @@ __all__ = [
     "load_policies",
     "parse_policies",
     "placed",
+    "table_key",
 ]

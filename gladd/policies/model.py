@@ -268,10 +268,14 @@ def semantic_problems(p: Policies) -> list[Problem]:
         problems += _timeout_problems(f"services.{name}", service.timeout, service.retry, p)
     for kind, task in p.tasks.items():
         timeout = task.timeout if task.timeout is not None else p.executor.task_timeout
-        path = f"tasks.{_key(kind)}"
+        path = f"tasks.{table_key(kind)}"
         problems += _timeout_problems(path, timeout, task.retry or p.executor.retry, p)
+        problems += _flow_problems(path, task, what="the kind")
+        problems += _duplicate_limit_problems(path, task.limits)
+    for name, limit in p.limits.items():
+        problems += _flow_problems(f"limits.{table_key(name)}", limit, what="the limit")
     for name, schedule in p.schedules.items():
-        problems += _schedule_problems(f"schedules.{_key(name)}", schedule)
+        problems += _schedule_problems(f"schedules.{table_key(name)}", schedule)
     problems += _threshold_problems("pool_alerts.utilization", p.pool_alerts.utilization)
     problems += _threshold_problems("pool_alerts.acquire_wait", p.pool_alerts.acquire_wait)
     if p.pool_alerts.utilization.critical > 1:
@@ -279,7 +283,7 @@ def semantic_problems(p: Policies) -> list[Problem]:
     return problems
 
 
-def _key(name: str) -> str:
+def table_key(name: str) -> str:
     """A table key as it appears in a dotted path: quoted when it contains a dot."""
     return f'"{name}"' if "." in name or " " in name else name
 
@@ -297,10 +301,13 @@ def _reference_problems(p: Policies) -> list[Problem]:
         refs.append((f"services.{name}.retry", s.retry, "retry", p.retry))
         refs.append((f"services.{name}.breaker", s.breaker, "breaker", p.breaker))
     for kind, t in p.tasks.items():
-        base = f"tasks.{_key(kind)}"
+        base = f"tasks.{table_key(kind)}"
         refs.append((f"{base}.retry", t.retry, "retry", p.retry))
         refs.append((f"{base}.breaker", t.breaker, "breaker", p.breaker))
         refs.append((f"{base}.service", t.service, "services", p.services))
+        refs += [
+            (f"{base}.limits[{i}]", name, "limits", p.limits) for i, name in enumerate(t.limits)
+        ]
     return [
         _bad(
             path,
@@ -308,6 +315,50 @@ def _reference_problems(p: Policies) -> list[Problem]:
         )
         for path, name, section, defined in refs
         if name is not None and name not in defined
+    ]
+
+
+def _flow_problems(path: str, f: TaskBinding | LimitPolicy, *, what: str) -> list[Problem]:
+    """A ``burst`` without a ``rate`` to size, and a ``partition`` with nothing to split:
+    keys that would silently do nothing."""
+    problems = []
+    if "burst" in f.model_fields_set and f.rate is None:
+        problems.append(
+            _bad(
+                f"{path}.burst",
+                f"has no effect: {what} sets no rate, and the burst is the size of a rate's "
+                'token bucket; set a rate (like rate = "100/s") or remove burst',
+            )
+        )
+    if f.partition is not None and not f.partition.isidentifier():
+        problems.append(
+            _bad(
+                f"{path}.partition",
+                f"{f.partition!r} is not a payload field name; name a top-level field of "
+                "the payload, like 'account_id'",
+            )
+        )
+    elif f.partition is not None and f.concurrency is None and f.rate is None:
+        own = (
+            " (a [limits.NAME] it lists has a partition of its own)"
+            if isinstance(f, TaskBinding) and f.limits
+            else ""
+        )
+        problems.append(
+            _bad(
+                f"{path}.partition",
+                f"partitions nothing: {what} sets neither concurrency nor rate{own}; set one "
+                "(it then applies per value of the field), or remove partition",
+            )
+        )
+    return problems
+
+
+def _duplicate_limit_problems(path: str, limits: tuple[str, ...]) -> list[Problem]:
+    return [
+        _bad(f"{path}.limits[{i}]", f"lists {name!r} twice; a kind counts once against a limit")
+        for i, name in enumerate(limits)
+        if name in limits[:i]
     ]
 
 

@@ -11,10 +11,13 @@ with ``apply``.
 from gladd.errors import (
     AttemptTimeout,
     BreakerOpen,
+    BulkheadFull,
+    RateLimited,
     ResilienceError,
     ResilienceTimeout,
     RetriesExhausted,
     RetryBudgetExhausted,
+    ServiceCooldown,
     TotalTimeout,
 )
 from gladd.resilience.backoff import Backoff
@@ -22,6 +25,7 @@ from gladd.resilience.breaker import Breaker, BreakerStats
 from gladd.resilience.budget import BudgetStats, RetryBudget
 from gladd.resilience.classify import Classifier, status_class
 from gladd.resilience.clock import Clock, FakeClock, SystemClock
+from gladd.resilience.cooldown import Cooldown, Cooldowns
 from gladd.resilience.counters import Counters, Figures
 from gladd.resilience.events import (
     AttemptStarted,
@@ -29,10 +33,13 @@ from gladd.resilience.events import (
     BudgetExhausted,
     CallRejected,
     CallSucceeded,
+    CooldownBegan,
     Event,
     FallbackMissed,
     FallbackServed,
     GaveUp,
+    OutboundRefused,
+    RateWaited,
     RetryScheduled,
     Sink,
     TimedOut,
@@ -41,6 +48,7 @@ from gladd.resilience.fallback import NO_CACHE
 from gladd.resilience.guard import Guard, guard_for
 from gladd.resilience.guards import Resilience
 from gladd.resilience.logsink import LogSink
+from gladd.resilience.outbound import Outbound
 from gladd.resilience.retry import RetryPlan, decide
 from gladd.resilience.retry_after import parse_retry_after
 from gladd.resilience.state import BreakerState, ReconfigureResult
@@ -59,10 +67,14 @@ __all__ = [
     "BreakerStats",
     "BudgetExhausted",
     "BudgetStats",
+    "BulkheadFull",
     "CallRejected",
     "CallSucceeded",
     "Classifier",
     "Clock",
+    "Cooldown",
+    "CooldownBegan",
+    "Cooldowns",
     "Counters",
     "Event",
     "FakeClock",
@@ -72,6 +84,10 @@ __all__ = [
     "GaveUp",
     "Guard",
     "LogSink",
+    "Outbound",
+    "OutboundRefused",
+    "RateLimited",
+    "RateWaited",
     "ReconfigureResult",
     "Resilience",
     "ResilienceError",
@@ -82,6 +98,7 @@ __all__ = [
     "RetryBudgetExhausted",
     "RetryPlan",
     "RetryScheduled",
+    "ServiceCooldown",
     "Sink",
     "SystemClock",
     "TimedOut",

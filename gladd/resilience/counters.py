@@ -2,7 +2,8 @@
 
 Per (policy, target): calls and their outcomes, retries and the retry success rate, budget
 refusals, timeouts, fallbacks and the cache hit rate; per (breaker, target), the breaker's
-transitions. The target is what a call or breaker guards (an HTTP service, ``database``,
+transitions; per service, the requests its flow control refused (by reason), its rate
+waits and its cooldowns. The target is what a call or breaker guards (an HTTP service, ``database``,
 or a task kind with a breaker of its own), so two services sharing a retry policy stay
 apart. Each event updates a few integers with no await in between, so within the event
 loop an update is atomic and a reader there (a metrics scrape) sees every figure at once.
@@ -10,7 +11,7 @@ loop an update is atomic and a reader there (a metrics scrape) sees every figure
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass, fields
 
 from gladd.resilience.events import (
@@ -18,10 +19,13 @@ from gladd.resilience.events import (
     BudgetExhausted,
     CallRejected,
     CallSucceeded,
+    CooldownBegan,
     Event,
     FallbackMissed,
     FallbackServed,
     GaveUp,
+    OutboundRefused,
+    RateWaited,
     RetryScheduled,
     TimedOut,
 )
@@ -117,10 +121,21 @@ class Counters:
             CallRejected,
             FallbackServed,
             FallbackMissed,
+            OutboundRefused,
+            RateWaited,
+            CooldownBegan,
         }
     )
 
-    __slots__ = ("_counts", "breaker_states", "transitions")
+    __slots__ = (
+        "_counts",
+        "breaker_states",
+        "cooldowns",
+        "rate_wait_seconds",
+        "rate_waits",
+        "refusals",
+        "transitions",
+    )
 
     def __init__(self) -> None:
         self._counts: dict[Key, dict[str, int]] = {}
@@ -130,6 +145,15 @@ class Counters:
         """Breaker transitions by (breaker, target, new state)."""
         self.breaker_states: dict[Key, BreakerState] = {}
         """The last state seen per (breaker policy, target)."""
+        self.refusals: Counter[tuple[str, str]] = Counter()
+        """Requests failed before leaving, by (service, reason: max_in_flight, rate,
+        cooldown)."""
+        self.rate_waits: Counter[str] = Counter()
+        """Requests that waited for a rate token, by service."""
+        self.rate_wait_seconds: defaultdict[str, float] = defaultdict(float)
+        """The seconds they waited, by service."""
+        self.cooldowns: Counter[str] = Counter()
+        """Cooldowns begun or extended by a service's answer, by service."""
 
     def _of(self, event: Event) -> dict[str, int]:
         key = (event.policy, event.target)
@@ -154,8 +178,20 @@ class Counters:
             # calls it guards would add a (breaker, target) that saw no call.
             self.transitions[event.policy, event.target, event.new.value] += 1
             self.breaker_states[event.policy, event.target] = event.new
+        elif isinstance(event, OutboundRefused | RateWaited | CooldownBegan):
+            self._flow(event)
         else:
             self._rare(self._of(event), event)
+
+    def _flow(self, event: OutboundRefused | RateWaited | CooldownBegan) -> None:
+        # Per service, not under the call counts: nothing was sent, or it is about a wait.
+        if isinstance(event, OutboundRefused):
+            self.refusals[event.target, event.reason] += 1
+        elif isinstance(event, RateWaited):
+            self.rate_waits[event.target] += 1
+            self.rate_wait_seconds[event.target] += event.delay
+        else:
+            self.cooldowns[event.target] += 1
 
     @staticmethod
     def _rare(counts: dict[str, int], event: Event) -> None:

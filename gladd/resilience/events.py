@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, Protocol
 
 from gladd.resilience.state import BreakerState
@@ -26,6 +27,13 @@ GiveUpReason = Literal[
     "budget",  # the shared retry budget is spent
     "non_idempotent",  # an HTTP method that is not safe to repeat
     "total_timeout",  # the total deadline cut an attempt short
+    "cooldown",  # the service asked for a pause (429/503 + Retry-After): ServiceCooldown
+]
+
+RefusalReason = Literal[
+    "max_in_flight",  # no bulkhead slot came within max_wait
+    "rate",  # no rate token came within max_wait
+    "cooldown",  # the service is cooling down: nothing is sent until it ends
 ]
 
 
@@ -122,6 +130,33 @@ class FallbackMissed(Event):
     reason: Literal["empty", "too_old"]
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboundRefused(Event):
+    """A request to service ``target`` was failed locally, before anything was sent."""
+
+    reason: RefusalReason
+    limit: float | None
+    """max_in_flight, or the rate a second (None for a cooldown)."""
+    waited: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateWaited(Event):
+    """A request to service ``target`` waited ``delay`` seconds for its rate token."""
+
+    delay: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CooldownBegan(Event):
+    """Service ``target`` answered ``status`` with ``Retry-After``: no request leaves this
+    node for it before ``until`` (UTC)."""
+
+    status: int
+    retry_after: float
+    until: datetime
+
+
 EVENT_TYPES: tuple[type[Event], ...] = (
     AttemptStarted,
     CallSucceeded,
@@ -133,6 +168,9 @@ EVENT_TYPES: tuple[type[Event], ...] = (
     CallRejected,
     FallbackServed,
     FallbackMissed,
+    OutboundRefused,
+    RateWaited,
+    CooldownBegan,
 )
 
 

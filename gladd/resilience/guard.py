@@ -1,6 +1,12 @@
 """The async shell: one guarded call, composed outermost first as
 
-    total deadline → retry (with budget) → breaker → attempt timeout → call
+    total deadline → retry (with budget) → breaker → [admission] → attempt timeout → call
+
+Admission is the caller's (``admit``, e.g. a service's bulkhead and rate, see
+:mod:`.outbound`): awaited before each attempt, outside its timeout; a refusal
+(:class:`~gladd.errors.BulkheadFull`, :class:`~gladd.errors.ServiceCooldown`) gives the
+breaker's permit back untouched and ends the call at once, unretried. So does a
+``ServiceCooldown`` raised by an attempt.
 
 The decisions live elsewhere (:mod:`.retry`, :mod:`.breaker`, :mod:`.budget`); this module
 only sleeps, calls and reports. Its fast path — first attempt succeeds — allocates nothing
@@ -26,14 +32,17 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack, cast
 from gladd.errors import (
     AttemptTimeout,
     BreakerOpen,
+    BulkheadFull,
     ResilienceTimeout,
     RetriesExhausted,
     RetryBudgetExhausted,
+    ServiceCooldown,
     TotalTimeout,
 )
 from gladd.policies.model import BreakerPolicy, RetryPolicy
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.budget import RetryBudget
+from gladd.resilience.bulkhead import Slot
 from gladd.resilience.classify import DEFAULT_CLASSIFIER, RetryableStatus
 from gladd.resilience.clock import SYSTEM_CLOCK, Clock
 from gladd.resilience.events import (
@@ -60,6 +69,10 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 _Coroutine = types.CoroutineType
+Admit = Callable[[], Awaitable[Slot]]
+"""Admission of one attempt: a slot given back with ``done()`` once the attempt is over."""
+_REFUSED = (BulkheadFull, ServiceCooldown)
+"""Local refusals: never a breaker failure, never retried."""
 _MAX_DESCRIBED = 300
 
 
@@ -208,6 +221,60 @@ class Guard:
             self._emit_success(self._success1)
         return result
 
+    async def call_admitted(
+        self,
+        fn: Callable[[Unpack[Ts]], Awaitable[T]],
+        /,
+        *args: *Ts,
+        admit: Admit,
+        key: Hashable = None,
+        idempotent: bool = True,
+    ) -> T:
+        """Like :meth:`call`, awaiting ``admit()`` before each attempt, outside its timeout
+        (the wait counts against the total deadline): its slot is given back (``done()``)
+        when the attempt ends; a refusal it raises ends the call, unretried."""
+        start = self._now()
+        breaker = self.breaker
+        permit = 0
+        if breaker is not None:
+            acquired = breaker.acquire()
+            if acquired is None:
+                return cast(T, self._reject(key, 1, None))
+            permit = acquired
+        slot = await self._admit(admit, permit)
+        if self._emit_attempt is not None:
+            self._emit_attempt(self._attempt1)
+        limit, is_total = self._limit(start)
+        began = self._now()
+        try:
+            result = await _attempt(fn(*args), limit)
+        except BaseException as exc:
+            slot.done()
+            return await self._recover(
+                fn,
+                args,
+                key=key,
+                idempotent=idempotent,
+                error=exc,
+                start=start,
+                permit=permit,
+                admit=admit,
+                is_total=is_total,
+            )
+        slot.done()
+        if self.budget is not None:
+            self.budget.record_call()
+        self._succeeded(result, key, permit, began, 1)
+        return result
+
+    async def _admit(self, admit: Admit, permit: int) -> Slot:
+        try:
+            return await admit()
+        except BaseException:
+            if self.breaker is not None:
+                self.breaker.release(permit)
+            raise
+
     # -- the failure path ---------------------------------------------------------------
 
     async def _recover(
@@ -220,11 +287,14 @@ class Guard:
         error: BaseException,
         start: float,
         permit: int,
+        admit: Admit | None = None,
+        is_total: bool | None = None,
     ) -> T:
         if self.budget is not None:
             self.budget.record_call()
         attempt, previous = 1, 0.0
-        is_total = self._first_is_total
+        if is_total is None:
+            is_total = self._first_is_total
         while True:
             failure = self._settle(error, attempt, is_total, permit)
             delay = self._next_delay(failure, attempt, start, previous, idempotent)
@@ -237,6 +307,7 @@ class Guard:
                 if acquired is None:
                     return cast(T, self._reject(key, attempt, failure))
                 permit = acquired
+            slot = await self._admit(admit, permit) if admit is not None else None
             limit, is_total = self._limit(start)
             if self._emit_attempt is not None:
                 self._emit_attempt(
@@ -248,6 +319,9 @@ class Guard:
             except BaseException as exc:
                 error = exc
                 continue
+            finally:
+                if slot is not None:
+                    slot.done()
             self._succeeded(result, key, permit, began, attempt)
             return result
 
@@ -261,7 +335,9 @@ class Guard:
                 breaker.release(permit)
             raise error
         if breaker is not None:
-            if self._classifier.transient(error):
+            if isinstance(error, _REFUSED):  # refused before or instead of a verdict
+                breaker.release(permit)
+            elif self._classifier.transient(error):
                 breaker.record_failure(permit, describe(error))
             else:  # the service answered; the error is the caller's own
                 breaker.record_success(permit)
@@ -293,11 +369,8 @@ class Guard:
         if isinstance(error, TotalTimeout):
             self._gave_up(attempt, "total_timeout", "timeout", error)
             raise error
-        if plan is None:
-            reason: GiveUpReason = (
-                "attempts" if self._classifier.transient(error) else "not_retryable"
-            )
-            self._gave_up(attempt, reason, None, error)
+        if plan is None or isinstance(error, ServiceCooldown):
+            self._gave_up(attempt, self._unretried(error), None, error)
             raise error
         decision = decide(
             plan,
@@ -335,6 +408,12 @@ class Guard:
                 )
             )
         return decision.delay
+
+    def _unretried(self, error: Exception) -> GiveUpReason:
+        """Why ``error`` ends a call with no retry policy (or one that must not retry)."""
+        if isinstance(error, ServiceCooldown):
+            return "cooldown"
+        return "attempts" if self._classifier.transient(error) else "not_retryable"
 
     def _gave_up(
         self, attempts: int, reason: GiveUpReason, cause: str | None, error: BaseException

@@ -6,6 +6,9 @@
   *policy* do not share a circuit, so one sick service cannot cut off the other.
 - One :class:`Guard` per target (a service, a task kind, the database), cached: a guard
   handed out before a reload keeps working and sees the new rules after :meth:`apply`.
+- One :class:`Outbound` per service (its bulkhead, rate and cooldown flag), reconfigured
+  in place on a reload so requests in flight keep their slots; and one :class:`Cooldowns`
+  for the node, :attr:`Resilience.cooldowns`.
 
 :meth:`Resilience.prepare` builds what new policies need beside the live objects (what can
 fail fails there, changing nothing); its plan's ``commit`` hands compatible changes to the
@@ -16,8 +19,9 @@ resets it), logging each. :meth:`Resilience.apply` does both at once.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import httpx
 from loguru import logger
@@ -27,8 +31,10 @@ from gladd.policies.task_rules import task_rules
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.budget import RetryBudget
 from gladd.resilience.clock import SYSTEM_CLOCK, Clock
+from gladd.resilience.cooldown import Cooldowns, utc_now
 from gladd.resilience.events import BreakerStateChanged, Dispatch, Sink
 from gladd.resilience.guard import Guard
+from gladd.resilience.outbound import Outbound
 from gladd.resilience.retry import RetryPlan
 from gladd.resilience.state import ReconfigureResult
 from gladd.resilience.transport import ResilientTransport
@@ -59,9 +65,15 @@ class Resilience:
         sinks: Iterable[Sink] = (),
         clock: Clock = SYSTEM_CLOCK,
         seed: int | None = None,
+        now: Callable[[], datetime] = utc_now,
+        cooldowns: Cooldowns | None = None,
     ) -> None:
+        """``now`` is the wall clock cooldowns are measured on (unless ``cooldowns`` is
+        given, with its own)."""
         self.policies = policies
         self.dispatch = Dispatch(sinks)
+        self.cooldowns = cooldowns if cooldowns is not None else Cooldowns(now=now)
+        self._outbound: dict[str, Outbound] = {}
         self._clock = clock
         self._rng = random.Random(seed)
         self._budgets: dict[str, RetryBudget] = {}
@@ -85,10 +97,35 @@ class Resilience:
     def transport(
         self, service: str, inner: httpx.AsyncBaseTransport | None = None
     ) -> ResilientTransport:
-        """An httpx transport applying service ``service``'s guard to every request."""
+        """An httpx transport applying service ``service``'s guard and flow control (its
+        :meth:`outbound`) to every request."""
         binding = self.policies.services.get(service, ServiceBinding())
         return ResilientTransport(
-            self.service(service), inner, retry_non_idempotent=binding.retry_non_idempotent
+            self.service(service),
+            inner,
+            retry_non_idempotent=binding.retry_non_idempotent,
+            outbound=self.outbound(service),
+        )
+
+    def outbound(self, service: str) -> Outbound:
+        """Service ``service``'s bulkhead, rate and cooldown on this node (one per service,
+        shared by every client of it, kept across reloads)."""
+        found = self._outbound.get(service)
+        if found is None:
+            found = self._outbound[service] = self._new_outbound(self.policies, service)
+        return found
+
+    def outbounds(self) -> dict[str, Outbound]:
+        """Every service's flow control built so far, by service."""
+        return dict(self._outbound)
+
+    def _new_outbound(self, policies: Policies, service: str) -> Outbound:
+        return Outbound(
+            service,
+            policies.services.get(service, ServiceBinding()),
+            cooldowns=self.cooldowns,
+            clock=self._clock,
+            dispatch=self.dispatch,
         )
 
     def task_breaker(self, kind: str) -> Breaker | None:
@@ -250,6 +287,7 @@ class ResiliencePlan:
     breaker_changes: list[tuple[Breaker, BreakerPolicy]]
     configs: dict[GuardKey, _GuardConfig]
     new_guards: dict[GuardKey, Guard] = field(default_factory=dict)
+    new_outbounds: dict[str, Outbound] = field(default_factory=dict)
 
     def service(self, name: str) -> Guard:
         """The guard service ``name``'s calls will have once committed: the live one (it
@@ -264,13 +302,24 @@ class ResiliencePlan:
             )
         return guard
 
+    def outbound(self, service: str) -> Outbound:
+        """Service ``service``'s flow control once committed: the live one (reconfigured
+        at the commit) or one built for the new policies."""
+        found = self.owner._outbound.get(service) or self.new_outbounds.get(service)
+        if found is None:
+            found = self.new_outbounds[service] = self.owner._new_outbound(self.policies, service)
+        return found
+
     def transport(
         self, service: str, inner: httpx.AsyncBaseTransport | None = None
     ) -> ResilientTransport:
         """Like :meth:`Resilience.transport`, under the prepared policies."""
         binding = self.policies.services.get(service, ServiceBinding())
         return ResilientTransport(
-            self.service(service), inner, retry_non_idempotent=binding.retry_non_idempotent
+            self.service(service),
+            inner,
+            retry_non_idempotent=binding.retry_non_idempotent,
+            outbound=self.outbound(service),
         )
 
     def commit(self) -> list[ReconfigureResult]:
@@ -293,6 +342,11 @@ class ResiliencePlan:
                 dispatch=owner.dispatch,
             )
         owner._guards.update(self.new_guards)
+        for service, outbound in owner._outbound.items():
+            outbound.configure(
+                self.policies.services.get(service, ServiceBinding()), owner.dispatch
+            )
+        owner._outbound.update(self.new_outbounds)
         for result in results:
             if not result.kept_state:
                 logger.warning("reload reset {}: {}", result.name, result.reason)

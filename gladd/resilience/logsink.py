@@ -18,10 +18,13 @@ from gladd.resilience.events import (
     BudgetExhausted,
     CallRejected,
     CallSucceeded,
+    CooldownBegan,
     Event,
     FallbackMissed,
     FallbackServed,
     GaveUp,
+    OutboundRefused,
+    RateWaited,
     RetryScheduled,
     TimedOut,
 )
@@ -83,8 +86,28 @@ def render(event: Event) -> tuple[str, str]:
         return "INFO", f"{who} served the {event.kind} fallback{age}"
     if isinstance(event, FallbackMissed):
         return "INFO", f"{who} no cached value to serve ({event.reason}); failing fast"
+    if isinstance(event, OutboundRefused | RateWaited | CooldownBegan):
+        return _flow(who, event)
     if isinstance(event, AttemptStarted):
         return "DEBUG", f"{who} attempt {event.attempt}"
     if isinstance(event, CallSucceeded):
         return "DEBUG", f"{who} succeeded after {event.attempts} attempt(s)"
     return "DEBUG", f"{who} {event!r}"
+
+
+def _flow(who: str, event: OutboundRefused | RateWaited | CooldownBegan) -> tuple[str, str]:
+    if isinstance(event, CooldownBegan):
+        return "WARNING", (
+            f"{who} HTTP {event.status} with Retry-After {event.retry_after:g}s: cooling down "
+            f"until {event.until:%Y-%m-%dT%H:%M:%S}Z, nothing is sent until then"
+        )
+    if isinstance(event, RateWaited):
+        return "DEBUG", f"{who} waited {event.delay:.3f}s for a rate token"
+    if event.reason == "cooldown":
+        return "DEBUG", f"{who} not sent: the service is cooling down"
+    limit = f" {event.limit:g}" if event.limit is not None else ""
+    unit = "/s" if event.reason == "rate" else ""
+    return "WARNING", (
+        f"{who} not sent: {event.reason}{limit}{unit} left no room within "
+        f"{event.waited:.3g}s (local overload)"
+    )

@@ -16,6 +16,11 @@
   same way; a streamed body is cut when the attempt's deadline passes while the caller
   reads it (:class:`~gladd.errors.AttemptTimeout`, or
   :class:`~gladd.errors.TotalTimeout` when the total deadline came first).
+- Flow control (:mod:`gladd.resilience.outbound`): with an :class:`Outbound`, each attempt
+  is admitted first — a bulkhead slot, a rate token — outside its timeout, and a 429/503
+  with ``Retry-After`` begins the service's cooldown, failing the request with
+  :class:`~gladd.errors.ServiceCooldown` instead of retrying. A streamed response holds
+  its slot until it is closed; any other, until its attempt ends.
 - With traces on (:mod:`gladd.tracing`), each request is a CLIENT span — all its attempts
   and sleeps — whose context the request carries to the server (``traceparent``); the
   guard's decisions on it are that span's events (:mod:`gladd.resilience.spans`).
@@ -27,7 +32,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,9 +41,11 @@ import httpx
 
 from gladd import tracing
 from gladd.errors import AttemptTimeout, ResilienceTimeout, RetriesExhausted, TotalTimeout
+from gladd.resilience.bulkhead import Slot
 from gladd.resilience.classify import RetryableStatus, status_class
 from gladd.resilience.fallback import NO_CACHE
 from gladd.resilience.guard import Guard
+from gladd.resilience.outbound import Outbound
 from gladd.resilience.retry_after import parse_retry_after
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
@@ -66,6 +73,15 @@ class _Call:
     began: float
     fresh: list[httpx.Response] = field(default_factory=list)
     attempts: int = 0
+    outbound: Outbound | None = None
+    policy: str = ""
+    slot: Slot | None = None
+    """The current attempt's, when admitted."""
+
+    async def admit(self) -> Slot:
+        assert self.outbound is not None
+        self.slot = await self.outbound.admit(self.policy)
+        return self.slot
 
 
 class ResilientTransport(httpx.AsyncBaseTransport):
@@ -77,10 +93,12 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         inner: httpx.AsyncBaseTransport | None = None,
         *,
         retry_non_idempotent: bool = False,
+        outbound: Outbound | None = None,
     ) -> None:
         self.guard = guard
         self.inner = inner if inner is not None else httpx.AsyncHTTPTransport()
         self.retry_non_idempotent = retry_non_idempotent
+        self.outbound = outbound
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         traces = tracing.current()
@@ -101,10 +119,22 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         caching = self._caching() and request.method in _CACHEABLE_METHODS
         key: Hashable = f"{request.method} {request.url}" if caching else NO_CACHE
         call = _Call(began=anyio.current_time())
+        outbound = self.outbound
+        admit = None
+        if outbound is not None:
+            call.outbound, call.policy = outbound, self.guard.name
+            outbound.check(call.policy)  # cooling down: fail at once, send nothing
+            if outbound.limited:
+                admit = call.admit
         try:
-            result = await self.guard.call(
-                self._send, request, call, key=key, idempotent=idempotent
-            )
+            if admit is None:
+                result = await self.guard.call(
+                    self._send, request, call, key=key, idempotent=idempotent
+                )
+            else:
+                result = await self.guard.call_admitted(
+                    self._send, request, call, admit=admit, key=key, idempotent=idempotent
+                )
         except RetriesExhausted as exc:
             if isinstance(exc.last, RetryableStatus):
                 response: httpx.Response = exc.last.response
@@ -123,13 +153,20 @@ class ResilientTransport(httpx.AsyncBaseTransport):
 
     async def _send(self, request: httpx.Request, call: _Call) -> httpx.Response:
         call.attempts += 1
+        outbound = call.outbound
+        if outbound is not None and call.attempts > 1:
+            outbound.check(call.policy)  # a cooldown that began while this call slept
         began = anyio.current_time()
         response = await self.inner.handle_async_request(request)
+        if outbound is not None:
+            await self._cool_down(outbound, call, response)
         call.fresh.append(response)
         if request.method in _CACHEABLE_METHODS and self._caching():
             await response.aread()
         elif request.extensions.get(STREAM_EXTENSION, True):
             self._bound_stream(response, call, began)
+            if call.slot is not None and isinstance(response.stream, httpx.AsyncByteStream):
+                response.stream = _SlotStream(response.stream, call.slot.hand_over())
         else:
             await _read_body(response)  # here, under this attempt's timeout
         status = response.status_code
@@ -137,6 +174,17 @@ class ResilientTransport(httpx.AsyncBaseTransport):
             retry_after = parse_retry_after(response.headers.get("retry-after"))
             raise RetryableStatus(response, status, retry_after)
         return response
+
+    async def _cool_down(self, outbound: Outbound, call: _Call, response: httpx.Response) -> None:
+        """Raise :class:`ServiceCooldown` if this answer begins (or meets) a cooldown."""
+        retry = self.guard.retry
+        cap = retry.retry_after_cap if retry is not None else None
+        error = outbound.cool_down(
+            call.policy, response.status_code, response.headers.get("retry-after"), cap
+        )
+        if error is not None:
+            await response.aclose()
+            raise error
 
     def _bound_stream(self, response: httpx.Response, call: _Call, began: float) -> None:
         """Cut the body the caller streams when this attempt's time is up."""
@@ -218,3 +266,21 @@ class _BoundStream(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+
+class _SlotStream(httpx.AsyncByteStream):
+    """A streamed body that gives its request's bulkhead slot back when closed."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, release: Callable[[], None]) -> None:
+        self.inner = inner
+        self.release = release
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.inner:
+            yield chunk
+
+    async def aclose(self) -> None:
+        try:
+            await self.inner.aclose()
+        finally:
+            self.release()

@@ -321,13 +321,17 @@ class Store(Protocol):
         kinds: Sequence[str],
         gates: Sequence[Gate],
         scan: int = GATED_SCAN,
+        ended: Collection[int] = (),
     ) -> GatedClaim:
         """Claim, as :meth:`claim` does, up to ``limit`` due pending tasks of ``kinds`` (a
         subset of the gates' kinds: paused ones left out), looking at the first ``scan`` in
         claim order and taking each only if every gate covering its kind has room
         (:func:`gladd.store.gates.plan_claim`); spend their tokens. Running tasks of every
-        kind of a gate count against it, whatever ``kinds`` says. Correct across nodes: no
-        two claims together exceed a gate (each store's docstring says why)."""
+        kind of a gate count against it, whatever ``kinds`` says — except ``ended``:
+        tasks of ``worker`` whose attempts have ended although their outcomes are not
+        stored yet (their handlers run no more, so their slots are free; another worker's
+        tasks are never left out). Correct across nodes: no two claims together exceed a
+        gate (each store's docstring says why)."""
 
     async def limit_usage(self, gates: Sequence[Gate], *, now: datetime) -> LimitUsage:
         """Running tasks and tokens (refilled to ``now``) per gate and partition; only

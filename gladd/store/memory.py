@@ -25,6 +25,7 @@ from gladd.store.base import (
     Cancelled,
     Enqueued,
     Failed,
+    GatedClaim,
     MigrationStatus,
     NewTask,
     Outcome,
@@ -38,6 +39,8 @@ from gladd.store.base import (
     TaskState,
     nothing_to_retune,
 )
+from gladd.store.gates import GATED_SCAN, Gate, LimitUsage, Pause
+from gladd.store.memory_flow import FlowBook
 from gladd.store.rules import (
     Wakeup,
     check_new_task,
@@ -73,6 +76,8 @@ class MemoryStore:
         self._schedules: dict[str, ScheduleState] = {}  # last_state left None: joined on read
         self._next_id = 1
         self._wakeup: Wakeup | None = None
+        self._flow = FlowBook()
+        self.pause_epoch = 0
 
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._tasks)} tasks)"
@@ -198,20 +203,78 @@ class MemoryStore:
             and (kinds is None or t.kind in kinds)
         ]
         due.sort(key=lambda t: (-t.priority, t.run_at, t.id))
-        claimed = []
-        for task in due[:limit]:
-            running = replace(
-                task,
-                state=TaskState.RUNNING,
-                owner=worker,
-                attempt=task.attempt + 1,
-                token=task.token + 1,
-                deadline=deadline_for(task.timeout, now),
-                updated_at=now,
-            )
-            self._tasks[task.id] = running
-            claimed.append(_public(running))
-        return claimed
+        return [self._start(task, worker, now) for task in due[:limit]]
+
+    def _start(self, task: Task, worker: str, now: datetime) -> Task:
+        running = replace(
+            task,
+            state=TaskState.RUNNING,
+            owner=worker,
+            attempt=task.attempt + 1,
+            token=task.token + 1,
+            deadline=deadline_for(task.timeout, now),
+            updated_at=now,
+        )
+        self._tasks[task.id] = running
+        return _public(running)
+
+    # -- flow control -----------------------------------------------------------------------
+
+    async def claim_gated(
+        self,
+        *,
+        worker: str,
+        limit: int,
+        now: datetime,
+        kinds: Sequence[str],
+        gates: Sequence[Gate],
+        scan: int = GATED_SCAN,
+        ended: Collection[int] = (),
+    ) -> GatedClaim:
+        # Atomic, as every method here: the plan is made on what it then changes.
+        self._require_open()
+        now = utc(now)
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        self._workers[worker] = max(now, self._workers.get(worker, now))
+        over = {i for i in ended if (t := self._tasks.get(i)) is not None and t.owner == worker}
+        plan = self._flow.plan(
+            [t for t in self._tasks.values() if t.id not in over],
+            gates=gates,
+            kinds=kinds,
+            scan=scan,
+            limit=limit,
+            now=now,
+        )
+        tasks = [self._start(self._tasks[task_id], worker, now) for task_id in plan.take]
+        return GatedClaim(tasks=tasks, usage=plan.usage, held=plan.held, next_at=plan.next_at)
+
+    async def limit_usage(self, gates: Sequence[Gate], *, now: datetime) -> LimitUsage:
+        self._require_open()
+        return self._flow.usage(self._tasks.values(), gates, utc(now))
+
+    async def pauses(self, *, now: datetime) -> list[Pause]:
+        self._require_open()
+        return self._flow.active(utc(now))
+
+    async def pause(self, pause: Pause) -> Pause:
+        self._require_open()
+        stored = self._flow.pause(pause)
+        self.pause_epoch += 1
+        return stored
+
+    async def resume(self, target: str, *, now: datetime) -> Pause | None:
+        self._require_open()
+        removed = self._flow.resume(target, utc(now))
+        self.pause_epoch += 1
+        return removed
+
+    async def ring(self) -> None:
+        self._require_open().notify()
+
+    async def sweep_limits(self, *, now: datetime, idle: float) -> int:
+        self._require_open()
+        return self._flow.sweep(utc(now), idle)
 
     async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
         wakeup = self._require_open()

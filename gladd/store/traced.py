@@ -3,7 +3,8 @@ backend, so the spans are the same on each, named by the :class:`~gladd.store.ba
 method (``gladd.store claim``) with the database system and the masked URL.
 
 Only while traces are on; the wrapper is not even built otherwise. ``wait_for_work`` (an idle
-executor's long wait for a wake-up) is not a span: it is not a query.
+executor's long wait for a wake-up) is not a span: it is not a query. Attributes, such as
+``pause_epoch``, are read through from the wrapped store each time, never copied.
 """
 
 from __future__ import annotations
@@ -26,6 +27,13 @@ TRACED = frozenset(
         "advance_schedule",
         "forget_schedules",
         "claim",
+        "claim_gated",
+        "limit_usage",
+        "pauses",
+        "pause",
+        "resume",
+        "ring",
+        "sweep_limits",
         "finish",
         "heartbeat",
         "rescue",

@@ -106,6 +106,18 @@ def test_invalid_policies_stop_the_start_with_located_errors(gladd: Gladd) -> No
     assert "Traceback" not in err
 
 
+def test_a_partition_on_a_field_no_payload_has_stops_the_start(gladd: Gladd) -> None:
+    gladd.policies.write_text('[tasks."gladd.sleep"]\nrate = "5/s"\npartition = "tenant"\n')
+    process = gladd.start()
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 78
+    assert (
+        f'{gladd.policies}:3:13: tasks."gladd.sleep".partition: kind gladd.sleep\'s payload '
+        "has no field 'tenant' (its fields: seconds)"
+    ) in err
+    assert "Traceback" not in err
+
+
 def test_invalid_settings_name_the_variable(gladd: Gladd) -> None:
     process = gladd.start(GLADD_LOG_LEVEL="loud")
     _, err = process.communicate(timeout=30)

@@ -54,7 +54,10 @@ def error(attempt: int = 1, when: float = 0) -> TaskError:
 async def _emptied(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("TRUNCATE gladd_tasks, gladd_workers, gladd_schedules RESTART IDENTITY")
+        await conn.execute(
+            "TRUNCATE gladd_tasks, gladd_workers, gladd_schedules, gladd_limits, "
+            "gladd_limit_tokens, gladd_pauses RESTART IDENTITY"
+        )
     finally:
         await conn.close()
 

@@ -53,6 +53,7 @@ def test_every_key_of_the_model_appears_in_the_shipped_file() -> None:
         "pool_alerts": model.PoolAlertPolicy,
         "event_loop": model.EventLoopPolicy,
         "schedules.*": model.SchedulePolicy,
+        "limits.*": model.LimitPolicy,
     }
     missing = [
         f"{section}.{field.alias or name}"
@@ -352,3 +353,230 @@ def test_the_shipped_schedule_example_is_valid_once_uncommented() -> None:
     s = parse_policies(example.encode(), source="example").policies.schedules["nightly-report"]
     assert (s.cron, s.timezone, s.kind) == ("0 3 * * *", "Europe/Berlin", "gladd.sleep")
     assert load_policies(REPO / "policies.toml").policies.schedules == {}
+
+
+def test_the_flow_control_keys_are_parsed_with_their_defaults() -> None:
+    text = """
+[limits.crm]
+concurrency = 5
+partition = "account_id"
+
+[tasks."crm.sync"]
+concurrency = 2
+rate = "100/s"
+burst = 10
+limits = ["crm"]
+
+[services.crm]
+max_in_flight = 8
+rate = "5000/h"
+"""
+    p = parse_policies(text.encode(), source="policies.toml").policies
+    crm = p.limits["crm"]
+    assert (crm.concurrency, crm.rate, crm.burst, crm.partition, crm.paused) == (
+        5,
+        None,
+        1,
+        "account_id",
+        False,
+    )
+    kind = p.tasks["crm.sync"]
+    assert (kind.concurrency, kind.rate, kind.burst, kind.limits) == (2, 100.0, 10, ("crm",))
+    service = p.services["crm"]
+    assert (service.max_in_flight, service.max_wait, service.cooldown, service.paused) == (
+        8,
+        5.0,
+        True,
+        False,
+    )
+    assert service.rate == pytest.approx(5000 / 3600)
+
+
+def test_every_flow_control_key_is_hot() -> None:
+    for cls in (model.LimitPolicy, model.TaskBinding, model.ServiceBinding):
+        assert [
+            name for name, field in cls.model_fields.items() if field.json_schema_extra
+        ] == [], cls
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[tasks."crm.sync"]\nrate = "0/s"\n',
+            "policies.toml:2:8: tasks.\"crm.sync\".rate: '0/s' allows nothing: the count and "
+            "the period must be above 0",
+        ),
+        (
+            '[tasks."crm.sync"]\nrate = "lots"\n',
+            "policies.toml:2:8: tasks.\"crm.sync\".rate: 'lots' is not a rate: write a count, "
+            'a slash and a period, like "100/s", "300/m", "5000/h" or "10/30s"',
+        ),
+        (
+            "[limits.crm]\nrate = 100\n",
+            'policies.toml:2:8: limits.crm.rate: must be a rate string like "100/s", "300/m", '
+            '"5000/h" or "10/30s" (got 100)',
+        ),
+        (
+            '[services.crm]\nrate = "1/0s"\n',
+            "policies.toml:2:8: services.crm.rate: '1/0s' allows nothing: the count and the "
+            "period must be above 0",
+        ),
+        (
+            '[tasks."crm.sync"]\nconcurrency = 0\n',
+            'policies.toml:2:15: tasks."crm.sync".concurrency: must be ≥ 1 (got 0)',
+        ),
+        (
+            "[services.crm]\nmax_in_flight = 0\n",
+            "policies.toml:2:17: services.crm.max_in_flight: must be ≥ 1 (got 0)",
+        ),
+        (
+            '[limits.crm]\nrate = "1/s"\nburst = 0\n',
+            "policies.toml:3:9: limits.crm.burst: must be ≥ 1 (got 0)",
+        ),
+        (
+            '[limits.crm]\nconcurrency = 1\npartiton = "account_id"\n',
+            "policies.toml:3:12: limits.crm.partiton: unknown key 'partiton'; did you mean "
+            "'partition'?",
+        ),
+        (
+            '[tasks."crm.sync"]\nburst = 5\n',
+            'policies.toml:2:9: tasks."crm.sync".burst: has no effect: the kind sets no rate, '
+            "and the burst is the size of a rate's token bucket; set a rate (like "
+            'rate = "100/s") or remove burst',
+        ),
+        (
+            "[limits.crm]\nconcurrency = 3\nburst = 1\n",
+            "policies.toml:3:9: limits.crm.burst: has no effect: the limit sets no rate, and "
+            "the burst is the size of a rate's token bucket; set a rate (like "
+            'rate = "100/s") or remove burst',
+        ),
+        (
+            '[tasks."crm.sync"]\npartition = "account_id"\n',
+            'policies.toml:2:13: tasks."crm.sync".partition: partitions nothing: the kind sets '
+            "neither concurrency nor rate; set one (it then applies per value of the field), "
+            "or remove partition",
+        ),
+        (
+            '[limits.crm]\nconcurrency = 1\n[tasks."crm.sync"]\nlimits = ["crm"]\n'
+            'partition = "account_id"\n',
+            'policies.toml:5:13: tasks."crm.sync".partition: partitions nothing: the kind sets '
+            "neither concurrency nor rate (a [limits.NAME] it lists has a partition of its "
+            "own); set one (it then applies per value of the field), or remove partition",
+        ),
+        (
+            '[limits.crm]\npaused = true\npartition = "account_id"\n',
+            "policies.toml:3:13: limits.crm.partition: partitions nothing: the limit sets "
+            "neither concurrency nor rate; set one (it then applies per value of the field), "
+            "or remove partition",
+        ),
+        (
+            '[tasks."crm.sync"]\nconcurrency = 2\npartition = "account.id"\n',
+            "policies.toml:3:13: tasks.\"crm.sync\".partition: 'account.id' is not a payload "
+            "field name; name a top-level field of the payload, like 'account_id'",
+        ),
+        (
+            '[tasks."crm.sync"]\nlimits = ["crm"]\n',
+            'policies.toml:2:10: tasks."crm.sync".limits[0]: no [limits.crm] is defined '
+            "(defined: none)",
+        ),
+        (
+            '[limits.crm]\nconcurrency = 1\n[tasks."crm.sync"]\nlimits = ["crm", "crm"]\n',
+            "policies.toml:4:10: tasks.\"crm.sync\".limits[1]: lists 'crm' twice; a kind "
+            "counts once against a limit",
+        ),
+        (
+            '[tasks."crm.sync"]\npaused = "maybe"\n',
+            "policies.toml:2:10: tasks.\"crm.sync\".paused: must be true or false (got 'maybe')",
+        ),
+        (
+            '[services.crm]\ncooldown = "sometimes"\n',
+            "policies.toml:2:12: services.crm.cooldown: must be true or false (got 'sometimes')",
+        ),
+    ],
+)
+def test_impossible_flow_control(text: str, expected: str) -> None:
+    assert problems(text) == [expected]
+
+
+def test_every_flow_control_problem_is_listed_at_once() -> None:
+    text = """
+[limits.crm]
+concurrency = 5
+partition = "account_id"
+
+[limits.idle]
+partition = "tenant"
+
+[tasks."crm.sync"]
+limits = ["crm", "crn"]
+burst = 3
+"""
+    assert problems(text) == [
+        "policies.toml:7:13: limits.idle.partition: partitions nothing: the limit sets "
+        "neither concurrency nor rate; set one (it then applies per value of the field), "
+        "or remove partition",
+        'policies.toml:10:10: tasks."crm.sync".limits[1]: no [limits.crn] is defined '
+        "(defined: crm, idle)",
+        'policies.toml:11:9: tasks."crm.sync".burst: has no effect: the kind sets no rate, '
+        "and the burst is the size of a rate's token bucket; set a rate (like "
+        'rate = "100/s") or remove burst',
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # A named limit no kind lists is allowed, as an unused retry policy is: it may be
+        # defined before the kinds that will count against it, or kept while they are off.
+        "[limits.spare]\nconcurrency = 3\n",
+        '[limits.crm]\nrate = "10/s"\nburst = 20\npartition = "account_id"\n',
+        "[limits.off]\npaused = true\n",
+        '[tasks."crm.sync"]\nrate = "5000/h"\nburst = 50\npartition = "account_id"\n',
+        '[services.crm]\nmax_wait = "1s"\n',  # meaningless without a bulkhead, but harmless
+        '[services.crm]\nmax_in_flight = 4\nrate = "10/s"\ncooldown = false\npaused = true\n',
+    ],
+)
+def test_sensible_flow_control_is_accepted(text: str) -> None:
+    parse_policies(text.encode(), source="policies.toml")
+
+
+def test_the_shipped_flow_control_example_is_valid_once_uncommented() -> None:
+    text = (REPO / "policies.toml").read_text()
+    start = text.index("# [limits.crm]")
+    end = text.index("[pool_alerts]")
+    example = "\n".join(
+        line[2:] for line in text[start:end].splitlines() if line[:3] not in ("#", "# #")
+    )
+    p = parse_policies(example.encode(), source="example").policies
+    assert (p.limits["crm"].concurrency, p.limits["crm"].burst) == (20, 50)
+    assert p.limits["crm"].rate == pytest.approx(5000 / 3600)
+    sync, push = p.tasks["crm.sync"], p.tasks["crm.push"]
+    assert (sync.concurrency, sync.partition, sync.limits) == (2, "account_id", ("crm",))
+    assert (push.rate, push.burst, push.limits) == (10.0, 20, ("crm",))
+    shipped = load_policies(REPO / "policies.toml").policies
+    assert shipped.limits == {}
+    assert shipped.services["example"].cooldown is True
+
+
+def test_every_key_of_the_model_has_a_row_in_the_readme() -> None:
+    text = (REPO / "README.md").read_text()
+    models = [
+        model.ExecutorPolicy,
+        model.DatabasePolicy,
+        model.RetryPolicy,
+        model.BreakerPolicy,
+        model.ServiceBinding,
+        model.TaskBinding,
+        model.LimitPolicy,
+        model.PoolAlertPolicy,
+        model.EventLoopPolicy,
+        model.SchedulePolicy,
+    ]
+    missing = [
+        f"{cls.__name__}.{field.alias or name}"
+        for cls in models
+        for name, field in cls.model_fields.items()
+        if f"| `{field.alias or name}` |" not in text
+    ]
+    assert missing == []

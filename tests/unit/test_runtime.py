@@ -94,3 +94,18 @@ def test_a_reload_with_a_schedule_of_no_known_kind_is_refused(tmp_path: Path) ->
     [problem] = check(bad.policies)
     assert problem.path == "schedules.s.kind"
     assert "no task kind 'crm.sync' is known" in problem.message
+
+
+def test_a_reload_partitioning_a_kind_by_a_field_its_payload_lacks_is_refused(
+    tmp_path: Path,
+) -> None:
+    runtime = Runtime(Settings(state_dir=tmp_path / "state"), POLICIES, entry_points=False)
+    check = runtime.reloader.check
+    assert check is not None
+    text = '[tasks."gladd.sleep"]\nconcurrency = 2\npartition = "{}"\n'
+    good = parse_policies(text.format("seconds").encode(), source="p")
+    assert check(good.policies) == []
+    bad = parse_policies(text.format("account_id").encode(), source="p")
+    [problem] = check(bad.policies)
+    assert problem.path == 'tasks."gladd.sleep".partition'
+    assert "kind gladd.sleep's payload has no field 'account_id'" in problem.message

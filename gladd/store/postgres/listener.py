@@ -1,6 +1,7 @@
 """The PostgreSQL store's wake-up connection: one connection outside the pool LISTENs on
-``gladd_tasks``; when it drops it is re-established in the background, and once it is back
-the waiters are woken for any notification missed meanwhile."""
+``gladd_tasks`` (work may be due) and ``gladd_pauses`` (a pause or resume, any node's);
+when it drops it is re-established in the background, and once it is back both are
+announced, for any notification missed meanwhile."""
 
 from __future__ import annotations
 
@@ -15,17 +16,28 @@ from loguru import logger
 from gladd.store.postgres.errors import map_error
 
 CHANNEL = "gladd_tasks"
+PAUSES = "gladd_pauses"  # the payload is the target; readers re-read them all anyway
 LISTENER_RETRY = 1.0  # seconds between attempts to re-establish the listening connection
 
 
 class NotifyListener:
-    """LISTENs on ``CHANNEL`` for one opening of a store; ``notify`` runs on each notification."""
+    """LISTENs on ``CHANNEL`` and ``PAUSES`` for one opening of a store; ``notify`` runs on
+    each notification of the first, ``paused`` on each of the second."""
 
-    def __init__(self, dsn: str, *, url: str, timeout: float, notify: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        url: str,
+        timeout: float,
+        notify: Callable[[], None],
+        paused: Callable[[], None] = lambda: None,
+    ) -> None:
         self._dsn = dsn
         self.url = url  # masked: for messages
         self._timeout = timeout
         self._notify = notify
+        self._paused = paused
         self._conn: Any = None
         self._reconnect: asyncio.Task[None] | None = None
         self._closed = False
@@ -37,6 +49,7 @@ class NotifyListener:
             raise map_error("listen", exc, self.url, self._timeout) from exc
         try:
             await conn.add_listener(CHANNEL, self._on_notify)
+            await conn.add_listener(PAUSES, self._on_paused)
         except BaseException:
             await _close_quietly(conn)
             raise
@@ -54,6 +67,9 @@ class NotifyListener:
 
     def _on_notify(self, *_: object) -> None:
         self._notify()
+
+    def _on_paused(self, *_: object) -> None:
+        self._paused()
 
     def _on_lost(self, *_: object) -> None:
         self._conn = None
@@ -81,6 +97,7 @@ class NotifyListener:
                     return
                 logger.info("PostgreSQL store {}: listening for new tasks again", self.url)
                 self._notify()  # tasks may have arrived unheard: let waiters claim
+                self._paused()  # and pauses changed: let readers re-read them
                 return
         finally:
             self._reconnect = None

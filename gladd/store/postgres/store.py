@@ -30,13 +30,21 @@ Every operation is safe to run again:
   the first attempt committed, and stores nothing (it reports None, as for a lost race):
   a tick's tasks are stored once whatever happens.
 - ``schedule_states``, ``forget_schedules``: a read, and a delete that changes nothing twice.
+- ``claim_gated``: as ``claim``, with claim ids of its own (a lost gated claim is asked
+  for by the worker's next gated claim). ``pause``, ``resume``, ``sweep_limits``,
+  ``ring``: an upsert, a delete and a notification, the same the second time.
 
 Wake-ups: an insert into ``gladd_tasks`` (by gladd or plain SQL) notifies the channel
 ``gladd_tasks`` through a statement trigger; a dedicated listening connection outside the
 pool turns it into :meth:`PostgresStore.wait_for_work` returning True. When that connection
 drops, it is re-established in the background and waits are plain timed polls meanwhile.
+The same connection hears ``gladd_pauses`` (a pause or resume on any node) and moves
+:attr:`PostgresStore.pause_epoch`, as it does once re-established.
+
+Flow control, and why a gated claim is correct across nodes: :mod:`~gladd.store.postgres.flow`.
 
 The parts of this store: :mod:`~gladd.store.postgres.errors` (the mapping above),
+:mod:`~gladd.store.postgres.flow` (gated claims, gates' usage, pauses),
 :mod:`~gladd.store.postgres.listener` (the listening connection),
 :mod:`~gladd.store.postgres.rows` (values in and out of the queries) and
 :mod:`~gladd.store.postgres.schema` (migrations).
@@ -47,6 +55,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
@@ -64,6 +73,7 @@ from gladd.instruments.acquire import AcquireMeter
 from gladd.store.base import (
     FINISHED_STATES,
     Enqueued,
+    GatedClaim,
     MigrationStatus,
     NewTask,
     Outcome,
@@ -74,6 +84,8 @@ from gladd.store.base import (
     Task,
     TaskState,
 )
+from gladd.store.gates import GATED_SCAN, Gate, LimitUsage, Pause
+from gladd.store.postgres import flow
 from gladd.store.postgres.errors import map_error
 from gladd.store.postgres.listener import NotifyListener
 from gladd.store.postgres.queries import Q
@@ -135,6 +147,8 @@ class PostgresStore:
         self._applied: tuple[int, ...] = ()
         self._listener: NotifyListener | None = None
         self._unsettled_claims: dict[str, int] = {}  # worker → claim id of unknown outcome
+        self._unsettled_gated: dict[str, int] = {}  # the same, of gated claims
+        self.pause_epoch = 0  # see Store.pause_epoch
         self._wakeup = Wakeup()
         self._acquires = AcquireMeter()
 
@@ -200,7 +214,11 @@ class PostgresStore:
             # Bounded per statement inside (it may wait for another node's migration).
             self._applied = await self._run("migrate", self._migrate, bounded=False)
             self._listener = NotifyListener(
-                self._dsn, url=self.url, timeout=self._timeout, notify=self._on_notify
+                self._dsn,
+                url=self.url,
+                timeout=self._timeout,
+                notify=self._on_notify,
+                paused=self._pauses_changed,
             )
             await self._listener.listen()
         except BaseException:
@@ -337,6 +355,116 @@ class PostgresStore:
             if sent:
                 self._unsettled_claims[worker] = claim_id
             raise
+
+    # -- flow control (postgres/flow.py) ---------------------------------------------
+
+    async def claim_gated(
+        self,
+        *,
+        worker: str,
+        limit: int,
+        now: datetime,
+        kinds: Sequence[str],
+        gates: Sequence[Gate],
+        scan: int = GATED_SCAN,
+        ended: Collection[int] = (),
+    ) -> GatedClaim:
+        """See :mod:`~gladd.store.postgres.flow` for why it is correct across nodes; an
+        unanswered commit is handled as :meth:`claim` handles it (its own claim ids)."""
+        now = utc(now)
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        unsettled = self._unsettled_gated.pop(worker, None)
+        request = flow.GatedRequest(
+            worker=worker,
+            limit=limit,
+            now=now,
+            kinds=tuple(kinds),
+            gates=tuple(gates),
+            scan=scan,
+            claim_id=secrets.randbits(63) if unsettled is None else unsettled,
+            ended=tuple(ended),
+        )
+        sent = unsettled is not None
+
+        async def work(conn: Any) -> GatedClaim:
+            nonlocal sent
+            if sent:  # an earlier attempt's outcome is unknown: did it commit?
+                rows = await conn.fetch(Q["claimed_by"], worker, request.claim_id)
+                if rows:
+                    stand = await flow.usage_of(conn, gates, now)
+                    return GatedClaim(
+                        tasks=sorted_claim(rows), usage=stand.usage, held=0, next_at=None
+                    )
+            sent = True
+            tasks, plan = await flow.claim_gated(conn, request)
+            return GatedClaim(tasks=tasks, usage=plan.usage, held=plan.held, next_at=plan.next_at)
+
+        try:
+            return await self._run("claim_gated", work)
+        except BaseException:
+            if sent:
+                self._unsettled_gated[worker] = request.claim_id
+            raise
+
+    async def limit_usage(self, gates: Sequence[Gate], *, now: datetime) -> LimitUsage:
+        now = utc(now)
+
+        async def work(conn: Any) -> LimitUsage:
+            return await flow.limit_usage(conn, gates, now)
+
+        return await self._run("limit_usage", work)
+
+    async def pauses(self, *, now: datetime) -> list[Pause]:
+        now = utc(now)
+
+        async def work(conn: Any) -> list[Pause]:
+            return [flow.row_to_pause(row) for row in await conn.fetch(Q["pauses"], now)]
+
+        return await self._run("pauses", work)
+
+    async def pause(self, pause: Pause) -> Pause:
+        stored = replace(
+            pause,
+            until=None if pause.until is None else utc(pause.until, "until"),
+            created_at=utc(pause.created_at, "created_at"),
+        )
+        args = (stored.target, stored.reason, stored.until, stored.by, stored.created_at)
+
+        async def work(conn: Any) -> None:
+            await conn.execute(Q["pause"], *args)
+
+        await self._run("pause", work)
+        self._pauses_changed()
+        return stored
+
+    async def resume(self, target: str, *, now: datetime) -> Pause | None:
+        now = utc(now)
+
+        async def work(conn: Any) -> Pause | None:
+            row = await conn.fetchrow(Q["resume"], target)
+            return None if row is None else flow.row_to_pause(row)
+
+        removed = await self._run("resume", work)
+        self._pauses_changed()
+        return removed if removed is not None and removed.active(now) else None
+
+    async def ring(self) -> None:
+        async def work(conn: Any) -> None:
+            await conn.execute(Q["ring"])
+
+        await self._run("ring", work)
+
+    async def sweep_limits(self, *, now: datetime, idle: float) -> int:
+        now = utc(now)
+        cutoff = flow.bucket_cutoff(now, idle)
+
+        async def work(conn: Any) -> int:
+            return int(await conn.fetchval(Q["sweep_limits"], now, cutoff))
+
+        return await self._run("sweep_limits", work)
+
+    # -- outcomes ----------------------------------------------------------------------
 
     async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
         now = utc(now)
@@ -485,6 +613,13 @@ class PostgresStore:
         return await self._wakeup.wait(timeout)
 
     def _on_notify(self) -> None:
+        self._wakeup.notify()
+
+    def _pauses_changed(self) -> None:
+        """A pause or resume, ours or another node's (the listener hears gladd_pauses and
+        calls this too, as it does once re-established): readers re-read the pauses, and
+        waiters claim again (a resumed kind may have work)."""
+        self.pause_epoch += 1
         self._wakeup.notify()
 
     # -- plumbing ----------------------------------------------------------------------

@@ -22,7 +22,13 @@ data_version``, which this connection's own commits never change).
 
 The semantics shared with every store (what is refused, cancel wins over pending, rescue
 verdicts) live in :mod:`gladd.store.rules`; the contract suite holds every store to them.
+Flow control (:mod:`~gladd.store.sqlite.flow`): a gated claim is one BEGIN IMMEDIATE
+transaction, serialised with every other writer on the file. Another process's pause or
+resume rings the doorbell; the store that hears it (or sees another connection's commit,
+waiting or claiming) moves :attr:`SQLiteStore.pause_epoch`.
+
 The parts of this store: :mod:`~gladd.store.sqlite.thread` (the database thread),
+:mod:`~gladd.store.sqlite.flow` (gated claims, gates' usage, pauses),
 :mod:`~gladd.store.sqlite.writes` (the statements that change rows),
 :mod:`~gladd.store.sqlite.rows` (values in and out of rows),
 :mod:`~gladd.store.sqlite.schema` (migrations) and :mod:`~gladd.store.sqlite.errors` (the
@@ -46,6 +52,7 @@ from gladd.store.base import (
     FINISHED_STATES,
     Enqueued,
     Failed,
+    GatedClaim,
     MigrationStatus,
     NewTask,
     Outcome,
@@ -58,9 +65,12 @@ from gladd.store.base import (
     TaskState,
     nothing_to_retune,
 )
+from gladd.store.gates import GATED_SCAN, ClaimPlan, Gate, LimitUsage, Pause
 from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
+from gladd.store.sqlite import flow
 from gladd.store.sqlite.doorbell import Doorbell
 from gladd.store.sqlite.errors import map_error
+from gladd.store.sqlite.flow import GatedRequest
 from gladd.store.sqlite.queries import Q
 from gladd.store.sqlite.rows import row_to_schedule, row_to_task, text_value, to_us
 from gladd.store.sqlite.schema import apply_migrations, migrations
@@ -136,9 +146,11 @@ class SQLiteStore:
         self._wakeup: Wakeup | None = None
         self._applied: tuple[int, ...] = ()
         self._data_version = 0  # PRAGMA data_version last seen, in the database thread
+        self._claim_data_version = 0  # the same, by the last claim (for pause_epoch)
         self._work_seen = 0.0  # anyio.current_time() when wait_for_work last found work
         self._doorbell = Doorbell(self.path) if self.path != ":memory:" else None
         self._answering = False  # a waiter is listening for the doorbell
+        self.pause_epoch = 0  # see Store.pause_epoch: moved by our writes and any ring
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
@@ -202,6 +214,7 @@ class SQLiteStore:
                 raise map_error(exc, self.path) from exc
             self._conn = conn
             self._data_version = conn.execute("PRAGMA data_version").fetchone()[0]
+            self._claim_data_version = self._data_version
             if migrate and not create:
                 self._require_schema(conn)
             return self._transaction(lambda c: apply_migrations(c, self.path)) if migrate else ()
@@ -349,15 +362,104 @@ class SQLiteStore:
         if kinds is not None:
             params["kinds"] = json.dumps(list(kinds))
 
-        def claim(conn: sqlite3.Connection) -> list[Task]:
+        def claim(conn: sqlite3.Connection) -> tuple[list[Task], bool]:
             conn.execute(Q["seen"], (worker, now_us))
             query = Q["claim"] if kinds is None else Q["claim_kinds"]
             rows = conn.execute(query, params).fetchall()
-            return [row_to_task(r) for r in rows]
+            return [row_to_task(r) for r in rows], self._written_elsewhere(conn)
 
-        tasks = await self._write(claim)
+        tasks, elsewhere = await self._write(claim)
+        self._heard(elsewhere)
         tasks.sort(key=lambda t: (-t.priority, t.run_at, t.id))  # RETURNING has no order
         return tasks
+
+    # -- flow control (sqlite/flow.py) ------------------------------------------------------
+
+    async def claim_gated(
+        self,
+        *,
+        worker: str,
+        limit: int,
+        now: datetime,
+        kinds: Sequence[str],
+        gates: Sequence[Gate],
+        scan: int = GATED_SCAN,
+        ended: Collection[int] = (),
+    ) -> GatedClaim:
+        if limit < 0:
+            raise ValueError(f"limit must not be negative, got {limit}")
+        request = GatedRequest(
+            worker=worker,
+            limit=limit,
+            now=utc(now),
+            kinds=tuple(kinds),
+            gates=tuple(gates),
+            scan=scan,
+            ended=tuple(ended),
+        )
+
+        def claim(conn: sqlite3.Connection) -> tuple[tuple[list[Task], ClaimPlan], bool]:
+            return flow.claim_gated(conn, request), self._written_elsewhere(conn)
+
+        (tasks, plan), elsewhere = await self._write(claim)
+        self._heard(elsewhere)
+        return GatedClaim(tasks=tasks, usage=plan.usage, held=plan.held, next_at=plan.next_at)
+
+    async def limit_usage(self, gates: Sequence[Gate], *, now: datetime) -> LimitUsage:
+        now = utc(now)
+        return await self._read(lambda c: flow.limit_usage(c, gates, now))
+
+    async def pauses(self, *, now: datetime) -> list[Pause]:
+        now_us = to_us(utc(now))
+        rows = await self._read(lambda c: c.execute(Q["pauses"], (now_us,)).fetchall())
+        return [flow.row_to_pause(row) for row in rows]
+
+    async def pause(self, pause: Pause) -> Pause:
+        row = flow.pause_row(pause)
+        await self._write(lambda c: c.execute(Q["pause"], row))
+        self._pauses_changed()
+        return flow.row_to_pause(row)
+
+    async def resume(self, target: str, *, now: datetime) -> Pause | None:
+        now = utc(now)
+        rows = await self._write(lambda c: c.execute(Q["resume"], (target,)).fetchall())
+        self._pauses_changed()
+        removed = [flow.row_to_pause(row) for row in rows]
+        return removed[0] if removed and removed[0].active(now) else None
+
+    def _written_elsewhere(self, conn: sqlite3.Connection) -> bool:
+        """Whether another connection committed since the last claim looked (database
+        thread). A busy daemon's store may not wait for work, and so not hear the doorbell,
+        for long: its claims notice another process's pause this way (one pragma)."""
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        changed, self._claim_data_version = version != self._claim_data_version, version
+        return bool(changed)
+
+    def _heard(self, elsewhere: bool) -> None:
+        if elsewhere:
+            self.pause_epoch += 1
+
+    def _pauses_changed(self) -> None:
+        """Our own pause or resume: this store's readers learn of it now, another process's
+        store when its waiter hears the doorbell (:meth:`wait_for_work`)."""
+        self.pause_epoch += 1
+        self._notify()
+
+    async def ring(self) -> None:
+        self._open_thread()
+        self._notify()
+
+    async def sweep_limits(self, *, now: datetime, idle: float) -> int:
+        now_us = to_us(utc(now))
+        cutoff = now_us - round(idle * 1e6)
+
+        def sweep(conn: sqlite3.Connection) -> int:
+            pauses = conn.execute(Q["sweep_pauses"], (now_us,)).rowcount
+            return pauses + conn.execute(Q["sweep_buckets"], (cutoff,)).rowcount
+
+        return await self._write(sweep)
+
+    # -- outcomes ---------------------------------------------------------------------------
 
     async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
         now_us = to_us(utc(now))
@@ -495,11 +597,14 @@ class SQLiteStore:
                     continue
                 seen = signature
                 if await thread.call(self._committed_elsewhere):
+                    self.pause_epoch += 1  # a writer that cannot ring may have paused
                     wakeup.notify()
                     return
 
         async def answer_the_door(doorbell: Doorbell) -> None:
             await doorbell.wait()
+            # Any ring may be another process's pause or resume: re-reading them is cheap.
+            self.pause_epoch += 1
             wakeup.notify()
 
         # One waiter listens at the door for all: the wake-up it passes on reaches each.

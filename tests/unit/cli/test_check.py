@@ -91,3 +91,114 @@ def test_a_good_file_with_schedules_is_ok(tmp_path: Path, monkeypatch: pytest.Mo
     path = tmp_path / "policies.toml"
     path.write_text('[schedules.s]\nevery = "1h"\nkind = "gladd.noop"\n')
     assert main(["check", str(path)]) == 0
+
+
+FLOW = """\
+[services.example]
+hosts = ["example.invalid"]
+
+[limits.crm]
+rate = "10/s"
+partition = "tenant"
+
+[tasks."http.request"]
+concurrency = 2
+partition = "account_id"
+limits = ["crm"]
+
+[tasks."gladd.noop"]
+limits = ["crm"]
+
+[tasks."gladd.sleep"]
+concurrency = 1
+partition = "seconds"
+
+[schedules.typo]
+every = "1h"
+kind = "gladd.slep"
+"""
+
+
+def test_partitions_are_checked_against_the_shipped_plugins_kinds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GLADD_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "policies.toml"
+    path.write_text(FLOW)
+    assert main(["check", str(path)]) == 78
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"{path}: policies OK, schedules and flow control not"
+    assert "  plugins:        http (http.request)" in out
+    fields = "body, expect, headers, json, json_body, method, params, service, url"
+    assert err.splitlines() == [
+        f"{path}:6:13: limits.crm.partition: kind http.request's payload has no field "
+        f"'tenant' (its fields: {fields}); declare the field in the kind's payload model "
+        "(Request in plugin http), or partition by one it has",
+        f"{path}:6:13: limits.crm.partition: kind gladd.noop has no payload schema, so "
+        "nothing says its payloads carry 'tenant'; declare the field in the kind's payload "
+        "model (TaskKind(payload=...) in gladd itself), or remove partition",
+        f'{path}:10:13: tasks."http.request".partition: kind http.request\'s payload '
+        f"has no field 'account_id' (its fields: {fields}); declare the field in the kind's "
+        "payload model (Request in plugin http), or partition by one it has",
+        f"{path}:22:8: schedules.typo.kind: no task kind 'gladd.slep' is known "
+        "(known kinds: gladd.noop, gladd.sleep, http.request)",
+    ]
+
+
+def test_json_lists_flow_control_problems_apart_from_the_schedules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GLADD_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "policies.toml"
+    path.write_text(FLOW)
+    assert main(["check", str(path), "--json"]) == 78
+    verdict = json.loads(capsys.readouterr().out)
+    assert [e["key"] for e in verdict["schedules"]["errors"]] == ["schedules.typo.kind"]
+    assert verdict["flow"]["ok"] is False
+    assert [(e["line"], e["column"], e["key"]) for e in verdict["flow"]["errors"]] == [
+        (6, 13, "limits.crm.partition"),
+        (6, 13, "limits.crm.partition"),
+        (10, 13, 'tasks."http.request".partition'),
+    ]
+
+
+def test_a_partition_on_a_declared_field_passes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GLADD_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "policies.toml"
+    path.write_text(
+        '[services.example]\nhosts = ["example.invalid"]\n\n[limits.hosts]\nconcurrency = 4\n'
+        'partition = "url"\n\n[tasks."http.request"]\nrate = "100/s"\nburst = 10\n'
+        'partition = "service"\nlimits = ["hosts"]\n'
+    )
+    assert main(["check", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["flow"] == {"ok": True, "errors": []}
+
+
+def test_flow_control_mistakes_in_the_file_are_each_located(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GLADD_STATE_DIR", str(tmp_path / "state"))
+    path = tmp_path / "policies.toml"
+    path.write_text(
+        '[limits.crm]\nconcurrency = 5\n\n[tasks."crm.sync"]\nrate = "0/s"\n'
+        'limits = ["crm", "accounts"]\nburst = 4\n\n[tasks."crm.push"]\npartition = "id"\n'
+    )
+    assert main(["check", str(path)]) == 78
+    _, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f"{path}:5:8: tasks.\"crm.sync\".rate: '0/s' allows nothing: the count and the "
+        "period must be above 0",
+        f"{path}: 1 problem",
+    ]
+    path.write_text(path.read_text().replace('"0/s"', '"1/s"').replace("burst = 4\n", ""))
+    assert main(["check", str(path)]) == 78
+    _, err = capsys.readouterr()
+    assert err.splitlines() == [
+        f'{path}:6:10: tasks."crm.sync".limits[1]: no [limits.accounts] is defined (defined: crm)',
+        f'{path}:9:13: tasks."crm.push".partition: partitions nothing: the kind sets '
+        "neither concurrency nor rate; set one (it then applies per value of the field), or "
+        "remove partition",
+        f"{path}: 2 problems",
+    ]

@@ -129,3 +129,31 @@ async def test_what_the_store_refuses_is_kept_for_the_next_flush() -> None:
     await completer.flush_everything()
     assert store.batches == [2, 2]
     assert ledger.unwritten == {}
+
+
+async def test_leaving_waits_for_the_batch_being_written_before_the_loop_is_cancelled() -> None:
+    store = FlakyFinish()
+    await store.open()
+    ledger = Ledger()
+    (task,) = await claimed(store, ledger, 1)
+    completer = completer_on(store, ledger, FakeClock())
+    store.gate = anyio.Event()
+    left = anyio.Event()
+
+    async def leave() -> None:
+        await completer.flush_everything()
+        left.set()
+
+    async with anyio.create_task_group() as tg:
+        await tg.start(completer.run)
+        completer.record(Succeeded(id=task.id, token=task.token))
+        await anyio.wait_all_tasks_blocked()  # the loop is writing it: the outbox is empty
+        tg.start_soon(leave)
+        await anyio.wait_all_tasks_blocked()
+        assert not left.is_set(), "left while its last outcome was still being written"
+        store.gate.set()
+        with anyio.fail_after(5):
+            await left.wait()
+        tg.cancel_scope.cancel()  # as Executor.run does once flush_everything returns
+    assert ledger.unwritten == {}
+    assert completer.succeeded == 1

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from loguru import logger
 
 from gladd.errors import StoreError
+from gladd.executor.flow import FlowStatistics
 from gladd.executor.statistics import ExecutorStatistics
 from gladd.observe.health import HealthBoard
 from gladd.observe.health_checks import HealthChecker
@@ -31,12 +32,16 @@ class FakeExecutor:
     stats: ExecutorStatistics = field(default_factory=ExecutorStatistics)
 
     schedules: dict[str, ScheduleState] = field(default_factory=dict)
+    flows: FlowStatistics = field(default_factory=FlowStatistics)
 
     def statistics(self) -> ExecutorStatistics:
         return dataclasses.replace(self.stats, running=self.running)
 
     def schedule_states(self) -> dict[str, ScheduleState]:
         return self.schedules
+
+    def flow(self) -> FlowStatistics:
+        return self.flows
 
 
 @dataclass
@@ -94,6 +99,9 @@ class Observed:
 
     def schedule_states(self) -> dict[str, ScheduleState]:
         return self.executor.schedule_states() if self.executor is not None else {}
+
+    def flow(self) -> FlowStatistics:
+        return self.executor.flow() if self.executor is not None else FlowStatistics()
 
     def status_of(self, key: str) -> str:
         return str(self.board.report()["checks"][key][0]["status"])

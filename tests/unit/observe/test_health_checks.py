@@ -188,6 +188,7 @@ async def test_one_round_publishes_every_check_and_they_pass() -> None:
         "executor:timeoutRate",
         "policies:reload",
         "schedules:last_run",
+        "flow:pauses",
         "eventloop:lag",
     }
     assert report["status"] == "pass", report

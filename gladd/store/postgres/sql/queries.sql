@@ -259,3 +259,103 @@ UPDATE gladd_schedules SET last_task = $2, last_fired_at = $3 WHERE name = $1;
 
 -- name: forget_schedules
 DELETE FROM gladd_schedules WHERE NOT (name = ANY($1::text[]));
+
+-- Flow control (0004_flow.sql; why a gated claim is correct across nodes: postgres/flow.py).
+-- A gated claim runs gate_rows, gate_locks, then the reads and writes below, in one
+-- transaction. $N::text[] of partition fields: each task's values come back as a text[] in
+-- the same order, '' for a field missing or null.
+
+-- name: gate_rows
+-- The gates' lock rows, created on first use; in name order, as they are locked.
+INSERT INTO gladd_limits (name)
+SELECT name FROM unnest($1::text[]) AS g(name) ORDER BY name
+ON CONFLICT (name) DO NOTHING;
+
+-- name: gate_locks
+SELECT name FROM gladd_limits WHERE name = ANY($1::text[]) ORDER BY name FOR UPDATE;
+
+-- name: gated_running
+-- Running tasks of the kinds $1, counted per kind and partition values $2; through the
+-- partial index gladd_tasks_running (its predicate is `owner IS NOT NULL`). Those of worker
+-- $3 among $4 (attempts over, outcomes not stored yet) are left out.
+SELECT t.kind,
+       array(SELECT coalesce(t.payload ->> f.name, '')
+             FROM unnest($2::text[]) WITH ORDINALITY AS f(name, n) ORDER BY f.n) AS parts,
+       count(*) AS n
+FROM gladd_tasks AS t
+WHERE t.owner IS NOT NULL AND t.state = 'running' AND t.kind = ANY($1::text[])
+  AND NOT (t.owner = $3 AND t.id = ANY($4::bigint[]))
+GROUP BY 1, 2;
+
+-- name: gated_candidates
+-- $1 worker, $2 now, $3 kinds, $4 scan, $5 partition fields: the first $4 due pending tasks
+-- of $3 in claim order (the claim index). Not locked: the gates' locks already order every
+-- gated claim, and gated_start re-checks each row it takes (locking all $4 rows read would
+-- write a row lock per candidate on every claim, most of them held back and left alone).
+WITH seen AS (  -- a claim is a sign of life, as a heartbeat is
+    INSERT INTO gladd_workers AS w (id, last_seen) VALUES ($1, $2)
+    ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen
+    WHERE w.last_seen < excluded.last_seen
+)
+SELECT t.id, t.kind,
+       array(SELECT coalesce(t.payload ->> f.name, '')
+             FROM unnest($5::text[]) WITH ORDINALITY AS f(name, n) ORDER BY f.n) AS parts
+FROM gladd_tasks AS t
+WHERE t.state = 'pending' AND t.run_at <= $2 AND t.kind = ANY($3::text[])
+ORDER BY t.priority DESC, t.run_at, t.id
+LIMIT $4;
+
+-- name: gated_start
+-- $1 worker, $2 now, $3 ids (read by gated_candidates), $4 claim id: as the claim does. A
+-- row changed meanwhile (cancelled, or taken by a node whose policies gate it otherwise) is
+-- re-checked once its writer commits, and left out when no longer pending.
+UPDATE gladd_tasks AS t
+SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
+    deadline = $2::timestamptz + make_interval(secs => t.timeout),
+    claim_id = $4, updated_at = $2
+WHERE t.id = ANY($3::bigint[]) AND t.state = 'pending'
+RETURNING t.*;
+
+-- name: limit_buckets
+SELECT gate, part, tokens, at FROM gladd_limit_tokens WHERE gate = ANY($1::text[]);
+
+-- name: limit_bucket_store
+INSERT INTO gladd_limit_tokens AS b (gate, part, tokens, at)
+SELECT * FROM unnest($1::text[], $2::text[], $3::double precision[], $4::timestamptz[])
+ON CONFLICT (gate, part) DO UPDATE SET tokens = excluded.tokens, at = excluded.at;
+
+-- name: sweep_limits
+-- $1 now, $2 the oldest bucket kept: expired pauses and idle buckets, counted together.
+WITH pauses AS (
+    DELETE FROM gladd_pauses WHERE until <= $1 RETURNING 1
+), buckets AS (
+    DELETE FROM gladd_limit_tokens WHERE at < $2 RETURNING 1
+)
+SELECT (SELECT count(*) FROM pauses) + (SELECT count(*) FROM buckets);
+
+-- name: pauses
+SELECT target, reason, until, by, created_at FROM gladd_pauses
+WHERE until IS NULL OR until > $1
+ORDER BY target;
+
+-- name: pause
+-- Every node's listener hears the change on channel gladd_pauses (at commit).
+WITH stored AS (
+    INSERT INTO gladd_pauses AS p (target, reason, until, by, created_at)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (target) DO UPDATE SET
+        reason = excluded.reason, until = excluded.until, by = excluded.by,
+        created_at = excluded.created_at
+    RETURNING p.target
+)
+SELECT pg_notify('gladd_pauses', target) FROM stored;
+
+-- name: resume
+WITH removed AS (
+    DELETE FROM gladd_pauses WHERE target = $1
+    RETURNING target, reason, until, by, created_at
+)
+SELECT r.*, pg_notify('gladd_pauses', r.target) AS notified FROM removed AS r;
+
+-- name: ring
+SELECT pg_notify('gladd_tasks', '');

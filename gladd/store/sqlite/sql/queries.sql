@@ -200,3 +200,77 @@ UPDATE gladd_schedules SET last_task = :task, last_fired_at = :now WHERE name = 
 -- name: forget_schedules
 -- :keep is a JSON array of the names to keep.
 DELETE FROM gladd_schedules WHERE name NOT IN (SELECT value FROM json_each(:keep));
+
+-- Flow control (0004_flow.sql). A gated claim runs these in one BEGIN IMMEDIATE transaction,
+-- so no other writer on the file comes between its count and its start. :paths is a JSON
+-- object of partition field → JSON path; each task's values come back as a JSON object of
+-- field → text (a missing or null field: null; a payload that is not JSON: no object).
+
+-- name: gated_running
+-- Running tasks of the JSON array :kinds, counted per kind and partition values; through
+-- gladd_tasks_running. Those of :worker in the JSON array :ended (attempts over, outcomes
+-- not stored yet) are left out.
+SELECT kind, parts, count(*) FROM (
+    SELECT t.kind, CASE WHEN json_valid(t.payload) THEN (
+        SELECT json_group_object(p.key, CASE json_type(t.payload, p.value)
+            WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
+            ELSE CAST(json_extract(t.payload, p.value) AS TEXT) END)
+        FROM json_each(:paths) AS p) END AS parts
+    FROM gladd_tasks AS t
+    WHERE t.state = 'running' AND t.kind IN (SELECT value FROM json_each(:kinds))
+      AND NOT (t.owner = :worker AND t.id IN (SELECT value FROM json_each(:ended)))
+)
+GROUP BY kind, parts;
+
+-- name: gated_candidates
+-- Due pending tasks of the kinds in :kinds, the first :scan in claim order (the claim index).
+SELECT t.id, t.kind, CASE WHEN json_valid(t.payload) THEN (
+    SELECT json_group_object(p.key, CASE json_type(t.payload, p.value)
+        WHEN 'true' THEN 'true' WHEN 'false' THEN 'false'
+        ELSE CAST(json_extract(t.payload, p.value) AS TEXT) END)
+    FROM json_each(:paths) AS p) END AS parts
+FROM gladd_tasks AS t
+WHERE t.state = 'pending' AND t.run_at <= :now
+  AND t.kind IN (SELECT value FROM json_each(:kinds))
+ORDER BY t.priority DESC, t.run_at, t.id
+LIMIT :scan;
+
+-- name: gated_start
+-- The claim's update, of the ids in the JSON array :ids.
+UPDATE gladd_tasks SET
+    state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
+    deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'pending'
+RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
+          unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
+          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for;
+
+-- name: limit_buckets
+-- The stored buckets of the gates named in the JSON array :gates.
+SELECT gate, part, tokens, at FROM gladd_limit_tokens
+WHERE gate IN (SELECT value FROM json_each(:gates));
+
+-- name: limit_bucket_store
+INSERT INTO gladd_limit_tokens (gate, part, tokens, at) VALUES (?, ?, ?, ?)
+ON CONFLICT (gate, part) DO UPDATE SET tokens = excluded.tokens, at = excluded.at;
+
+-- name: sweep_buckets
+DELETE FROM gladd_limit_tokens WHERE at < ?;
+
+-- name: pauses
+SELECT target, reason, until, by, created_at FROM gladd_pauses
+WHERE until IS NULL OR until > ?
+ORDER BY target;
+
+-- name: pause
+INSERT INTO gladd_pauses (target, reason, until, by, created_at) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (target) DO UPDATE SET
+    reason = excluded.reason, until = excluded.until, by = excluded.by,
+    created_at = excluded.created_at;
+
+-- name: resume
+DELETE FROM gladd_pauses WHERE target = ?
+RETURNING target, reason, until, by, created_at;
+
+-- name: sweep_pauses
+DELETE FROM gladd_pauses WHERE until <= ?;
