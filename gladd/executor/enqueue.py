@@ -7,13 +7,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
+from typing import Protocol
 
 from gladd import tracing
-from gladd.store import Enqueued, NewTask, Store
+from gladd.store import Enqueued, NewTask
+
+
+class Enqueuer(Protocol):
+    """What stores one task: a :class:`~gladd.store.Store`, or a
+    :class:`~gladd.executor.group_commit.GroupCommit` over one."""
+
+    async def enqueue(self, task: NewTask, *, now: datetime) -> Enqueued: ...
 
 
 async def store_new_task(
-    store: Store, spec: NewTask, *, now: datetime, trace: Mapping[str, str] | None = None
+    store: Enqueuer, spec: NewTask, *, now: datetime, trace: Mapping[str, str] | None = None
 ) -> Enqueued:
     """``store.enqueue(spec)``; ``trace`` holds a caller's ``traceparent`` (and
     ``tracestate``) from outside this process, else the current span is the parent."""

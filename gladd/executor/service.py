@@ -26,6 +26,7 @@ from gladd.executor.flow import (
     target_kinds,
     wait_reasons,
 )
+from gladd.executor.group_commit import GroupCommit
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.runner import utcnow
 from gladd.maintenance.scheduler import describe_schedules
@@ -59,6 +60,8 @@ class TaskService:
         self.kinds = kinds
         self.policies = policies
         self.now = now
+        self.group = GroupCommit(store=store)
+        """Enqueues arriving together share one transaction (:mod:`.group_commit`)."""
 
     async def enqueue(
         self,
@@ -108,7 +111,7 @@ class TaskService:
             unique_key=unique_key,
             timeout=timeout,
         )
-        return await store_new_task(self.store, spec, now=now, trace=trace)
+        return await store_new_task(self.group, spec, now=now, trace=trace)
 
     async def schedules(self) -> list[dict[str, Any]]:
         """Every schedule of the policies with its next fire and where it stands."""
@@ -126,7 +129,7 @@ class TaskService:
             raise UnknownSchedule(f"no schedule {shown!r} in the policies (schedules: {known})")
         now = self.now()
         spec = scheduled_task(policies, name, schedule, now, now)
-        return await store_new_task(self.store, spec, now=now)
+        return await store_new_task(self.group, spec, now=now)
 
     async def get(self, task_id: int) -> Task:
         if task_id not in TASK_IDS:
