@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         StoreError,
         StoreNotFound,
         StoreUnavailable,
+        SyncClientError,
         TaskRejected,
         TaskStateConflict,
         TaskTimeout,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         raise_for_status,
     )
     from gladd.store import Task, TaskState
+    from gladd.sync_client import SyncClient
 
 from gladd.version import __version__
 
@@ -66,6 +68,7 @@ _HOMES = {
         "StoreError",
         "StoreNotFound",
         "StoreUnavailable",
+        "SyncClientError",
         "TaskRejected",
         "TaskStateConflict",
         "TaskTimeout",
@@ -83,6 +86,7 @@ _HOMES = {
         "raise_for_status",
     ),
     "gladd.store": ("Task", "TaskState"),
+    "gladd.sync_client": ("SyncClient",),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -124,6 +128,8 @@ __all__ = [
     "StoreError",
     "StoreNotFound",
     "StoreUnavailable",
+    "SyncClient",
+    "SyncClientError",
     "Task",
     "TaskContext",
     "TaskKind",

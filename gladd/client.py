@@ -71,13 +71,14 @@ class Client:
         kind: str,
         payload: Any = None,
         *,
-        delay: float = 0.0,
+        delay: float | str = 0.0,
         priority: int | None = None,
         unique_key: str | None = None,
-        timeout: float | None = None,
+        timeout: float | str | None = None,
     ) -> int:
         """Store a task; returns its id (the existing task's id when ``unique_key`` matches
-        an unfinished one). Raises TaskRejected for an unknown kind or invalid payload."""
+        an unfinished one). ``delay`` and ``timeout`` are seconds or text like ``"30s"``.
+        Raises TaskRejected for an unknown kind, an invalid payload or duration."""
         enqueued = await self._service.enqueue(
             kind, payload, delay=delay, priority=priority, unique_key=unique_key, timeout=timeout
         )
@@ -92,12 +93,13 @@ async def enqueue(
     payload: Any = None,
     *,
     database_url: str | None = None,
-    delay: float = 0.0,
+    delay: float | str = 0.0,
     priority: int | None = None,
     unique_key: str | None = None,
+    timeout: float | str | None = None,
 ) -> int:
     """One task, one connection: for scripts. Long-lived applications keep a Client."""
     async with Client(database_url) as client:
         return await client.enqueue(
-            kind, payload, delay=delay, priority=priority, unique_key=unique_key
+            kind, payload, delay=delay, priority=priority, unique_key=unique_key, timeout=timeout
         )

@@ -25,6 +25,8 @@
     │       ├── UnknownSchedule     no schedule of that name in the policies
     │       └── UnknownPauseTarget  no kind, service or limit of that name to pause
     ├── StopIncomplete              a stop left tasks unreleased (they wait for a rescue)
+    ├── SyncClientError             a SyncClient used inside an event loop or after close()
+    │                               (also a ``RuntimeError``)
     ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
     ├── TaskStateConflict           cancel or retry refused: the task's state does not allow it
     │   └── UniqueKeyHeld           retry refused: another unfinished task holds its unique_key
@@ -267,6 +269,12 @@ class UnknownPauseTarget(UnknownTask):
 class StopIncomplete(GladdError):
     """The daemon stopped but could not release every running task; the message names
     them (they return to pending by a lease rescue)."""
+
+
+class SyncClientError(GladdError, RuntimeError):
+    """A :class:`~gladd.SyncClient` call that cannot be made: from inside a running event
+    loop (it would block that loop; ``await`` a ``gladd.Client`` there), or after
+    ``close()``. Nothing was sent to the store."""
 
 
 class TaskRejected(GladdError):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from gladd.durations import parse_duration
 from gladd.errors import TaskRejected, TaskStateConflict, UnknownSchedule, UnknownTask
 from gladd.executor.decide import new_task, scheduled_task
 from gladd.executor.enqueue import store_new_task
@@ -68,13 +69,16 @@ class TaskService:
         kind: str,
         payload: Any = None,
         *,
-        delay: float = 0.0,
+        delay: float | str = 0.0,
         priority: int | None = None,
         unique_key: str | None = None,
-        timeout: float | None = None,
+        timeout: float | str | None = None,
         trace: Mapping[str, str] | None = None,
     ) -> Enqueued:
         """Validate and store a task; raises TaskRejected before storing anything.
+
+        ``delay`` and ``timeout`` are seconds or duration text (``"30s"``, ``"1m30s"``): every
+        entry point (CLI, admin API, Python clients) shares this one coercion.
 
         With traces on, the enqueue is a span in the caller's trace — ``trace`` holds its
         ``traceparent`` (and ``tracestate``) when it came from outside this process (an
@@ -88,7 +92,7 @@ class TaskService:
         if (problem := json_problem(payload, "payload")) is not None:
             raise TaskRejected(f"payload for {kind} refused: {problem}")
         handler.check(handler.parse(payload), self.policies())
-        _check_seconds("delay", delay, low=0.0, inclusive=True)
+        delay = _seconds("delay", delay, low=0.0, inclusive=True)
         if priority is not None and (
             isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1000
         ):
@@ -96,7 +100,7 @@ class TaskService:
                 f"priority must be a whole number from -1000 to 1000 (got {_brief(priority)})"
             )
         if timeout is not None:
-            _check_seconds("timeout", timeout, low=0.0, inclusive=False)
+            timeout = _seconds("timeout", timeout, low=0.0, inclusive=False)
         if unique_key is not None and not isinstance(unique_key, str):
             raise TaskRejected(f"unique_key must be a string (got {_brief(unique_key)})")
         if unique_key is not None and (problem := text_problem(unique_key)) is not None:
@@ -229,7 +233,7 @@ class TaskService:
         if seconds is not None and until is not None:
             raise TaskRejected("a pause lasts for a duration or until a time, not both")
         if seconds is not None:
-            _check_seconds("the pause's duration", seconds, low=0.0, inclusive=False)
+            _seconds("the pause's duration", seconds, low=0.0, inclusive=False)
             until = now + timedelta(seconds=seconds)
         elif until is not None:
             if until.tzinfo is None:
@@ -277,10 +281,19 @@ def _conflict(task: Task, verb: str) -> TaskStateConflict:
     return TaskStateConflict(task.id, task.state.value, names, verb)
 
 
-def _check_seconds(what: str, seconds: float, *, low: float, inclusive: bool) -> None:
-    """``seconds`` as a delay or timeout: a finite number of seconds up to MAX_DELAY."""
+def _seconds(what: str, seconds: float | str, *, low: float, inclusive: bool) -> float:
+    """``seconds`` as a delay or timeout: a finite number of seconds up to MAX_DELAY, given
+    as a number or as duration text (``"30s"``), refused as the admin API refuses it."""
+    if isinstance(seconds, str):
+        try:
+            seconds = parse_duration(seconds)
+        except ValueError as exc:
+            raise TaskRejected(f"{what}: {exc}") from None
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TaskRejected(f"{what} must be a number of seconds (got {_brief(seconds)})")
+        got = _brief(seconds)
+        raise TaskRejected(
+            f'{what} must be a number of seconds or a duration like "30s" (got {got})'
+        )
     try:
         value = float(seconds)
     except OverflowError:  # an int beyond any float
@@ -291,6 +304,7 @@ def _check_seconds(what: str, seconds: float, *, low: float, inclusive: bool) ->
         raise TaskRejected(
             f"{what} must be {least} {low:g}s and at most 3650d, ten years (got {value:g}s)"
         )
+    return value
 
 
 def _brief(value: object) -> str:

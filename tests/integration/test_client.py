@@ -159,3 +159,24 @@ async def test_with_traces_off_an_enqueue_records_no_trace(tmp_path: Path) -> No
         with trace.use_span(NonRecordingSpan(caller)):
             task = await client.get(await client.enqueue("gladd.noop"))
     assert task.traceparent is None
+
+
+async def test_durations_are_seconds_or_text_the_same_way_everywhere(tmp_path: Path) -> None:
+    url = await made(f"sqlite:///{tmp_path / 'gladd.db'}")
+    by_text = await gladd.enqueue("gladd.noop", database_url=url, delay="1m30s", timeout="2s")
+    async with gladd.Client(url) as client:
+        by_seconds = await client.enqueue("gladd.noop", delay=90, timeout=2.0)
+        text, seconds = await client.get(by_text), await client.get(by_seconds)
+        with pytest.raises(gladd.TaskRejected) as refused:
+            await client.enqueue("gladd.noop", delay="soon")
+        with pytest.raises(gladd.TaskRejected, match="timeout must be more than 0s"):
+            await client.enqueue("gladd.noop", timeout="0s")
+        with pytest.raises(gladd.TaskRejected, match=r"delay must be a number of seconds or"):
+            await client.enqueue("gladd.noop", delay=[30])
+    assert text.timeout == seconds.timeout == 2.0
+    assert (text.run_at - text.created_at).total_seconds() == 90.0
+    assert (seconds.run_at - seconds.created_at).total_seconds() == 90.0
+    assert str(refused.value) == (
+        "delay: 'soon' is not a duration: use a number and a unit (ms, s, m, h, d), "
+        'like "500ms", "5s", "15m", "1h30m" or "7d"'
+    )
