@@ -12,8 +12,8 @@ unavailable.
 batch's body may be up to :data:`MAX_BATCH_BODY` (an object's, :data:`MAX_BODY`), its items
 up to :data:`~gladd.executor.service.MAX_BATCH` (more: 413). Every problem of its items —
 wrong field types as much as an unknown kind — is a 422 whose ``items`` lists each refused
-item's ``index``, ``field`` and ``message``: the fields' types and names are checked first,
-and only a batch whose items all have the right shape has their kinds and payloads checked.
+item's ``index``, ``field`` and ``message``, every item checked (an item whose fields have
+the wrong names or types is listed for those, its kind and payload unchecked).
 
 What the store cannot keep is refused by :class:`TaskService` before it is stored; what a
 store holds already is served back even when it is not valid Unicode (see :class:`JSONBody`).
@@ -233,17 +233,18 @@ async def _enqueue_many(
 ) -> JSONResponse:
     """A batch: 201 when any task was created, 200 when every item matched an unfinished
     task's unique key; ``tasks`` in item order."""
-    enqueued = await tasks.enqueue_many(parse_items(raw), trace=trace)
+    items, refused = parse_items(raw)
+    enqueued = await tasks.enqueue_many(items, trace=trace, refused=refused)
     created = any(e.created for e in enqueued)
     shown = [{"id": e.task.id, "created": e.created} for e in enqueued]
     return JSONBody({"tasks": shown}, status_code=201 if created or not enqueued else 200)
 
 
-def parse_items(raw: list[Any]) -> list[dict[str, Any]]:
+def parse_items(raw: list[Any]) -> tuple[list[dict[str, Any]], list[ItemProblem]]:
     """A batch's items as :meth:`TaskService.enqueue_many` takes them, each read as a
-    ``POST /tasks`` object is (durations as text); raises :class:`BatchRejected` listing
-    every item whose fields have the wrong names or types, :class:`BatchTooLarge` over
-    MAX_BATCH items."""
+    ``POST /tasks`` object is (durations as text), and the problems of every item whose
+    fields have the wrong names or types (its place in the items holds an empty dict);
+    raises :class:`BatchTooLarge` over MAX_BATCH items."""
     if len(raw) > MAX_BATCH:
         raise BatchTooLarge(len(raw), MAX_BATCH)
     items: list[dict[str, Any]] = []
@@ -251,8 +252,8 @@ def parse_items(raw: list[Any]) -> list[dict[str, Any]]:
     for index, item in enumerate(raw):
         try:
             fields = EnqueueRequest.model_validate(item)
-            items.append({name: getattr(fields, name) for name in fields.model_fields_set})
         except ValidationError as exc:
+            items.append({})
             problems += [
                 ItemProblem(
                     index=index,
@@ -261,9 +262,9 @@ def parse_items(raw: list[Any]) -> list[dict[str, Any]]:
                 )
                 for e in exc.errors()
             ]
-    if problems:
-        raise BatchRejected(problems, size=len(raw))
-    return items
+        else:
+            items.append({name: getattr(fields, name) for name in fields.model_fields_set})
+    return items, problems
 
 
 def _problem_json(problem: ItemProblem) -> dict[str, Any]:

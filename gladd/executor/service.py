@@ -106,7 +106,11 @@ class TaskService:
         return await store_new_task(self.store, spec, now=now, trace=trace)
 
     async def enqueue_many(
-        self, items: Sequence[Mapping[str, Any]], *, trace: Mapping[str, str] | None = None
+        self,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        trace: Mapping[str, str] | None = None,
+        refused: Sequence[ItemProblem] = (),
     ) -> builtins.list[Enqueued]:
         """Validate every item as :meth:`enqueue` validates one, then store them all in one
         transaction; ``Enqueued`` in item order (a unique key already held, or held by an
@@ -114,21 +118,28 @@ class TaskService:
 
         Each item is a mapping of :data:`ITEM_FIELDS` (``kind`` required). Any item refused
         raises :class:`BatchRejected` listing every refused item, and nothing is stored;
-        more than :data:`MAX_BATCH` items raise :class:`BatchTooLarge`. With traces on, the
-        batch is one PRODUCER span (see :func:`store_new_tasks`)."""
+        more than :data:`MAX_BATCH` items raise :class:`BatchTooLarge`. ``refused`` holds
+        the problems a caller found already in reading the items (the admin API's field
+        types): their items are not checked again, and their problems are listed with the
+        others. With traces on, the batch is one PRODUCER span (see
+        :func:`store_new_tasks`)."""
         if len(items) > MAX_BATCH:
             raise BatchTooLarge(len(items), MAX_BATCH)
         if not items:
             return []
         policies, now = self.policies(), self.now()
         specs: builtins.list[NewTask] = []
-        problems: builtins.list[ItemProblem] = []
+        problems = builtins.list(refused)
+        skipped = {p.index for p in refused}
         for index, item in enumerate(items):
+            if index in skipped:
+                continue
             try:
                 specs.append(self._checked_item(policies, now, item))
             except _Refused as exc:
                 problems.append(ItemProblem(index=index, field=exc.field, message=str(exc)))
         if problems:
+            problems.sort(key=lambda p: p.index)  # stable: an item's own order stays
             raise BatchRejected(problems, size=len(items))
         return await store_new_tasks(self.store, specs, now=now, trace=trace)
 
