@@ -587,6 +587,7 @@ BODIES = st.one_of(
     st.none(),
     st.binary(max_size=200),
     ENQUEUES.map(_encode),
+    st.lists(st.one_of(ENQUEUES, JSON_VALUES), max_size=4).map(_encode),  # a batch
     JSON_VALUES.map(_encode),
     st.builds(_deep, st.integers(1, 6000), st.sampled_from(["[", "{"])),
     st.builds(
