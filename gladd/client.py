@@ -18,6 +18,7 @@ store that is not there raises :class:`~gladd.errors.StoreNotFound` naming where
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -83,6 +84,15 @@ class Client:
             kind, payload, delay=delay, priority=priority, unique_key=unique_key, timeout=timeout
         )
         return enqueued.task.id
+
+    async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Store a batch of tasks in one transaction; their ids in item order. Each item
+        has :meth:`enqueue`'s arguments as keys (``kind`` required; ``delay`` and ``timeout``
+        in seconds). Every item is checked first: any refused raises
+        :class:`~gladd.errors.BatchRejected` listing each refused item, and nothing is
+        stored; over 10,000 items raise :class:`~gladd.errors.BatchTooLarge`."""
+        enqueued = await self._service.enqueue_many(list(items))
+        return [e.task.id for e in enqueued]
 
     async def get(self, task_id: int) -> Task:
         return await self._service.get(task_id)

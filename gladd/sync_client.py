@@ -104,7 +104,7 @@ class SyncClient:
         """Store several tasks, each a mapping of :meth:`enqueue`'s arguments (``kind``,
         ``payload``, ``delay``...): their ids in order, as ``gladd.Client.enqueue_many``."""
         batch = list(items)  # read here, in the caller's thread, not on the client's loop
-        many = self._client.enqueue_many  # type: ignore[attr-defined, unused-ignore]
+        many = self._client.enqueue_many
         ids: list[int] = self._call(lambda: many(batch))
         return ids
 

@@ -176,9 +176,6 @@ def test_a_store_that_is_not_there_is_refused_on_first_use(tmp_path: Path) -> No
     assert not (tmp_path / "state").exists()
 
 
-@pytest.mark.skipif(
-    not hasattr(Client, "enqueue_many"), reason="gladd.Client.enqueue_many is not here yet"
-)
 def test_enqueue_many_stores_every_item_in_order(url: str) -> None:
     with gladd.SyncClient(url) as client:
         ids = client.enqueue_many(
