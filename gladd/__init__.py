@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gladd.client import Client, enqueue
     from gladd.errors import (
+        BatchRejected,
+        BatchTooLarge,
         BreakerOpen,
         BulkheadFull,
         ConfigError,
@@ -56,6 +58,8 @@ from gladd.version import __version__
 _HOMES = {
     "gladd.client": ("Client", "enqueue"),
     "gladd.errors": (
+        "BatchRejected",
+        "BatchTooLarge",
         "BreakerOpen",
         "BulkheadFull",
         "ConfigError",
@@ -105,6 +109,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BatchRejected",
+    "BatchTooLarge",
     "BreakerOpen",
     "BulkheadFull",
     "Client",
