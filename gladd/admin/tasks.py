@@ -42,7 +42,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gladd.durations import Duration
+from gladd.durations import AnyDuration
 from gladd.errors import (
     BatchRejected,
     BatchTooLarge,
@@ -80,10 +80,10 @@ class EnqueueRequest(BaseModel):
 
     kind: StrictStr = Field(min_length=1, max_length=200)
     payload: Any = None
-    delay: Duration = 0.0
+    delay: AnyDuration = 0.0
     priority: StrictInt | None = None
     unique_key: StrictStr | None = Field(None, max_length=500)
-    timeout: Duration | None = None
+    timeout: AnyDuration | None = None
 
 
 class JSONBody(JSONResponse):
@@ -297,7 +297,7 @@ class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     target: StrictStr = Field(min_length=1, max_length=300)
-    lasting: Duration | None = Field(None, alias="for")
+    lasting: AnyDuration | None = Field(None, alias="for")
     until: AwareDatetime | None = None
     reason: StrictStr = Field("", max_length=MAX_REASON)
 

@@ -763,7 +763,7 @@ def test_a_refused_batch_is_a_422_listing_every_item_and_stores_nothing(admin: A
         {"kind": "gladd.noop", "priority": True},
         {"kind": "gladd.noop", "colour": "red"},
         7,
-        {"kind": "gladd.noop", "delay": 5},
+        {"kind": "gladd.noop", "delay": "soon"},
         {"kind": "gladd.noop", "payload": {"x": "\udfff"}},
     ]
     answer = admin.request("POST", "/tasks", content=json.dumps(items).encode())
@@ -825,3 +825,18 @@ def test_a_batch_may_be_over_an_objects_limit_and_an_object_still_may_not(admin:
         answer = admin.request("POST", "/tasks", content=content)
         assert answer.status_code == 413
         assert answer.json() == {"error": f"request body over {MAX_BODY} bytes"}
+
+
+def test_post_tasks_takes_delay_and_timeout_as_seconds_or_text(admin: Admin) -> None:
+    by_number = admin.request(
+        "POST", "/tasks", json={"kind": "gladd.noop", "delay": 90, "timeout": 2}
+    )
+    by_text = admin.request(
+        "POST", "/tasks", json={"kind": "gladd.noop", "delay": "1m30s", "timeout": "2s"}
+    )
+    assert (by_number.status_code, by_text.status_code) == (201, 201)
+    shown = [admin.request("GET", f"/tasks/{r.json()['id']}").json() for r in (by_number, by_text)]
+    assert shown[0]["timeout"] == shown[1]["timeout"] == 2.0
+    refused = admin.request("POST", "/tasks", json={"kind": "gladd.noop", "delay": True})
+    assert refused.status_code == 400
+    assert "delay" in refused.json()["error"]
