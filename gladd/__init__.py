@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from gladd.client import Client, enqueue
     from gladd.errors import (
+        BatchRejected,
+        BatchTooLarge,
         BreakerOpen,
         BulkheadFull,
         ConfigError,
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
         StoreError,
         StoreNotFound,
         StoreUnavailable,
+        SyncClientError,
         TaskRejected,
         TaskStateConflict,
         TaskTimeout,
@@ -48,12 +51,15 @@ if TYPE_CHECKING:
         raise_for_status,
     )
     from gladd.store import Task, TaskState
+    from gladd.sync_client import SyncClient
 
 from gladd.version import __version__
 
 _HOMES = {
     "gladd.client": ("Client", "enqueue"),
     "gladd.errors": (
+        "BatchRejected",
+        "BatchTooLarge",
         "BreakerOpen",
         "BulkheadFull",
         "ConfigError",
@@ -66,6 +72,7 @@ _HOMES = {
         "StoreError",
         "StoreNotFound",
         "StoreUnavailable",
+        "SyncClientError",
         "TaskRejected",
         "TaskStateConflict",
         "TaskTimeout",
@@ -83,6 +90,7 @@ _HOMES = {
         "raise_for_status",
     ),
     "gladd.store": ("Task", "TaskState"),
+    "gladd.sync_client": ("SyncClient",),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
 
@@ -101,6 +109,8 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BatchRejected",
+    "BatchTooLarge",
     "BreakerOpen",
     "BulkheadFull",
     "Client",
@@ -124,6 +134,8 @@ __all__ = [
     "StoreError",
     "StoreNotFound",
     "StoreUnavailable",
+    "SyncClient",
+    "SyncClientError",
     "Task",
     "TaskContext",
     "TaskKind",

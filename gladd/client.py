@@ -18,6 +18,7 @@ store that is not there raises :class:`~gladd.errors.StoreNotFound` naming where
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -71,17 +72,27 @@ class Client:
         kind: str,
         payload: Any = None,
         *,
-        delay: float = 0.0,
+        delay: float | str = 0.0,
         priority: int | None = None,
         unique_key: str | None = None,
-        timeout: float | None = None,
+        timeout: float | str | None = None,
     ) -> int:
         """Store a task; returns its id (the existing task's id when ``unique_key`` matches
-        an unfinished one). Raises TaskRejected for an unknown kind or invalid payload."""
+        an unfinished one). ``delay`` and ``timeout`` are seconds or text like ``"30s"``.
+        Raises TaskRejected for an unknown kind, an invalid payload or duration."""
         enqueued = await self._service.enqueue(
             kind, payload, delay=delay, priority=priority, unique_key=unique_key, timeout=timeout
         )
         return enqueued.task.id
+
+    async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[int]:
+        """Store a batch of tasks in one transaction; their ids in item order. Each item
+        has :meth:`enqueue`'s arguments as keys (``kind`` required; ``delay`` and ``timeout``
+        in seconds). Every item is checked first: any refused raises
+        :class:`~gladd.errors.BatchRejected` listing each refused item, and nothing is
+        stored; over 10,000 items raise :class:`~gladd.errors.BatchTooLarge`."""
+        enqueued = await self._service.enqueue_many(list(items))
+        return [e.task.id for e in enqueued]
 
     async def get(self, task_id: int) -> Task:
         return await self._service.get(task_id)
@@ -92,12 +103,13 @@ async def enqueue(
     payload: Any = None,
     *,
     database_url: str | None = None,
-    delay: float = 0.0,
+    delay: float | str = 0.0,
     priority: int | None = None,
     unique_key: str | None = None,
+    timeout: float | str | None = None,
 ) -> int:
     """One task, one connection: for scripts. Long-lived applications keep a Client."""
     async with Client(database_url) as client:
         return await client.enqueue(
-            kind, payload, delay=delay, priority=priority, unique_key=unique_key
+            kind, payload, delay=delay, priority=priority, unique_key=unique_key, timeout=timeout
         )

@@ -51,9 +51,24 @@ def format_duration(seconds: float) -> str:
     return "".join(parts)
 
 
+def seconds_or_duration(value: object) -> float:
+    """A duration given as a number of seconds or as text (:func:`parse_duration`): what
+    the admin API and the Python API take, where a caller may hold either."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return parse_duration(value)
+
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
 ]
 """A pydantic field type: accepts duration text, holds float seconds."""
+
+AnyDuration = Annotated[
+    float,
+    BeforeValidator(seconds_or_duration),
+    PlainSerializer(format_duration, return_type=str),
+]
+"""Like :data:`Duration`, also taking a number of seconds (an API field, not a policy's)."""

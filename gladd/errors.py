@@ -25,7 +25,11 @@
     │       ├── UnknownSchedule     no schedule of that name in the policies
     │       └── UnknownPauseTarget  no kind, service or limit of that name to pause
     ├── StopIncomplete              a stop left tasks unreleased (they wait for a rescue)
+    ├── SyncClientError             a SyncClient used inside an event loop or after close()
+    │                               (also a ``RuntimeError``)
     ├── TaskRejected                an enqueue refused: unknown kind or invalid payload
+    │   ├── BatchRejected           a batch refused, nothing stored: carries every ItemProblem
+    │   └── BatchTooLarge           a batch of more tasks than its limit: nothing stored
     ├── TaskStateConflict           cancel or retry refused: the task's state does not allow it
     │   └── UniqueKeyHeld           retry refused: another unfinished task holds its unique_key
     ├── TaskTimeout                 a task attempt ran past its timeout (also a TimeoutError)
@@ -269,8 +273,53 @@ class StopIncomplete(GladdError):
     them (they return to pending by a lease rescue)."""
 
 
+class SyncClientError(GladdError, RuntimeError):
+    """A :class:`~gladd.SyncClient` call that cannot be made: from inside a running event
+    loop (it would block that loop; ``await`` a ``gladd.Client`` there), or after
+    ``close()``. Nothing was sent to the store."""
+
+
 class TaskRejected(GladdError):
     """An enqueue was refused before anything was stored; the message says why."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ItemProblem:
+    """Why one item of a batch enqueue was refused."""
+
+    index: int
+    """The item's position in the batch, from 0."""
+    field: str
+    """The field at fault (``kind``, ``payload``, ``delay``...); empty for the item itself."""
+    message: str
+
+    def render(self) -> str:
+        where = f"item {self.index}: {self.field}" if self.field else f"item {self.index}"
+        return f"{where}: {self.message}"
+
+
+class BatchRejected(TaskRejected):
+    """A batch enqueue refused because some of its items were: nothing of it was stored.
+    ``problems`` lists every refused item (each refused for its first problem, as a single
+    enqueue of it would be), in item order."""
+
+    def __init__(self, problems: Sequence[ItemProblem], *, size: int) -> None:
+        self.problems = tuple(problems)
+        self.size = size
+        refused = len({p.index for p in self.problems})
+        lines = [f"batch of {size} refused, nothing stored: {refused} item(s) refused"]
+        super().__init__("\n".join([*lines, *(p.render() for p in self.problems)]))
+
+
+class BatchTooLarge(TaskRejected):
+    """A batch enqueue of more items than ``limit``: nothing of it was stored."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"a batch may hold at most {limit} tasks (got {size}): split it; nothing was stored"
+        )
 
 
 class TaskStateConflict(GladdError):

@@ -188,6 +188,13 @@ class Sending:
             self.span.set_attribute("messaging.message.id", str(task_id))
             self.span.set_attribute("gladd.task.created", created)
 
+    def stored_batch(self, count: int, *, created: int) -> None:
+        """A batch's span: how many tasks it sent, and how many were new (not a unique
+        key's existing task)."""
+        if self.span is not None:
+            self.span.set_attribute("messaging.batch.message_count", count)
+            self.span.set_attribute("gladd.tasks.created", created)
+
 
 @dataclass(slots=True, kw_only=True)
 class Tracing:

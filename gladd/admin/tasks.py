@@ -8,6 +8,13 @@ or retry, 413 body too large, 415 a body that is not declared as JSON, 422 refus
 (unknown kind, invalid payload, nothing to run it under the policies), 503 store
 unavailable.
 
+``POST /tasks`` with an array body is a batch, stored in one transaction or not at all. A
+batch's body may be up to :data:`MAX_BATCH_BODY` (an object's, :data:`MAX_BODY`), its items
+up to :data:`~gladd.executor.service.MAX_BATCH` (more: 413). Every problem of its items —
+wrong field types as much as an unknown kind — is a 422 whose ``items`` lists each refused
+item's ``index``, ``field`` and ``message``, every item checked (an item whose fields have
+the wrong names or types is listed for those, its kind and payload unchecked).
+
 What the store cannot keep is refused by :class:`TaskService` before it is stored; what a
 store holds already is served back even when it is not valid Unicode (see :class:`JSONBody`).
 """
@@ -35,18 +42,31 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gladd.durations import Duration
+from gladd.durations import AnyDuration
 from gladd.errors import (
+    BatchRejected,
+    BatchTooLarge,
+    ItemProblem,
     StoreError,
     StoreUnavailable,
     TaskRejected,
     TaskStateConflict,
     UnknownTask,
 )
-from gladd.executor.service import MAX_LIST, MAX_REASON, TaskService, pause_json, task_json
+from gladd.executor.service import (
+    MAX_BATCH,
+    MAX_LIST,
+    MAX_REASON,
+    TaskService,
+    pause_json,
+    task_json,
+)
 from gladd.store.rules import MAX_DEPTH
 
 MAX_BODY = 1024 * 1024
+"""Bytes of a body, but a batch's."""
+MAX_BATCH_BODY = 16 * 1024 * 1024
+"""Bytes of a ``POST /tasks`` array body: a batch of up to MAX_BATCH tasks."""
 BODY_TIMEOUT = 30.0
 """Seconds to receive a request body once its headers are in (the server bounds those)."""
 TRACE_HEADERS = ("traceparent", "tracestate")
@@ -60,10 +80,10 @@ class EnqueueRequest(BaseModel):
 
     kind: StrictStr = Field(min_length=1, max_length=200)
     payload: Any = None
-    delay: Duration = 0.0
+    delay: AnyDuration = 0.0
     priority: StrictInt | None = None
     unique_key: StrictStr | None = Field(None, max_length=500)
-    timeout: Duration | None = None
+    timeout: AnyDuration | None = None
 
 
 class JSONBody(JSONResponse):
@@ -104,6 +124,13 @@ def _guarded(
             return error(404, str(exc))
         except TaskStateConflict as exc:
             return error(409, str(exc))
+        except BatchTooLarge as exc:
+            return error(413, str(exc))
+        except BatchRejected as exc:
+            return JSONBody(
+                {"error": str(exc), "items": [_problem_json(p) for p in exc.problems]},
+                status_code=422,
+            )
         except TaskRejected as exc:
             return error(422, str(exc))
         except StoreUnavailable as exc:
@@ -118,22 +145,29 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-async def _read_json(request: Request, timeout: float) -> Any:
+async def _read_json(request: Request, timeout: float, *, batch: bool = False) -> Any:
+    """The body's JSON, of at most MAX_BODY bytes; with ``batch``, an array body (a batch
+    enqueue) may have up to MAX_BATCH_BODY: which limit holds is known from the body's
+    first byte that is not white space, so no object is read past MAX_BODY either."""
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media and not media.endswith("json"):  # application/json, application/*+json
         raise _BadRequest(
             415, f"the body must be JSON: send Content-Type: application/json (got {media!r})"
         )
     declared = request.headers.get("content-length", "")
-    if _DIGITS.fullmatch(declared) and int(declared) > MAX_BODY:
-        raise _BadRequest(413, f"request body over {MAX_BODY} bytes", unread_body=True)
+    most = MAX_BATCH_BODY if batch else MAX_BODY
+    if _DIGITS.fullmatch(declared) and int(declared) > most:
+        raise _BadRequest(413, _too_large(most), unread_body=True)
     body = b""
+    limit: int | None = None if batch else MAX_BODY  # None: no byte but white space yet
     try:
         with anyio.fail_after(timeout):
             async for chunk in request.stream():
                 body += chunk
-                if len(body) > MAX_BODY:
-                    raise _BadRequest(413, f"request body over {MAX_BODY} bytes", unread_body=True)
+                if limit is None and (start := chunk.lstrip()[:1]):
+                    limit = MAX_BATCH_BODY if start == b"[" else MAX_BODY
+                if len(body) > (MAX_BODY if limit is None else limit):
+                    raise _BadRequest(413, _too_large(limit or MAX_BODY), unread_body=True)
     except TimeoutError:
         message = f"request body not received within {timeout:g}s"
         raise _BadRequest(408, message, unread_body=True) from None
@@ -152,6 +186,12 @@ async def _read_json(request: Request, timeout: float) -> Any:
         raise _BadRequest(400, f"body is not valid JSON: {exc}") from None
 
 
+def _too_large(limit: int) -> str:
+    if limit == MAX_BATCH_BODY:
+        return f"request body over {limit} bytes (the limit of a batch, an array of tasks)"
+    return f"request body over {limit} bytes"
+
+
 class _BadRequest(Exception):
     def __init__(self, status: int, message: str, *, unread_body: bool = False) -> None:
         super().__init__(message)
@@ -166,13 +206,15 @@ def _field_problems(exc: ValidationError) -> str:
 
 
 async def _enqueue(request: Request, tasks: TaskService, body_timeout: float) -> JSONResponse:
-    raw = await _read_json(request, body_timeout)
+    raw = await _read_json(request, body_timeout, batch=True)
+    # W3C Trace Context: the enqueue continues the caller's trace (when traces are on).
+    trace = {name: value for name in TRACE_HEADERS if (value := request.headers.get(name))}
+    if isinstance(raw, list):
+        return await _enqueue_many(raw, tasks, trace or None)
     try:
         body = EnqueueRequest.model_validate(raw)
     except ValidationError as exc:
         return error(400, _field_problems(exc))
-    # W3C Trace Context: the enqueue continues the caller's trace (when traces are on).
-    trace = {name: value for name in TRACE_HEADERS if (value := request.headers.get(name))}
     enqueued = await tasks.enqueue(
         body.kind,
         body.payload,
@@ -184,6 +226,49 @@ async def _enqueue(request: Request, tasks: TaskService, body_timeout: float) ->
     )
     status = 201 if enqueued.created else 200
     return JSONBody({"id": enqueued.task.id, "created": enqueued.created}, status_code=status)
+
+
+async def _enqueue_many(
+    raw: list[Any], tasks: TaskService, trace: dict[str, str] | None
+) -> JSONResponse:
+    """A batch: 201 when any task was created, 200 when every item matched an unfinished
+    task's unique key; ``tasks`` in item order."""
+    items, refused = parse_items(raw)
+    enqueued = await tasks.enqueue_many(items, trace=trace, refused=refused)
+    created = any(e.created for e in enqueued)
+    shown = [{"id": e.task.id, "created": e.created} for e in enqueued]
+    return JSONBody({"tasks": shown}, status_code=201 if created or not enqueued else 200)
+
+
+def parse_items(raw: list[Any]) -> tuple[list[dict[str, Any]], list[ItemProblem]]:
+    """A batch's items as :meth:`TaskService.enqueue_many` takes them, each read as a
+    ``POST /tasks`` object is (durations as text), and the problems of every item whose
+    fields have the wrong names or types (its place in the items holds an empty dict);
+    raises :class:`BatchTooLarge` over MAX_BATCH items."""
+    if len(raw) > MAX_BATCH:
+        raise BatchTooLarge(len(raw), MAX_BATCH)
+    items: list[dict[str, Any]] = []
+    problems: list[ItemProblem] = []
+    for index, item in enumerate(raw):
+        try:
+            fields = EnqueueRequest.model_validate(item)
+        except ValidationError as exc:
+            items.append({})
+            problems += [
+                ItemProblem(
+                    index=index,
+                    field=".".join(str(p) for p in e["loc"]),
+                    message=e["msg"] if isinstance(item, dict) else "must be an object",
+                )
+                for e in exc.errors()
+            ]
+        else:
+            items.append({name: getattr(fields, name) for name in fields.model_fields_set})
+    return items, problems
+
+
+def _problem_json(problem: ItemProblem) -> dict[str, Any]:
+    return {"index": problem.index, "field": problem.field, "message": problem.message}
 
 
 async def _schedules(request: Request, tasks: TaskService) -> JSONResponse:
@@ -212,7 +297,7 @@ class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     target: StrictStr = Field(min_length=1, max_length=300)
-    lasting: Duration | None = Field(None, alias="for")
+    lasting: AnyDuration | None = Field(None, alias="for")
     until: AwareDatetime | None = None
     reason: StrictStr = Field("", max_length=MAX_REASON)
 

@@ -13,14 +13,24 @@ import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
 
+from gladd.admin.tasks import parse_items
+from gladd.cli.exits import EXIT_DATAERR, EXIT_NOINPUT, EXIT_USAGE, fail
 from gladd.cli.traces import traced
 from gladd.durations import format_duration, parse_duration
-from gladd.errors import SettingsError, StoreError, StoreNotFound, TaskRejected, UnknownTask
+from gladd.errors import (
+    BatchRejected,
+    SettingsError,
+    StoreError,
+    StoreNotFound,
+    TaskRejected,
+    UnknownTask,
+)
 from gladd.executor.service import TaskService, parse_state, task_json
 from gladd.plugins.known_kinds import known_kinds
 from gladd.policies import load_policies
@@ -49,13 +59,21 @@ def add_commands(
     tasks = commands.add_parser("tasks", help="enqueue, inspect, cancel and retry tasks")
     verbs = tasks.add_subparsers(title="verbs", metavar="VERB", required=True)
 
-    enqueue = verbs.add_parser("enqueue", help="add a task; prints its id")
-    enqueue.add_argument("kind")
-    enqueue.add_argument("--payload", default="{}", help="JSON payload (default {})")
-    enqueue.add_argument("--delay", default="0s", help='run after this long, e.g. "30s"')
+    enqueue = verbs.add_parser(
+        "enqueue", help="add a task, or a batch of them with --from-file; prints the ids"
+    )
+    enqueue.add_argument("kind", nargs="?", help="the task's kind (not with --from-file)")
+    enqueue.add_argument("--payload", help="JSON payload (default {})")
+    enqueue.add_argument("--delay", help='run after this long, e.g. "30s"')
     enqueue.add_argument("--priority", type=int, help="higher runs first (-1000..1000)")
     enqueue.add_argument("--unique-key", help="at most one unfinished task per key")
-    enqueue.set_defaults(verb=_enqueue)
+    enqueue.add_argument(
+        "--from-file",
+        metavar="FILE",
+        help="a batch: JSON Lines, one POST /tasks object a line (- reads stdin); "
+        "all stored in one transaction, or none",
+    )
+    enqueue.set_defaults(verb=_enqueue, prepare=_prepare_enqueue)
 
     listing = verbs.add_parser("list", help="list tasks, newest first")
     listing.add_argument("--state", help="pending, running, succeeded, dead or cancelled")
@@ -134,6 +152,10 @@ async def _service(
 
 def run_verb(args: argparse.Namespace, settings: Settings) -> int:
     verb: Callable[[argparse.Namespace, TaskService], Awaitable[int]] = args.verb
+    # What needs no store (the arguments, an input file) is checked before opening one.
+    prepare: Callable[[argparse.Namespace], int | None] | None = getattr(args, "prepare", None)
+    if prepare is not None and (code := prepare(args)) is not None:
+        return code
     migrate, create = getattr(args, "migrate", True), getattr(args, "create", False)
 
     async def main() -> int:
@@ -175,20 +197,86 @@ def where_from(settings: Settings, env_file: Path | None) -> str:
     return "\n".join(lines)
 
 
-async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
+def _prepare_enqueue(args: argparse.Namespace) -> int | None:
+    """Refuse a usage error (64); with --from-file, read its lines into ``args.batch``
+    (66 when it cannot be read, 65 with each line that is not JSON)."""
+    single = {
+        "--payload": args.payload,
+        "--delay": args.delay,
+        "--priority": args.priority,
+        "--unique-key": args.unique_key,
+    }
+    given = [flag for flag, value in single.items() if value is not None]
+    if args.from_file is None and args.kind is None:
+        fail("tasks enqueue: give a KIND, or --from-file FILE for a batch")
+        return EXIT_USAGE
+    if args.from_file is not None and (args.kind is not None or given):
+        also = ", ".join(["KIND"] * (args.kind is not None) + given)
+        fail(f"tasks enqueue: --from-file takes the tasks from its file, not {also}")
+        return EXIT_USAGE
+    if args.from_file is None:
+        return None
+    name = "<stdin>" if args.from_file == "-" else args.from_file
     try:
-        payload = json.loads(args.payload)
+        data = sys.stdin.buffer.read() if args.from_file == "-" else Path(name).read_bytes()
+    except OSError as exc:
+        fail(f"cannot read {name}: {exc.strerror or exc}")
+        return EXIT_NOINPUT
+    lines, problems = read_json_lines(data)
+    if problems:
+        for line, message in problems:
+            print(f"{name}:{line}: {message}", file=sys.stderr)
+        return EXIT_DATAERR
+    args.batch = BatchFile(name=name, lines=[n for n, _ in lines], items=[i for _, i in lines])
+    return None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchFile:
+    """The items of ``--from-file``, each with the line it came from."""
+
+    name: str
+    lines: list[int]
+    items: list[Any]
+
+
+def read_json_lines(data: bytes) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
+    """Each line of ``data`` that is not blank as (line number, value), and each that is
+    not JSON as (line number, why)."""
+    values: list[tuple[int, Any]] = []
+    problems: list[tuple[int, str]] = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append((number, json.loads(line, parse_constant=_not_a_number)))
+        except RecursionError:
+            problems.append((number, "not JSON: nested too deeply to decode"))
+        except ValueError as exc:  # also UnicodeDecodeError
+            problems.append((number, f"not JSON: {exc}"))
+    return values, problems
+
+
+def _not_a_number(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
+    # The caller's trace, as programs hand it to a child process (OpenTelemetry's
+    # environment-variable carrier): this enqueue joins it when traces are on.
+    carrier = {name.lower(): os.environ[name] for name in TRACE_ENV if os.environ.get(name)}
+    if args.from_file is not None:
+        return await _enqueue_batch(args.batch, service, carrier or None)
+    try:
+        payload = json.loads("{}" if args.payload is None else args.payload)
     except ValueError as exc:
         raise TaskRejected(f"--payload is not valid JSON: {exc}") from None
     except RecursionError:
         raise TaskRejected("--payload is nested too deeply to decode") from None
     try:
-        delay = parse_duration(args.delay)
+        delay = parse_duration("0s" if args.delay is None else args.delay)
     except ValueError as exc:
         raise SettingsError(f"--delay: {exc}") from None
-    # The caller's trace, as programs hand it to a child process (OpenTelemetry's
-    # environment-variable carrier): this enqueue joins it when traces are on.
-    carrier = {name.lower(): os.environ[name] for name in TRACE_ENV if os.environ.get(name)}
     enqueued = await service.enqueue(
         args.kind,
         payload,
@@ -203,6 +291,32 @@ async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
             f"gladd: task {enqueued.task.id} with unique key {args.unique_key!r} already exists",
             file=sys.stderr,
         )
+    return 0
+
+
+async def _enqueue_batch(
+    batch: BatchFile, service: TaskService, trace: dict[str, str] | None
+) -> int:
+    """All of the file's tasks in one transaction, or (65) none, each refused line as
+    ``FILE:LINE: field: message`` on stderr."""
+    try:
+        items, refused = parse_items(batch.items)
+        enqueued = await service.enqueue_many(items, trace=trace, refused=refused)
+    except BatchRejected as exc:
+        for problem in exc.problems:
+            where = f"{batch.name}:{batch.lines[problem.index]}"
+            field = f" {problem.field}:" if problem.field else ""
+            print(f"{where}:{field} {problem.message}", file=sys.stderr)
+        print(f"gladd: nothing stored from {batch.name}", file=sys.stderr)
+        return EXIT_DATAERR
+    for line, done in zip(batch.lines, enqueued, strict=True):
+        print(done.task.id)
+        if not done.created:
+            print(
+                f"{batch.name}:{line}: task {done.task.id} with unique key "
+                f"{done.task.unique_key!r} already exists",
+                file=sys.stderr,
+            )
     return 0
 
 

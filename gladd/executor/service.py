@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from gladd.errors import TaskRejected, TaskStateConflict, UnknownSchedule, UnknownTask
+from gladd.durations import parse_duration
+from gladd.errors import (
+    BatchRejected,
+    BatchTooLarge,
+    ItemProblem,
+    TaskRejected,
+    TaskStateConflict,
+    UnknownSchedule,
+    UnknownTask,
+)
 from gladd.executor.decide import new_task, scheduled_task
-from gladd.executor.enqueue import store_new_task
+from gladd.executor.enqueue import store_new_task, store_new_tasks
 from gladd.executor.flow import (
     gates_of,
     holds,
@@ -26,16 +36,21 @@ from gladd.executor.flow import (
     target_kinds,
     wait_reasons,
 )
+from gladd.executor.group_commit import GroupCommit
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.runner import utcnow
 from gladd.maintenance.scheduler import describe_schedules
 from gladd.policies import Policies
-from gladd.store import Enqueued, Store, Task, TaskState
+from gladd.store import Enqueued, NewTask, Store, Task, TaskState
 from gladd.store.base import FINISHED_STATES
 from gladd.store.gates import Pause
 from gladd.store.rules import json_problem, text_problem
 
 MAX_LIST = 1000
+MAX_BATCH = 10_000
+"""Tasks one batch enqueue may hold: one transaction, so a bound on its size and time."""
+ITEM_FIELDS = ("kind", "payload", "delay", "priority", "unique_key", "timeout")
+"""What an item of a batch enqueue may say: :meth:`TaskService.enqueue`'s arguments."""
 MAX_REASON = 500
 """Characters a pause's reason may have."""
 MAX_DELAY = 3650 * 86400.0
@@ -59,48 +74,147 @@ class TaskService:
         self.kinds = kinds
         self.policies = policies
         self.now = now
+        self.group = GroupCommit(store=store)
+        """Enqueues arriving together share one transaction (:mod:`.group_commit`)."""
 
     async def enqueue(
         self,
         kind: str,
         payload: Any = None,
         *,
-        delay: float = 0.0,
+        delay: float | str = 0.0,
         priority: int | None = None,
         unique_key: str | None = None,
-        timeout: float | None = None,
+        timeout: float | str | None = None,
         trace: Mapping[str, str] | None = None,
     ) -> Enqueued:
         """Validate and store a task; raises TaskRejected before storing anything.
 
+        ``delay`` and ``timeout`` are seconds or duration text (``"30s"``, ``"1m30s"``): every
+        entry point (CLI, admin API, Python clients) shares this one coercion.
+
         With traces on, the enqueue is a span in the caller's trace — ``trace`` holds its
         ``traceparent`` (and ``tracestate``) when it came from outside this process (an
         HTTP header, the CLI's environment), otherwise the current span is its parent."""
-        if not isinstance(kind, str):
-            raise TaskRejected(f"kind must be a string (got {_brief(kind)})")
-        if (problem := text_problem(kind)) is not None:
-            raise TaskRejected(f"kind {problem} (got {kind!r})")
-        handler = self.kinds.require(kind)
-        payload = {} if payload is None else payload
-        if (problem := json_problem(payload, "payload")) is not None:
-            raise TaskRejected(f"payload for {kind} refused: {problem}")
-        handler.check(handler.parse(payload), self.policies())
-        _check_seconds("delay", delay, low=0.0, inclusive=True)
-        if priority is not None and (
-            isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1000
-        ):
-            raise TaskRejected(
-                f"priority must be a whole number from -1000 to 1000 (got {_brief(priority)})"
-            )
-        if timeout is not None:
-            _check_seconds("timeout", timeout, low=0.0, inclusive=False)
-        if unique_key is not None and not isinstance(unique_key, str):
-            raise TaskRejected(f"unique_key must be a string (got {_brief(unique_key)})")
-        if unique_key is not None and (problem := text_problem(unique_key)) is not None:
-            raise TaskRejected(f"unique_key {problem}")
         now = self.now()
-        spec = new_task(
-            self.policies(),
+        try:
+            spec = self._checked(
+                self.policies(),
+                now,
+                kind,
+                payload,
+                delay=delay,
+                priority=priority,
+                unique_key=unique_key,
+                timeout=timeout,
+            )
+        except _Refused as exc:
+            raise exc.rejection from exc.rejection.__cause__
+        return await store_new_task(self.group, spec, now=now, trace=trace)
+
+    async def enqueue_many(
+        self,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        trace: Mapping[str, str] | None = None,
+        refused: Sequence[ItemProblem] = (),
+    ) -> builtins.list[Enqueued]:
+        """Validate every item as :meth:`enqueue` validates one, then store them all in one
+        transaction; ``Enqueued`` in item order (a unique key already held, or held by an
+        earlier item, gives that task with ``created`` False).
+
+        Each item is a mapping of :data:`ITEM_FIELDS` (``kind`` required). Any item refused
+        raises :class:`BatchRejected` listing every refused item, and nothing is stored;
+        more than :data:`MAX_BATCH` items raise :class:`BatchTooLarge`. ``refused`` holds
+        the problems a caller found already in reading the items (the admin API's field
+        types): their items are not checked again, and their problems are listed with the
+        others. With traces on, the batch is one PRODUCER span (see
+        :func:`store_new_tasks`)."""
+        if len(items) > MAX_BATCH:
+            raise BatchTooLarge(len(items), MAX_BATCH)
+        if not items:
+            return []
+        policies, now = self.policies(), self.now()
+        specs: builtins.list[NewTask] = []
+        problems = builtins.list(refused)
+        skipped = {p.index for p in refused}
+        for index, item in enumerate(items):
+            if index in skipped:
+                continue
+            try:
+                specs.append(self._checked_item(policies, now, item))
+            except _Refused as exc:
+                problems.append(ItemProblem(index=index, field=exc.field, message=str(exc)))
+        if problems:
+            problems.sort(key=lambda p: p.index)  # stable: an item's own order stays
+            raise BatchRejected(problems, size=len(items))
+        return await store_new_tasks(self.store, specs, now=now, trace=trace)
+
+    def _checked_item(self, policies: Policies, now: datetime, item: object) -> NewTask:
+        if not isinstance(item, Mapping):
+            raise _Refused("", TaskRejected(f"an item must be an object (got {_brief(item)})"))
+        unknown = [str(name) for name in item if name not in ITEM_FIELDS]
+        if unknown:
+            shown = ", ".join(_brief(name) for name in unknown[:5])
+            fields = ", ".join(ITEM_FIELDS)
+            raise _Refused("", TaskRejected(f"unknown field {shown} (fields: {fields})"))
+        if "kind" not in item:
+            raise _Refused("kind", TaskRejected("required"))
+        return self._checked(
+            policies,
+            now,
+            item["kind"],
+            item.get("payload"),
+            delay=item.get("delay", 0.0),
+            priority=item.get("priority"),
+            unique_key=item.get("unique_key"),
+            timeout=item.get("timeout"),
+        )
+
+    def _checked(
+        self,
+        policies: Policies,
+        now: datetime,
+        kind: Any,
+        payload: Any,
+        *,
+        delay: Any,
+        priority: Any,
+        unique_key: Any,
+        timeout: Any,
+    ) -> NewTask:
+        """The task to store, or :class:`_Refused` naming the field and the first problem:
+        every check an enqueue gets, before any store sees it."""
+        with _about("kind"):
+            if not isinstance(kind, str):
+                raise TaskRejected(f"kind must be a string (got {_brief(kind)})")
+            if (problem := text_problem(kind)) is not None:
+                raise TaskRejected(f"kind {problem} (got {kind!r})")
+            handler = self.kinds.require(kind)
+        payload = {} if payload is None else payload
+        with _about("payload"):
+            if (problem := json_problem(payload, "payload")) is not None:
+                raise TaskRejected(f"payload for {kind} refused: {problem}")
+            handler.check(handler.parse(payload), policies)
+        with _about("delay"):
+            delay = _seconds("delay", delay, low=0.0, inclusive=True)
+        with _about("priority"):
+            if priority is not None and (
+                isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1000
+            ):
+                raise TaskRejected(
+                    f"priority must be a whole number from -1000 to 1000 (got {_brief(priority)})"
+                )
+        if timeout is not None:
+            with _about("timeout"):
+                timeout = _seconds("timeout", timeout, low=0.0, inclusive=False)
+        with _about("unique_key"):
+            if unique_key is not None and not isinstance(unique_key, str):
+                raise TaskRejected(f"unique_key must be a string (got {_brief(unique_key)})")
+            if unique_key is not None and (problem := text_problem(unique_key)) is not None:
+                raise TaskRejected(f"unique_key {problem}")
+        return new_task(
+            policies,
             kind=kind,
             payload=payload,
             run_at=now + timedelta(seconds=delay),
@@ -108,7 +222,6 @@ class TaskService:
             unique_key=unique_key,
             timeout=timeout,
         )
-        return await store_new_task(self.store, spec, now=now, trace=trace)
 
     async def schedules(self) -> list[dict[str, Any]]:
         """Every schedule of the policies with its next fire and where it stands."""
@@ -126,7 +239,7 @@ class TaskService:
             raise UnknownSchedule(f"no schedule {shown!r} in the policies (schedules: {known})")
         now = self.now()
         spec = scheduled_task(policies, name, schedule, now, now)
-        return await store_new_task(self.store, spec, now=now)
+        return await store_new_task(self.group, spec, now=now)
 
     async def get(self, task_id: int) -> Task:
         if task_id not in TASK_IDS:
@@ -226,7 +339,7 @@ class TaskService:
         if seconds is not None and until is not None:
             raise TaskRejected("a pause lasts for a duration or until a time, not both")
         if seconds is not None:
-            _check_seconds("the pause's duration", seconds, low=0.0, inclusive=False)
+            _seconds("the pause's duration", seconds, low=0.0, inclusive=False)
             until = now + timedelta(seconds=seconds)
         elif until is not None:
             if until.tzinfo is None:
@@ -268,16 +381,43 @@ class TaskService:
         return await self.store.purge(finished_before=before, states=states)
 
 
+class _Refused(Exception):
+    """A check's :class:`TaskRejected` with the field it was about: a single enqueue
+    raises ``rejection`` itself, a batch lists it as an :class:`ItemProblem`."""
+
+    def __init__(self, field: str, rejection: TaskRejected) -> None:
+        super().__init__(str(rejection))
+        self.field = field
+        self.rejection = rejection
+
+
+@contextmanager
+def _about(field: str) -> Iterator[None]:
+    try:
+        yield
+    except TaskRejected as exc:
+        raise _Refused(field, exc) from exc
+
+
 def _conflict(task: Task, verb: str) -> TaskStateConflict:
     allowed = CANCELLABLE if verb == "cancelled" else RETRYABLE
     names = " or ".join(s.value for s in allowed)
     return TaskStateConflict(task.id, task.state.value, names, verb)
 
 
-def _check_seconds(what: str, seconds: float, *, low: float, inclusive: bool) -> None:
-    """``seconds`` as a delay or timeout: a finite number of seconds up to MAX_DELAY."""
+def _seconds(what: str, seconds: float | str, *, low: float, inclusive: bool) -> float:
+    """``seconds`` as a delay or timeout: a finite number of seconds up to MAX_DELAY, given
+    as a number or as duration text (``"30s"``), refused as the admin API refuses it."""
+    if isinstance(seconds, str):
+        try:
+            seconds = parse_duration(seconds)
+        except ValueError as exc:
+            raise TaskRejected(f"{what}: {exc}") from None
     if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-        raise TaskRejected(f"{what} must be a number of seconds (got {_brief(seconds)})")
+        got = _brief(seconds)
+        raise TaskRejected(
+            f'{what} must be a number of seconds or a duration like "30s" (got {got})'
+        )
     try:
         value = float(seconds)
     except OverflowError:  # an int beyond any float
@@ -288,6 +428,7 @@ def _check_seconds(what: str, seconds: float, *, low: float, inclusive: bool) ->
         raise TaskRejected(
             f"{what} must be {least} {low:g}s and at most 3650d, ten years (got {value:g}s)"
         )
+    return value
 
 
 def _brief(value: object) -> str:

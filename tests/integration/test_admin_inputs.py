@@ -13,7 +13,7 @@ import json
 import logging
 import secrets
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from gladd.admin.app import create_app
-from gladd.executor.service import TaskService
+from gladd.admin.tasks import MAX_BATCH_BODY, MAX_BODY
+from gladd.executor.service import MAX_BATCH, TaskService
 from gladd.observe.health import HealthBoard
 from gladd.plugins.known_kinds import known_kinds
 from gladd.policies import parse_policies
@@ -586,6 +587,7 @@ BODIES = st.one_of(
     st.none(),
     st.binary(max_size=200),
     ENQUEUES.map(_encode),
+    st.lists(st.one_of(ENQUEUES, JSON_VALUES), max_size=4).map(_encode),  # a batch
     JSON_VALUES.map(_encode),
     st.builds(_deep, st.integers(1, 6000), st.sampled_from(["[", "{"])),
     st.builds(
@@ -715,3 +717,126 @@ async def test_a_plugin_check_that_crashes_refuses_the_task_with_422_naming_the_
         logger.remove(sink)
         await store.close()
     assert logged[0].startswith("plugin crm: the enqueue check of kind crm.sync raised KeyError")
+
+
+# -- batches: POST /tasks with an array ---------------------------------------------------
+
+
+def _all_tasks(admin: Admin) -> list[dict[str, Any]]:
+    listed: list[dict[str, Any]] = admin.request("GET", "/tasks?limit=1000").json()["tasks"]
+    return listed
+
+
+def test_a_batch_is_stored_in_item_order_and_answers_each_id(admin: Admin) -> None:
+    key = f"batch-{secrets.token_hex(3)}"
+    items = [
+        {"kind": "gladd.noop", "unique_key": key},
+        {"kind": "gladd.sleep", "payload": {"seconds": 1}, "delay": "30s", "priority": 3},
+        {"kind": "gladd.noop", "unique_key": key, "timeout": "1m"},
+    ]
+    made = admin.request("POST", "/tasks", json=items)
+    assert made.status_code == 201, made.text
+    answered = made.json()["tasks"]
+    assert [t["created"] for t in answered] == [True, True, False]
+    assert answered[2]["id"] == answered[0]["id"]
+    sleep = admin.request("GET", f"/tasks/{answered[1]['id']}").json()
+    assert (sleep["kind"], sleep["payload"], sleep["priority"]) == (
+        "gladd.sleep",
+        {"seconds": 1},
+        3,
+    )
+
+    again = admin.request("POST", "/tasks", json=[items[0]])
+    assert again.status_code == 200  # every item matched an unfinished task's key
+    assert again.json() == {"tasks": [{"id": answered[0]["id"], "created": False}]}
+    empty = admin.request("POST", "/tasks", json=[])
+    assert (empty.status_code, empty.json()) == (201, {"tasks": []})
+    _assert_answered(admin, made)
+
+
+def test_a_refused_batch_is_a_422_listing_every_item_and_stores_nothing(admin: Admin) -> None:
+    before = _all_tasks(admin)
+    items: list[Any] = [
+        {"kind": "gladd.noop"},
+        {"kind": "nope"},
+        {"kind": "gladd.sleep", "payload": {"seconds": -1}},
+        {"kind": "gladd.noop", "priority": True},
+        {"kind": "gladd.noop", "colour": "red"},
+        7,
+        {"kind": "gladd.noop", "delay": "soon"},
+        {"kind": "gladd.noop", "payload": {"x": "\udfff"}},
+    ]
+    answer = admin.request("POST", "/tasks", content=json.dumps(items).encode())
+    assert answer.status_code == 422, answer.text
+    body = answer.json()
+    assert body["error"].startswith("batch of 8 refused, nothing stored: 7 item(s) refused\n")
+    items = body["items"]
+    assert [(i["index"], i["field"]) for i in items] == [
+        (1, "kind"),
+        (2, "payload"),
+        (3, "priority"),
+        (4, "colour"),
+        (5, ""),
+        (6, "delay"),
+        (7, "payload"),
+    ]
+    assert items[0]["message"].startswith("unknown task kind 'nope' (known kinds: gladd.noop")
+    assert items[1]["message"].startswith("payload for gladd.sleep is invalid: seconds")
+    assert items[3]["message"] == "Extra inputs are not permitted"
+    assert items[4]["message"] == "must be an object"
+    assert items[6]["message"].startswith("payload for gladd.noop refused: payload.x: contains")
+    assert _all_tasks(admin) == before
+    _assert_answered(admin, answer)
+
+
+def test_a_batch_over_its_limits_is_a_413_naming_the_limit(admin: Admin) -> None:
+    before = _all_tasks(admin)
+    many = admin.request("POST", "/tasks", json=[{"kind": "gladd.noop"}] * (MAX_BATCH + 1))
+    assert many.status_code == 413
+    assert many.json() == {
+        "error": f"a batch may hold at most {MAX_BATCH} tasks (got {MAX_BATCH + 1}): split it; "
+        "nothing was stored"
+    }
+    huge = b'[{"kind": "gladd.noop", "payload": "' + b"x" * MAX_BATCH_BODY + b'"}]'
+    too_big = admin.request("POST", "/tasks", content=huge)
+    assert too_big.status_code == 413
+    assert too_big.json() == {
+        "error": f"request body over {MAX_BATCH_BODY} bytes (the limit of a batch, an array "
+        "of tasks)"
+    }
+    # Streamed without a Content-Length, the limit holds as the body comes in.
+    streamed = admin.request("POST", "/tasks", content=_chunked(huge, 1 << 20))
+    assert streamed.status_code == 413
+    assert _all_tasks(admin) == before
+
+
+async def _chunked(body: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def test_a_batch_may_be_over_an_objects_limit_and_an_object_still_may_not(admin: Admin) -> None:
+    blob = "x" * (600 * 1024)
+    pair = [{"kind": "gladd.noop", "payload": {"blob": blob}}] * 2  # 1.2 MiB
+    made = admin.request("POST", "/tasks", json=pair)
+    assert made.status_code == 201, made.text[:300]
+    single = {"kind": "gladd.noop", "payload": {"blob": blob * 2}}
+    for content in (json.dumps(single).encode(), b"  \n" + json.dumps(single).encode()):
+        answer = admin.request("POST", "/tasks", content=content)
+        assert answer.status_code == 413
+        assert answer.json() == {"error": f"request body over {MAX_BODY} bytes"}
+
+
+def test_post_tasks_takes_delay_and_timeout_as_seconds_or_text(admin: Admin) -> None:
+    by_number = admin.request(
+        "POST", "/tasks", json={"kind": "gladd.noop", "delay": 90, "timeout": 2}
+    )
+    by_text = admin.request(
+        "POST", "/tasks", json={"kind": "gladd.noop", "delay": "1m30s", "timeout": "2s"}
+    )
+    assert (by_number.status_code, by_text.status_code) == (201, 201)
+    shown = [admin.request("GET", f"/tasks/{r.json()['id']}").json() for r in (by_number, by_text)]
+    assert shown[0]["timeout"] == shown[1]["timeout"] == 2.0
+    refused = admin.request("POST", "/tasks", json={"kind": "gladd.noop", "delay": True})
+    assert refused.status_code == 400
+    assert "delay" in refused.json()["error"]

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import gladd
+from gladd.errors import BatchRejected
 from gladd.store.factory import store_from_url
 
 pytestmark = pytest.mark.anyio
@@ -159,3 +160,56 @@ async def test_with_traces_off_an_enqueue_records_no_trace(tmp_path: Path) -> No
         with trace.use_span(NonRecordingSpan(caller)):
             task = await client.get(await client.enqueue("gladd.noop"))
     assert task.traceparent is None
+
+
+async def test_durations_are_seconds_or_text_the_same_way_everywhere(tmp_path: Path) -> None:
+    url = await made(f"sqlite:///{tmp_path / 'gladd.db'}")
+    by_text = await gladd.enqueue("gladd.noop", database_url=url, delay="1m30s", timeout="2s")
+    async with gladd.Client(url) as client:
+        by_seconds = await client.enqueue("gladd.noop", delay=90, timeout=2.0)
+        text, seconds = await client.get(by_text), await client.get(by_seconds)
+        with pytest.raises(gladd.TaskRejected) as refused:
+            await client.enqueue("gladd.noop", delay="soon")
+        with pytest.raises(gladd.TaskRejected, match="timeout must be more than 0s"):
+            await client.enqueue("gladd.noop", timeout="0s")
+        with pytest.raises(gladd.TaskRejected, match=r"delay must be a number of seconds or"):
+            await client.enqueue("gladd.noop", delay=[30])
+    assert text.timeout == seconds.timeout == 2.0
+    assert (text.run_at - text.created_at).total_seconds() == 90.0
+    assert (seconds.run_at - seconds.created_at).total_seconds() == 90.0
+    assert str(refused.value) == (
+        "delay: 'soon' is not a duration: use a number and a unit (ms, s, m, h, d), "
+        'like "500ms", "5s", "15m", "1h30m" or "7d"'
+    )
+
+
+async def test_enqueue_many_stores_a_batch_or_nothing(tmp_path: Path) -> None:
+    url = await made(f"sqlite:///{tmp_path / 'gladd.db'}")
+    async with gladd.Client(url) as client:
+        held = await client.enqueue("gladd.noop", unique_key="held")
+        ids = await client.enqueue_many(
+            iter(
+                [
+                    {"kind": "gladd.sleep", "payload": {"seconds": 0.5}, "delay": 30},
+                    {"kind": "gladd.noop", "unique_key": "held"},
+                    {"kind": "gladd.noop", "priority": 4, "timeout": 2.0},
+                ]
+            )
+        )
+        assert ids[1] == held
+        assert ids[0] < ids[2]
+        sleep, noop = await client.get(ids[0]), await client.get(ids[2])
+        assert (sleep.kind, sleep.payload) == ("gladd.sleep", {"seconds": 0.5})
+        assert (noop.priority, noop.timeout) == (4, 2.0)
+
+        with pytest.raises(BatchRejected) as caught:
+            await client.enqueue_many(
+                [{"kind": "gladd.noop", "unique_key": "fresh"}, {"kind": "nope"}, {"kind": 1}]
+            )
+        assert isinstance(caught.value, gladd.TaskRejected)
+        rendered = [p.render() for p in caught.value.problems]
+        assert rendered[0].startswith("item 1: kind: unknown task kind 'nope'")
+        assert rendered[1] == "item 2: kind: kind must be a string (got 1)"
+        # "fresh" was never stored: a new task takes it.
+        assert await client.enqueue("gladd.noop", unique_key="fresh") > ids[2]
+        assert await client.enqueue_many([]) == []

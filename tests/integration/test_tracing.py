@@ -25,6 +25,7 @@ from gladd.executor.service import TaskService
 from gladd.policies import Policies, parse_policies
 from gladd.store import TaskState
 from gladd.store.configure import configured_store
+from gladd.store.memory import MemoryStore
 from tests.integration.fakes import webhook
 from tests.integration.fakes.harness import BASE, admin_client, running
 from tests.integration.fakes.server import Faults, serve
@@ -305,3 +306,26 @@ async def test_with_store_spans_each_store_operation_is_a_span_under_its_caller(
         "send gladd.noop",
         "gladd.store get",
     ]
+
+
+async def test_a_batch_enqueue_is_one_send_span_every_task_of_it_continues(
+    spans: InMemorySpanExporter,
+) -> None:
+    store = MemoryStore()
+    await store.open()
+    service = TaskService(store, KindRegistry(builtin_kinds()), policies)
+    items = [{"kind": "gladd.noop"}, {"kind": "gladd.sleep", "payload": {"seconds": 0}}]
+    enqueued = await service.enqueue_many([*items, items[0]], trace={"traceparent": CALLER})
+    same_kind = await service.enqueue_many([items[0], items[0]])
+    (batch,) = named(spans, "send gladd.batch")
+    (noops,) = named(spans, "send gladd.noop")
+    assert batch.kind is SpanKind.PRODUCER
+    assert batch.parent is not None
+    assert (batch.parent.trace_id, batch.parent.span_id) == (TRACE_ID, 0xB7AD6B7169203331)
+    assert dict(batch.attributes or {})["messaging.batch.message_count"] == 3
+    assert dict(noops.attributes or {})["gladd.tasks.created"] == 2
+    for done in enqueued:
+        assert ids(done.task.traceparent) == (TRACE_ID, context_of(batch).span_id)
+    for done in same_kind:
+        assert ids(done.task.traceparent)[1] == context_of(noops).span_id
+    await store.close()

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gladd.durations import format_duration, parse_duration
+from gladd.durations import format_duration, parse_duration, seconds_or_duration
 
 
 @pytest.mark.parametrize(
@@ -46,3 +46,14 @@ def test_formats_back_to_the_shortest_text(seconds: float, text: str) -> None:
 def test_format_then_parse_round_trips_milliseconds(millis: int) -> None:
     seconds = millis / 1000
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, abs=1e-9)
+
+
+@pytest.mark.parametrize(("given", "seconds"), [(30, 30.0), (1.5, 1.5), ("1m30s", 90.0), (0, 0.0)])
+def test_an_api_duration_is_seconds_or_text(given: object, seconds: float) -> None:
+    assert seconds_or_duration(given) == seconds
+
+
+@pytest.mark.parametrize("given", [True, None, [30], "soon", "30"])
+def test_an_api_duration_refuses_what_is_neither(given: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        seconds_or_duration(given)

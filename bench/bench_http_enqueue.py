@@ -1,0 +1,136 @@
+"""HTTP enqueues into a real daemon: one client at a time, then 20 at once (group commit).
+
+Run: ``.venv/bin/python bench/bench_http_enqueue.py [--seconds 5] [--clients 20]``. Starts
+``gladd run`` on SQLite (a temp state directory) and on PostgreSQL (a fresh database from
+GLADD_TEST_DATABASE_URL), and for ``--seconds`` each sends ``POST /tasks`` (``gladd.noop``)
+over plain ``http.client`` keep-alive connections — one thread, then ``--clients`` threads
+— a client that is not itself the bottleneck (httpx costs ~4 ms a request here). Every 201
+means a committed task (the daemon answers only after its commit).
+
+Target (✓/✗, exit 1 on a miss): the concurrent rate ≥ 4x the one-at-a-time rate, on each
+store (concurrent enqueues share transactions: gladd/executor/group_commit.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_executor import ROOT, Report, _free_port, fresh_database
+
+FACTOR = 4.0
+BODY = json.dumps({"kind": "gladd.noop", "payload": {}}).encode()
+
+
+@contextlib.contextmanager
+def daemon(database_url: str | None) -> Iterator[int]:
+    """A ``gladd run`` on a temp state dir (and ``database_url`` if given); its port."""
+    gladd = ROOT / ".venv" / "bin" / "gladd"
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GLADD_")}
+    with tempfile.TemporaryDirectory(prefix="gladd_bench_") as state:
+        policies = Path(state) / "policies.toml"
+        # No executor work: the tasks stay pending, so only the enqueue path is measured.
+        policies.write_text('[tasks."gladd.noop"]\npaused = true\n')
+        args = [str(gladd), "run", "--state-dir", state, "--admin-port", str(port)]
+        args += ["--policies", str(policies)]
+        if database_url:
+            args += ["--database-url", database_url]
+        log = Path(state) / "daemon.log"
+        with log.open("wb") as sink:
+            proc = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=env)
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"gladd run exited {proc.returncode}: {log.read_text()}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=1).is_success:
+                        break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"gladd never got ready: {log.read_text()[-2000:]}")
+                time.sleep(0.1)
+            yield port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def post_for(port: int, seconds: float, clients: int) -> int:
+    """201s from ``clients`` keep-alive connections sending as fast as answered."""
+    done = [0] * clients
+    stop = time.monotonic() + seconds
+
+    def client(i: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        while time.monotonic() < stop:
+            conn.request("POST", "/tasks", body=BODY, headers=headers)
+            answer = conn.getresponse()
+            answer.read()
+            if answer.status != 201:
+                raise RuntimeError(f"POST /tasks answered {answer.status}")
+            done[i] += 1
+        conn.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(done)
+
+
+def measure(rep: Report, name: str, database_url: str | None, seconds: float, n: int) -> None:
+    with daemon(database_url) as port:
+        post_for(port, 0.5, 1)  # warm up
+        one = post_for(port, seconds, 1) / seconds
+        many = post_for(port, seconds, n) / seconds
+    rep.add(f"POST /tasks {name}, 1 client", f"{one:,.0f} /s")
+    rep.add(
+        f"POST /tasks {name}, {n} clients", f"{many:,.0f} /s {many / one:.1f}x", f"≥ {FACTOR:g}x"
+    )
+    rep.verdict(many >= FACTOR * one)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--clients", type=int, default=20)
+    args = parser.parse_args()
+    rep = Report()
+    measure(rep, "sqlite", None, args.seconds, args.clients)
+
+    async def on_postgres() -> None:
+        async with fresh_database() as url:
+            await asyncio.to_thread(measure, rep, "postgresql", url, args.seconds, args.clients)
+
+    asyncio.run(on_postgres())
+    print()
+    print(rep.table())
+    if rep.missed:
+        print(f"MISSED: {'; '.join(rep.missed)}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
