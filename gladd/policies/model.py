@@ -265,7 +265,9 @@ def semantic_problems(p: Policies) -> list[Problem]:
     for name, breaker in p.breaker.items():
         problems += _breaker_problems(f"breaker.{name}", breaker)
     for name, service in p.services.items():
-        problems += _timeout_problems(f"services.{name}", service.timeout, service.retry, p)
+        problems += _timeout_problems(
+            f"services.{table_key(name)}", service.timeout, service.retry, p
+        )
     for kind, task in p.tasks.items():
         timeout = task.timeout if task.timeout is not None else p.executor.task_timeout
         path = f"tasks.{table_key(kind)}"
@@ -298,8 +300,8 @@ def _reference_problems(p: Policies) -> list[Problem]:
         ("database.retry", p.database.retry, "retry", p.retry),
     ]
     for name, s in p.services.items():
-        refs.append((f"services.{name}.retry", s.retry, "retry", p.retry))
-        refs.append((f"services.{name}.breaker", s.breaker, "breaker", p.breaker))
+        refs.append((f"services.{table_key(name)}.retry", s.retry, "retry", p.retry))
+        refs.append((f"services.{table_key(name)}.breaker", s.breaker, "breaker", p.breaker))
     for kind, t in p.tasks.items():
         base = f"tasks.{table_key(kind)}"
         refs.append((f"{base}.retry", t.retry, "retry", p.retry))

@@ -132,6 +132,19 @@ breaker = "cloud"
     ]
 
 
+def test_a_dotted_service_name_is_located_at_its_own_key() -> None:
+    text = """
+[services."api.example"]
+retry = "missing"
+timeout = "0s"
+"""
+    assert problems(text) == [
+        'policies.toml:3:9: services."api.example".retry: no [retry.missing] is defined '
+        "(defined: none)",
+        'policies.toml:4:11: services."api.example".timeout: must be longer than 0s',
+    ]
+
+
 def test_attempt_timeout_longer_than_the_total_deadline_is_impossible() -> None:
     text = """
 [retry.http]
