@@ -46,6 +46,20 @@ class Gate:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GatedRequest:
+    """A gated claim's arguments as a store's claim reads them (``now`` already UTC)."""
+
+    worker: str
+    limit: int
+    now: datetime
+    kinds: tuple[str, ...]
+    gates: tuple[Gate, ...]
+    scan: int
+    ended: tuple[int, ...] = ()  # this worker's tasks whose attempts ended: not counted
+    claim_id: int = 0  # PostgreSQL: the claim's id, to learn whether an unanswered commit held
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Candidate:
     """A due pending task a gated claim may take, in claim order."""
 

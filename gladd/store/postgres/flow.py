@@ -57,7 +57,6 @@ what a shared limit costs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -67,6 +66,7 @@ from gladd.store.gates import (
     Candidate,
     ClaimPlan,
     Gate,
+    GatedRequest,
     LimitUsage,
     Pause,
     count_running,
@@ -78,20 +78,6 @@ from gladd.store.gates import (
 )
 from gladd.store.postgres.queries import Q
 from gladd.store.postgres.rows import sorted_claim
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatedRequest:
-    """A gated claim's arguments (``now`` already UTC)."""
-
-    worker: str
-    limit: int
-    now: datetime
-    kinds: tuple[str, ...]
-    gates: tuple[Gate, ...]
-    scan: int
-    claim_id: int
-    ended: tuple[int, ...] = ()  # this worker's tasks whose attempts ended: not counted
 
 
 async def claim_gated(conn: Any, request: GatedRequest) -> tuple[list[Task], ClaimPlan]:

@@ -84,7 +84,7 @@ from gladd.store.base import (
     Task,
     TaskState,
 )
-from gladd.store.gates import GATED_SCAN, Gate, LimitUsage, Pause
+from gladd.store.gates import GATED_SCAN, Gate, GatedRequest, LimitUsage, Pause
 from gladd.store.postgres import flow
 from gladd.store.postgres.errors import map_error
 from gladd.store.postgres.listener import NotifyListener
@@ -375,7 +375,7 @@ class PostgresStore:
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
         unsettled = self._unsettled_gated.pop(worker, None)
-        request = flow.GatedRequest(
+        request = GatedRequest(
             worker=worker,
             limit=limit,
             now=now,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -29,6 +28,7 @@ from gladd.store.gates import (
     Candidate,
     ClaimPlan,
     Gate,
+    GatedRequest,
     LimitUsage,
     Pause,
     count_running,
@@ -41,19 +41,6 @@ from gladd.store.gates import (
 from gladd.store.rules import utc
 from gladd.store.sqlite.queries import Q
 from gladd.store.sqlite.rows import from_us, row_to_task, to_us
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class GatedRequest:
-    """A gated claim's arguments, checked in the event loop before the write."""
-
-    worker: str
-    limit: int
-    now: datetime
-    kinds: tuple[str, ...]
-    gates: tuple[Gate, ...]
-    scan: int
-    ended: tuple[int, ...] = ()  # this worker's tasks whose attempts ended: not counted
 
 
 def claim_gated(conn: sqlite3.Connection, request: GatedRequest) -> tuple[list[Task], ClaimPlan]:

@@ -65,12 +65,11 @@ from gladd.store.base import (
     TaskState,
     nothing_to_retune,
 )
-from gladd.store.gates import GATED_SCAN, ClaimPlan, Gate, LimitUsage, Pause
+from gladd.store.gates import GATED_SCAN, ClaimPlan, Gate, GatedRequest, LimitUsage, Pause
 from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
 from gladd.store.sqlite import flow
 from gladd.store.sqlite.doorbell import Doorbell
 from gladd.store.sqlite.errors import map_error
-from gladd.store.sqlite.flow import GatedRequest
 from gladd.store.sqlite.queries import Q
 from gladd.store.sqlite.rows import row_to_schedule, row_to_task, text_value, to_us
 from gladd.store.sqlite.schema import apply_migrations, migrations
