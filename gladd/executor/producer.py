@@ -149,10 +149,8 @@ class Producer:
 
     def _slotted(self, kind: str) -> bool:
         """Whether a concurrency limit covers ``kind`` (a rate frees nothing as tasks end)."""
-        return any(g.concurrency is not None and kind in g.kinds for g in self._gates_now())
-
-    def _gates_now(self) -> tuple[Gate, ...]:
-        return self._gates(self.policies())
+        gates = self._gates(self.policies())
+        return any(g.concurrency is not None and kind in g.kinds for g in gates)
 
     async def written(self, ids: Sequence[int]) -> None:
         """The completer stored these outcomes. A node with no free slot cannot use the room

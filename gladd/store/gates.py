@@ -29,9 +29,6 @@ GATED_SCAN = 500
 """How many due pending tasks of gated kinds one gated claim looks at, in claim order.
 Tasks further back wait for the next claim (documented head-of-line bound)."""
 
-PauseTargetKind = str
-"""``kind``, ``service``, ``limit`` or ``cooldown`` — the part of a target before ``:``."""
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Gate:
