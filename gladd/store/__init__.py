@@ -23,15 +23,18 @@ from gladd.store.base import (
     TaskError,
     TaskState,
 )
+from gladd.store.catalogue import KindSpec, PublishedKind
 
 __all__ = [
     "Cancelled",
     "Enqueued",
     "Failed",
     "GatedClaim",
+    "KindSpec",
     "MigrationStatus",
     "NewTask",
     "Outcome",
+    "PublishedKind",
     "Released",
     "RescueReport",
     "ScheduleState",

@@ -30,6 +30,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
+from gladd.store.catalogue import KindSpec, PublishedKind
 from gladd.store.gates import GATED_SCAN, Gate, GateUsage, LimitUsage, Pause
 
 if TYPE_CHECKING:
@@ -191,11 +192,15 @@ class MigrationStatus:
     current: int
     latest: int
     applied: tuple[int, ...]  # applied when this store was opened
+    known: tuple[int, ...] = ()  # the versions this gladd has, in order
+    done: tuple[int, ...] = ()  # the versions the database has had
 
     @property
     def pending(self) -> tuple[int, ...]:
-        """Versions this gladd knows that the database has not had yet."""
-        return tuple(range(self.current + 1, self.latest + 1))
+        """Versions this gladd knows that the database has not had yet. Numbers may have
+        gaps (parts developed side by side each take one), and a version below ``current``
+        may still be pending: migrations are applied by number, whichever are missing."""
+        return tuple(v for v in self.known if v not in self.done)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -303,6 +308,15 @@ class Store(Protocol):
     async def forget_schedules(self, keep: Collection[str]) -> int:
         """Delete the rows of schedules not named in ``keep`` (removed from the policies);
         returns how many. Their tasks are left as they are."""
+
+    async def publish_kinds(self, node: str, kinds: Sequence[KindSpec], *, now: datetime) -> None:
+        """Make ``kinds`` what ``node`` serves, published at ``now``: its earlier rows are
+        replaced in one transaction (a kind left out is gone; an empty list forgets the
+        node). Other nodes' rows are untouched. A kind named twice raises ValueError."""
+
+    async def kinds_catalogue(self) -> list[PublishedKind]:
+        """Every node's published kinds, by kind name and then node (empty when no daemon
+        ever published here)."""
 
     async def claim(
         self, *, worker: str, limit: int, now: datetime, kinds: Sequence[str] | None = None

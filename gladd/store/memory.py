@@ -39,6 +39,7 @@ from gladd.store.base import (
     TaskState,
     nothing_to_retune,
 )
+from gladd.store.catalogue import KindSpec, PublishedKind, catalogue_order, published
 from gladd.store.gates import GATED_SCAN, Gate, LimitUsage, Pause
 from gladd.store.memory_flow import FlowBook
 from gladd.store.rules import (
@@ -77,6 +78,7 @@ class MemoryStore:
         self._next_id = 1
         self._wakeup: Wakeup | None = None
         self._flow = FlowBook()
+        self._kinds: dict[str, list[PublishedKind]] = {}  # by node
         self.pause_epoch = 0
 
     def __repr__(self) -> str:
@@ -252,6 +254,18 @@ class MemoryStore:
     async def limit_usage(self, gates: Sequence[Gate], *, now: datetime) -> LimitUsage:
         self._require_open()
         return self._flow.usage(self._tasks.values(), gates, utc(now))
+
+    async def publish_kinds(self, node: str, kinds: Sequence[KindSpec], *, now: datetime) -> None:
+        self._require_open()
+        rows = published(node, list(kinds), utc(now))
+        if rows:
+            self._kinds[node] = rows
+        else:
+            self._kinds.pop(node, None)
+
+    async def kinds_catalogue(self) -> list[PublishedKind]:
+        self._require_open()
+        return sorted((k for rows in self._kinds.values() for k in rows), key=catalogue_order)
 
     async def pauses(self, *, now: datetime) -> list[Pause]:
         self._require_open()

@@ -26,6 +26,8 @@ TRACED = frozenset(
         "schedule_states",
         "advance_schedule",
         "forget_schedules",
+        "publish_kinds",
+        "kinds_catalogue",
         "claim",
         "claim_gated",
         "limit_usage",

@@ -119,7 +119,7 @@ def test_a_store_of_the_previous_schema_shows_what_is_pending_until_migrated(
     conn.commit()
     conn.close()
     latest = migrations()[-1][0]
-    later = ", ".join(str(v) for v in range(2, latest + 1))
+    later = ", ".join(str(v) for v, _ in migrations()[1:])
 
     status = run_cli("db", "status", "--database-url", url, env=env)
     assert status.returncode == 0, status.stderr
@@ -145,7 +145,7 @@ def test_db_status_reports_pending_migrations_and_db_migrate_applies_them(tmp_pa
     latest = migrations()[-1][0]
     migrated = run_cli("db", "migrate", "--database-url", url, env=env)
     assert migrated.returncode == 0, migrated.stderr
-    every = ", ".join(str(v) for v in range(1, latest + 1))
+    every = ", ".join(str(v) for v, _ in migrations())
     assert f"applied now: {every}" in migrated.stdout
 
     status = run_cli("db", "status", "--database-url", url, env=env)

@@ -22,8 +22,10 @@ from gladd.errors import StoreError, TaskRejected, TaskStateConflict
 from gladd.store import (
     Cancelled,
     Failed,
+    KindSpec,
     NewTask,
     Outcome,
+    PublishedKind,
     Released,
     ScheduleState,
     Store,
@@ -56,7 +58,7 @@ async def _emptied(url: str) -> None:
     try:
         await conn.execute(
             "TRUNCATE gladd_tasks, gladd_workers, gladd_schedules, gladd_limits, "
-            "gladd_limit_tokens, gladd_pauses RESTART IDENTITY"
+            "gladd_limit_tokens, gladd_pauses, gladd_kinds RESTART IDENTITY"
         )
     finally:
         await conn.close()
@@ -1018,6 +1020,64 @@ async def test_wait_for_work_wakes_on_a_schedules_tasks(store: Store) -> None:
     )
     with anyio.fail_after(5):
         assert await store.wait_for_work(10) is True
+
+
+# -- the kinds catalogue --------------------------------------------------------------------
+
+SEND = KindSpec(
+    name="mail.send",
+    plugin="mail",
+    description="Send one e-mail",
+    payload_schema={
+        "type": "object",
+        "properties": {"to": {"type": "string", "title": "To"}, "n": {"type": "integer"}},
+        "required": ["to"],
+        "additionalProperties": False,
+    },
+)
+NOOP = KindSpec(name="gladd.noop", plugin="gladd")
+
+
+def row(spec: KindSpec, node: str, when: float) -> PublishedKind:
+    return PublishedKind(
+        name=spec.name,
+        plugin=spec.plugin,
+        description=spec.description,
+        payload_schema=spec.payload_schema,
+        node=node,
+        published_at=at(when),
+    )
+
+
+async def test_a_store_no_daemon_published_to_has_an_empty_catalogue(store: Store) -> None:
+    assert await store.kinds_catalogue() == []
+
+
+async def test_published_kinds_come_back_with_their_schema_node_and_time(store: Store) -> None:
+    await store.publish_kinds("n1", [SEND, NOOP], now=at(3))
+
+    assert await store.kinds_catalogue() == [row(NOOP, "n1", 3), row(SEND, "n1", 3)]
+
+
+async def test_a_publication_replaces_the_nodes_kinds_and_keeps_the_others(store: Store) -> None:
+    await store.publish_kinds("n1", [SEND, NOOP], now=at(1))
+    await store.publish_kinds("n2", [NOOP], now=at(2))
+
+    # n1's plugin was removed: its kind leaves n1's publication, n2's rows stay as they were.
+    await store.publish_kinds("n1", [NOOP], now=at(5))
+
+    assert await store.kinds_catalogue() == [row(NOOP, "n1", 5), row(NOOP, "n2", 2)]
+    await store.publish_kinds("n1", [], now=at(6))
+    assert await store.kinds_catalogue() == [row(NOOP, "n2", 2)]
+
+
+async def test_a_kind_published_twice_by_one_node_is_refused(store: Store) -> None:
+    await store.publish_kinds("n1", [NOOP], now=at(1))
+
+    with pytest.raises(ValueError, match="twice"):
+        await store.publish_kinds("n1", [SEND, SEND], now=at(2))
+
+    assert await store.kinds_catalogue() == [row(NOOP, "n1", 1)]
 
 
 # -- concurrency ----------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from gladd.store.base import (
     TaskError,
     TaskState,
 )
+from gladd.store.catalogue import PublishedKind
 from gladd.store.rules import dump_json, rescue, utc
 
 
@@ -143,3 +144,15 @@ def sorted_claim(rows: Sequence[Any]) -> list[Task]:
     tasks = [row_to_task(row) for row in rows]
     tasks.sort(key=lambda t: (-t.priority, t.run_at, t.id))
     return tasks
+
+
+def row_to_kind(row: Any) -> PublishedKind:
+    """A row of the ``kinds_catalogue`` query (``payload_schema`` decoded by the codec)."""
+    return PublishedKind(
+        name=row["name"],
+        node=row["node"],
+        plugin=row["plugin"],
+        description=row["description"],
+        payload_schema=row["payload_schema"],
+        published_at=row["published_at"],
+    )

@@ -57,7 +57,7 @@ import secrets
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
@@ -84,6 +84,7 @@ from gladd.store.base import (
     Task,
     TaskState,
 )
+from gladd.store.catalogue import KindSpec, PublishedKind, published
 from gladd.store.gates import GATED_SCAN, Gate, GatedRequest, LimitUsage, Pause
 from gladd.store.postgres import flow
 from gladd.store.postgres.errors import map_error
@@ -92,11 +93,12 @@ from gladd.store.postgres.queries import Q
 from gladd.store.postgres.rows import (
     finish_args,
     rescued,
+    row_to_kind,
     row_to_schedule,
     row_to_task,
     sorted_claim,
 )
-from gladd.store.postgres.schema import LATEST, apply_migrations
+from gladd.store.postgres.schema import LATEST, MIGRATIONS, apply_migrations
 from gladd.store.postgres.writes import Advance, advance_schedule, enqueue_once, enqueue_rounds
 from gladd.store.rules import (
     Wakeup,
@@ -250,13 +252,20 @@ class PostgresStore:
         return await apply_migrations(conn, url=self.url, timeout=self._timeout)
 
     async def migration_status(self) -> MigrationStatus:
-        async def work(conn: Any) -> int:
+        async def work(conn: Any) -> tuple[int, ...]:
             if await conn.fetchval("SELECT to_regclass('gladd_migrations')") is None:
-                return 0
-            return cast(int, await conn.fetchval("SELECT max(version) FROM gladd_migrations"))
+                return ()
+            rows = await conn.fetch("SELECT version FROM gladd_migrations ORDER BY version")
+            return tuple(int(r["version"]) for r in rows)
 
-        current = await self._run("migration_status", work)
-        return MigrationStatus(current=current or 0, latest=LATEST, applied=self._applied)
+        done = await self._run("migration_status", work)
+        return MigrationStatus(
+            current=max(done, default=0),
+            latest=LATEST,
+            applied=self._applied,
+            known=tuple(v for v, _ in MIGRATIONS),
+            done=done,
+        )
 
     # -- tasks -------------------------------------------------------------------------
 
@@ -321,6 +330,31 @@ class PostgresStore:
             return int(status.rsplit(" ", 1)[-1])
 
         return await self._run("forget_schedules", work)
+
+    # -- the kinds catalogue -------------------------------------------------------------
+
+    async def publish_kinds(self, node: str, kinds: Sequence[KindSpec], *, now: datetime) -> None:
+        rows = published(node, list(kinds), utc(now))
+        columns = (
+            [k.name for k in rows],
+            [k.plugin for k in rows],
+            [k.description for k in rows],
+            [None if k.payload_schema is None else json.dumps(k.payload_schema) for k in rows],
+        )
+
+        async def work(conn: Any) -> None:
+            async with conn.transaction():
+                await conn.execute(Q["kinds_forget_node"], node)
+                if rows:
+                    await conn.execute(Q["kinds_publish"], node, utc(now), *columns)
+
+        await self._run("publish_kinds", work)
+
+    async def kinds_catalogue(self) -> list[PublishedKind]:
+        async def work(conn: Any) -> list[PublishedKind]:
+            return [row_to_kind(row) for row in await conn.fetch(Q["kinds_catalogue"])]
+
+        return await self._run("kinds_catalogue", work)
 
     # -- running -----------------------------------------------------------------------
 

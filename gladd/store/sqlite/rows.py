@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from gladd.store.base import ScheduleState, Task, TaskError, TaskState
+from gladd.store.catalogue import PublishedKind
 from gladd.store.rules import load_json, utc
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -101,4 +102,22 @@ def row_to_schedule(row: sqlite3.Row | tuple[Any, ...]) -> ScheduleState:
         last_task=last_task,
         last_fired_at=from_us(last_fired_at),
         last_state=None if last_state is None else TaskState(last_state),
+    )
+
+
+def schema_text(schema: Any) -> str | None:
+    """A payload schema as stored: JSON text, NULL for none (any payload)."""
+    return None if schema is None else json.dumps(schema, separators=(",", ":"))
+
+
+def row_to_kind(row: sqlite3.Row | tuple[Any, ...]) -> PublishedKind:
+    """A row of the ``kinds_catalogue`` query."""
+    name, node, plugin, description, schema, published_at = row
+    return PublishedKind(
+        name=name,
+        node=node,
+        plugin=plugin,
+        description=description,
+        payload_schema=None if schema is None else load_json(schema),
+        published_at=EPOCH + timedelta(microseconds=published_at),
     )

@@ -65,13 +65,21 @@ from gladd.store.base import (
     TaskState,
     nothing_to_retune,
 )
+from gladd.store.catalogue import KindSpec, PublishedKind, published
 from gladd.store.gates import GATED_SCAN, ClaimPlan, Gate, GatedRequest, LimitUsage, Pause
 from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
 from gladd.store.sqlite import flow
 from gladd.store.sqlite.doorbell import Doorbell
 from gladd.store.sqlite.errors import map_error
 from gladd.store.sqlite.queries import Q
-from gladd.store.sqlite.rows import row_to_schedule, row_to_task, text_value, to_us
+from gladd.store.sqlite.rows import (
+    row_to_kind,
+    row_to_schedule,
+    row_to_task,
+    schema_text,
+    text_value,
+    to_us,
+)
 from gladd.store.sqlite.schema import apply_migrations, migrations
 from gladd.store.sqlite.thread import DbThread
 from gladd.store.sqlite.writes import (
@@ -250,11 +258,14 @@ class SQLiteStore:
             exists = _has_migrations_table(conn)
             return conn.execute(Q["migration_versions"]).fetchall() if exists else []
 
-        rows = await self._read(versions)
+        done = tuple(sorted(v for (v,) in await self._read(versions)))
+        known = tuple(v for v, _ in migrations())
         return MigrationStatus(
-            current=max((v for (v,) in rows), default=0),
-            latest=migrations()[-1][0],
+            current=max(done, default=0),
+            latest=known[-1],
             applied=self._applied,
+            known=known,
+            done=done,
         )
 
     # -- plumbing ---------------------------------------------------------------------------
@@ -348,6 +359,31 @@ class SQLiteStore:
     async def forget_schedules(self, keep: Collection[str]) -> int:
         names = json.dumps(sorted(keep))
         return await self._write(lambda c: c.execute(Q["forget_schedules"], (names,)).rowcount)
+
+    # -- the kinds catalogue ----------------------------------------------------------------
+
+    async def publish_kinds(self, node: str, kinds: Sequence[KindSpec], *, now: datetime) -> None:
+        rows = [
+            (
+                k.name,
+                node,
+                k.plugin,
+                k.description,
+                schema_text(k.payload_schema),
+                to_us(k.published_at),
+            )
+            for k in published(node, list(kinds), utc(now))
+        ]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(Q["kinds_forget_node"], (node,))
+            conn.executemany(Q["kinds_publish"], rows)
+
+        await self._write(work)
+
+    async def kinds_catalogue(self) -> list[PublishedKind]:
+        rows = await self._read(lambda c: c.execute(Q["kinds_catalogue"]).fetchall())
+        return [row_to_kind(row) for row in rows]
 
     # -- running ----------------------------------------------------------------------------
 

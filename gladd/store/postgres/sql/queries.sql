@@ -359,3 +359,20 @@ SELECT r.*, pg_notify('gladd_pauses', r.target) AS notified FROM removed AS r;
 
 -- name: ring
 SELECT pg_notify('gladd_tasks', '');
+
+-- The kinds catalogue (0006_kinds.sql). A publication is kinds_forget_node, then
+-- kinds_publish, in one transaction: readers see a node's old set or its new one.
+
+-- name: kinds_forget_node
+DELETE FROM gladd_kinds WHERE node = $1;
+
+-- name: kinds_publish
+-- $1 node, $2 when, then the kinds as parallel arrays (schemas as JSON text, NULL: any).
+INSERT INTO gladd_kinds (name, node, plugin, description, payload_schema, published_at)
+SELECT k.name, $1, k.plugin, k.description, k.payload_schema::jsonb, $2
+FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])
+    AS k (name, plugin, description, payload_schema);
+
+-- name: kinds_catalogue
+SELECT name, node, plugin, description, payload_schema, published_at FROM gladd_kinds
+ORDER BY name COLLATE "C", node COLLATE "C";

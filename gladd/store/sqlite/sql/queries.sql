@@ -274,3 +274,16 @@ RETURNING target, reason, until, by, created_at;
 
 -- name: sweep_pauses
 DELETE FROM gladd_pauses WHERE until <= ?;
+
+-- The kinds catalogue (0006_kinds.sql).
+
+-- name: kinds_forget_node
+DELETE FROM gladd_kinds WHERE node = ?;
+
+-- name: kinds_publish
+INSERT INTO gladd_kinds (name, node, plugin, description, payload_schema, published_at)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: kinds_catalogue
+SELECT name, node, plugin, description, payload_schema, published_at FROM gladd_kinds
+ORDER BY name, node;
