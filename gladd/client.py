@@ -9,8 +9,11 @@
     async with gladd.Client("postgresql://app@db/gladd") as client:
         await client.enqueue("http.request", {...}, delay=30, unique_key="order-17")
 
-The client writes to the store directly (the daemon need not be running) and validates
-kinds and payloads exactly as ``gladd tasks enqueue`` and ``POST /tasks`` do. Without a
+The client writes to the store directly (the daemon need not be running) and imports no
+plugin to do it: it checks kinds and payloads against the built-in kinds and the catalogue
+of kinds and payload JSON Schemas the daemon published in the store
+(:mod:`gladd.executor.catalogue`), or, given ``kinds=``, against that registry with full
+pydantic validation. Nothing refused is stored. Without a
 URL it finds the store as the CLI does (``GLADD_*``, the env file — the service's
 ``/etc/gladd/gladd.env`` on its host —, the state directory), and it never creates one: a
 store that is not there raises :class:`~gladd.errors.StoreNotFound` naming where it looked.
@@ -24,9 +27,9 @@ from types import TracebackType
 from typing import Any, Self
 
 from gladd import tracing
+from gladd.executor.catalogue import CatalogueKinds
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.service import TaskService
-from gladd.plugins.known_kinds import known_kinds
 from gladd.policies import Policies, load_policies
 from gladd.settings import load_settings
 from gladd.store import Store, Task
@@ -52,7 +55,10 @@ class Client:
             tracing.enable(store_spans=settings.otel_store_spans)
         self._policies: Policies = load_policies(settings.policies_path).policies
         self._store: Store = configured_store(settings.store_url, self._policies)
-        kinds = kinds or known_kinds(self._policies, settings.plugin_paths)
+        # Without kinds=, the daemon's published catalogue: no plugin is imported here.
+        self._catalogue: CatalogueKinds | None = None
+        if kinds is None:
+            kinds = self._catalogue = CatalogueKinds(self._store)
         self._service = TaskService(self._store, kinds, lambda: self._policies)
 
     async def __aenter__(self) -> Self:
@@ -80,6 +86,8 @@ class Client:
         """Store a task; returns its id (the existing task's id when ``unique_key`` matches
         an unfinished one). ``delay`` and ``timeout`` are seconds or text like ``"30s"``.
         Raises TaskRejected for an unknown kind, an invalid payload or duration."""
+        if self._catalogue is not None:
+            await self._catalogue.refresh_for([kind])
         enqueued = await self._service.enqueue(
             kind, payload, delay=delay, priority=priority, unique_key=unique_key, timeout=timeout
         )
@@ -91,7 +99,12 @@ class Client:
         in seconds). Every item is checked first: any refused raises
         :class:`~gladd.errors.BatchRejected` listing each refused item, and nothing is
         stored; over 10,000 items raise :class:`~gladd.errors.BatchTooLarge`."""
-        enqueued = await self._service.enqueue_many(list(items))
+        batch = list(items)
+        if self._catalogue is not None:
+            await self._catalogue.refresh_for(
+                i.get("kind") for i in batch if isinstance(i, Mapping)
+            )
+        enqueued = await self._service.enqueue_many(batch)
         return [e.task.id for e in enqueued]
 
     async def get(self, task_id: int) -> Task:

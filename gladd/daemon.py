@@ -211,6 +211,7 @@ class Daemon:
         task_status.started()
         if not await self._open_store() or self._stop.is_set():
             return
+        await self.runtime.publish_kinds()
         # The plugins' clients outlive the executor's drain: running tasks still use them.
         async with self.runtime.plugins.serving():
             await self.runtime.executor.run()

@@ -28,6 +28,7 @@ from loguru import logger
 
 from gladd import tracing
 from gladd.errors import PolicyError, Problem, StoreError
+from gladd.executor.catalogue import kind_specs
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.registry_checks import registry_problems
 from gladd.executor.runner import Executor, utcnow
@@ -142,6 +143,7 @@ class Runtime:
         worker_id: str | None = None,
     ) -> None:
         self.settings = settings
+        self._now = now
         if isinstance(loaded, Policies):
             loaded = given_policies(loaded)
         self.served = Served(generation=1, loaded=loaded)
@@ -244,6 +246,27 @@ class Runtime:
             plugins.log()
         for kind in self.plugins.load(plugins):
             self.kinds.register(kind)
+
+    async def publish_kinds(self) -> None:
+        """Once the store is open: publish the kinds this node serves (with their payload
+        schemas) in the store's catalogue, which clients validate enqueues against without
+        importing plugins. Plugins load only at start, so this is the one publication of
+        a run; a kind no longer served (its plugin removed) leaves the catalogue with it.
+        A failure is logged, not raised: the node serves tasks all the same."""
+        node = self.settings.node_name
+        try:
+            await self.store.publish_kinds(node, kind_specs(self.kinds), now=self._now())
+        except StoreError as exc:
+            logger.warning(
+                "could not publish this node's task kinds to the store ({}): clients that "
+                "validate against the catalogue may refuse its plugins' kinds until the next "
+                "start",
+                exc,
+            )
+            return
+        logger.info(
+            "published {} task kind(s) of node {} to the store", len(self.kinds.names()), node
+        )
 
     # -- live reload ----------------------------------------------------------------------
 

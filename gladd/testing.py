@@ -132,6 +132,7 @@ class PluginTest:
             await self.store.open()
             stack.push_async_callback(self.store.close)
             self.runtime.store_health.open()
+            await self.runtime.publish_kinds()
             await stack.enter_async_context(self.runtime.plugins.serving())
             self._stack = stack.pop_all()
         return self

@@ -159,7 +159,11 @@ class Attempts:
         limit = timeout_for(policies, task)
         log = logger.bind(task_id=task.id, kind=task.kind, attempt=task.attempt)
         try:
+            # Again here, as at enqueue: a client checked the payload against the published
+            # JSON Schema only, which cannot say all a model's validators or the plugin's
+            # check do (issue 15). A refusal is a TaskRejected: dead at once, no retry.
             payload = kind.parse(task.payload)
+            kind.check(payload, policies)
             with anyio.move_on_after(limit) as deadline:
                 async with self.context_for(task, log, self._enqueue_follow_up) as ctx:
                     result = await self._call(kind, ctx, payload)

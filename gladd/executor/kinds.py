@@ -123,6 +123,10 @@ class RegisteredKind:
     runnable: RunnableCheck | None = None
     """Refuses at enqueue a valid payload the policies already doom (e.g. no service for
     its URL), so it is not stored only to die on its first attempt."""
+    description: str = ""
+    validator: Callable[[JSON], None] | None = None
+    """Checks a payload without its model, raising TaskRejected: how a client validates a
+    kind it knows only from the daemon's published catalogue (:mod:`.catalogue`)."""
 
     @property
     def is_async(self) -> bool:
@@ -153,6 +157,8 @@ class RegisteredKind:
     def parse(self, payload: JSON) -> Any:
         """The payload as the handler receives it; raises TaskRejected when invalid."""
         if self.payload_model is None:
+            if self.validator is not None:
+                self.validator(payload)
             return payload
         try:
             return self.payload_model.model_validate(payload)
@@ -217,6 +223,13 @@ async def _sleep(ctx: TaskContext, payload: SleepPayload) -> dict[str, float]:
 def builtin_kinds() -> list[RegisteredKind]:
     """``gladd.noop`` and ``gladd.sleep``: for smoke tests and benchmarks."""
     return [
-        RegisteredKind(name="gladd.noop", handler=_noop),
-        RegisteredKind(name="gladd.sleep", handler=_sleep, payload_model=SleepPayload),
+        RegisteredKind(
+            name="gladd.noop", handler=_noop, description="do nothing (smoke tests, benchmarks)"
+        ),
+        RegisteredKind(
+            name="gladd.sleep",
+            handler=_sleep,
+            payload_model=SleepPayload,
+            description="sleep for `seconds` (smoke tests, benchmarks)",
+        ),
     ]

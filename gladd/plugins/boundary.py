@@ -43,6 +43,7 @@ def plugin_kinds(
             plugin=plugin.name,
             services=tuple(s for s in plugin.services if s != ANY_SERVICE),
             runnable=_runnable(plugin, kind, settings),
+            description=kind.description,
         )
         for plugin in plugins
         for kind in plugin.kinds
