@@ -1,4 +1,4 @@
-"""The admin API's task routes: enqueue, list, show, cancel, retry; schedules; pauses.
+"""The admin API's task routes: enqueue, list, show, cancel, retry; schedules; pauses; kinds.
 
 Every route answers JSON; errors are ``{"error": "..."}`` with a status that fits:
 400 malformed request (not JSON, nested too deeply, wrong field types, a query parameter
@@ -53,6 +53,7 @@ from gladd.errors import (
     TaskStateConflict,
     UnknownTask,
 )
+from gladd.executor.catalogue import kind_specs
 from gladd.executor.service import (
     MAX_BATCH,
     MAX_LIST,
@@ -61,6 +62,7 @@ from gladd.executor.service import (
     pause_json,
     task_json,
 )
+from gladd.store import KindSpec
 from gladd.store.rules import MAX_DEPTH
 
 MAX_BODY = 1024 * 1024
@@ -271,6 +273,42 @@ def _problem_json(problem: ItemProblem) -> dict[str, Any]:
     return {"index": problem.index, "field": problem.field, "message": problem.message}
 
 
+def _kinds_endpoint(tasks: TaskService, store_open: Callable[[], bool]) -> Endpoint:
+    """``GET /kinds``: the kinds this node serves, with their payload JSON Schemas, and the
+    catalogue every node published in the store (what clients validate against; null while
+    the store is not open)."""
+
+    async def kinds(request: Request) -> JSONResponse:
+        served = [_spec_json(spec) for spec in kind_specs(tasks.kinds)]
+        catalogue = None
+        if store_open():
+            try:
+                rows = await tasks.store.kinds_catalogue()
+            except StoreError as exc:
+                logger.debug("GET /kinds: the catalogue could not be read: {}", exc)
+            else:
+                catalogue = [
+                    {
+                        **_spec_json(r.spec),
+                        "node": r.node,
+                        "published_at": r.published_at.isoformat(),
+                    }
+                    for r in rows
+                ]
+        return JSONBody({"kinds": served, "catalogue": catalogue})
+
+    return kinds
+
+
+def _spec_json(spec: KindSpec) -> dict[str, Any]:
+    return {
+        "name": spec.name,
+        "plugin": spec.plugin,
+        "description": spec.description,
+        "payload_schema": spec.payload_schema,
+    }
+
+
 async def _schedules(request: Request, tasks: TaskService) -> JSONResponse:
     return JSONBody({"schedules": await tasks.schedules()})
 
@@ -374,6 +412,7 @@ def task_routes(
         Route("/tasks/{task_id}/cancel", _guarded(_cancel, service, store_open), methods=["POST"]),
         Route("/tasks/{task_id}/retry", _guarded(_retry, service, store_open), methods=["POST"]),
         Route("/schedules", _guarded(_schedules, service, store_open), methods=["GET"]),
+        Route("/kinds", _kinds_endpoint(service, store_open), methods=["GET"]),
         Route(
             "/schedules/{name}/run",
             _guarded(_run_schedule, service, store_open),

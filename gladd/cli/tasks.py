@@ -31,8 +31,8 @@ from gladd.errors import (
     TaskRejected,
     UnknownTask,
 )
+from gladd.executor.catalogue import CatalogueKinds
 from gladd.executor.service import TaskService, parse_state, task_json
-from gladd.plugins.known_kinds import known_kinds
 from gladd.policies import load_policies
 from gladd.settings import (
     SERVICE_ENV_FILE,
@@ -144,7 +144,11 @@ async def _service(
     store = configured_store(settings.store_url, policies)
     await store.open(migrate=migrate, create=create)
     try:
-        yield TaskService(store, known_kinds(policies, settings.plugin_paths), lambda: policies)
+        # The kinds the daemon published, as gladd.Client checks them: no plugin imported.
+        kinds = CatalogueKinds(store)
+        if migrate:  # a schema left as found (`db status`) may not have the catalogue yet
+            await kinds.refresh_for(())
+        yield TaskService(store, kinds, lambda: policies)
     finally:
         with anyio.CancelScope(shield=True):
             await store.close()
