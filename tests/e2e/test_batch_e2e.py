@@ -88,7 +88,10 @@ def test_a_refused_batch_names_each_line_and_stores_nothing(state: Path) -> None
     assert done.returncode == 65
     assert done.stdout == ""
     errors = done.stderr.splitlines()
-    assert errors[0].startswith("<stdin>:2: kind: unknown task kind 'nope' (known kinds: ")
+    assert errors[0].startswith(
+        "<stdin>:2: kind: unknown task kind 'nope': no gladd daemon has published its kinds"
+    )
+    assert errors[0].endswith("(known kinds: gladd.noop, gladd.sleep)")
     assert errors[1].startswith("<stdin>:4: payload: payload for gladd.sleep is invalid: seconds")
     assert errors[2] == "<stdin>:5: colour: Extra inputs are not permitted"
     assert errors[3] == "<stdin>:6: must be an object"
