@@ -44,8 +44,9 @@ with gladd.SyncClient(sys.argv[1]) as client:
     except gladd.TaskRejected as exc:
         refused = str(exc)
 async def main():
+    batch = [{"kind": k, "payload": p} for k, p in json.loads(sys.argv[2])]
     async with gladd.Client(sys.argv[1]) as client:
-        return await client.enqueue_many([{"kind": k, "payload": p} for k, p in json.loads(sys.argv[2])])
+        return await client.enqueue_many(batch)
 import anyio
 ids += anyio.run(main)
 plugin_code = sorted(
@@ -104,7 +105,9 @@ async def test_a_client_enqueues_a_plugins_kind_without_importing_plugin_code(
 
     assert result["plugin_code"] == []
     assert len(result["ids"]) == 4
-    assert result["refused"] == 'payload for http.request is invalid: url: 5 is not of type "string"'
+    assert result["refused"] == (
+        'payload for http.request is invalid: url: 5 is not of type "string"'
+    )
     store = store_from_url(published_url)
     await store.open(create=False)
     try:
@@ -174,7 +177,7 @@ async def test_what_only_the_model_or_the_check_refuses_kills_the_task_at_its_at
         await kinds.refresh_for(["shop.ship"])
         lower = await client.enqueue("shop.ship", {"sku": "ab-1", "quantity": 1})
         many = await client.enqueue("shop.ship", {"sku": "AB-1", "quantity": 500})
-        with pytest.raises(gladd.TaskRejected, match="quantity: \"x\" is not of type \"integer\""):
+        with pytest.raises(gladd.TaskRejected, match='quantity: "x" is not of type "integer"'):
             await client.enqueue("shop.ship", {"sku": "AB-1", "quantity": "x"})
 
         ran = {t.id: t for t in await shop.run_due()}

@@ -170,7 +170,8 @@ async def test_nodes_with_different_schemas_must_all_accept_a_payload(
 
 
 async def test_a_broken_published_schema_refuses_saying_whose_it_is(store: MemoryStore) -> None:
-    await publish(store, "n1", [KindSpec(name="mail.odd", plugin="mail", payload_schema={"type": 5})])
+    odd = KindSpec(name="mail.odd", plugin="mail", payload_schema={"type": 5})
+    await publish(store, "n1", [odd])
     kinds = CatalogueKinds(store, clock=ManualClock().monotonic)
     await kinds.refresh_for(["mail.odd"])
 
@@ -191,7 +192,8 @@ async def test_the_catalogue_is_read_again_when_old_or_a_kind_is_unknown(
     assert (kinds.reads, kinds.get("mail.any")) == (1, None), "re-read at once after a read"
     await clock.advance(UNKNOWN_REREAD)
     await kinds.refresh_for(["mail.any"])
-    assert kinds.reads == 2 and kinds.get("mail.any") is not None
+    assert kinds.reads == 2
+    assert kinds.get("mail.any") is not None
 
     await kinds.refresh_for(["mail.any", "gladd.sleep"])  # all known: the copy serves
     await kinds.refresh_for(["mail.wrong"])  # unknown, but read less than a second ago
@@ -200,4 +202,5 @@ async def test_the_catalogue_is_read_again_when_old_or_a_kind_is_unknown(
     await publish(store, "n1", [])  # the plugin was removed
     await clock.advance(MAX_AGE)
     await kinds.refresh_for(["mail.any"])
-    assert kinds.reads == 3 and kinds.get("mail.any") is None
+    assert kinds.reads == 3
+    assert kinds.get("mail.any") is None
