@@ -82,8 +82,10 @@ class TaskKind:
     check: EnqueueCheck | None = None
     """``check(ctx, payload)`` with the parsed payload: raise ValueError saying why it
     cannot run under the current policies and how to fix that (refused with 422 / exit 65
-    before anything is stored). It runs wherever tasks are enqueued (daemon, CLI, your
-    application): keep it quick and free of I/O."""
+    before anything is stored). It runs in the daemon: at an enqueue through it, and before
+    each attempt (an application's client, which imports no plugin, leaves it to the
+    attempt: the task is then dead at once with the message). Keep it quick and free of
+    I/O."""
     description: str = ""
 
     def __post_init__(self) -> None:
