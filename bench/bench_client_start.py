@@ -39,7 +39,7 @@ with gladd.SyncClient(sys.argv[1]) as client:
 enqueued = time.perf_counter()
 plugins = sorted(
     n for n in sys.modules
-    if n.startswith(("gladd._shipped_plugins", "plugins", "gladd.plugins.discover"))
+    if n.startswith(("gladd_plugin_", "gladd._shipped_plugins", "plugins", "gladd.plugins"))
 )
 print(json.dumps({
     "gladd": gladd.__file__, "import": imported - started, "enqueue": enqueued - imported,

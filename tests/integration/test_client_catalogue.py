@@ -32,7 +32,7 @@ POLICIES = REPO / "policies.toml"
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 
 # Run in a fresh interpreter: a client's enqueue, then every module it imported that is
-# plugin code or plugin discovery.
+# plugin code or plugin machinery (the daemon's; a client needs none of it).
 ENQUEUE = """
 import json, sys
 import gladd
@@ -51,8 +51,8 @@ import anyio
 ids += anyio.run(main)
 plugin_code = sorted(
     name for name in sys.modules
-    if name.startswith(("gladd._shipped_plugins", "plugins", "gladd.plugins.discover",
-                        "gladd.plugins.known_kinds", "gladd.plugins.host"))
+    # a plugin as discovery loads it (gladd_plugin_NAME), the plugin package, discovery
+    if name.startswith(("gladd_plugin_", "gladd._shipped_plugins", "plugins", "gladd.plugins"))
     or "/plugins/" in (getattr(sys.modules[name], "__file__", None) or "")
 )
 print(json.dumps({"ids": ids, "refused": refused, "plugin_code": plugin_code}))
