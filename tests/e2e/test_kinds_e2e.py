@@ -50,9 +50,11 @@ def test_a_client_checks_the_kinds_the_daemon_published(
     # The huggingface plugin's service removed: its kind leaves the node's publication.
     node.policies.write_text(executor_policies())
     node.start_serving(GLADD_NODE_NAME="node-a")
-    with gladd.SyncClient(url, policies=node.policies) as client:
-        with pytest.raises(gladd.TaskRejected) as unknown:
-            client.enqueue("huggingface.inference", {"model": "m", "inputs": "hi"})
+    with (
+        gladd.SyncClient(url, policies=node.policies) as client,
+        pytest.raises(gladd.TaskRejected) as unknown,
+    ):
+        client.enqueue("huggingface.inference", {"model": "m", "inputs": "hi"})
     assert str(unknown.value).startswith(
         "unknown task kind 'huggingface.inference': not in the catalogue the daemon published "
     )
