@@ -306,6 +306,7 @@ def _spec_json(spec: KindSpec) -> dict[str, Any]:
         "plugin": spec.plugin,
         "description": spec.description,
         "payload_schema": spec.payload_schema,
+        "services": list(spec.services),
     }
 
 

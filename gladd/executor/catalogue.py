@@ -56,6 +56,7 @@ def kind_specs(kinds: KindRegistry) -> list[KindSpec]:
                 plugin=kind.plugin,
                 description=kind.description,
                 payload_schema=None if model is None else model.model_json_schema(),
+                services=kind.services,
             )
         )
     return specs
@@ -167,6 +168,7 @@ def _registered(name: str, rows: Sequence[PublishedKind]) -> RegisteredKind:
         name=name,
         handler=_runs_in_the_daemon,
         plugin=first.plugin,
+        services=tuple(sorted({s for r in rows for s in r.services})),
         description=first.description,
         validator=validate,
     )

@@ -26,6 +26,8 @@ class KindSpec:
     description: str = ""
     payload_schema: JSON = None
     """The payload's JSON Schema (pydantic's ``model_json_schema()``); None: any JSON."""
+    services: tuple[str, ...] = ()
+    """The services its plugin declares: a pause or cooldown of one holds the kind back."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -36,6 +38,7 @@ class PublishedKind:
     plugin: str
     description: str
     payload_schema: JSON
+    services: tuple[str, ...]
     node: str
     published_at: datetime
 
@@ -46,6 +49,7 @@ class PublishedKind:
             plugin=self.plugin,
             description=self.description,
             payload_schema=self.payload_schema,
+            services=self.services,
         )
 
 
@@ -62,6 +66,7 @@ def published(node: str, kinds: list[KindSpec], now: datetime) -> list[Published
                 plugin=k.plugin,
                 description=k.description,
                 payload_schema=k.payload_schema,
+                services=tuple(k.services),
                 node=node,
                 published_at=now,
             )

@@ -1028,6 +1028,7 @@ SEND = KindSpec(
     name="mail.send",
     plugin="mail",
     description="Send one e-mail",
+    services=("smtp", "dkim"),
     payload_schema={
         "type": "object",
         "properties": {"to": {"type": "string", "title": "To"}, "n": {"type": "integer"}},
@@ -1044,6 +1045,7 @@ def row(spec: KindSpec, node: str, when: float) -> PublishedKind:
         plugin=spec.plugin,
         description=spec.description,
         payload_schema=spec.payload_schema,
+        services=spec.services,
         node=node,
         published_at=at(when),
     )

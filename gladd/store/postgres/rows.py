@@ -154,5 +154,6 @@ def row_to_kind(row: Any) -> PublishedKind:
         plugin=row["plugin"],
         description=row["description"],
         payload_schema=row["payload_schema"],
+        services=tuple(row["services"]),
         published_at=row["published_at"],
     )

@@ -340,6 +340,7 @@ class PostgresStore:
             [k.plugin for k in rows],
             [k.description for k in rows],
             [None if k.payload_schema is None else json.dumps(k.payload_schema) for k in rows],
+            [json.dumps(list(k.services)) for k in rows],
         )
 
         async def work(conn: Any) -> None:

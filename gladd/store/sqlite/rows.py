@@ -112,12 +112,13 @@ def schema_text(schema: Any) -> str | None:
 
 def row_to_kind(row: sqlite3.Row | tuple[Any, ...]) -> PublishedKind:
     """A row of the ``kinds_catalogue`` query."""
-    name, node, plugin, description, schema, published_at = row
+    name, node, plugin, description, schema, services, published_at = row
     return PublishedKind(
         name=name,
         node=node,
         plugin=plugin,
         description=description,
         payload_schema=None if schema is None else load_json(schema),
+        services=tuple(str(s) for s in load_json(services) or ()),
         published_at=EPOCH + timedelta(microseconds=published_at),
     )

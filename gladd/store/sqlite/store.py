@@ -370,6 +370,7 @@ class SQLiteStore:
                 k.plugin,
                 k.description,
                 schema_text(k.payload_schema),
+                json.dumps(list(k.services)),
                 to_us(k.published_at),
             )
             for k in published(node, list(kinds), utc(now))

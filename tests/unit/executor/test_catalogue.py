@@ -204,3 +204,15 @@ async def test_the_catalogue_is_read_again_when_old_or_a_kind_is_unknown(
     await kinds.refresh_for(["mail.any"])
     assert kinds.reads == 3
     assert kinds.get("mail.any") is None
+
+
+async def test_a_published_kind_keeps_its_services_for_pauses_and_cooldowns(
+    store: MemoryStore,
+) -> None:
+    """``gladd tasks pauses`` and ``tasks show`` say which kinds a service's pause holds."""
+    await publish(store, "n1", [KindSpec(name="mail.any", plugin="mail", services=("smtp",))])
+    await publish(store, "n2", [KindSpec(name="mail.any", plugin="mail", services=("relay",))])
+    kinds = CatalogueKinds(store, clock=ManualClock().monotonic)
+    await kinds.refresh_for(["mail.any"])
+
+    assert kinds.require("mail.any").services == ("relay", "smtp")

@@ -11,6 +11,7 @@ CREATE TABLE gladd_kinds (
     plugin         text NOT NULL,
     description    text NOT NULL,
     payload_schema jsonb,
+    services       text[] NOT NULL,
     published_at   timestamptz NOT NULL,
     PRIMARY KEY (name, node)
 );

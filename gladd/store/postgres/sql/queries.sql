@@ -367,12 +367,14 @@ SELECT pg_notify('gladd_tasks', '');
 DELETE FROM gladd_kinds WHERE node = $1;
 
 -- name: kinds_publish
--- $1 node, $2 when, then the kinds as parallel arrays (schemas as JSON text, NULL: any).
-INSERT INTO gladd_kinds (name, node, plugin, description, payload_schema, published_at)
-SELECT k.name, $1, k.plugin, k.description, k.payload_schema::jsonb, $2
-FROM unnest($3::text[], $4::text[], $5::text[], $6::text[])
-    AS k (name, plugin, description, payload_schema);
+-- $1 node, $2 when, then the kinds as parallel arrays (schemas as JSON text, NULL: any;
+-- services as JSON arrays: unnest would flatten an array of arrays).
+INSERT INTO gladd_kinds (name, node, plugin, description, payload_schema, services, published_at)
+SELECT k.name, $1, k.plugin, k.description, k.payload_schema::jsonb,
+    ARRAY(SELECT jsonb_array_elements_text(k.services::jsonb)), $2
+FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+    AS k (name, plugin, description, payload_schema, services);
 
 -- name: kinds_catalogue
-SELECT name, node, plugin, description, payload_schema, published_at FROM gladd_kinds
+SELECT name, node, plugin, description, payload_schema, services, published_at FROM gladd_kinds
 ORDER BY name COLLATE "C", node COLLATE "C";

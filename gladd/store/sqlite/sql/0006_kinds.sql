@@ -12,6 +12,7 @@ CREATE TABLE gladd_kinds (
     plugin         TEXT NOT NULL,
     description    TEXT NOT NULL,
     payload_schema TEXT,
+    services       TEXT NOT NULL,  -- a JSON array of names
     published_at   INTEGER NOT NULL,
     PRIMARY KEY (name, node)
 ) WITHOUT ROWID;

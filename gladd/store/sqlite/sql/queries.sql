@@ -281,9 +281,9 @@ DELETE FROM gladd_pauses WHERE until <= ?;
 DELETE FROM gladd_kinds WHERE node = ?;
 
 -- name: kinds_publish
-INSERT INTO gladd_kinds (name, node, plugin, description, payload_schema, published_at)
-VALUES (?, ?, ?, ?, ?, ?);
+INSERT INTO gladd_kinds (name, node, plugin, description, payload_schema, services, published_at)
+VALUES (?, ?, ?, ?, ?, ?, ?);
 
 -- name: kinds_catalogue
-SELECT name, node, plugin, description, payload_schema, published_at FROM gladd_kinds
+SELECT name, node, plugin, description, payload_schema, services, published_at FROM gladd_kinds
 ORDER BY name, node;
