@@ -42,7 +42,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gladd.durations import AnyDuration
+from gladd.duration_fields import AnyDuration
 from gladd.errors import (
     BatchRejected,
     BatchTooLarge,
