@@ -16,6 +16,7 @@ compares the two over combinations of flags, variables and env files.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -31,6 +32,9 @@ SERVICE_DEFAULTS: dict[str, Path] = {
 """What the unit sets outside its env file: the defaults wherever the service's env file is
 read, so a command run beside the service sees the service's files, not its user's."""
 
+STORE_HEADER = "Gladd-Store-SHA256"
+"""The header of a ``POST /tasks`` naming the store it is meant for, by :func:`store_digest`
+(see :mod:`gladd.admin.tasks`)."""
 PREFIX = "gladd_"
 LOG_LEVELS = frozenset({"TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"})
 _TRUE = frozenset({"1", "true", "yes", "on", "t", "y"})
@@ -65,6 +69,11 @@ def configured_policies(policies: Path | None) -> Path:
 def store_url_of(database_url: str | None, state_dir: Path) -> str:
     """The database URL; by default a SQLite file in the state directory."""
     return database_url or f"sqlite:///{state_dir / 'gladd.db'}"
+
+
+def store_digest(store_url: str) -> str:
+    """What :data:`STORE_HEADER` carries for ``store_url``: the store named, not its password."""
+    return hashlib.sha256(store_url.encode()).hexdigest()
 
 
 def env_file_in_use(
