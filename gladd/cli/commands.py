@@ -12,7 +12,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from gladd.cli.check import add_check_command
 from gladd.cli.exits import (
     EXIT_CONFIG,
     EXIT_CONFLICT,
@@ -28,6 +27,7 @@ from gladd.cli.reload import add_reload_command
 from gladd.cli.run import add_run_command
 from gladd.cli.status import add_status_command, run_status
 from gladd.cli.tasks import add_commands, run_verb
+from gladd.cli.tree import add_check_command
 from gladd.errors import (
     ConfigError,
     GladdError,
