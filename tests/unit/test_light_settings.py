@@ -12,8 +12,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from gladd import light_settings
+from gladd.cli.flags import light_of
 from gladd.errors import SettingsError
-from gladd.light_settings import LightSettings, resolve
+from gladd.light_settings import resolve
 from gladd.settings import load_settings
 
 NAMES = ("POLICIES", "DATABASE_URL", "STATE_DIR", "ADMIN_HOST", "ADMIN_PORT", "ADMIN_TOKEN")
@@ -56,19 +57,6 @@ flags = st.fixed_dictionaries(
 )
 # Where the env file comes from: none, --env-file, GLADD_ENV_FILE, the service's default.
 where = st.sampled_from(["none", "flag", "variable", "service", "missing"])
-
-
-def _light_of(full: Any) -> LightSettings:
-    token = full.admin_token.get_secret_value() if full.admin_token else None
-    return LightSettings(
-        policies=full.policies,
-        database_url=full.database_url,
-        state_dir=full.state_dir,
-        admin_host=full.admin_host,
-        admin_port=full.admin_port,
-        admin_token=token,
-        otel=full.otel,
-    )
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -120,7 +108,7 @@ def test_light_settings_are_load_settings_or_none(
             assert _odd(variables, file_entries, env_file_from)
             return
         event("resolved")
-        assert light == _light_of(full)
+        assert light == light_of(full)
         assert light.store_url == full.store_url
         assert light.policies_path == full.policies_path
 
