@@ -72,7 +72,12 @@ def store_url_of(database_url: str | None, state_dir: Path) -> str:
 
 
 def store_digest(store_url: str) -> str:
-    """What :data:`STORE_HEADER` carries for ``store_url``: the store named, not its password."""
+    """What :data:`STORE_HEADER` carries for ``store_url``: the store named, not its
+    password. A relative SQLite path counts from the current directory (where the store
+    opens it), so the same text run in two directories names two stores."""
+    sqlite = "sqlite:///"
+    if store_url.startswith(sqlite) and not store_url[len(sqlite) :].startswith("/"):
+        store_url = sqlite + os.path.abspath(store_url[len(sqlite) :])
     return hashlib.sha256(store_url.encode()).hexdigest()
 
 

@@ -44,9 +44,9 @@ not be stored, so the command says so (69) rather than enqueue it a second time.
 
 def run_enqueue(args: argparse.Namespace) -> int:
     """The ``tasks enqueue`` handler."""
+    settings = light_settings_from(args)  # first, as every command: a settings error wins
     if (code := prepare_enqueue(args)) is not None:
         return code
-    settings = light_settings_from(args)
     if not settings.otel:
         body = _request_body(args)
         if body is not None and (code := _through_daemon(args, settings, body)) is not None:

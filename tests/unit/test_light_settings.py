@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from gladd import light_settings
 from gladd.cli.flags import light_of
 from gladd.errors import SettingsError
-from gladd.light_settings import resolve
+from gladd.light_settings import resolve, store_digest
 from gladd.settings import load_settings
 
 NAMES = ("POLICIES", "DATABASE_URL", "STATE_DIR", "ADMIN_HOST", "ADMIN_PORT", "ADMIN_TOKEN")
@@ -131,3 +131,16 @@ def test_plain_settings_resolve_without_pydantic(tmp_path: Path) -> None:
     assert light is not None
     assert (light.admin_host, light.admin_port, light.admin_token) == ("::1", 8123, "t0ken")
     assert light.store_url == "sqlite:////srv/gladd/gladd.db"
+
+
+def test_a_relative_sqlite_store_is_named_from_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    in_a = store_digest("sqlite:///state/gladd.db")
+    assert in_a == store_digest(f"sqlite:///{tmp_path / 'a' / 'state' / 'gladd.db'}")
+    monkeypatch.chdir(tmp_path / "b")
+    assert store_digest("sqlite:///state/gladd.db") != in_a
+    assert store_digest("postgresql://u:pw@h/db") != store_digest("postgresql://u:pw@h/other")
