@@ -104,19 +104,21 @@ def _through_daemon(args: argparse.Namespace, settings: LightSettings, body: byt
 
 def _shown(args: argparse.Namespace, answer: Answer) -> int | None:
     """What the command prints for the daemon's ``answer``, and its exit code; None for an
-    answer the direct way words better (nothing was stored: every such answer is a refusal
-    of the whole request)."""
+    answer the direct way words better (every such answer refuses the whole request, so
+    nothing was stored)."""
     try:
         body = answer.json()
     except ValueError:
-        return None
-    if not isinstance(body, dict):
-        return None
+        body = None
     if answer.status in (200, 201):
-        if args.from_file is not None:
-            return _batch_done(args.batch, body)
-        return _one_done(args, body)
-    if answer.status == 422:
+        stored = _stored(args, body)
+        if stored is None:
+            raise StartupError(
+                f"the daemon answered HTTP {answer.status} but not with the task ids: "
+                "the task may be stored (`gladd tasks list` shows); is that gladd?"
+            )
+        return _print_stored(args, stored)
+    if answer.status == 422 and isinstance(body, dict):
         if args.from_file is not None and isinstance(body.get("items"), list):
             return _batch_refused(args.batch, body["items"])
         if args.from_file is None and isinstance(body.get("error"), str):
@@ -125,28 +127,41 @@ def _shown(args: argparse.Namespace, answer: Answer) -> int | None:
     return None
 
 
-def _one_done(args: argparse.Namespace, body: dict[str, Any]) -> int | None:
-    task_id, created = body.get("id"), body.get("created")
-    if not isinstance(task_id, int) or not isinstance(created, bool):
+def _stored(args: argparse.Namespace, body: Any) -> list[tuple[int, bool]] | None:
+    """``(id, created)`` of each task in a 2xx answer, in item order; None for another body."""
+    if not isinstance(body, dict):
         return None
-    print(task_id)
-    if not created:
-        print(
-            f"gladd: task {task_id} with unique key {args.unique_key!r} already exists",
-            file=sys.stderr,
-        )
-    return 0
+    tasks = body.get("tasks") if args.from_file is not None else [body]
+    count = len(args.batch.items) if args.from_file is not None else 1
+    if not isinstance(tasks, list) or len(tasks) != count:
+        return None
+    pairs = [
+        (t["id"], t["created"])
+        for t in tasks
+        if isinstance(t, dict)
+        and isinstance(t.get("id"), int)
+        and isinstance(t.get("created"), bool)
+    ]
+    return pairs if len(pairs) == count else None
 
 
-def _batch_done(batch: BatchFile, body: dict[str, Any]) -> int | None:
-    done = body.get("tasks")
-    if not isinstance(done, list) or len(done) != len(batch.items):
-        return None
-    for line, item, task in zip(batch.lines, batch.items, done, strict=True):
-        print(task["id"])
-        if not task["created"]:
+def _print_stored(args: argparse.Namespace, stored: list[tuple[int, bool]]) -> int:
+    """The ids, one a line; each task that was there already (its unique key) on stderr."""
+    if args.from_file is None:
+        ((task_id, created),) = stored
+        print(task_id)
+        if not created:
             print(
-                f"{batch.name}:{line}: task {task['id']} with unique key "
+                f"gladd: task {task_id} with unique key {args.unique_key!r} already exists",
+                file=sys.stderr,
+            )
+        return 0
+    batch: BatchFile = args.batch
+    for line, item, (task_id, created) in zip(batch.lines, batch.items, stored, strict=True):
+        print(task_id)
+        if not created:
+            print(
+                f"{batch.name}:{line}: task {task_id} with unique key "
                 f"{item.get('unique_key')!r} already exists",
                 file=sys.stderr,
             )
