@@ -55,6 +55,14 @@ flags = st.fixed_dictionaries(
         "log_format": st.sampled_from(["json"]),
     },
 )
+# How the env file spells its lines (python-dotenv reads them, for pydantic as here).
+STYLES = (
+    "GLADD_{k}={v}",
+    "export GLADD_{k}={v}",
+    'GLADD_{k}="{v}"',
+    "gladd_{k}={v}  # note",
+    "{k}={v}",
+)
 # Where the env file comes from: none, --env-file, GLADD_ENV_FILE, the service's default.
 where = st.sampled_from(["none", "flag", "variable", "service", "missing"])
 
@@ -67,6 +75,7 @@ where = st.sampled_from(["none", "flag", "variable", "service", "missing"])
     given_flags=flags,
     env_file_from=where,
     state_directory=st.sampled_from([None, "/run/sd/state:/other"]),
+    style=st.sampled_from(STYLES),
 )
 def test_light_settings_are_load_settings_or_none(
     tmp_path_factory: pytest.TempPathFactory,
@@ -76,10 +85,11 @@ def test_light_settings_are_load_settings_or_none(
     given_flags: dict[str, Any],
     env_file_from: str,
     state_directory: str | None,
+    style: str,
 ) -> None:
     base = tmp_path_factory.mktemp("light")
     env_file = base / "gladd.env"
-    env_file.write_text("".join(f"GLADD_{k}={v}\n" for k, v in file_entries.items()))
+    env_file.write_text("".join(style.format(k=k, v=v) + "\n" for k, v in file_entries.items()))
     environ = {"HOME": str(base / "home"), "PATH": os.environ.get("PATH", "")}
     environ |= {_key(k, lower): v for k, v in variables.items()}
     if state_directory is not None:
