@@ -35,6 +35,7 @@ from gladd.errors import (
     StoreUnusable,
 )
 from gladd.executor.registry_checks import registry_problems
+from gladd.light_settings import store_digest
 from gladd.notify import Notifier, run_watchdog, watchdog_interval
 from gladd.policies import LoadedPolicies, Policies, placed
 from gladd.reload.reloader import ReloadResult, write_last_good
@@ -115,6 +116,7 @@ class Daemon:
             reload=rt.reloader.reload,
             metrics=rt.metrics.render,
             token=token.get_secret_value() if token else None,
+            store_sha256=store_digest(self.settings.store_url),
         )
         admin = AdminServer(app, sock)
         _ensure_state_dir(self.settings.state_dir)

@@ -2,14 +2,13 @@
 
 Durations are kept as float seconds inside gladd; this module is the only place that
 turns text into seconds and back, so ``gladd check``, the reload diff and the docs agree.
+It imports nothing but the standard library, for the commands that start fast; the pydantic
+field types built on it are in :mod:`gladd.duration_fields`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated
-
-from pydantic import BeforeValidator, PlainSerializer
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -57,18 +56,3 @@ def seconds_or_duration(value: object) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return parse_duration(value)
-
-
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-]
-"""A pydantic field type: accepts duration text, holds float seconds."""
-
-AnyDuration = Annotated[
-    float,
-    BeforeValidator(seconds_or_duration),
-    PlainSerializer(format_duration, return_type=str),
-]
-"""Like :data:`Duration`, also taking a number of seconds (an API field, not a policy's)."""

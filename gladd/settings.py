@@ -23,6 +23,31 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from gladd.errors import SettingsError
+from gladd.light_settings import (
+    SERVICE_DEFAULTS,
+    SERVICE_ENV_FILE,
+    configured_policies,
+    default_state_dir,
+    env_file_in_use,
+    is_service_env_file,
+    service_defaults_unset,
+    shipped_policies,
+    store_url_of,
+    unreadable_service_env_file,
+)
+
+__all__ = [
+    "FLAGS",
+    "SERVICE_DEFAULTS",
+    "SERVICE_ENV_FILE",
+    "LogLevel",
+    "Settings",
+    "default_state_dir",
+    "env_file_in_use",
+    "load_settings",
+    "shipped_policies",
+    "unreadable_service_env_file",
+]
 
 LogLevel = Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"]
 
@@ -37,32 +62,6 @@ FLAGS = {
     "log_format": "--log-format",
     "log_file": "--log-file",
 }
-
-
-SERVICE_ENV_FILE = Path("/etc/gladd/gladd.env")
-"""The unit's ``EnvironmentFile=`` (systemd/gladd.service): read by default when present."""
-SERVICE_DEFAULTS: dict[str, Path] = {
-    "policies": Path("/etc/gladd/policies.toml"),  # the unit's Environment=GLADD_POLICIES
-    "state_dir": Path("/var/lib/gladd"),  # the unit's StateDirectory=gladd
-}
-"""What the unit sets outside its env file: the defaults wherever the service's env file is
-read, so a command run beside the service sees the service's files, not its user's."""
-
-
-def default_state_dir(environ: dict[str, str] | None = None) -> Path:
-    """``$STATE_DIRECTORY`` under systemd, else the XDG state directory."""
-    env = os.environ if environ is None else environ
-    if env.get("STATE_DIRECTORY"):
-        # systemd may pass several, colon-separated; the first is ours (systemd.exec(5)).
-        return Path(env["STATE_DIRECTORY"].split(":")[0])
-    xdg = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(xdg) / "gladd"
-
-
-def shipped_policies() -> Path:
-    """The default ``policies.toml`` that ships with gladd (wheel or source checkout)."""
-    packaged = Path(__file__).parent / "default-policies.toml"
-    return packaged if packaged.exists() else Path(__file__).parent.parent / "policies.toml"
 
 
 class Settings(BaseSettings):
@@ -111,15 +110,12 @@ class Settings(BaseSettings):
     @property
     def policies_path(self) -> Path:
         """The policies file: as configured, else ``./policies.toml``, else the shipped one."""
-        if self.policies is not None:
-            return self.policies
-        local = Path("policies.toml")
-        return local if local.is_file() else shipped_policies()
+        return configured_policies(self.policies)
 
     @property
     def store_url(self) -> str:
         """The database URL; by default a SQLite file in the state directory."""
-        return self.database_url or f"sqlite:///{self.state_dir / 'gladd.db'}"
+        return store_url_of(self.database_url, self.state_dir)
 
     def admin_bind_problem(self) -> str | None:
         """Why the admin address may not be bound, or None when it may."""
@@ -150,52 +146,16 @@ def load_settings(env_file: Path | None = None, **flags: Any) -> Settings:
         settings = Settings(_env_file=env_file, **given)
     except ValidationError as exc:
         raise SettingsError(_render(exc, env_file)) from None
-    if env_file is not None and _same_file(env_file, SERVICE_ENV_FILE):
+    if env_file is not None and is_service_env_file(env_file):
         return _with_service_defaults(settings, os.environ)
     return settings
 
 
 def _with_service_defaults(settings: Settings, environ: Mapping[str, str]) -> Settings:
     """``settings`` with the unit's own values for what neither flag, variable nor env file
-    set. Under systemd itself ``$STATE_DIRECTORY`` names the state directory (a drop-in may
-    move it), so it wins."""
-    unset = {
-        name: value
-        for name, value in SERVICE_DEFAULTS.items()
-        if name not in settings.model_fields_set
-        and not (name == "state_dir" and environ.get("STATE_DIRECTORY"))
-    }
+    set (see :func:`~gladd.light_settings.service_defaults_unset`)."""
+    unset = service_defaults_unset(settings.model_fields_set, environ)
     return settings.model_copy(update=unset) if unset else settings
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.samefile(b)
-    except OSError:
-        return False
-
-
-def env_file_in_use(
-    given: Path | None = None,
-    environ: Mapping[str, str] | None = None,
-    service: Path | None = None,
-) -> Path | None:
-    """The env file settings come from: ``given`` (``--env-file``), else ``GLADD_ENV_FILE``
-    (set but empty: none), else the service's when it exists and is readable, else none."""
-    if given is not None:
-        return given
-    env = os.environ if environ is None else environ
-    if "GLADD_ENV_FILE" in env:
-        return Path(env["GLADD_ENV_FILE"]) if env["GLADD_ENV_FILE"] else None
-    service = service or SERVICE_ENV_FILE
-    return service if service.is_file() and os.access(service, os.R_OK) else None
-
-
-def unreadable_service_env_file(service: Path | None = None) -> Path | None:
-    """The service's env file when it exists but this user may not read it (so it was
-    skipped): worth naming when a store is not found."""
-    service = service or SERVICE_ENV_FILE
-    return service if service.is_file() and not os.access(service, os.R_OK) else None
 
 
 def _require_readable(env_file: Path) -> None:

@@ -59,11 +59,13 @@ def create_app(
     metrics: Callable[[], tuple[bytes, str]] | None = None,
     token: str | None = None,
     body_timeout: float = BODY_TIMEOUT,
+    store_sha256: str | None = None,
 ) -> Starlette:
     """The admin routes. Health reads only the board (never the database directly); every
     other route needs ``Authorization: Bearer TOKEN`` when a token is configured. Without
     ``tasks`` there are no ``/tasks`` routes; they answer 503 while ``store_open()`` is
-    false (the daemon's store has not opened yet)."""
+    false (the daemon's store has not opened yet), and an enqueue meant for another store
+    than ``store_sha256`` names is a 421 (see :mod:`gladd.admin.tasks`)."""
 
     async def health(_: Request) -> JSONResponse:
         report = board.report()
@@ -85,7 +87,9 @@ def create_app(
         Route("/health/ready", ready, methods=["GET"]),
     ]
     if tasks is not None:
-        routes += task_routes(tasks, store_open=store_open, body_timeout=body_timeout)
+        routes += task_routes(
+            tasks, store_open=store_open, body_timeout=body_timeout, store_sha256=store_sha256
+        )
     if reload is not None:
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
     if metrics is not None:

@@ -8,6 +8,11 @@ or retry, 413 body too large, 415 a body that is not declared as JSON, 422 refus
 (unknown kind, invalid payload, nothing to run it under the policies), 503 store
 unavailable.
 
+``POST /tasks`` may carry ``Gladd-Store-SHA256``, the SHA-256 (hex) of the store URL the
+caller means (``gladd tasks enqueue`` sends it, so as not to send the URL and its password):
+a daemon serving another store answers 421 Misdirected Request and stores nothing, and the
+caller enqueues into its store directly.
+
 ``POST /tasks`` with an array body is a batch, stored in one transaction or not at all. A
 batch's body may be up to :data:`MAX_BATCH_BODY` (an object's, :data:`MAX_BODY`), its items
 up to :data:`~gladd.executor.service.MAX_BATCH` (more: 413). Every problem of its items —
@@ -21,6 +26,7 @@ store holds already is served back even when it is not valid Unicode (see :class
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -42,7 +48,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gladd.durations import AnyDuration
+from gladd.duration_fields import AnyDuration
 from gladd.errors import (
     BatchRejected,
     BatchTooLarge,
@@ -62,6 +68,7 @@ from gladd.executor.service import (
     pause_json,
     task_json,
 )
+from gladd.light_settings import STORE_HEADER
 from gladd.store import KindSpec
 from gladd.store.rules import MAX_DEPTH
 
@@ -207,7 +214,18 @@ def _field_problems(exc: ValidationError) -> str:
     )
 
 
-async def _enqueue(request: Request, tasks: TaskService, body_timeout: float) -> JSONResponse:
+async def _enqueue(
+    request: Request, tasks: TaskService, body_timeout: float, store: str | None
+) -> JSONResponse:
+    meant = request.headers.get(STORE_HEADER)
+    if meant is not None and store is not None and not hmac.compare_digest(meant, store):
+        # Read before the body: a misdirected batch is not received at all.
+        return error(
+            421,
+            "this daemon serves another store than the one named by Gladd-Store-SHA256: "
+            "enqueue into that store directly",
+            headers={"Connection": "close"},
+        )
     raw = await _read_json(request, body_timeout, batch=True)
     # W3C Trace Context: the enqueue continues the caller's trace (when traces are on).
     trace = {name: value for name in TRACE_HEADERS if (value := request.headers.get(name))}
@@ -381,10 +399,12 @@ async def _list(request: Request, tasks: TaskService) -> JSONResponse:
     return JSONBody({"tasks": [task_json(t) for t in found]})
 
 
-async def _tasks(request: Request, tasks: TaskService, *, body_timeout: float) -> JSONResponse:
+async def _tasks(
+    request: Request, tasks: TaskService, *, body_timeout: float, store: str | None
+) -> JSONResponse:
     # One route for both methods, so a 405 on /tasks names every method it allows.
     if request.method == "POST":
-        return await _enqueue(request, tasks, body_timeout)
+        return await _enqueue(request, tasks, body_timeout, store)
     return await _list(request, tasks)
 
 
@@ -401,9 +421,12 @@ def task_routes(
     *,
     store_open: Callable[[], bool] = lambda: True,
     body_timeout: float = BODY_TIMEOUT,
+    store_sha256: str | None = None,
 ) -> list[Route]:
-    """The ``/tasks`` routes on ``service``; 503 while ``store_open()`` says it is not."""
-    tasks = partial(_tasks, body_timeout=body_timeout)
+    """The ``/tasks`` routes on ``service``; 503 while ``store_open()`` says it is not.
+    ``store_sha256`` (:func:`store_digest` of the store's URL) makes an enqueue meant for
+    another store a 421."""
+    tasks = partial(_tasks, body_timeout=body_timeout, store=store_sha256)
     pauses = partial(_pauses, body_timeout=body_timeout)
     return [
         Route("/pauses", _guarded(pauses, service, store_open), methods=["GET", "POST"]),

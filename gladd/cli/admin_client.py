@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import httpx
 
+from gladd.cli.admin_http import admin_url
 from gladd.errors import StartupError
 from gladd.settings import Settings
 
 TIMEOUT = 30.0
-
-
-def admin_url(settings: Settings) -> str:
-    host = settings.admin_host
-    # A daemon listening on every address is reached on loopback.
-    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{settings.admin_port}"
 
 
 def admin_request(settings: Settings, method: str, path: str) -> httpx.Response:
@@ -23,7 +16,7 @@ def admin_request(settings: Settings, method: str, path: str) -> httpx.Response:
     headers = {}
     if settings.admin_token is not None:
         headers["Authorization"] = f"Bearer {settings.admin_token.get_secret_value()}"
-    url = admin_url(settings)
+    url = admin_url(settings.admin_host, settings.admin_port)
     try:
         response = httpx.request(method, url + path, headers=headers, timeout=TIMEOUT)
     except httpx.TransportError as exc:

@@ -8,7 +8,6 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from gladd import tracing
 from gladd.cli.exits import EXIT_CONFIG, EXIT_OK, fail
@@ -25,27 +24,6 @@ from gladd.settings import Settings
 
 SHOWN_TICKS = 3
 """How many fire times ``gladd check`` shows per schedule."""
-
-
-def add_check_command(commands: Any) -> None:
-    """Register ``check`` with the main parser's subcommands."""
-    check = commands.add_parser(
-        "check",
-        help="validate a policies file and the plugins it configures; summarise them",
-        description="Exit code: 0 valid, 78 invalid policies, a broken or misconfigured "
-        "plugin (0 for plugins with --allow-broken-plugins), a schedule whose kind is "
-        "unknown or refuses its payload, or a partition on a field its kind's payload "
-        "does not declare.",
-    )
-    check.add_argument("path", nargs="?", type=Path, help="default: the configured policies")
-    check.add_argument("--env-file", type=Path, help="read GLADD_* settings from this file")
-    check.add_argument(
-        "--allow-broken-plugins",
-        action="store_true",
-        help="exit 0 when only plugins are wrong (the daemon runs without them); still listed",
-    )
-    check.add_argument("--json", action="store_true", help="print the verdict as JSON")
-    check.set_defaults(command="check", handler=run_check)
 
 
 def run_check(args: argparse.Namespace) -> int:

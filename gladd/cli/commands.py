@@ -3,16 +3,15 @@
 
 Operator mistakes (bad policies, bad settings, a port in use) print one precise message
 per problem on stderr and exit non-zero, never a traceback: each error of the tree in
-:mod:`gladd.errors` has its exit code (:mod:`gladd.cli.exits`).
+:mod:`gladd.errors` has its exit code (:mod:`gladd.cli.exits`). The commands are defined in
+:mod:`gladd.cli.tree`, each implementation imported only when its command runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
-from gladd.cli.check import add_check_command
 from gladd.cli.exits import (
     EXIT_CONFIG,
     EXIT_CONFLICT,
@@ -22,12 +21,7 @@ from gladd.cli.exits import (
     EXIT_USAGE,
     fail,
 )
-from gladd.cli.flags import settings_flags, settings_from
-from gladd.cli.pauses import add_pause_commands
-from gladd.cli.reload import add_reload_command
-from gladd.cli.run import add_run_command
-from gladd.cli.status import add_status_command, run_status
-from gladd.cli.tasks import add_commands, run_verb
+from gladd.cli.tree import build_parser
 from gladd.errors import (
     ConfigError,
     GladdError,
@@ -35,7 +29,6 @@ from gladd.errors import (
     TaskStateConflict,
     UnknownTask,
 )
-from gladd.version import __version__
 
 EXIT_BY_ERROR: tuple[tuple[type[GladdError], int], ...] = (
     (ConfigError, EXIT_CONFIG),
@@ -49,7 +42,7 @@ EXIT_BY_ERROR: tuple[tuple[type[GladdError], int], ...] = (
 
 def run_command(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run its command; the exit code. Ctrl-C is :func:`gladd.cli.main`'s."""
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
@@ -60,24 +53,3 @@ def run_command(argv: Sequence[str] | None = None) -> int:
         fail(str(exc))
         return next(exit_code for kind, exit_code in EXIT_BY_ERROR if isinstance(exc, kind))
     return code
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="gladd",
-        description="A resilience daemon driven by policies.toml.",
-    )
-    parser.add_argument("--version", action="version", version=f"gladd {__version__}")
-    parser.set_defaults(command=None)
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND")
-    add_run_command(commands)
-    add_check_command(commands)
-    add_reload_command(commands)
-    add_commands(commands, settings_flags, handler=lambda args: run_verb(args, settings_from(args)))
-    add_pause_commands(
-        commands, settings_flags, handler=lambda args: run_verb(args, settings_from(args))
-    )
-    add_status_command(
-        commands, settings_flags, handler=lambda args: run_status(args, settings_from(args))
-    )
-    return parser

@@ -4,8 +4,23 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from gladd.settings import Settings, load_settings
+from gladd.light_settings import LightSettings, resolve
+
+if TYPE_CHECKING:
+    from gladd.settings import Settings
+
+NAMES = (
+    "policies",
+    "database_url",
+    "state_dir",
+    "admin_host",
+    "admin_port",
+    "log_level",
+    "log_format",
+    "log_file",
+)
 
 
 def settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -26,17 +41,33 @@ def settings_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    return {name: getattr(args, name, None) for name in NAMES}
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     """The settings a command runs with, given its flags (see :func:`load_settings`)."""
-    names = (
-        "policies",
-        "database_url",
-        "state_dir",
-        "admin_host",
-        "admin_port",
-        "log_level",
-        "log_format",
-        "log_file",
+    from gladd.settings import load_settings  # noqa: PLC0415 - pydantic: only when needed
+
+    return load_settings(env_file=args.env_file, **_flags(args))
+
+
+def light_settings_from(args: argparse.Namespace) -> LightSettings:
+    """The same settings' few that the fast commands need, without pydantic when they are
+    plain (:mod:`gladd.light_settings`); else from :func:`settings_from`, and its error."""
+    light = resolve(_flags(args), args.env_file)
+    return light if light is not None else light_of(settings_from(args))
+
+
+def light_of(full: Settings) -> LightSettings:
+    """The fast commands' few of ``full``."""
+    token = full.admin_token.get_secret_value() if full.admin_token is not None else None
+    return LightSettings(
+        policies=full.policies,
+        database_url=full.database_url,
+        state_dir=full.state_dir,
+        admin_host=full.admin_host,
+        admin_port=full.admin_port,
+        admin_token=token,
+        otel=full.otel,
     )
-    flags = {name: getattr(args, name, None) for name in names}
-    return load_settings(env_file=args.env_file, **flags)

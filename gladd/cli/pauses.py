@@ -13,50 +13,20 @@ import argparse
 import getpass
 import json
 import socket
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 from gladd.cli.exits import EXIT_CONFLICT, fail
+from gladd.cli.flags import settings_from
+from gladd.cli.tasks import Verb, run_verb
 from gladd.durations import format_duration, parse_duration
 from gladd.errors import TaskRejected
 from gladd.executor.flow import normal_target
 from gladd.executor.service import TaskService
 
-TARGET_HELP = "a task kind, or service:NAME, limit:NAME, cooldown:SERVICE"
 
-
-def add_pause_commands(
-    commands: Any,
-    settings_flags: Callable[[argparse.ArgumentParser], None],
-    *,
-    handler: Callable[[argparse.Namespace], int],
-) -> None:
-    pause = commands.add_parser(
-        "pause", help="stop claiming a kind's (service's, limit's) tasks on every node"
-    )
-    pause.add_argument("target", help=TARGET_HELP)
-    lasting = pause.add_mutually_exclusive_group()
-    lasting.add_argument(
-        "--for", dest="duration", help='how long, e.g. "10m" (default: until resumed)'
-    )
-    lasting.add_argument(
-        "--until", help="until this time, ISO 8601 with a zone, e.g. 2027-01-05T14:00Z"
-    )
-    pause.add_argument("--reason", default="", help="shown by `gladd pauses` and in the logs")
-    pause.set_defaults(verb=_pause)
-
-    resume = commands.add_parser("resume", help="end a pause set by `gladd pause` (or a cooldown)")
-    resume.add_argument("target", help=TARGET_HELP)
-    resume.set_defaults(verb=_resume)
-
-    pauses = commands.add_parser("pauses", help="the pauses in force, and the kinds they hold")
-    pauses.add_argument("--json", action="store_true")
-    pauses.set_defaults(verb=_pauses)
-
-    for parser in (pause, resume, pauses):
-        settings_flags(parser)
-        parser.set_defaults(command=parser.prog.split()[-1], handler=handler)
+def run_on_store(args: argparse.Namespace) -> int:
+    """The handler of ``pause``, ``resume`` and ``pauses``."""
+    return run_verb(args, settings_from(args), VERBS)
 
 
 def operator() -> str:
@@ -131,3 +101,7 @@ def _when(iso: str) -> str:
     """An ISO 8601 UTC time as the tables show it: to the second, ``2027-01-05 14:00:00Z``."""
     moment = datetime.fromisoformat(iso).astimezone(UTC)
     return f"{moment:%Y-%m-%d %H:%M:%S}Z"
+
+
+VERBS: dict[str, Verb] = {"pause": _pause, "resume": _resume, "pauses": _pauses}
+"""Each verb by the name the command tree gives it (:mod:`gladd.cli.tree`)."""

@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import Any
 
 from gladd.cli.admin_client import admin_request
 from gladd.cli.exits import EXIT_CONFIG, EXIT_OK
 from gladd.cli.flags import settings_from
 from gladd.errors import StartupError
-
-
-def add_reload_command(commands: Any) -> None:
-    """Register ``reload`` with the main parser's subcommands."""
-    reload = commands.add_parser(
-        "reload", help="ask the running daemon to reload policies.toml; prints the verdict"
-    )
-    reload.add_argument("--admin-host", metavar="HOST", help="the daemon's admin address")
-    reload.add_argument("--admin-port", type=int, metavar="PORT", help="the daemon's admin port")
-    reload.add_argument("--env-file", type=Path, metavar="PATH", help="read GLADD_* settings")
-    reload.set_defaults(command="reload", handler=run_reload)
 
 
 def run_reload(args: argparse.Namespace) -> int:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import anyio
 from loguru import logger
 
 from gladd.cli.exits import EXIT_INTERRUPTED, EXIT_OK, EXIT_TEMPFAIL
-from gladd.cli.flags import settings_flags, settings_from
+from gladd.cli.flags import settings_from
 from gladd.cli.traces import traced
 from gladd.daemon import Daemon
 from gladd.errors import PolicyError, StartupError, StopIncomplete
@@ -18,13 +17,6 @@ from gladd.notify import Notifier
 from gladd.policies import LoadedPolicies, load_policies
 from gladd.runtime import LAST_GOOD
 from gladd.settings import Settings
-
-
-def add_run_command(commands: Any) -> None:
-    """Register ``run`` with the main parser's subcommands."""
-    run = commands.add_parser("run", help="run the daemon in the foreground")
-    settings_flags(run)
-    run.set_defaults(command="run", handler=run_daemon)
 
 
 def run_daemon(args: argparse.Namespace) -> int:

@@ -9,16 +9,22 @@ costs it nothing) and prints a compact summary. The exit code is the health, for
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from gladd.cli.admin_client import admin_url
+from gladd.cli.admin_http import BadURL, NotConnected, NotSent, admin_url, request
+from gladd.cli.flags import light_settings_from
+from gladd.cli.tree import add_status_command
 from gladd.durations import format_duration
-from gladd.settings import Settings
+from gladd.light_settings import LightSettings
+
+if TYPE_CHECKING:
+    from gladd.settings import Settings
+
+__all__ = ["add_status_command", "fetch_health", "run", "run_status", "summarise"]
 
 EXIT_PASS = 0
 EXIT_WARN = 1
@@ -32,32 +38,19 @@ class Unreachable(Exception):
     """No gladd health report at the URL; the message says why."""
 
 
-def add_status_command(
-    commands: Any,
-    settings_flags: Callable[[argparse.ArgumentParser], None],
-    *,
-    handler: Callable[[argparse.Namespace], int],
-) -> None:
-    """Register ``status`` with the main parser's subcommands."""
-    status = commands.add_parser(
-        "status",
-        help="ask the running daemon: health, policies, breakers, pool, executor, alerts",
-        description="Exit code: 0 pass, 1 warn, 2 fail, 69 no daemon answers.",
-    )
-    status.add_argument("--json", action="store_true", help="print the health report as JSON")
-    status.add_argument(
-        "--url", metavar="URL", help="the admin API (default: http://ADMIN_HOST:ADMIN_PORT)"
-    )
-    settings_flags(status)
-    status.set_defaults(command="status", handler=handler)
+def run(args: argparse.Namespace) -> int:
+    """The ``status`` command's handler."""
+    return run_status(args, light_settings_from(args))
 
 
-def run_status(args: argparse.Namespace, settings: Settings) -> int:
+def run_status(args: argparse.Namespace, settings: LightSettings | Settings) -> int:
     """The ``status`` command; ``settings`` give the admin address and token."""
-    base = (args.url or admin_url(settings)).rstrip("/")
-    token = settings.admin_token.get_secret_value() if settings.admin_token else None
+    base = (args.url or admin_url(settings.admin_host, settings.admin_port)).rstrip("/")
+    token = settings.admin_token
     try:
-        report = fetch_health(base, token=token)
+        report = fetch_health(
+            base, token=token if isinstance(token, str | None) else token.get_secret_value()
+        )
     except Unreachable as exc:
         print(f"gladd: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -70,38 +63,44 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
 
 def fetch_health(base: str, *, token: str | None = None, timeout: float = TIMEOUT) -> Any:
     """The daemon's ``/health`` report (a 503 carries one too), or :class:`Unreachable`."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
     url = f"{base}/health"
     try:
-        response = httpx.get(url, headers=headers, timeout=timeout)
-    except httpx.ConnectError as exc:
+        answer = request(base, "GET", "/health", token=token, timeout=timeout)
+    except NotConnected as exc:
+        if isinstance(exc.reason, TimeoutError):
+            raise _late(url, timeout) from None
         raise Unreachable(
-            f"no gladd answers at {base} ({_reason(exc)}); is the daemon running, and "
+            f"no gladd answers at {base} ({_reason(exc.reason)}); is the daemon running, and "
             "listening there? (--url, or --admin-host / --admin-port / GLADD_ADMIN_PORT)"
         ) from None
-    except httpx.TimeoutException:
-        raise Unreachable(
-            f"{url} did not answer within {timeout:g}s: the daemon is hung or overloaded"
-        ) from None
-    except httpx.HTTPError as exc:
+    except TimeoutError:
+        raise _late(url, timeout) from None
+    except BadURL as exc:
+        raise Unreachable(f"{url}: UnsupportedProtocol: {exc}") from None
+    except (http.client.HTTPException, OSError, NotSent) as exc:
         raise Unreachable(f"{url}: {type(exc).__name__}: {exc}") from None
     try:
-        report = response.json()
+        report = answer.json()
     except ValueError:
         report = None
     if not (isinstance(report, dict) and report.get("status") in EXIT_BY_STATUS):
         raise Unreachable(
-            f"{url} answered HTTP {response.status_code}, but not with a gladd health "
+            f"{url} answered HTTP {answer.status}, but not with a gladd health "
             "report: is something else listening on that port?"
         )
     return report
 
 
-def _reason(exc: httpx.ConnectError) -> str:
-    text = str(exc)
-    if "refused" in text.lower():
+def _late(url: str, timeout: float) -> Unreachable:
+    return Unreachable(
+        f"{url} did not answer within {timeout:g}s: the daemon is hung or overloaded"
+    )
+
+
+def _reason(exc: OSError) -> str:
+    if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
-    return text or type(exc).__name__
+    return str(exc) or type(exc).__name__
 
 
 # -- the summary -------------------------------------------------------------------------------

@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
 
 from gladd.admin.tasks import parse_items
-from gladd.cli.exits import EXIT_DATAERR, EXIT_NOINPUT, EXIT_USAGE, fail
+from gladd.cli.enqueue_args import BatchFile, trace_carrier
+from gladd.cli.exits import EXIT_DATAERR
+from gladd.cli.flags import settings_from
 from gladd.cli.traces import traced
 from gladd.durations import format_duration, parse_duration
 from gladd.errors import (
@@ -33,107 +32,19 @@ from gladd.errors import (
 )
 from gladd.executor.catalogue import CatalogueKinds
 from gladd.executor.service import TaskService, parse_state, task_json
-from gladd.policies import load_policies
-from gladd.settings import (
+from gladd.light_settings import (
     SERVICE_ENV_FILE,
-    Settings,
     env_file_in_use,
     unreadable_service_env_file,
 )
+from gladd.policies import load_policies
+from gladd.settings import Settings
 from gladd.store import Task, TaskState
 from gladd.store.base import FINISHED_STATES
 from gladd.store.configure import configured_store
 from gladd.store.urls import mask_url
 
-SettingsLoader = Callable[[argparse.Namespace], Settings]
-TRACE_ENV = ("TRACEPARENT", "TRACESTATE")
-
-
-def add_commands(
-    commands: Any,
-    settings_flags: Callable[[argparse.ArgumentParser], None],
-    *,
-    handler: Callable[[argparse.Namespace], int],
-) -> None:
-    """Register ``tasks`` and ``db`` with the main parser's subcommands."""
-    tasks = commands.add_parser("tasks", help="enqueue, inspect, cancel and retry tasks")
-    verbs = tasks.add_subparsers(title="verbs", metavar="VERB", required=True)
-
-    enqueue = verbs.add_parser(
-        "enqueue", help="add a task, or a batch of them with --from-file; prints the ids"
-    )
-    enqueue.add_argument("kind", nargs="?", help="the task's kind (not with --from-file)")
-    enqueue.add_argument("--payload", help="JSON payload (default {})")
-    enqueue.add_argument("--delay", help='run after this long, e.g. "30s"')
-    enqueue.add_argument("--priority", type=int, help="higher runs first (-1000..1000)")
-    enqueue.add_argument("--unique-key", help="at most one unfinished task per key")
-    enqueue.add_argument(
-        "--from-file",
-        metavar="FILE",
-        help="a batch: JSON Lines, one POST /tasks object a line (- reads stdin); "
-        "all stored in one transaction, or none",
-    )
-    enqueue.set_defaults(verb=_enqueue, prepare=_prepare_enqueue)
-
-    listing = verbs.add_parser("list", help="list tasks, newest first")
-    listing.add_argument("--state", help="pending, running, succeeded, dead or cancelled")
-    listing.add_argument("--kind")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(verb=_list)
-
-    show = verbs.add_parser("show", help="one task with its error history")
-    show.add_argument("id", type=int)
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(verb=_show)
-
-    for name, helptext, func in (
-        ("retry", "put a dead or cancelled task back to pending", _retry),
-        ("cancel", "cancel a pending or running task", _cancel),
-    ):
-        verb = verbs.add_parser(name, help=helptext)
-        verb.add_argument("id", type=int)
-        verb.set_defaults(verb=func)
-
-    purge = verbs.add_parser("purge", help="delete finished tasks older than a duration")
-    purge.add_argument("--older-than", default="7d", help='e.g. "7d" (default)')
-    purge.add_argument(
-        "--state",
-        action="append",
-        metavar="STATE",
-        help="succeeded, dead or cancelled (repeat, or comma-separate; default: all three)",
-    )
-    purge.add_argument(
-        "--dry-run", action="store_true", help="count what would be purged; delete nothing"
-    )
-    purge.set_defaults(verb=_purge)
-
-    for parser in verbs.choices.values():
-        settings_flags(parser)
-    tasks.set_defaults(command="tasks", handler=handler)
-
-    schedules = commands.add_parser(
-        "schedules", help="the schedules: next and last fire, last outcome; `run NAME` fires one"
-    )
-    schedules.add_argument("--json", action="store_true")
-    settings_flags(schedules)
-    schedules.set_defaults(command="schedules", handler=handler, verb=_schedules)
-    schedule_verbs = schedules.add_subparsers(title="verbs", metavar="VERB")
-    run_now = schedule_verbs.add_parser("run", help="enqueue one run of a schedule now")
-    run_now.add_argument("name")
-    settings_flags(run_now)
-    run_now.set_defaults(verb=_run_schedule)
-
-    db = commands.add_parser("db", help="the task store's schema")
-    db_verbs = db.add_subparsers(title="verbs", metavar="VERB", required=True)
-    for name, helptext, func in (
-        ("migrate", "apply pending schema migrations", _migrate),
-        ("status", "show the schema version", _migrate_status),
-    ):
-        verb = db_verbs.add_parser(name, help=helptext)
-        settings_flags(verb)
-        verb.set_defaults(verb=func, migrate=name == "migrate", create=name == "migrate")
-    db.set_defaults(command="db", handler=handler)
+Verb = Callable[[argparse.Namespace, TaskService], Awaitable[int]]
 
 
 @asynccontextmanager
@@ -154,12 +65,15 @@ async def _service(
             await store.close()
 
 
-def run_verb(args: argparse.Namespace, settings: Settings) -> int:
-    verb: Callable[[argparse.Namespace, TaskService], Awaitable[int]] = args.verb
-    # What needs no store (the arguments, an input file) is checked before opening one.
-    prepare: Callable[[argparse.Namespace], int | None] | None = getattr(args, "prepare", None)
-    if prepare is not None and (code := prepare(args)) is not None:
-        return code
+def run_on_store(args: argparse.Namespace) -> int:
+    """The handler of ``tasks`` (but ``enqueue``'s, see :mod:`gladd.cli.enqueue`),
+    ``schedules`` and ``db``: the verb ``args.verb`` names, on the settings' store."""
+    return run_verb(args, settings_from(args), VERBS)
+
+
+def run_verb(args: argparse.Namespace, settings: Settings, verbs: Mapping[str, Verb]) -> int:
+    """``verbs[args.verb]`` on the store ``settings`` name; its exit code."""
+    verb = verbs[args.verb]
     migrate, create = getattr(args, "migrate", True), getattr(args, "create", False)
 
     async def main() -> int:
@@ -201,74 +115,9 @@ def where_from(settings: Settings, env_file: Path | None) -> str:
     return "\n".join(lines)
 
 
-def _prepare_enqueue(args: argparse.Namespace) -> int | None:
-    """Refuse a usage error (64); with --from-file, read its lines into ``args.batch``
-    (66 when it cannot be read, 65 with each line that is not JSON)."""
-    single = {
-        "--payload": args.payload,
-        "--delay": args.delay,
-        "--priority": args.priority,
-        "--unique-key": args.unique_key,
-    }
-    given = [flag for flag, value in single.items() if value is not None]
-    if args.from_file is None and args.kind is None:
-        fail("tasks enqueue: give a KIND, or --from-file FILE for a batch")
-        return EXIT_USAGE
-    if args.from_file is not None and (args.kind is not None or given):
-        also = ", ".join(["KIND"] * (args.kind is not None) + given)
-        fail(f"tasks enqueue: --from-file takes the tasks from its file, not {also}")
-        return EXIT_USAGE
-    if args.from_file is None:
-        return None
-    name = "<stdin>" if args.from_file == "-" else args.from_file
-    try:
-        data = sys.stdin.buffer.read() if args.from_file == "-" else Path(name).read_bytes()
-    except OSError as exc:
-        fail(f"cannot read {name}: {exc.strerror or exc}")
-        return EXIT_NOINPUT
-    lines, problems = read_json_lines(data)
-    if problems:
-        for line, message in problems:
-            print(f"{name}:{line}: {message}", file=sys.stderr)
-        return EXIT_DATAERR
-    args.batch = BatchFile(name=name, lines=[n for n, _ in lines], items=[i for _, i in lines])
-    return None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class BatchFile:
-    """The items of ``--from-file``, each with the line it came from."""
-
-    name: str
-    lines: list[int]
-    items: list[Any]
-
-
-def read_json_lines(data: bytes) -> tuple[list[tuple[int, Any]], list[tuple[int, str]]]:
-    """Each line of ``data`` that is not blank as (line number, value), and each that is
-    not JSON as (line number, why)."""
-    values: list[tuple[int, Any]] = []
-    problems: list[tuple[int, str]] = []
-    for number, line in enumerate(data.split(b"\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            values.append((number, json.loads(line, parse_constant=_not_a_number)))
-        except RecursionError:
-            problems.append((number, "not JSON: nested too deeply to decode"))
-        except ValueError as exc:  # also UnicodeDecodeError
-            problems.append((number, f"not JSON: {exc}"))
-    return values, problems
-
-
-def _not_a_number(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
-    # The caller's trace, as programs hand it to a child process (OpenTelemetry's
-    # environment-variable carrier): this enqueue joins it when traces are on.
-    carrier = {name.lower(): os.environ[name] for name in TRACE_ENV if os.environ.get(name)}
+    # The caller's trace (TRACEPARENT): this enqueue joins it when traces are on.
+    carrier = trace_carrier()
     if args.from_file is not None:
         return await _enqueue_batch(args.batch, service, carrier or None)
     try:
@@ -462,3 +311,18 @@ async def _migrate_status(args: argparse.Namespace, service: TaskService) -> int
     elif status.current > status.latest:
         print("the database is newer than this gladd: upgrade gladd before running it here")
     return 0
+
+
+VERBS: dict[str, Verb] = {
+    "enqueue": _enqueue,
+    "list": _list,
+    "show": _show,
+    "retry": _retry,
+    "cancel": _cancel,
+    "purge": _purge,
+    "schedules": _schedules,
+    "run_schedule": _run_schedule,
+    "migrate": _migrate,
+    "migrate_status": _migrate_status,
+}
+"""Each verb by the name the command tree gives it (:mod:`gladd.cli.tree`)."""

@@ -16,7 +16,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
-from gladd.durations import Duration, format_duration
+from gladd.duration_fields import Duration
+from gladd.durations import format_duration
 from gladd.errors import Problem
 from gladd.rates import Rate
 

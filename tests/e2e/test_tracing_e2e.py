@@ -209,6 +209,31 @@ def test_the_cli_enqueue_joins_the_trace_in_traceparent_and_exports_before_exiti
     node.stop()
 
 
+def test_a_cli_enqueue_through_the_daemon_hands_it_the_trace_in_traceparent(
+    nodes: Callable[[str], LoggedGladd], collector: Collector
+) -> None:
+    node = nodes("a")
+    node.start_serving(**otel_env(collector))  # traces on in the daemon, off in the CLI
+    done = run_cli(
+        "tasks",
+        "enqueue",
+        "gladd.noop",
+        "--state-dir",
+        str(node.state_dir),
+        "--admin-port",
+        str(node.port),
+        "--policies",
+        "/nonexistent/policies.toml",  # the direct way would fail: this goes by the daemon
+        env={"TRACEPARENT": CALLER},
+    )
+    assert done.returncode == 0, done.stderr
+    wait_until(lambda: collector.named("send gladd.noop"), timeout=20, what="the send span")
+    (send,) = collector.named("send gladd.noop")
+    assert (send.trace_id, send.parent) == (CALLER_TRACE, CALLER_SPAN)
+    assert send.attributes["messaging.message.id"] == done.stdout.strip()
+    node.stop()
+
+
 def test_with_traces_off_nothing_is_exported(
     nodes: Callable[[str], LoggedGladd], upstream: int, collector: Collector
 ) -> None:

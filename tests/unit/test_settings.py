@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gladd import settings as settings_module
+from gladd import light_settings as settings_module
 from gladd.errors import SettingsError
 from gladd.settings import SERVICE_DEFAULTS, env_file_in_use, load_settings
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gladd.cli.tasks import read_json_lines
+from gladd.cli.enqueue_args import read_json_lines
 
 
 def test_blank_lines_are_skipped_and_line_numbers_kept() -> None:
