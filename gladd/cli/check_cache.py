@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import sys
 import time
 from collections.abc import Mapping
@@ -55,6 +56,9 @@ exporter's variables, which ``gladd check`` shows or refuses."""
 SERVICE_ENV_FILE = "/etc/gladd/gladd.env"
 """:data:`gladd.settings.SERVICE_ENV_FILE`, spelt here so a cache hit need not import the
 settings model (a test holds the two equal)."""
+CONTENT_LIMIT = 4 * 1024 * 1024
+"""Files up to this size are followed by content (the policies file's own limit); a larger
+one, by size and time."""
 RACE_SLACK_NS = 10_000_000
 """File times come from a coarse clock (one jiffy: 10 ms at most): a file changed this soon
 before a run began may still have changed during it."""
@@ -182,10 +186,10 @@ def _env_file_part(given: object, env: Mapping[str, str]) -> list[Any] | None:
     else:
         return []
     try:
-        with open(name, "rb") as file:
-            info = os.fstat(file.fileno())
-            data = file.read()
+        info, data = _read_small_file(name)
     except OSError:
+        return None
+    if data is None:
         return None
     return [name, os.path.realpath(name), info.st_dev, info.st_ino, _digest(data)]
 
@@ -266,14 +270,29 @@ def _environ_digest() -> str:
 
 
 def _content(path: str) -> str | None:
-    """The file's sha256; None when it is absent. Any other failure: a value no entry holds."""
+    """The file's sha256; None when it is absent; else what it is instead of a small regular
+    file (a FIFO, a directory, a file over :data:`CONTENT_LIMIT` — the check refuses those,
+    saying which), or why it cannot be read."""
     try:
-        with open(path, "rb") as file:
-            return _digest(file.read())
+        info, data = _read_small_file(path)
     except FileNotFoundError:
         return None
-    except OSError:
-        return "unreadable"
+    except OSError as exc:
+        return f"unreadable: errno {exc.errno}"
+    if data is None:
+        return f"mode {info.st_mode:o}, {info.st_size} bytes, mtime_ns {info.st_mtime_ns}"
+    return _digest(data)
+
+
+def _read_small_file(path: str) -> tuple[os.stat_result, bytes | None]:
+    """The file's status and, when it is a regular file within :data:`CONTENT_LIMIT`, its
+    bytes. Never waits: a FIFO is opened non-blocking and not read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with open(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > CONTENT_LIMIT:
+            return info, None
+        return info, file.read()
 
 
 def _stat(path: str) -> list[int] | None:

@@ -354,3 +354,34 @@ def test_no_cache_checks_in_full_and_keeps_nothing(check: Checker, tmp_path: Pat
     assert not check(str(policies)).full
     forced = check(str(policies), "--no-cache")
     assert (forced.full, forced.printed) == (True, cached.printed)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "huge"])
+def test_what_is_not_a_policies_file_is_never_waited_on_nor_read_whole(
+    check: Checker, tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "policies.toml"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        with path.open("wb") as f:
+            f.truncate(60 * 1024 * 1024)
+    first = check(str(path))
+    assert first.code == 78
+    assert "not a regular file" in first.err or "over the 4 MiB limit" in first.err
+    again = check(str(path))
+    assert (again.full, again.printed) == (False, first.printed)
+    if kind == "huge":
+        with path.open("r+b") as f:
+            f.truncate(61 * 1024 * 1024)
+        assert check(str(path)).full
+
+
+def test_an_env_file_that_is_a_fifo_is_refused_promptly(check: Checker, tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "gladd.env")
+    (tmp_path / "policies.toml").write_text(VALID)
+    done = check("policies.toml", GLADD_ENV_FILE=str(tmp_path / "gladd.env"))
+    assert (done.code, done.full) == (78, True)
+    assert "env file not found" in done.err
