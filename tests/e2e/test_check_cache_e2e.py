@@ -356,27 +356,35 @@ def test_no_cache_checks_in_full_and_keeps_nothing(check: Checker, tmp_path: Pat
     assert (forced.full, forced.printed) == (True, cached.printed)
 
 
-@pytest.mark.parametrize("kind", ["fifo", "directory", "huge"])
+def sparse(mib: int) -> Callable[[Path], None]:
+    def make(path: Path) -> None:
+        with path.open("ab") as f:
+            f.truncate(mib * 1024 * 1024)
+
+    return make
+
+
+NOT_POLICIES: dict[str, Callable[[Path], None]] = {
+    "fifo": os.mkfifo,
+    "directory": Path.mkdir,
+    "huge": sparse(60),
+}
+
+
+@pytest.mark.parametrize("kind", NOT_POLICIES)
 def test_what_is_not_a_policies_file_is_never_waited_on_nor_read_whole(
     check: Checker, tmp_path: Path, kind: str
 ) -> None:
     path = tmp_path / "policies.toml"
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "directory":
-        path.mkdir()
-    else:
-        with path.open("wb") as f:
-            f.truncate(60 * 1024 * 1024)
+    NOT_POLICIES[kind](path)
     first = check(str(path))
     assert first.code == 78
     assert "not a regular file" in first.err or "over the 4 MiB limit" in first.err
     again = check(str(path))
     assert (again.full, again.printed) == (False, first.printed)
     if kind == "huge":
-        with path.open("r+b") as f:
-            f.truncate(61 * 1024 * 1024)
-        assert check(str(path)).full
+        sparse(61)(path)
+        assert check(str(path)).full, "a large file is followed by its size"
 
 
 def test_an_env_file_that_is_a_fifo_is_refused_promptly(check: Checker, tmp_path: Path) -> None:
