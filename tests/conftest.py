@@ -26,6 +26,15 @@ def no_host_env_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GLADD_ENV_FILE", "")
 
 
+@pytest.fixture(autouse=True)
+def own_cache_dir(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``gladd check`` keeps its verdicts in a cache directory of each test's own (in
+    process and in the ``gladd`` processes a test starts), never the user's."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+
+
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit(parts._replace(path=f"/{name}"))

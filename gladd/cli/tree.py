@@ -56,7 +56,8 @@ def add_check_command(commands: Any) -> None:
         description="Exit code: 0 valid, 78 invalid policies, a broken or misconfigured "
         "plugin (0 for plugins with --allow-broken-plugins), a schedule whose kind is "
         "unknown or refuses its payload, or a partition on a field its kind's payload "
-        "does not declare.",
+        "does not declare. A verdict whose inputs have not changed is printed again from "
+        "$XDG_CACHE_HOME/gladd/check (default ~/.cache/gladd/check).",
     )
     check.add_argument("path", nargs="?", type=Path, help="default: the configured policies")
     check.add_argument("--env-file", type=Path, help="read GLADD_* settings from this file")
@@ -66,6 +67,11 @@ def add_check_command(commands: Any) -> None:
         help="exit 0 when only plugins are wrong (the daemon runs without them); still listed",
     )
     check.add_argument("--json", action="store_true", help="print the verdict as JSON")
+    check.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="check in full, neither reading nor storing a cached verdict",
+    )
     check.set_defaults(command="check", handler=lazy("gladd.cli.check", "run_check"))
 
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gladd.cli import main
-from gladd.cli.check import describe_schedule
+from gladd.cli.check_verdict import describe_schedule
 from gladd.policies import SchedulePolicy
 
 NOW = datetime(2026, 12, 3, 12, tzinfo=UTC)

@@ -99,3 +99,15 @@ def test_an_enqueue_answered_by_a_daemon_imports_nothing_heavy(tmp_path: Path) -
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_repeated_check_imports_nothing_heavy(tmp_path: Path) -> None:
+    """The first check is a full one; the second, inputs unchanged, replays its verdict
+    through the real command tree without the policies model or any plugin."""
+    policies = tmp_path / "policies.toml"
+    policies.write_text("schema_version = 1\n")
+    env = {"XDG_CACHE_HOME": str(tmp_path / "cache")}
+    first_code, first_heavy = heavy_imports("check", str(policies), env=env)
+    assert first_code == 0
+    assert "pydantic" in first_heavy
+    assert heavy_imports("check", str(policies), env=env) == (0, [])
