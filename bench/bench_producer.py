@@ -143,7 +143,9 @@ async def batch(rep: Report, rounds: int) -> None:
         rep.add(f"batch of {BATCH:,}, {name}, median", figures)
     best = max(PEERS, key=medians.__getitem__)
     factor = medians["gladd postgresql"] / medians[best]
-    rep.add(f"batch of {BATCH:,}: gladd postgresql / faster peer", f"{factor:.2f}x ({best})", "≥ 1x")
+    rep.add(
+        f"batch of {BATCH:,}: gladd postgresql / faster peer", f"{factor:.2f}x ({best})", "≥ 1x"
+    )
     rep.verdict(factor >= 1.0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 from typing import Any
 
 import anyio
@@ -18,6 +19,10 @@ from gladd.notify import Notifier
 from gladd.policies import LoadedPolicies, load_policies
 from gladd.runtime import LAST_GOOD
 from gladd.settings import Settings
+
+EVENT_LOOP = {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
+"""uvloop where it is installed (a dependency off Windows): cheaper sockets and callbacks
+under the admin API's requests and the store's round trips (bench/bench_producer.py)."""
 
 
 def add_run_command(commands: Any) -> None:
@@ -41,7 +46,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     with traced(settings), Notifier.from_environ() as notifier:
         daemon = Daemon(settings, loaded, notifier, broken_on_disk=broken)
         try:
-            anyio.run(daemon.run)
+            anyio.run(daemon.run, backend_options=EVENT_LOOP)
         except StartupError:
             notifier.status("failed to start")
             raise
