@@ -1,10 +1,11 @@
-"""The peers of bench_executor.py: pgqueuer and procrastinate, each as its docs set it up.
+"""The peers of bench_executor.py and bench_producer.py: pgqueuer and procrastinate, each as
+its docs set it up.
 
 Each function gets the URL of a fresh, empty database of its own, installs the peer's schema
 there the documented way (pgqueuer ``Queries.install``, procrastinate ``apply_schema``), and
 runs the peer's own worker in this process at concurrency 10 with every other knob at its
 default. Enqueueing always goes through a second connection (or a second App), like another
-process would.
+process would. The producers (bench_producer.py) run no worker: only the enqueue calls.
 """
 
 from __future__ import annotations

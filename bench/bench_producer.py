@@ -9,7 +9,8 @@ afterwards; gladd's SQLite runs (for information) use a temp file.
    gladd's Python API (``gladd.Client(url).enqueue("gladd.noop")``), pgqueuer
    (``Queries.enqueue`` of one job over an asyncpg connection) and procrastinate (a task's
    ``defer_async``), each set up as its docs say (``_peers.py``). Tasks/s and the p50/p99
-   of one call. Target: gladd on PostgreSQL ≥ 2x the faster peer.
+   of one call. Target: gladd on PostgreSQL ≥ 2x the faster peer. For scale, the floor:
+   a bare autocommitted ``INSERT ... RETURNING id`` into a one-column table.
 2. A batch of 1,000, ``--rounds`` times: ``Client.enqueue_many`` against pgqueuer's
    ``Queries.enqueue`` with lists (its ``UNNEST`` insert) and procrastinate's
    ``batch_defer_async``. Best and median tasks/s; target: gladd's median ≥ the faster
@@ -91,6 +92,24 @@ CONTENDERS: dict[str, Contender] = {
 PEERS = ("pgqueuer", "procrastinate")
 
 
+@contextlib.asynccontextmanager
+async def bare_insert() -> AsyncIterator[_peers.Producer]:
+    """The floor under every PostgreSQL contender: one autocommitted ``INSERT ... RETURNING
+    id`` into a table of one serial column, over one asyncpg connection."""
+    async with fresh_database() as url:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute("CREATE TABLE floor (id bigserial PRIMARY KEY)")
+            insert = "INSERT INTO floor DEFAULT VALUES RETURNING id"
+            yield _peers.Producer(one=lambda: conn.fetchval(insert), batch=_no_batch)
+        finally:
+            await conn.close()
+
+
+async def _no_batch(n: int) -> None:
+    raise NotImplementedError
+
+
 async def single_calls(one: Callable[[], Awaitable[object]], n: int) -> tuple[float, list[float]]:
     """Tasks/s of ``n`` calls one after the other, and each call's seconds."""
     for _ in range(WARMUP):
@@ -123,6 +142,10 @@ async def single(rep: Report, n: int) -> None:
         rates[name] = rate
         ms = f"p50 {_pct(took, 0.5) * 1e3:.2f} / p99 {_pct(took, 0.99) * 1e3:.2f} ms"
         rep.add(f"single enqueue, {name}", f"{_rate(rate)} {ms}")
+    async with bare_insert() as floor:
+        rate, took = await single_calls(floor.one, n)
+    ms = f"p50 {_pct(took, 0.5) * 1e3:.2f} / p99 {_pct(took, 0.99) * 1e3:.2f} ms"
+    rep.add("single enqueue, floor: a bare INSERT", f"{_rate(rate)} {ms}")
     best = max(PEERS, key=rates.__getitem__)
     factor = rates["gladd postgresql"] / rates[best]
     rep.add(
