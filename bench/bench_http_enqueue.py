@@ -42,8 +42,9 @@ def daemon(database_url: str | None) -> Iterator[int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLADD_")}
     with tempfile.TemporaryDirectory(prefix="gladd_bench_") as state:
         policies = Path(state) / "policies.toml"
-        # No executor work: the tasks stay pending, so only the enqueue path is measured.
-        policies.write_text('[tasks."gladd.noop"]\npaused = true\n')
+        # No executor work: its one slot is taken (occupy), so the noop tasks stay pending
+        # and no enqueue's wake-up starts a claim; only the enqueue path is measured.
+        policies.write_text('[executor]\nconcurrency = 1\nshutdown_grace = "1s"\n')
         args = [str(gladd), "run", "--state-dir", state, "--admin-port", str(port)]
         args += ["--policies", str(policies)]
         if database_url:
@@ -62,6 +63,7 @@ def daemon(database_url: str | None) -> Iterator[int]:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"gladd never got ready: {log.read_text()[-2000:]}")
                 time.sleep(0.1)
+            occupy(port)
             yield port
         finally:
             proc.terminate()
@@ -70,6 +72,18 @@ def daemon(database_url: str | None) -> Iterator[int]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def occupy(port: int) -> None:
+    """Fill the daemon's one slot with an hour's ``gladd.sleep``; return once it runs."""
+    base = f"http://127.0.0.1:{port}"
+    sleep = {"kind": "gladd.sleep", "payload": {"seconds": 3600}}
+    task = httpx.post(f"{base}/tasks", json=sleep, timeout=10).json()["id"]
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{base}/tasks/{task}", timeout=10).json()["state"] != "running":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the daemon never started the task that fills its slot")
+        time.sleep(0.05)
 
 
 def post_for(port: int, seconds: float, clients: int) -> int:
