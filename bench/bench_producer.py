@@ -5,13 +5,17 @@ Run: ``.venv/bin/python bench/bench_producer.py [--n 3000] [--rounds 7] [--secon
 GLADD_TEST_DATABASE_URL; every contender gets a fresh database of its own, dropped
 afterwards; gladd's SQLite runs (for information) use a temp file.
 
+Every contender of a part is open at once and they take turns, ``--rounds`` turns each:
+on a machine whose load drifts (other work, PostgreSQL's own) each gets its share of the
+quiet and the busy moments, and the median turn counts.
+
 1. Single enqueues from one caller, one after the other, ``--n`` of them (after a warm-up):
    gladd's Python API (``gladd.Client(url).enqueue("gladd.noop")``), pgqueuer
    (``Queries.enqueue`` of one job over an asyncpg connection) and procrastinate (a task's
    ``defer_async``), each set up as its docs say (``_peers.py``). Tasks/s and the p50/p99
    of one call. Target: gladd on PostgreSQL ≥ 2x the faster peer. For scale, the floor:
    a bare autocommitted ``INSERT ... RETURNING id`` into a one-column table.
-2. A batch of 1,000, ``--rounds`` times: ``Client.enqueue_many`` against pgqueuer's
+2. A batch of 1,000 per turn: ``Client.enqueue_many`` against pgqueuer's
    ``Queries.enqueue`` with lists (its ``UNNEST`` insert) and procrastinate's
    ``batch_defer_async``. Best and median tasks/s; target: gladd's median ≥ the faster
    peer's median.
@@ -33,7 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 
 import asyncpg
@@ -83,13 +87,8 @@ def _on_postgres(
     return contender
 
 
-CONTENDERS: dict[str, Contender] = {
-    "gladd postgresql": lambda: gladd_producer("postgresql"),
-    "gladd sqlite": lambda: gladd_producer("sqlite"),
-    "pgqueuer": _on_postgres(_peers.pgqueuer_producer),
-    "procrastinate": _on_postgres(_peers.procrastinate_producer),
-}
 PEERS = ("pgqueuer", "procrastinate")
+FLOOR = "floor: a bare INSERT"
 
 
 @contextlib.asynccontextmanager
@@ -110,10 +109,27 @@ async def _no_batch(n: int) -> None:
     raise NotImplementedError
 
 
-async def single_calls(one: Callable[[], Awaitable[object]], n: int) -> tuple[float, list[float]]:
+CONTENDERS: dict[str, Contender] = {
+    "gladd postgresql": lambda: gladd_producer("postgresql"),
+    "gladd sqlite": lambda: gladd_producer("sqlite"),
+    "pgqueuer": _on_postgres(_peers.pgqueuer_producer),
+    "procrastinate": _on_postgres(_peers.procrastinate_producer),
+    FLOOR: bare_insert,
+}
+SINGLE = tuple(CONTENDERS)
+BATCHING = tuple(name for name in CONTENDERS if name != FLOOR)
+
+
+@contextlib.asynccontextmanager
+async def all_open(names: Iterable[str]) -> AsyncIterator[dict[str, _peers.Producer]]:
+    """Every contender named, open at once (each on its own database), so their rounds can
+    take turns: a machine that gets busier half-way through slows them all alike."""
+    async with contextlib.AsyncExitStack() as stack:
+        yield {name: await stack.enter_async_context(CONTENDERS[name]()) for name in names}
+
+
+async def single_round(one: Callable[[], Awaitable[object]], n: int) -> tuple[float, list[float]]:
     """Tasks/s of ``n`` calls one after the other, and each call's seconds."""
-    for _ in range(WARMUP):
-        await one()
     took: list[float] = []
     started = time.perf_counter()
     for _ in range(n):
@@ -123,53 +139,54 @@ async def single_calls(one: Callable[[], Awaitable[object]], n: int) -> tuple[fl
     return n / (time.perf_counter() - started), took
 
 
-async def batch_rounds(batch: Callable[[int], Awaitable[object]], rounds: int) -> list[float]:
-    """Tasks/s of each of ``rounds`` batches of :data:`BATCH` (one warm-up batch first)."""
+async def batch_round(batch: Callable[[int], Awaitable[object]]) -> float:
+    """Tasks/s of one batch of :data:`BATCH`."""
+    started = time.perf_counter()
     await batch(BATCH)
-    rates = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        await batch(BATCH)
-        rates.append(BATCH / (time.perf_counter() - started))
-    return rates
+    return BATCH / (time.perf_counter() - started)
 
 
-async def single(rep: Report, n: int) -> None:
-    rates: dict[str, float] = {}
-    for name, contender in CONTENDERS.items():
-        async with contender() as producer:
-            rate, took = await single_calls(producer.one, n)
-        rates[name] = rate
-        ms = f"p50 {_pct(took, 0.5) * 1e3:.2f} / p99 {_pct(took, 0.99) * 1e3:.2f} ms"
-        rep.add(f"single enqueue, {name}", f"{_rate(rate)} {ms}")
-    async with bare_insert() as floor:
-        rate, took = await single_calls(floor.one, n)
-    ms = f"p50 {_pct(took, 0.5) * 1e3:.2f} / p99 {_pct(took, 0.99) * 1e3:.2f} ms"
-    rep.add("single enqueue, floor: a bare INSERT", f"{_rate(rate)} {ms}")
-    best = max(PEERS, key=rates.__getitem__)
-    factor = rates["gladd postgresql"] / rates[best]
-    rep.add(
-        "single enqueue: gladd postgresql / faster peer",
-        f"{factor:.2f}x ({best})",
-        f"≥ {SINGLE_FACTOR:g}x",
-    )
-    rep.verdict(factor >= SINGLE_FACTOR)
+def _ratio_row(rep: Report, what: str, figures: dict[str, float], factor: float) -> None:
+    best = max(PEERS, key=figures.__getitem__)
+    ratio = figures["gladd postgresql"] / figures[best]
+    rep.add(f"{what}: gladd postgresql / faster peer", f"{ratio:.2f}x ({best})", f"≥ {factor:g}x")
+    rep.verdict(ratio >= factor)
+
+
+async def single(rep: Report, n: int, rounds: int) -> None:
+    """``rounds`` turns, each contender ``n // rounds`` calls a turn; the median turn's
+    rate counts, and the p50/p99 of every call."""
+    rates: dict[str, list[float]] = {name: [] for name in SINGLE}
+    took: dict[str, list[float]] = {name: [] for name in SINGLE}
+    async with all_open(SINGLE) as producers:
+        for producer in producers.values():
+            await single_round(producer.one, WARMUP)
+        for _ in range(rounds):
+            for name, producer in producers.items():
+                rate, calls = await single_round(producer.one, n // rounds)
+                rates[name].append(rate)
+                took[name] += calls
+    medians = {name: statistics.median(r) for name, r in rates.items()}
+    for name in SINGLE:
+        ms = f"p50 {_pct(took[name], 0.5) * 1e3:.2f} / p99 {_pct(took[name], 0.99) * 1e3:.2f} ms"
+        rep.add(f"single enqueue, {name}", f"{_rate(medians[name])} {ms}")
+    _ratio_row(rep, "single enqueue", medians, SINGLE_FACTOR)
 
 
 async def batch(rep: Report, rounds: int) -> None:
-    medians: dict[str, float] = {}
-    for name, contender in CONTENDERS.items():
-        async with contender() as producer:
-            rates = await batch_rounds(producer.batch, rounds)
-        medians[name] = statistics.median(rates)
-        figures = f"{_rate(medians[name])} (best {max(rates):,.0f})"
+    """``rounds`` turns of one batch each (after one to warm up); median and best."""
+    rates: dict[str, list[float]] = {name: [] for name in BATCHING}
+    async with all_open(BATCHING) as producers:
+        for producer in producers.values():
+            await batch_round(producer.batch)
+        for _ in range(rounds):
+            for name, producer in producers.items():
+                rates[name].append(await batch_round(producer.batch))
+    medians = {name: statistics.median(r) for name, r in rates.items()}
+    for name in BATCHING:
+        figures = f"{_rate(medians[name])} (best {max(rates[name]):,.0f})"
         rep.add(f"batch of {BATCH:,}, {name}, median", figures)
-    best = max(PEERS, key=medians.__getitem__)
-    factor = medians["gladd postgresql"] / medians[best]
-    rep.add(
-        f"batch of {BATCH:,}: gladd postgresql / faster peer", f"{factor:.2f}x ({best})", "≥ 1x"
-    )
-    rep.verdict(factor >= 1.0)
+    _ratio_row(rep, f"batch of {BATCH:,}", medians, 1.0)
 
 
 async def machine() -> str:
@@ -187,7 +204,7 @@ async def machine() -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=3000, help="single enqueues per contender")
-    parser.add_argument("--rounds", type=int, default=7, help="batches per contender")
+    parser.add_argument("--rounds", type=int, default=7, help="turns per contender")
     parser.add_argument("--seconds", type=float, default=5.0, help="per HTTP measurement")
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--parts", default=",".join(PARTS))
@@ -196,7 +213,7 @@ def main() -> int:
     rep = Report()
     print(asyncio.run(machine()))
     if "single" in parts:
-        asyncio.run(single(rep, args.n))
+        asyncio.run(single(rep, args.n, args.rounds))
     if "batch" in parts:
         asyncio.run(batch(rep, args.rounds))
     if "http" in parts:
