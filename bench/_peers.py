@@ -1,10 +1,11 @@
-"""The peers of bench_executor.py: pgqueuer and procrastinate, each as its docs set it up.
+"""The peers of bench_executor.py and bench_producer.py: pgqueuer and procrastinate, each as
+its docs set it up.
 
 Each function gets the URL of a fresh, empty database of its own, installs the peer's schema
 there the documented way (pgqueuer ``Queries.install``, procrastinate ``apply_schema``), and
 runs the peer's own worker in this process at concurrency 10 with every other knob at its
 default. Enqueueing always goes through a second connection (or a second App), like another
-process would.
+process would. The producers (bench_producer.py) run no worker: only the enqueue calls.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import asyncpg
 import procrastinate
@@ -195,3 +197,44 @@ async def procrastinate_latency(url: str, m: int, warmup: int, settle: float) ->
             return await pickup_latencies(remote.defer_async, mark, m, warmup, settle)
         finally:
             await _stop(worker)
+
+
+# -- producers (bench_producer.py) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Producer:
+    """A peer's enqueue calls, on their own connection: one job, and a batch of ``n``."""
+
+    one: Callable[[], Awaitable[object]]
+    batch: Callable[[int], Awaitable[object]]
+
+
+@contextlib.asynccontextmanager
+async def pgqueuer_producer(url: str) -> AsyncIterator[Producer]:
+    """``Queries.enqueue`` with one entrypoint, and with lists (its ``UNNEST`` batch)."""
+    producer, queries, _ = await _pgqueuer_setup(url)
+    try:
+        yield Producer(
+            one=lambda: queries.enqueue("noop", None),
+            batch=lambda n: queries.enqueue(["noop"] * n, [None] * n, [0] * n),
+        )
+    finally:
+        await producer.close()
+
+
+@contextlib.asynccontextmanager
+async def procrastinate_producer(url: str) -> AsyncIterator[Producer]:
+    """A task's ``defer_async``, and its ``batch_defer_async``."""
+    app = _procrastinate_app(url)
+
+    @app.task(name="noop")
+    async def noop() -> None:
+        pass
+
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+        yield Producer(
+            one=noop.defer_async,
+            batch=lambda n: noop.batch_defer_async(*({} for _ in range(n))),
+        )

@@ -3,8 +3,9 @@
 Run: ``.venv/bin/python bench/bench_http_enqueue.py [--seconds 5] [--clients 20]``. Starts
 ``gladd run`` on SQLite (a temp state directory) and on PostgreSQL (a fresh database from
 GLADD_TEST_DATABASE_URL), and for ``--seconds`` each sends ``POST /tasks`` (``gladd.noop``)
-over plain ``http.client`` keep-alive connections — one thread, then ``--clients`` threads
-— a client that is not itself the bottleneck (httpx costs ~4 ms a request here). Every 201
+over plain ``http.client`` keep-alive connections — one client, then ``--clients`` at
+once, each a process of its own (``_http_client.py``: a client that is not itself the
+bottleneck; httpx costs ~4 ms a request here, and 20 threads would share one GIL). Every 201
 means a committed task (the daemon answers only after its commit).
 
 Target (✓/✗, exit 1 on a miss): the concurrent rate ≥ 4x the one-at-a-time rate, on each
@@ -16,13 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import http.client
-import json
 import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_executor import ROOT, Report, _free_port, fresh_database
 
 FACTOR = 4.0
-BODY = json.dumps({"kind": "gladd.noop", "payload": {}}).encode()
+CLIENT = Path(__file__).resolve().parent / "_http_client.py"
 
 
 @contextlib.contextmanager
@@ -44,8 +42,9 @@ def daemon(database_url: str | None) -> Iterator[int]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLADD_")}
     with tempfile.TemporaryDirectory(prefix="gladd_bench_") as state:
         policies = Path(state) / "policies.toml"
-        # No executor work: the tasks stay pending, so only the enqueue path is measured.
-        policies.write_text('[tasks."gladd.noop"]\npaused = true\n')
+        # No executor work: its one slot is taken (occupy), so the noop tasks stay pending
+        # and no enqueue's wake-up starts a claim; only the enqueue path is measured.
+        policies.write_text('[executor]\nconcurrency = 1\nshutdown_grace = "1s"\n')
         args = [str(gladd), "run", "--state-dir", state, "--admin-port", str(port)]
         args += ["--policies", str(policies)]
         if database_url:
@@ -64,6 +63,7 @@ def daemon(database_url: str | None) -> Iterator[int]:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"gladd never got ready: {log.read_text()[-2000:]}")
                 time.sleep(0.1)
+            occupy(port)
             yield port
         finally:
             proc.terminate()
@@ -74,29 +74,28 @@ def daemon(database_url: str | None) -> Iterator[int]:
                 proc.wait()
 
 
+def occupy(port: int) -> None:
+    """Fill the daemon's one slot with an hour's ``gladd.sleep``; return once it runs."""
+    base = f"http://127.0.0.1:{port}"
+    sleep = {"kind": "gladd.sleep", "payload": {"seconds": 3600}}
+    task = httpx.post(f"{base}/tasks", json=sleep, timeout=10).json()["id"]
+    deadline = time.monotonic() + 30
+    while httpx.get(f"{base}/tasks/{task}", timeout=10).json()["state"] != "running":
+        if time.monotonic() > deadline:
+            raise RuntimeError("the daemon never started the task that fills its slot")
+        time.sleep(0.05)
+
+
 def post_for(port: int, seconds: float, clients: int) -> int:
-    """201s from ``clients`` keep-alive connections sending as fast as answered."""
-    done = [0] * clients
-    stop = time.monotonic() + seconds
-
-    def client(i: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        headers = {"Content-Type": "application/json"}
-        while time.monotonic() < stop:
-            conn.request("POST", "/tasks", body=BODY, headers=headers)
-            answer = conn.getresponse()
-            answer.read()
-            if answer.status != 201:
-                raise RuntimeError(f"POST /tasks answered {answer.status}")
-            done[i] += 1
-        conn.close()
-
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return sum(done)
+    """201s from ``clients`` processes (``_http_client.py``), one keep-alive connection
+    each, sending as fast as answered, all for the same ``seconds``."""
+    start = time.time() + 1.0  # every client started and connected by then
+    args = [sys.executable, str(CLIENT), str(port), repr(start), repr(seconds)]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True) for _ in range(clients)]
+    counts = [proc.communicate()[0] for proc in procs]
+    if failed := [proc.returncode for proc in procs if proc.returncode]:
+        raise RuntimeError(f"{len(failed)} of {clients} clients failed (see above)")
+    return sum(int(count) for count in counts)
 
 
 def measure(rep: Report, name: str, database_url: str | None, seconds: float, n: int) -> None:
@@ -111,19 +110,24 @@ def measure(rep: Report, name: str, database_url: str | None, seconds: float, n:
     rep.verdict(many >= FACTOR * one)
 
 
+def measure_both(rep: Report, seconds: float, clients: int) -> None:
+    """:func:`measure` on SQLite, then on a fresh PostgreSQL database."""
+    measure(rep, "sqlite", None, seconds, clients)
+
+    async def on_postgres() -> None:
+        async with fresh_database() as url:
+            await asyncio.to_thread(measure, rep, "postgresql", url, seconds, clients)
+
+    asyncio.run(on_postgres())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--clients", type=int, default=20)
     args = parser.parse_args()
     rep = Report()
-    measure(rep, "sqlite", None, args.seconds, args.clients)
-
-    async def on_postgres() -> None:
-        async with fresh_database() as url:
-            await asyncio.to_thread(measure, rep, "postgresql", url, args.seconds, args.clients)
-
-    asyncio.run(on_postgres())
+    measure_both(rep, args.seconds, args.clients)
     print()
     print(rep.table())
     if rep.missed:

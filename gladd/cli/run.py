@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 
 import anyio
 from loguru import logger
@@ -17,6 +18,10 @@ from gladd.notify import Notifier
 from gladd.policies import LoadedPolicies, load_policies
 from gladd.runtime import LAST_GOOD
 from gladd.settings import Settings
+
+EVENT_LOOP = {"use_uvloop": importlib.util.find_spec("uvloop") is not None}
+"""uvloop where it is installed (a dependency off Windows): cheaper sockets and callbacks
+under the admin API's requests and the store's round trips (bench/bench_producer.py)."""
 
 
 def run_daemon(args: argparse.Namespace) -> int:
@@ -33,7 +38,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     with traced(settings), Notifier.from_environ() as notifier:
         daemon = Daemon(settings, loaded, notifier, broken_on_disk=broken)
         try:
-            anyio.run(daemon.run)
+            anyio.run(daemon.run, backend_options=EVENT_LOOP)
         except StartupError:
             notifier.status("failed to start")
             raise

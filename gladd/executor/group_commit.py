@@ -31,7 +31,7 @@ from gladd.store import Enqueued, NewTask, Store
 class _Waiting:
     task: NewTask
     now: datetime
-    done: anyio.Event = field(default_factory=anyio.Event)
+    done: bool = False  # a flag, not an Event: waiters wait on the write's one Event
     result: Enqueued | None = None
     error: BaseException | None = None
 
@@ -50,7 +50,7 @@ class GroupCommit:
         waiting = _Waiting(task, now)
         self._queue.append(waiting)
         try:
-            while not waiting.done.is_set():
+            while not waiting.done:
                 if self._writing is None:
                     await self._write()
                 else:
@@ -74,7 +74,7 @@ class GroupCommit:
                 await self._store(group)
         finally:
             for waiting in group:
-                waiting.done.set()
+                waiting.done = True
             self._writing = None
             writing.set()
 
