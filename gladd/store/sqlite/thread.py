@@ -85,8 +85,12 @@ class DbThread:
         return value  # type: ignore[no-any-return]
 
     async def stop(self) -> None:
+        # Wait for the jobs before ours without blocking the loop; what is left for join is
+        # the thread taking the None and returning. No worker thread of anyio's for the wait:
+        # one would outlive a SyncClient's closed loop (it has nothing to join it).
+        await self.call(lambda: None)
         self._jobs.put(None)
-        await anyio.to_thread.run_sync(self._thread.join)
+        self._thread.join()
 
 
 def _settle(future: asyncio.Future[T], result: T | None, exc: BaseException | None) -> None:
