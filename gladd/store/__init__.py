@@ -14,6 +14,7 @@ from gladd.store.base import (
     MigrationStatus,
     NewTask,
     Outcome,
+    ProgressReport,
     Released,
     RescueReport,
     ScheduleState,
@@ -21,7 +22,9 @@ from gladd.store.base import (
     Succeeded,
     Task,
     TaskError,
+    TaskProgress,
     TaskState,
+    TaskWatch,
 )
 
 __all__ = [
@@ -32,6 +35,7 @@ __all__ = [
     "MigrationStatus",
     "NewTask",
     "Outcome",
+    "ProgressReport",
     "Released",
     "RescueReport",
     "ScheduleState",
@@ -39,5 +43,7 @@ __all__ = [
     "Succeeded",
     "Task",
     "TaskError",
+    "TaskProgress",
     "TaskState",
+    "TaskWatch",
 ]

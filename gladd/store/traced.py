@@ -35,6 +35,7 @@ TRACED = frozenset(
         "ring",
         "sweep_limits",
         "finish",
+        "record_progress",
         "heartbeat",
         "rescue",
         "forget_worker",

@@ -11,6 +11,13 @@ Storage: times are INTEGER microseconds since the Unix epoch (UTC), JSON is TEXT
 is versioned by ``sqlite/sql/NNNN_name.sql`` files, applied at :meth:`SQLiteStore.open` in one
 transaction and recorded in ``gladd_migrations``; a file migrated by a newer gladd is refused.
 
+Watches (:meth:`SQLiteStore.watch`, what ``Client.wait`` waits on): this store's own writes
+wake its watches at once; another process's commit (the daemon finishing the task, storing
+its progress) is seen as a change of the database's files, through inotify
+(``watchfiles``, already there for the policies file): the watch wakes, its reader reads the
+task again. Any process may watch, as many as like: no socket, no registration. A busy file
+wakes a watch at most every :data:`WATCH_GROUPING` while it keeps changing.
+
 Wake-ups: :meth:`SQLiteStore.wait_for_work` is woken at once by enqueues (and retries,
 releases, rescues) made through this store object, and by those of stores in other
 processes (the CLI, ``gladd.enqueue``), which ring the waiting store's doorbell
@@ -40,7 +47,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -57,12 +65,14 @@ from gladd.store.base import (
     NewTask,
     Outcome,
     PoolStats,
+    ProgressReport,
     Released,
     RescueReport,
     ScheduleState,
     StoreCapabilities,
     Task,
     TaskState,
+    TaskWatch,
     nothing_to_retune,
 )
 from gladd.store.gates import GATED_SCAN, ClaimPlan, Gate, GatedRequest, LimitUsage, Pause
@@ -82,6 +92,7 @@ from gladd.store.sqlite.writes import (
     outcome_write,
     rescue_running,
 )
+from gladd.store.watch import Watchers, check_progress
 
 if TYPE_CHECKING:
     from gladd.policies.model import DatabasePolicy
@@ -92,6 +103,12 @@ EXTERNAL_CHECK = (0.05, 0.5)
 """Seconds between looks for other processes' commits while waiting: the first soon after
 work was last seen, growing (a tenth of the idle time so far) to the second, so a long-idle
 daemon wakes twice a second and one fed by another process finds its tasks in ~50 ms."""
+WATCH_GROUPING = (20, 100)
+"""Milliseconds a watch waits for the database's files to be quiet before it wakes (and
+at most, while they keep changing): a burst of commits is one re-read."""
+WATCH_SETTLE = 0.2
+"""Seconds after a watch begins when it wakes once more: a commit made while inotify was
+being set up is read then, not at the waiter's next safety re-check."""
 
 
 def _file_signature(path: str) -> tuple[int, int] | None:
@@ -149,6 +166,7 @@ class SQLiteStore:
         self._work_seen = 0.0  # anyio.current_time() when wait_for_work last found work
         self._doorbell = Doorbell(self.path) if self.path != ":memory:" else None
         self._answering = False  # a waiter is listening for the doorbell
+        self._watchers = Watchers()
         self.pause_epoch = 0  # see Store.pause_epoch: moved by our writes and any ring
 
     def __repr__(self) -> str:
@@ -233,6 +251,7 @@ class SQLiteStore:
         thread, self._thread, self._wakeup = self._thread, None, None
         if thread is None:
             return
+        self._watchers.changed_all()  # a watcher finds the store closed when it reads
         if self._doorbell is not None:
             self._doorbell.close()
         try:
@@ -468,11 +487,69 @@ class SQLiteStore:
             return [conn.execute(sql, params).rowcount == 1 for sql, params in writes]
 
         applied = await self._write(finish)
+        self._watchers.changed(o.id for o, ok in zip(outcomes, applied, strict=True) if ok)
         if any(
             ok and isinstance(o, Released | Failed) for o, ok in zip(outcomes, applied, strict=True)
         ):
             self._notify()
         return applied
+
+    async def record_progress(
+        self, reports: Sequence[ProgressReport], *, now: datetime
+    ) -> list[bool]:
+        now_us = to_us(utc(now))
+        params = [
+            {"id": r.id, "token": r.token, "fraction": r.fraction, "message": r.message,
+             "attempt": r.attempt, "now": now_us}
+            for r in check_progress(reports)
+        ]  # fmt: skip
+
+        def record(conn: sqlite3.Connection) -> list[bool]:
+            return [conn.execute(Q["progress"], p).rowcount == 1 for p in params]
+
+        applied = await self._write(record) if params else []
+        self._watchers.changed(r.id for r, ok in zip(reports, applied, strict=True) if ok)
+        return applied
+
+    @asynccontextmanager
+    async def watch(self, task_id: int) -> AsyncIterator[TaskWatch]:
+        self._open_thread()
+        async with self._watchers.watch(task_id) as watch:
+            if self.path == ":memory:":  # no other connection can change it
+                yield watch
+                return
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch_files, watch.wakeup.notify)
+                yield watch
+                tg.cancel_scope.cancel()
+
+    async def _watch_files(self, changed: Callable[[], None]) -> None:
+        """``changed()`` whenever the database or its WAL changes, ours or another
+        process's commit (inotify on the directory, so a WAL created later is seen)."""
+        import watchfiles  # noqa: PLC0415 - only a waiting process needs it
+
+        database = Path(os.path.abspath(self.path))  # noqa: ASYNC240 - a join, no I/O
+        names = {database.name, f"{database.name}-wal"}
+        step, debounce = WATCH_GROUPING
+
+        def ours(_: watchfiles.Change, path: str) -> bool:
+            return Path(path).name in names
+
+        async def settle() -> None:
+            await anyio.sleep(WATCH_SETTLE)
+            changed()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(settle)
+            async for _ in watchfiles.awatch(
+                database.parent,
+                watch_filter=ours,
+                debounce=debounce,
+                step=step,
+                recursive=False,
+                ignore_permission_denied=True,
+            ):
+                changed()
 
     async def heartbeat(
         self, *, worker: str, now: datetime, running: Sequence[tuple[int, int]]
@@ -493,6 +570,8 @@ class SQLiteStore:
     async def rescue(self, *, now: datetime, lease: float, max_rescues: int) -> RescueReport:
         now = utc(now)
         report = await self._write(lambda c: rescue_running(c, now, lease, max_rescues))
+        if report.to_pending or report.to_dead or report.dead_workers:
+            self._watchers.changed_all()  # rescued ones include cancelled, listed nowhere
         if report.to_pending:
             self._notify()
         return report
@@ -528,7 +607,9 @@ class SQLiteStore:
             rows = conn.execute(Q["cancel"], {"id": task_id, "now": now_us}).fetchall()
             return row_to_task(rows[0]) if rows else _get(conn, task_id)
 
-        return await self._write(cancel)
+        task = await self._write(cancel)
+        self._watchers.changed((task_id,))
+        return task
 
     async def retry(self, task_id: int, *, now: datetime) -> Task | None:
         now_us = to_us(utc(now))
@@ -548,6 +629,7 @@ class SQLiteStore:
 
         task = await self._write(retry)
         if task is not None and task.state is TaskState.PENDING:
+            self._watchers.changed((task_id,))
             self._notify()
         return task
 
