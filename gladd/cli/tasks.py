@@ -20,7 +20,15 @@ from typing import Any
 import anyio
 
 from gladd.admin.tasks import parse_items
-from gladd.cli.exits import EXIT_DATAERR, EXIT_NOINPUT, EXIT_USAGE, fail
+from gladd.cli.exits import (
+    EXIT_DATAERR,
+    EXIT_NOINPUT,
+    EXIT_TASK_CANCELLED,
+    EXIT_TASK_DEAD,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+    fail,
+)
 from gladd.cli.traces import traced
 from gladd.durations import format_duration, parse_duration
 from gladd.errors import (
@@ -30,8 +38,10 @@ from gladd.errors import (
     StoreNotFound,
     TaskRejected,
     UnknownTask,
+    WaitTimeout,
 )
 from gladd.executor.service import TaskService, parse_state, task_json
+from gladd.executor.waiting import wait_seconds
 from gladd.plugins.known_kinds import known_kinds
 from gladd.policies import load_policies
 from gladd.settings import (
@@ -87,6 +97,8 @@ def add_commands(
     show.add_argument("--json", action="store_true")
     show.set_defaults(verb=_show)
 
+    _add_wait(verbs)
+
     for name, helptext, func in (
         ("retry", "put a dead or cancelled task back to pending", _retry),
         ("cancel", "cancel a pending or running task", _cancel),
@@ -134,6 +146,24 @@ def add_commands(
         settings_flags(verb)
         verb.set_defaults(verb=func, migrate=name == "migrate", create=name == "migrate")
     db.set_defaults(command="db", handler=handler)
+
+
+def _add_wait(verbs: Any) -> None:
+    wait = verbs.add_parser(
+        "wait",
+        help="wait for a task to finish; prints its result (or its last error); "
+        "exit 0 succeeded, 1 dead, 3 cancelled, 75 timed out, 66 no such task",
+    )
+    wait.add_argument("id", type=int)
+    wait.add_argument("--timeout", help='give up after this long, e.g. "30s" (default: never)')
+    wait.add_argument("--json", action="store_true", help="print the task as `show --json`")
+    wait.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress lines on stderr while waiting (default: when stderr is a terminal)",
+    )
+    wait.set_defaults(verb=_wait, prepare=_prepare_wait)
 
 
 @asynccontextmanager
@@ -378,6 +408,71 @@ async def _show(args: argparse.Namespace, service: TaskService) -> int:
     return 0
 
 
+def _prepare_wait(args: argparse.Namespace) -> int | None:
+    text = args.timeout
+    if text is None:
+        args.timeout_seconds = None
+        return None
+    try:
+        args.timeout_seconds = wait_seconds(float(text) if _is_number(text) else text)
+    except ValueError as exc:
+        fail(f"--timeout {text}: {exc}")
+        return EXIT_USAGE
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+async def _wait(args: argparse.Namespace, service: TaskService) -> int:
+    show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    on_change = _progress_line if show_progress else None
+    try:
+        task = await service.wait(args.id, timeout=args.timeout_seconds, on_change=on_change)
+    except WaitTimeout as exc:
+        if args.json:
+            print(json.dumps(task_json(exc.task), indent=2))
+        fail(str(exc))
+        return EXIT_TEMPFAIL
+    if args.json:
+        print(json.dumps(task_json(task), indent=2))
+    elif task.state is TaskState.SUCCEEDED:
+        print(json.dumps(task.result))
+    elif task.errors:
+        last = task.errors[-1]
+        fail(f"task {task.id} {task.state.value} after attempt {last.attempt}: "
+             f"{last.type}: {last.message}")  # fmt: skip
+    else:
+        fail(f"task {task.id} {task.state.value}")
+    return {
+        TaskState.SUCCEEDED: 0,
+        TaskState.DEAD: EXIT_TASK_DEAD,
+        TaskState.CANCELLED: EXIT_TASK_CANCELLED,
+    }[task.state]
+
+
+def _progress_line(task: Task) -> None:
+    print(f"task {task.id}: {progress_text(task)}", file=sys.stderr, flush=True)
+
+
+def progress_text(task: Task) -> str:
+    """``running, attempt 2/5, 40% page 4 of 10``: where an unfinished task stands."""
+    text = f"{task.state.value}, attempt {task.attempt}/{task.max_attempts}"
+    p = task.progress
+    if p is not None:
+        text += f", {p.fraction:.0%}"
+        if p.message:
+            text += f" {p.message}"
+        if p.attempt != task.attempt:
+            text += f" (attempt {p.attempt})"
+    return text
+
+
 def describe(task: Task) -> str:
     data = task_json(task)
     lines = [f"task {task.id}: {task.kind} ({task.state.value})"]
@@ -386,6 +481,12 @@ def describe(task: Task) -> str:
     keys += ("schedule", "scheduled_for")
     lines += [f"  {key}: {data[key]}" for key in keys if data[key] is not None]
     lines.append(f"  payload: {json.dumps(task.payload)}")
+    if task.progress is not None:
+        p = task.progress
+        said = f" {p.message}" if p.message else ""
+        lines.append(
+            f"  progress: {p.fraction:.0%}{said} (attempt {p.attempt}, {p.at:%Y-%m-%d %H:%M:%S})"
+        )
     if task.result is not None:
         lines.append(f"  result: {json.dumps(task.result)}")
     lines += [
