@@ -504,11 +504,11 @@ class PostgresStore:
             [r.attempt for r in checked],
         )
 
-        async def work(conn: Any) -> set[int]:
-            return {row["id"] for row in await conn.fetch(Q["progress"], *args)}
+        async def work(conn: Any) -> set[tuple[int, int]]:
+            return {(row["id"], row["token"]) for row in await conn.fetch(Q["progress"], *args)}
 
         stored = await self._run("record_progress", work)
-        return [r.id in stored for r in checked]
+        return [(r.id, r.token) in stored for r in checked]
 
     @asynccontextmanager
     async def watch(self, task_id: int) -> AsyncIterator[TaskWatch]:

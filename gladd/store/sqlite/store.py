@@ -518,14 +518,26 @@ class SQLiteStore:
             if self.path == ":memory:":  # no other connection can change it
                 yield watch
                 return
+            # Stopped by its event, not cancelled: the watcher's thread sees the event
+            # within a step, where a cancel would wait for its own timeout (seconds).
+            # What the caller raises is raised as it is, not in the task group's group.
+            stop = anyio.Event()
+            failure: BaseException | None = None
             async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch_files, watch.wakeup.notify)
-                yield watch
-                tg.cancel_scope.cancel()
+                tg.start_soon(self._watch_files, watch.wakeup.notify, stop)
+                try:
+                    yield watch
+                except BaseException as exc:
+                    failure = exc
+                finally:
+                    stop.set()
+            if failure is not None:
+                raise failure
 
-    async def _watch_files(self, changed: Callable[[], None]) -> None:
+    async def _watch_files(self, changed: Callable[[], None], stop: anyio.Event) -> None:
         """``changed()`` whenever the database or its WAL changes, ours or another
-        process's commit (inotify on the directory, so a WAL created later is seen)."""
+        process's commit (inotify on the directory, so a WAL created later is seen),
+        until ``stop`` is set."""
         import watchfiles  # noqa: PLC0415 - only a waiting process needs it
 
         database = Path(os.path.abspath(self.path))  # noqa: ASYNC240 - a join, no I/O
@@ -536,7 +548,8 @@ class SQLiteStore:
             return Path(path).name in names
 
         async def settle() -> None:
-            await anyio.sleep(WATCH_SETTLE)
+            with anyio.move_on_after(WATCH_SETTLE):
+                await stop.wait()
             changed()
 
         async with anyio.create_task_group() as tg:
@@ -546,6 +559,7 @@ class SQLiteStore:
                 watch_filter=ours,
                 debounce=debounce,
                 step=step,
+                stop_event=stop,
                 recursive=False,
                 ignore_permission_denied=True,
             ):

@@ -376,7 +376,8 @@ SELECT pg_notify('gladd_tasks', '');
 -- named, as outcomes do; the waiters hear of the tasks stored on gladd_task_events.
 
 -- name: progress
--- $1 now; $2.. one array per ProgressReport field. Returns the ids stored (and NULL rows).
+-- $1 now; $2.. one array per ProgressReport field. Returns the (id, token) stored (and
+-- NULL rows).
 WITH stored AS (
     UPDATE gladd_tasks AS t
     SET progress = r.fraction, progress_message = r.message, progress_at = $1,
@@ -384,11 +385,11 @@ WITH stored AS (
     FROM unnest($2::bigint[], $3::bigint[], $4::double precision[], $5::text[], $6::integer[])
          AS r(id, token, fraction, message, attempt)
     WHERE t.id = r.id AND t.token = r.token AND t.state = 'running'
-    RETURNING t.id
+    RETURNING t.id, t.token
 )
-SELECT id, NULL::void AS note FROM stored
+SELECT id, token, NULL::void AS note FROM stored
 UNION ALL
-SELECT NULL, pg_notify('gladd_task_events', string_agg(id::text, ','))
+SELECT NULL, NULL, pg_notify('gladd_task_events', string_agg(id::text, ','))
 FROM (SELECT id, (row_number() OVER () - 1) / 500 AS note FROM stored) AS d
 GROUP BY note;
 
