@@ -14,9 +14,9 @@ transaction and recorded in ``gladd_migrations``; a file migrated by a newer gla
 Watches (:meth:`SQLiteStore.watch`, what ``Client.wait`` waits on): this store's own writes
 wake its watches at once; another process's commit (the daemon finishing the task, storing
 its progress) is seen as a change of the database's files, through inotify
-(``watchfiles``, already there for the policies file): the watch wakes, its reader reads the
-task again. Any process may watch, as many as like: no socket, no registration. A busy file
-wakes a watch at most every :data:`WATCH_GROUPING` while it keeps changing.
+(:mod:`~gladd.store.sqlite.files`): the watch wakes, its reader reads the task again. Any
+number of processes may watch, with any number of watches each: no socket to bind, nothing
+to register in the database, nothing added to the daemon's writes.
 
 Wake-ups: :meth:`SQLiteStore.wait_for_work` is woken at once by enqueues (and retries,
 releases, rescues) made through this store object, and by those of stores in other
@@ -80,6 +80,7 @@ from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_confl
 from gladd.store.sqlite import flow
 from gladd.store.sqlite.doorbell import Doorbell
 from gladd.store.sqlite.errors import map_error
+from gladd.store.sqlite.files import SETTLE, FileWatcher
 from gladd.store.sqlite.queries import Q
 from gladd.store.sqlite.rows import row_to_schedule, row_to_task, text_value, to_us
 from gladd.store.sqlite.schema import apply_migrations, migrations
@@ -103,12 +104,6 @@ EXTERNAL_CHECK = (0.05, 0.5)
 """Seconds between looks for other processes' commits while waiting: the first soon after
 work was last seen, growing (a tenth of the idle time so far) to the second, so a long-idle
 daemon wakes twice a second and one fed by another process finds its tasks in ~50 ms."""
-WATCH_GROUPING = (20, 100)
-"""Milliseconds a watch waits for the database's files to be quiet before it wakes (and
-at most, while they keep changing): a burst of commits is one re-read."""
-WATCH_SETTLE = 0.2
-"""Seconds after a watch begins when it wakes once more: a commit made while inotify was
-being set up is read then, not at the waiter's next safety re-check."""
 
 
 def _file_signature(path: str) -> tuple[int, int] | None:
@@ -167,6 +162,9 @@ class SQLiteStore:
         self._doorbell = Doorbell(self.path) if self.path != ":memory:" else None
         self._answering = False  # a waiter is listening for the doorbell
         self._watchers = Watchers()
+        self._files = (
+            FileWatcher(self.path, self._watchers.changed_all) if self.path != ":memory:" else None
+        )
         self.pause_epoch = 0  # see Store.pause_epoch: moved by our writes and any ring
 
     def __repr__(self) -> str:
@@ -252,6 +250,8 @@ class SQLiteStore:
         if thread is None:
             return
         self._watchers.changed_all()  # a watcher finds the store closed when it reads
+        if self._files is not None:
+            self._files.stop()
         if self._doorbell is not None:
             self._doorbell.close()
         try:
@@ -515,55 +515,15 @@ class SQLiteStore:
     async def watch(self, task_id: int) -> AsyncIterator[TaskWatch]:
         self._open_thread()
         async with self._watchers.watch(task_id) as watch:
-            if self.path == ":memory:":  # no other connection can change it
+            if self._files is None:  # ":memory:": no other connection can change it
                 yield watch
                 return
-            # Stopped by its event, not cancelled: the watcher's thread sees the event
-            # within a step, where a cancel would wait for its own timeout (seconds).
-            # What the caller raises is raised as it is, not in the task group's group.
-            stop = anyio.Event()
-            failure: BaseException | None = None
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._watch_files, watch.wakeup.notify, stop)
-                try:
-                    yield watch
-                except BaseException as exc:
-                    failure = exc
-                finally:
-                    stop.set()
-            if failure is not None:
-                raise failure
-
-    async def _watch_files(self, changed: Callable[[], None], stop: anyio.Event) -> None:
-        """``changed()`` whenever the database or its WAL changes, ours or another
-        process's commit (inotify on the directory, so a WAL created later is seen),
-        until ``stop`` is set."""
-        import watchfiles  # noqa: PLC0415 - only a waiting process needs it
-
-        database = Path(os.path.abspath(self.path))  # noqa: ASYNC240 - a join, no I/O
-        names = {database.name, f"{database.name}-wal"}
-        step, debounce = WATCH_GROUPING
-
-        def ours(_: watchfiles.Change, path: str) -> bool:
-            return Path(path).name in names
-
-        async def settle() -> None:
-            with anyio.move_on_after(WATCH_SETTLE):
-                await stop.wait()
-            changed()
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(settle)
-            async for _ in watchfiles.awatch(
-                database.parent,
-                watch_filter=ours,
-                debounce=debounce,
-                step=step,
-                stop_event=stop,
-                recursive=False,
-                ignore_permission_denied=True,
-            ):
-                changed()
+            self._files.start()
+            try:
+                yield _Settling(watch)
+            finally:
+                if not self._watchers:
+                    self._files.stop()
 
     async def heartbeat(
         self, *, worker: str, now: datetime, running: Sequence[tuple[int, int]]
@@ -746,3 +706,22 @@ class SQLiteStore:
             max_size=1,
             waiting=max(0, calls - 1),
         )
+
+
+class _Settling:
+    """A watch whose first wait ends after :data:`~gladd.store.sqlite.files.SETTLE` at the
+    latest: whatever was committed while inotify was being set up is read then."""
+
+    __slots__ = ("_settled", "_watch")
+
+    def __init__(self, watch: TaskWatch) -> None:
+        self._watch = watch
+        self._settled = False
+
+    async def changed(self, timeout: float) -> bool:
+        if not self._settled:
+            self._settled = True
+            if timeout > SETTLE:
+                await self._watch.changed(SETTLE)
+                return True
+        return await self._watch.changed(timeout)
