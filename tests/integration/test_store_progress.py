@@ -86,7 +86,9 @@ async def test_progress_is_stored_with_its_time_and_attempt(store: Store) -> Non
     assert task.progress is None
     assert await store.record_progress([report(task, 0.25, "page 1 of 4")], now=at(2)) == [True]
     stored = await get(store, task.id)
-    assert stored.progress == TaskProgress(fraction=0.25, message="page 1 of 4", at=at(2), attempt=1)
+    assert stored.progress == TaskProgress(
+        fraction=0.25, message="page 1 of 4", at=at(2), attempt=1
+    )
     assert await store.record_progress([report(task, 0.5)], now=at(3)) == [True]
     assert (await get(store, task.id)).progress == TaskProgress(
         fraction=0.5, message=None, at=at(3), attempt=1
@@ -111,13 +113,16 @@ async def test_progress_of_a_stale_token_or_a_finished_task_changes_nothing(stor
     assert await store.record_progress([report(again, 1.0)], now=at(104)) == [False]
     done = await get(store, task.id)
     assert done.state is TaskState.SUCCEEDED
-    assert done.progress is not None and done.progress.fraction == 0.1  # kept once finished
+    assert done.progress is not None
+    assert done.progress.fraction == 0.1
 
 
 async def test_progress_is_kept_through_a_retry_until_the_next_report(store: Store) -> None:
     task = await running(store)
     await store.record_progress([report(task, 0.6, "halfway")], now=at(2))
-    await store.finish([Failed(id=task.id, token=task.token, error=error(), retry_at=at(5))], now=at(3))
+    await store.finish(
+        [Failed(id=task.id, token=task.token, error=error(), retry_at=at(5))], now=at(3)
+    )
     pending = await get(store, task.id)
     assert pending.state is TaskState.PENDING
     assert pending.progress == TaskProgress(fraction=0.6, message="halfway", at=at(2), attempt=1)
@@ -131,7 +136,7 @@ async def test_progress_is_kept_through_a_retry_until_the_next_report(store: Sto
 @pytest.mark.parametrize("fraction", [-0.1, 1.5, float("nan"), float("inf")])
 async def test_a_fraction_outside_0_to_1_is_refused(store: Store, fraction: float) -> None:
     task = await running(store)
-    with pytest.raises(ValueError, match="progress must be in 0..1"):
+    with pytest.raises(ValueError, match=r"progress must be in 0\.\.1"):
         await store.record_progress([report(task, fraction)], now=at(2))
     assert (await get(store, task.id)).progress is None
 
@@ -140,8 +145,10 @@ async def test_a_long_message_is_cut(store: Store) -> None:
     task = await running(store)
     await store.record_progress([report(task, 0.5, "x" * 5000)], now=at(2))
     progress = (await get(store, task.id)).progress
-    assert progress is not None and progress.message is not None
-    assert len(progress.message) == 1000 and progress.message.endswith("…")
+    assert progress is not None
+    assert progress.message is not None
+    assert len(progress.message) == 1000
+    assert progress.message.endswith("…")
 
 
 # -- watches --------------------------------------------------------------------------------
@@ -193,7 +200,8 @@ async def test_wait_finished_returns_the_finished_task_with_its_result(
             tg.start_soon(finish_later)
             done = await wait_finished(store, task.id, timeout=None, on_change=seen.append)
     assert (done.state, done.result) == (TaskState.SUCCEEDED, {"n": 1})
-    assert seen and seen[0].state is TaskState.RUNNING
+    assert seen
+    assert seen[0].state is TaskState.RUNNING
 
 
 async def test_wait_finished_times_out_with_the_task_as_last_read(store: Store) -> None:
@@ -216,4 +224,5 @@ async def test_wait_finished_returns_at_once_for_a_finished_task(store: Store) -
         [Failed(id=task.id, token=task.token, error=error(), retry_at=None)], now=at(2)
     )
     done = await wait_finished(store, task.id, timeout=0)
-    assert done.state is TaskState.DEAD and done.errors[-1].message == "boom"
+    assert done.state is TaskState.DEAD
+    assert done.errors[-1].message == "boom"
