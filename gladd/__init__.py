@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         TaskStateConflict,
         TaskTimeout,
         UnknownTask,
+        WaitTimeout,
     )
     from gladd.executor.kinds import FailTask, Kind, RetryLater, Snooze, TaskContext
     from gladd.plugins import (
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
         TaskKind,
         raise_for_status,
     )
-    from gladd.store import Task, TaskState
+    from gladd.store import Task, TaskProgress, TaskState
     from gladd.sync_client import SyncClient
 
 from gladd.version import __version__
@@ -77,6 +78,7 @@ _HOMES = {
         "TaskStateConflict",
         "TaskTimeout",
         "UnknownTask",
+        "WaitTimeout",
     ),
     "gladd.executor.kinds": ("FailTask", "Kind", "RetryLater", "Snooze", "TaskContext"),
     "gladd.plugins": (
@@ -89,7 +91,7 @@ _HOMES = {
         "TaskKind",
         "raise_for_status",
     ),
-    "gladd.store": ("Task", "TaskState"),
+    "gladd.store": ("Task", "TaskProgress", "TaskState"),
     "gladd.sync_client": ("SyncClient",),
 }
 _HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
@@ -139,11 +141,13 @@ __all__ = [
     "Task",
     "TaskContext",
     "TaskKind",
+    "TaskProgress",
     "TaskRejected",
     "TaskState",
     "TaskStateConflict",
     "TaskTimeout",
     "UnknownTask",
+    "WaitTimeout",
     "__version__",
     "enqueue",
     "raise_for_status",

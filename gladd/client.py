@@ -21,7 +21,7 @@ store that is not there raises :class:`~gladd.errors.StoreNotFound` naming where
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -109,6 +109,23 @@ class Client:
 
     async def get(self, task_id: int) -> Task:
         return await self._service.get(task_id)
+
+    async def wait(
+        self,
+        task_id: int,
+        *,
+        timeout: float | str | None = None,
+        on_change: Callable[[Task], object] | None = None,
+    ) -> Task:
+        """The task once it has finished — succeeded (its ``result``), dead (its
+        ``errors``, the last one why) or cancelled —, woken by the store as it finishes
+        (NOTIFY on PostgreSQL, the database file changing on SQLite), not by polling.
+        ``timeout`` is seconds or text like ``"30s"`` (None: as long as it takes; 0: look
+        once). ``on_change(task)`` hears the unfinished task each time it reads differently
+        (progress, a new attempt, an error). Raises UnknownTask for no such task,
+        :class:`~gladd.errors.WaitTimeout` (with ``.task`` as last read) once ``timeout``
+        has passed, ValueError for a bad ``timeout``. The task goes on either way."""
+        return await self._service.wait(task_id, timeout=timeout, on_change=on_change)
 
 
 async def enqueue(

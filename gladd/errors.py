@@ -33,6 +33,8 @@
     ├── TaskStateConflict           cancel or retry refused: the task's state does not allow it
     │   └── UniqueKeyHeld           retry refused: another unfinished task holds its unique_key
     ├── TaskTimeout                 a task attempt ran past its timeout (also a TimeoutError)
+    ├── WaitTimeout                 a wait for a task ended before the task did (also a
+    │                               TimeoutError); carries the task as last read
     └── PluginError                 an integration plugin, or a call it made, failed
         ├── PluginLoadError         a plugin could not be imported or validated: refused
         └── ServiceCallError        a plugin's call to a service failed (names plugin, service)
@@ -67,6 +69,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 
 class GladdError(Exception):
@@ -349,6 +352,24 @@ class UniqueKeyHeld(TaskStateConflict):
 
 class TaskTimeout(GladdError, TimeoutError):
     """A task attempt ran past its timeout and was cancelled (retried as a timeout)."""
+
+
+class WaitTimeout(GladdError, TimeoutError):
+    """``Client.wait`` (or ``gladd tasks wait``) gave up before the task finished: the task
+    goes on regardless. ``task`` is the task as last read (its state, its progress)."""
+
+    def __init__(self, task: Any, timeout: float) -> None:
+        # task: a gladd.store.Task (typed loosely: this module imports nothing of gladd's)
+        progress = ""
+        if task.progress is not None:
+            progress = f", {task.progress.fraction:.0%} done"
+        super().__init__(
+            f"task {task.id} ({task.kind}) is still {task.state.value}{progress} after "
+            f"waiting {timeout:g}s; it goes on: wait again, or `gladd tasks "
+            f"show {task.id}`"
+        )
+        self.task = task
+        self.timeout = timeout
 
 
 class PluginError(GladdError):

@@ -112,6 +112,19 @@ class SyncClient:
         """The task with ``task_id``; raises UnknownTask when there is none."""
         return self._call(lambda: self._client.get(task_id))
 
+    def wait(
+        self,
+        task_id: int,
+        *,
+        timeout: float | str | None = None,
+        on_change: Callable[[Task], object] | None = None,
+    ) -> Task:
+        """Block until the task has finished and return it, as ``gladd.Client.wait``
+        (UnknownTask, WaitTimeout, ValueError alike). ``on_change`` runs on the client's
+        own loop thread: keep it quick. Other threads' calls go on meanwhile."""
+        wait = self._client.wait
+        return self._call(lambda: wait(task_id, timeout=timeout, on_change=on_change))
+
     def close(self) -> None:
         """Close the store and stop the client's event loop thread. Idempotent; any call
         after it raises :class:`~gladd.errors.SyncClientError`."""

@@ -1,12 +1,13 @@
-"""The admin API's task routes: enqueue, list, show, cancel, retry; schedules; pauses; kinds.
+"""The admin API's task routes: enqueue, list, show, wait, cancel, retry; schedules; pauses;
+kinds.
 
 Every route answers JSON; errors are ``{"error": "..."}`` with a status that fits:
 400 malformed request (not JSON, nested too deeply, wrong field types, a query parameter
 out of range), 401 missing or wrong token, 404 no such task (or an id that cannot be one),
-408 body not received within :data:`BODY_TIMEOUT`, 409 the task's state forbids the cancel
-or retry, 413 body too large, 415 a body that is not declared as JSON, 422 refused task
-(unknown kind, invalid payload, nothing to run it under the policies), 503 store
-unavailable.
+408 body not received within :data:`BODY_TIMEOUT` (or a wait's timeout passed first), 409
+the task's state forbids the cancel or retry, 413 body too large, 415 a body that is not
+declared as JSON, 422 refused task (unknown kind, invalid payload, nothing to run it under
+the policies), 503 store unavailable.
 
 ``POST /tasks`` may carry ``Gladd-Store-SHA256``, the SHA-256 (hex) of the store URL the
 caller means (``gladd tasks enqueue`` sends it, so as not to send the URL and its password):
@@ -58,6 +59,7 @@ from gladd.errors import (
     TaskRejected,
     TaskStateConflict,
     UnknownTask,
+    WaitTimeout,
 )
 from gladd.executor.catalogue import kind_specs
 from gladd.executor.service import (
@@ -68,6 +70,7 @@ from gladd.executor.service import (
     pause_json,
     task_json,
 )
+from gladd.executor.waiting import wait_seconds
 from gladd.light_settings import STORE_HEADER
 from gladd.store import KindSpec
 from gladd.store.rules import MAX_DEPTH
@@ -81,6 +84,12 @@ BODY_TIMEOUT = 30.0
 TRACE_HEADERS = ("traceparent", "tracestate")
 _DIGITS = re.compile(r"[0-9]{1,30}")
 _TASK_ID = re.compile(r"-?[0-9]{1,30}")
+_NUMBER = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+DEFAULT_WAIT = 30.0
+"""Seconds ``GET /tasks/{id}/wait`` waits without a ``timeout``."""
+MAX_WAIT = 60.0
+"""The longest ``timeout`` of ``GET /tasks/{id}/wait``, in seconds: shorter than proxies'
+idle timeouts, and a request that long holds no connection of the store's pool."""
 
 
 class EnqueueRequest(BaseModel):
@@ -350,6 +359,35 @@ async def _show(request: Request, tasks: TaskService) -> JSONResponse:
     return JSONBody({**task_json(task), "waiting": await tasks.waiting(task)})
 
 
+async def _wait(request: Request, tasks: TaskService) -> JSONResponse:
+    """The task once finished (200), or as it stands after ``timeout`` (408, with the
+    task): seconds or duration text, :data:`DEFAULT_WAIT` by default, at most
+    :data:`MAX_WAIT` (a longer wait is a loop of these, on a connection kept alive)."""
+    task_id = _task_id(request)
+    text = request.query_params.get("timeout")
+    seconds = DEFAULT_WAIT if text is None else _wait_seconds(text)
+    try:
+        task = await tasks.wait(task_id, timeout=seconds)
+    except WaitTimeout as exc:
+        return JSONBody({"error": str(exc), "task": task_json(exc.task)}, status_code=408)
+    return JSONBody(task_json(task))
+
+
+def _wait_seconds(text: str) -> float:
+    try:
+        seconds = wait_seconds(float(text) if _NUMBER.fullmatch(text) else text)
+    except ValueError as exc:
+        raise _BadRequest(400, str(exc)) from None
+    assert seconds is not None  # given a value, never None
+    if seconds > MAX_WAIT:
+        raise _BadRequest(
+            400,
+            f"timeout must be at most {MAX_WAIT:g}s (got {text!r}): wait again when it "
+            "answers 408 for longer",
+        )
+    return seconds
+
+
 class PauseRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -433,6 +471,7 @@ def task_routes(
         Route("/pauses/{target:path}", _guarded(_resume, service, store_open), methods=["DELETE"]),
         Route("/tasks", _guarded(tasks, service, store_open), methods=["GET", "POST"]),
         Route("/tasks/{task_id}", _guarded(_show, service, store_open), methods=["GET"]),
+        Route("/tasks/{task_id}/wait", _guarded(_wait, service, store_open), methods=["GET"]),
         Route("/tasks/{task_id}/cancel", _guarded(_cancel, service, store_open), methods=["POST"]),
         Route("/tasks/{task_id}/retry", _guarded(_retry, service, store_open), methods=["POST"]),
         Route("/schedules", _guarded(_schedules, service, store_open), methods=["GET"]),

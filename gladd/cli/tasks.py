@@ -18,7 +18,14 @@ import anyio
 
 from gladd.admin.tasks import parse_items
 from gladd.cli.enqueue_args import BatchFile, trace_carrier
-from gladd.cli.exits import EXIT_DATAERR
+from gladd.cli.exits import (
+    EXIT_DATAERR,
+    EXIT_TASK_CANCELLED,
+    EXIT_TASK_DEAD,
+    EXIT_TEMPFAIL,
+    EXIT_USAGE,
+    fail,
+)
 from gladd.cli.flags import settings_from
 from gladd.cli.traces import traced
 from gladd.durations import format_duration, parse_duration
@@ -29,9 +36,11 @@ from gladd.errors import (
     StoreNotFound,
     TaskRejected,
     UnknownTask,
+    WaitTimeout,
 )
 from gladd.executor.catalogue import CatalogueKinds
 from gladd.executor.service import TaskService, parse_state, task_json
+from gladd.executor.waiting import wait_seconds
 from gladd.light_settings import (
     SERVICE_ENV_FILE,
     env_file_in_use,
@@ -231,6 +240,71 @@ async def _show(args: argparse.Namespace, service: TaskService) -> int:
     return 0
 
 
+def run_wait(args: argparse.Namespace) -> int:
+    """The handler of ``tasks wait``: its ``--timeout`` checked before the store is opened."""
+    text = args.timeout
+    try:
+        args.timeout_seconds = (
+            None if text is None else wait_seconds(float(text) if _is_number(text) else text)
+        )
+    except ValueError as exc:
+        fail(f"--timeout {text}: {exc}")
+        return EXIT_USAGE
+    return run_on_store(args)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+async def _wait(args: argparse.Namespace, service: TaskService) -> int:
+    show_progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    on_change = _progress_line if show_progress else None
+    try:
+        task = await service.wait(args.id, timeout=args.timeout_seconds, on_change=on_change)
+    except WaitTimeout as exc:
+        if args.json:
+            print(json.dumps(task_json(exc.task), indent=2))
+        fail(str(exc))
+        return EXIT_TEMPFAIL
+    if args.json:
+        print(json.dumps(task_json(task), indent=2))
+    elif task.state is TaskState.SUCCEEDED:
+        print(json.dumps(task.result))
+    elif task.errors:
+        last = task.errors[-1]
+        fail(f"task {task.id} {task.state.value} after attempt {last.attempt}: "
+             f"{last.type}: {last.message}")  # fmt: skip
+    else:
+        fail(f"task {task.id} {task.state.value}")
+    return {
+        TaskState.SUCCEEDED: 0,
+        TaskState.DEAD: EXIT_TASK_DEAD,
+        TaskState.CANCELLED: EXIT_TASK_CANCELLED,
+    }[task.state]
+
+
+def _progress_line(task: Task) -> None:
+    print(f"task {task.id}: {progress_text(task)}", file=sys.stderr, flush=True)
+
+
+def progress_text(task: Task) -> str:
+    """``running, attempt 2/5, 40% page 4 of 10``: where an unfinished task stands."""
+    text = f"{task.state.value}, attempt {task.attempt}/{task.max_attempts}"
+    p = task.progress
+    if p is not None:
+        text += f", {p.fraction:.0%}"
+        if p.message:
+            text += f" {p.message}"
+        if p.attempt != task.attempt:
+            text += f" (attempt {p.attempt})"
+    return text
+
+
 def describe(task: Task) -> str:
     data = task_json(task)
     lines = [f"task {task.id}: {task.kind} ({task.state.value})"]
@@ -239,6 +313,12 @@ def describe(task: Task) -> str:
     keys += ("schedule", "scheduled_for")
     lines += [f"  {key}: {data[key]}" for key in keys if data[key] is not None]
     lines.append(f"  payload: {json.dumps(task.payload)}")
+    if task.progress is not None:
+        p = task.progress
+        said = f" {p.message}" if p.message else ""
+        lines.append(
+            f"  progress: {p.fraction:.0%}{said} (attempt {p.attempt}, {p.at:%Y-%m-%d %H:%M:%S})"
+        )
     if task.result is not None:
         lines.append(f"  result: {json.dumps(task.result)}")
     lines += [
@@ -317,6 +397,7 @@ VERBS: dict[str, Verb] = {
     "enqueue": _enqueue,
     "list": _list,
     "show": _show,
+    "wait": _wait,
     "retry": _retry,
     "cancel": _cancel,
     "purge": _purge,

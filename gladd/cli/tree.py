@@ -93,6 +93,24 @@ def add_reload_command(commands: Any) -> None:
     reload.set_defaults(command="reload", handler=lazy("gladd.cli.reload", "run_reload"))
 
 
+def _add_wait(verbs: Any) -> None:
+    wait = verbs.add_parser(
+        "wait",
+        help="wait for a task to finish; prints its result (or its last error); "
+        "exit 0 succeeded, 1 dead, 3 cancelled, 75 timed out, 66 no such task",
+    )
+    wait.add_argument("id", type=int)
+    wait.add_argument("--timeout", help='give up after this long, e.g. "30s" (default: never)')
+    wait.add_argument("--json", action="store_true", help="print the task as `show --json`")
+    wait.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress lines on stderr while waiting (default: when stderr is a terminal)",
+    )
+    wait.set_defaults(verb="wait", handler=lazy("gladd.cli.tasks", "run_wait"))
+
+
 def add_task_commands(commands: Any) -> None:
     """Register ``tasks``, ``schedules`` and ``db`` with the main parser's subcommands."""
     on_store = lazy("gladd.cli.tasks", "run_on_store")
@@ -126,6 +144,8 @@ def add_task_commands(commands: Any) -> None:
     show.add_argument("id", type=int)
     show.add_argument("--json", action="store_true")
     show.set_defaults(verb="show")
+
+    _add_wait(verbs)
 
     for name, helptext in (
         ("retry", "put a dead or cancelled task back to pending"),

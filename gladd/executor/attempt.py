@@ -18,7 +18,7 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 import anyio
@@ -32,6 +32,7 @@ from gladd.executor.enqueue import store_new_task
 from gladd.executor.kinds import ContextFactory, KindRegistry, RegisteredKind, Snooze, TaskContext
 from gladd.executor.ledger import Ledger, Running, StopReason
 from gladd.executor.outcomes import task_outcome
+from gladd.executor.progress import ProgressWriter
 from gladd.instruments.activity import activities
 from gladd.policies import Policies
 from gladd.resilience.breaker import Breaker, Held
@@ -60,6 +61,7 @@ class Attempts:
     context_for: ContextFactory
     observe_task: Callable[[str, str, float], None] | None
     worker_id: str = ""
+    progress: ProgressWriter | None = None
     timeouts: int = field(default=0, init=False)
     postponed: int = field(default=0, init=False)
     postponed_by: Counter[str] = field(default_factory=Counter, init=False)
@@ -165,7 +167,10 @@ class Attempts:
             payload = kind.parse(task.payload)
             kind.check(payload, policies)
             with anyio.move_on_after(limit) as deadline:
-                async with self.context_for(task, log, self._enqueue_follow_up) as ctx:
+                async with self.context_for(task, log, self._enqueue_follow_up) as made:
+                    ctx = made
+                    if self.progress is not None:
+                        ctx = replace(made, progress_to=self.progress.reporter(task))
                     result = await self._call(kind, ctx, payload)
             if deadline.cancelled_caught:
                 self.timeouts += 1

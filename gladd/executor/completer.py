@@ -41,6 +41,8 @@ class Completer:
     store_health: Callable[[StoreError | None], None]
     written: Callable[[Sequence[int]], Awaitable[None]] | None = None
     """Told the ids of each batch stored (the producer: a gated task's room opened)."""
+    settle: Callable[[Sequence[int]], Awaitable[None]] | None = None
+    """Told the ids of each batch before it is written (their last progress goes first)."""
     pacer: Pacer = field(init=False)
     succeeded: int = field(default=0, init=False)
     failed: int = field(default=0, init=False)
@@ -74,6 +76,8 @@ class Completer:
             return
         self._writing = writing = anyio.Event()
         try:
+            if self.settle is not None:
+                await self.settle([outcome.id for outcome in batch])
             accepted = await self.store.finish(batch, now=self.now())
         except StoreError as exc:
             writing.set()

@@ -31,6 +31,7 @@ from loguru import logger
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gladd.errors import TaskRejected
+from gladd.executor.progress import checked_fraction
 from gladd.policies.model import Policies, ServiceBinding
 from gladd.store import Task
 
@@ -80,6 +81,19 @@ class TaskContext:
     settings: Any = None
     scratch: Path | None = None
     state: dict[str, Any] = field(default_factory=dict)
+    progress_to: Callable[[float, str | None], None] | None = None
+    """Where :meth:`progress` reports go (the executor sets it); None: checked, dropped."""
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        """Say how far the task has got: ``fraction`` done, from 0 to 1, and what it is
+        doing (``ctx.progress(i / total, f"row {i} of {total}")``). Cheap to call as
+        often as you like, from async and plain handlers alike: the store gets the latest
+        once a second (and the last when the attempt ends); ``gladd tasks show``, ``gladd
+        tasks wait``, ``Client.wait`` and ``GET /tasks/{id}`` show it. A fraction that is
+        not a number from 0 to 1 raises TypeError or ValueError (a bug worth seeing)."""
+        value = checked_fraction(fraction, message)
+        if self.progress_to is not None:
+            self.progress_to(value, message)
 
     @property
     def id(self) -> int:

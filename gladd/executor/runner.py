@@ -38,6 +38,7 @@ from gladd.executor.heartbeats import Heartbeats
 from gladd.executor.kinds import ContextFactory, KindRegistry, basic_context
 from gladd.executor.ledger import Ledger
 from gladd.executor.producer import Producer
+from gladd.executor.progress import ProgressWriter
 from gladd.executor.statistics import ExecutorStatistics
 from gladd.maintenance.cleaner import Cleaner
 from gladd.maintenance.rescuer import Rescuer
@@ -116,11 +117,13 @@ class Executor:
             else None
         )
         self.heartbeats = Heartbeats(**held, worker_id=worker_id, store_health=health)
+        self.progress = ProgressWriter(store=store, now=now, clock=clock)
         self.completer = Completer(
             **held,
             rng=rng,
             store_health=health,
             written=lambda ids: self.producer.written(ids),  # noqa: PLW0108 - made below
+            settle=self.progress.settle,
         )
         self.attempts = Attempts(
             **held,
@@ -131,6 +134,7 @@ class Executor:
             context_for=context_for,
             observe_task=observe_task,
             worker_id=worker_id,
+            progress=self.progress,
         )
         self.producer = Producer(
             **held,
@@ -207,6 +211,7 @@ class Executor:
             await background.start(self.cleaner.run)
             await background.start(self.scheduler.run)
             await background.start(self.completer.run)
+            await background.start(self.progress.run)
             if self.cooldowns is not None:
                 await background.start(self.cooldowns.run)
             task_status.started()

@@ -38,6 +38,7 @@ from gladd.executor.flow import (
 from gladd.executor.group_commit import GroupCommit
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.runner import utcnow
+from gladd.executor.waiting import wait_finished, wait_seconds
 from gladd.maintenance.scheduler import describe_schedules
 from gladd.policies import Policies
 from gladd.store import Enqueued, NewTask, Store, Task, TaskState
@@ -250,6 +251,19 @@ class TaskService:
         if task is None:
             raise UnknownTask(f"no task with id {task_id}")
         return task
+
+    async def wait(
+        self,
+        task_id: int,
+        *,
+        timeout: float | str | None = None,
+        on_change: Callable[[Task], object] | None = None,
+    ) -> Task:
+        """The task once finished (:func:`gladd.executor.waiting.wait_finished`); a bad
+        ``timeout`` is a ValueError."""
+        seconds = wait_seconds(timeout)
+        await self.get(task_id)  # UnknownTask, said as get says it
+        return await wait_finished(self.store, task_id, timeout=seconds, on_change=on_change)
 
     async def list(
         self, *, state: str | None = None, kind: str | None = None, limit: int = 100
@@ -496,4 +510,18 @@ def task_json(task: Task) -> dict[str, Any]:
         "traceparent": task.traceparent,
         "schedule": task.schedule,
         "scheduled_for": task.scheduled_for.isoformat() if task.scheduled_for else None,
+        "progress": progress_json(task),
+    }
+
+
+def progress_json(task: Task) -> dict[str, Any] | None:
+    """A task's last reported progress, as the CLI's ``--json`` and the admin API show it."""
+    p = task.progress
+    if p is None:
+        return None
+    return {
+        "fraction": p.fraction,
+        "message": p.message,
+        "at": p.at.isoformat(),
+        "attempt": p.attempt,
     }

@@ -14,6 +14,7 @@ from gladd.store.base import (
     MigrationStatus,
     NewTask,
     Outcome,
+    ProgressReport,
     Released,
     RescueReport,
     ScheduleState,
@@ -21,7 +22,9 @@ from gladd.store.base import (
     Succeeded,
     Task,
     TaskError,
+    TaskProgress,
     TaskState,
+    TaskWatch,
 )
 from gladd.store.catalogue import KindSpec, PublishedKind
 
@@ -34,6 +37,7 @@ __all__ = [
     "MigrationStatus",
     "NewTask",
     "Outcome",
+    "ProgressReport",
     "PublishedKind",
     "Released",
     "RescueReport",
@@ -42,5 +46,7 @@ __all__ = [
     "Succeeded",
     "Task",
     "TaskError",
+    "TaskProgress",
     "TaskState",
+    "TaskWatch",
 ]

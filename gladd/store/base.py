@@ -25,6 +25,7 @@ State changes, the only ones allowed::
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -65,6 +66,29 @@ class TaskError:
     message: str
     attempt: int
     at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskProgress:
+    """The last progress a handler reported (``ctx.progress``), kept through retries: the
+    next attempt's first report replaces it, and ``attempt`` says which one reported it."""
+
+    fraction: float  # 0.0 .. 1.0
+    message: str | None
+    at: datetime
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProgressReport:
+    """A running task's progress, written by :meth:`Store.record_progress` under its
+    fencing token."""
+
+    id: int
+    token: int
+    fraction: float
+    message: str | None
+    attempt: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -110,6 +134,7 @@ class Task:
     traceparent: str | None = None  # W3C trace context of the enqueue; attempts continue it
     schedule: str | None = None  # the periodic schedule that enqueued it, by name
     scheduled_for: datetime | None = None  # that schedule's tick it was enqueued for, UTC
+    progress: TaskProgress | None = None  # the last ctx.progress stored; None: never reported
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,6 +269,15 @@ def nothing_to_retune() -> None:
     """The commit of a store with no ``[database]`` field it takes live."""
 
 
+class TaskWatch(Protocol):
+    """A watch on one task (:meth:`Store.watch`), set up before its reader looks at it."""
+
+    async def changed(self, timeout: float) -> bool:
+        """Sleep until the task may have changed since the watch began or the last call
+        (finished, progress, an outcome: here, in another process or on another node) or
+        ``timeout`` passes; True when woken. A hint only: the caller reads the task."""
+
+
 class Store(Protocol):
     """Durable tasks. Every method is safe to call from many tasks and, for PostgreSQL,
     from many nodes at once."""
@@ -376,6 +410,18 @@ class Store(Protocol):
 
     async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
         """Apply outcomes in one round trip; each bool says whether the token still held."""
+
+    async def record_progress(
+        self, reports: Sequence[ProgressReport], *, now: datetime
+    ) -> list[bool]:
+        """Store each running task's progress (``progress_at`` = ``now``) in one round trip;
+        each bool says whether its token still held (a rescued task's old attempt reports
+        into nothing). ValueError for a fraction outside 0..1. Watchers hear of it."""
+
+    def watch(self, task_id: int) -> AbstractAsyncContextManager[TaskWatch]:
+        """Watch task ``task_id`` for changes, whoever makes them: enter, read the task,
+        then ``await watch.changed(timeout)`` and read again (no change between the read
+        and the wait is missed). Each store's docstring says how it hears of changes."""
 
     async def heartbeat(
         self, *, worker: str, now: datetime, running: Sequence[tuple[int, int]]

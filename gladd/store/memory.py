@@ -13,7 +13,8 @@ The rules every store shares live in :mod:`gladd.store.rules`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -30,13 +31,16 @@ from gladd.store.base import (
     NewTask,
     Outcome,
     PoolStats,
+    ProgressReport,
     Released,
     RescueReport,
     ScheduleState,
     StoreCapabilities,
     Succeeded,
     Task,
+    TaskProgress,
     TaskState,
+    TaskWatch,
     nothing_to_retune,
 )
 from gladd.store.catalogue import KindSpec, PublishedKind, catalogue_order, published
@@ -53,6 +57,7 @@ from gladd.store.rules import (
     unique_conflict,
     utc,
 )
+from gladd.store.watch import Watchers, check_progress
 
 if TYPE_CHECKING:
     from gladd.policies.model import DatabasePolicy
@@ -79,6 +84,7 @@ class MemoryStore:
         self._wakeup: Wakeup | None = None
         self._flow = FlowBook()
         self._kinds: dict[str, list[PublishedKind]] = {}  # by node
+        self._watchers = Watchers()
         self.pause_epoch = 0
 
     def __repr__(self) -> str:
@@ -90,6 +96,7 @@ class MemoryStore:
 
     async def close(self) -> None:
         self._wakeup = None
+        self._watchers.changed_all()  # a watcher finds the store closed when it reads
 
     async def migration_status(self) -> MigrationStatus:
         self._require_open()
@@ -298,6 +305,7 @@ class MemoryStore:
             for o in outcomes
         ]
         applied = [self._apply(o, r, now) for o, r in zip(outcomes, results, strict=True)]
+        self._watchers.changed(o.id for o, ok in zip(outcomes, applied, strict=True) if ok)
         if any(
             ok and isinstance(o, Released | Failed) for o, ok in zip(outcomes, applied, strict=True)
         ):
@@ -327,6 +335,31 @@ class MemoryStore:
             done["errors"] = (*task.errors, error)
         self._tasks[task.id] = replace(task, **done)
         return True
+
+    async def record_progress(
+        self, reports: Sequence[ProgressReport], *, now: datetime
+    ) -> list[bool]:
+        self._require_open()
+        now = utc(now)
+        applied = [self._progress(report, now) for report in check_progress(reports)]
+        self._watchers.changed(r.id for r, ok in zip(reports, applied, strict=True) if ok)
+        return applied
+
+    def _progress(self, report: ProgressReport, now: datetime) -> bool:
+        task = self._tasks.get(report.id)
+        if task is None or task.state is not TaskState.RUNNING or task.token != report.token:
+            return False
+        progress = TaskProgress(
+            fraction=report.fraction, message=report.message, at=now, attempt=report.attempt
+        )
+        self._tasks[task.id] = replace(task, progress=progress)
+        return True
+
+    @asynccontextmanager
+    async def watch(self, task_id: int) -> AsyncIterator[TaskWatch]:
+        self._require_open()
+        async with self._watchers.watch(task_id) as watch:
+            yield watch
 
     async def heartbeat(
         self, *, worker: str, now: datetime, running: Sequence[tuple[int, int]]
@@ -364,6 +397,7 @@ class MemoryStore:
             if not live and task.owner is not None:
                 lost.add(task.owner)
             self._tasks[task.id] = self._rescued(task, now, live, max_rescues)
+            self._watchers.changed((task.id,))
             state = self._tasks[task.id].state
             if state is TaskState.PENDING:
                 to_pending.append(task.id)
@@ -439,6 +473,7 @@ class MemoryStore:
         elif task.state is TaskState.RUNNING and not task.cancel_requested:
             task = replace(task, cancel_requested=True, updated_at=now)
         self._tasks[task_id] = task
+        self._watchers.changed((task_id,))
         return _public(task)
 
     async def retry(self, task_id: int, *, now: datetime) -> Task | None:
@@ -454,6 +489,7 @@ class MemoryStore:
                     raise unique_conflict(task_id, task.unique_key, other.id)
             task = replace(task, **retried(now))
             self._tasks[task_id] = task
+            self._watchers.changed((task_id,))
             wakeup.notify()
         return _public(task)
 

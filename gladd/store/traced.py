@@ -37,6 +37,7 @@ TRACED = frozenset(
         "ring",
         "sweep_limits",
         "finish",
+        "record_progress",
         "heartbeat",
         "rescue",
         "forget_worker",

@@ -840,3 +840,32 @@ def test_post_tasks_takes_delay_and_timeout_as_seconds_or_text(admin: Admin) -> 
     refused = admin.request("POST", "/tasks", json={"kind": "gladd.noop", "delay": True})
     assert refused.status_code == 400
     assert "delay" in refused.json()["error"]
+
+
+def test_wait_answers_the_finished_task_or_a_408_with_the_task_as_it_stands(
+    admin: Admin,
+) -> None:
+    done = _task_in(admin, "dead")
+    answer = admin.request("GET", f"/tasks/{done}/wait", params={"timeout": "0"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["state"] == "dead"
+    assert answer.json()["errors"][-1]["message"] == "boom"
+    running = _task_in(admin, "running")
+    late = admin.request("GET", f"/tasks/{running}/wait", params={"timeout": "200ms"})
+    assert late.status_code == 408, late.text
+    assert f"task {running} " in late.json()["error"]
+    assert late.json()["task"]["state"] == "running"
+    assert admin.request("GET", "/tasks/987654/wait").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("timeout", "says"),
+    [("61", "at most 60s"), ("2m", "at most 60s"), ("soon", "is not a duration"), ("-1", "")],
+)
+def test_a_wait_timeout_out_of_range_or_not_a_duration_is_a_400(
+    admin: Admin, timeout: str, says: str
+) -> None:
+    task_id = _task_in(admin, "pending")
+    answer = admin.request("GET", f"/tasks/{task_id}/wait", params={"timeout": timeout})
+    assert answer.status_code == 400, answer.text
+    assert says in answer.json()["error"]

@@ -1,7 +1,8 @@
 """The PostgreSQL store's wake-up connection: one connection outside the pool LISTENs on
-``gladd_tasks`` (work may be due) and ``gladd_pauses`` (a pause or resume, any node's);
-when it drops it is re-established in the background, and once it is back both are
-announced, for any notification missed meanwhile."""
+``gladd_tasks`` (work may be due) and ``gladd_pauses`` (a pause or resume, any node's),
+and, once a task is watched (a waiting client), on ``gladd_task_events`` (task ids whose
+outcome or progress was stored). When it drops it is re-established in the background,
+and once it is back everything is announced, for any notification missed meanwhile."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gladd.store.postgres.errors import map_error
 
 CHANNEL = "gladd_tasks"
 PAUSES = "gladd_pauses"  # the payload is the target; readers re-read them all anyway
+EVENTS = "gladd_task_events"  # the payload: task ids, comma-separated
 LISTENER_RETRY = 1.0  # seconds between attempts to re-establish the listening connection
 
 
@@ -32,12 +34,15 @@ class NotifyListener:
         timeout: float,
         notify: Callable[[], None],
         paused: Callable[[], None] = lambda: None,
+        events: Callable[[list[int] | None], None] = lambda ids: None,
     ) -> None:
         self._dsn = dsn
         self.url = url  # masked: for messages
         self._timeout = timeout
         self._notify = notify
         self._paused = paused
+        self._events = events  # None: any task may have changed
+        self._events_wanted = False
         self._conn: Any = None
         self._reconnect: asyncio.Task[None] | None = None
         self._closed = False
@@ -50,11 +55,27 @@ class NotifyListener:
         try:
             await conn.add_listener(CHANNEL, self._on_notify)
             await conn.add_listener(PAUSES, self._on_paused)
+            if self._events_wanted:
+                await conn.add_listener(EVENTS, self._on_event)
         except BaseException:
             await _close_quietly(conn)
             raise
         conn.add_termination_listener(self._on_lost)
         self._conn = conn
+
+    async def want_events(self) -> None:
+        """LISTEN on ``EVENTS`` from now on (a daemon that nobody waits on never does)."""
+        if self._events_wanted:
+            return
+        self._events_wanted = True
+        conn = self._conn
+        if conn is None:
+            return  # re-establishing: listen() adds it
+        try:
+            await conn.add_listener(EVENTS, self._on_event)
+        except Exception:
+            # Lost meanwhile: the termination listener re-establishes it, with EVENTS.
+            logger.debug("PostgreSQL store {}: LISTEN {} failed", self.url, EVENTS)
 
     async def close(self) -> None:
         self._closed = True
@@ -70,6 +91,14 @@ class NotifyListener:
 
     def _on_paused(self, *_: object) -> None:
         self._paused()
+
+    def _on_event(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        try:
+            ids = [int(part) for part in payload.split(",") if part]
+        except ValueError:  # someone else's NOTIFY on our channel: anything may have changed
+            self._events(None)
+            return
+        self._events(ids)
 
     def _on_lost(self, *_: object) -> None:
         self._conn = None
@@ -98,6 +127,7 @@ class NotifyListener:
                 logger.info("PostgreSQL store {}: listening for new tasks again", self.url)
                 self._notify()  # tasks may have arrived unheard: let waiters claim
                 self._paused()  # and pauses changed: let readers re-read them
+                self._events(None)  # and watched tasks: let waiters read them again
                 return
         finally:
             self._reconnect = None

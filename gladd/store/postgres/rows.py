@@ -18,6 +18,7 @@ from gladd.store.base import (
     Succeeded,
     Task,
     TaskError,
+    TaskProgress,
     TaskState,
 )
 from gladd.store.catalogue import PublishedKind
@@ -117,6 +118,19 @@ def row_to_task(row: Any) -> Task:
         traceparent=row["traceparent"],
         schedule=row["schedule"],
         scheduled_for=row["scheduled_for"],
+        progress=_progress(row),
+    )
+
+
+def _progress(row: Any) -> TaskProgress | None:
+    fraction, at = row["progress"], row["progress_at"]
+    if fraction is None or at is None:
+        return None
+    return TaskProgress(
+        fraction=fraction,
+        message=row["progress_message"],
+        at=at,
+        attempt=row["progress_attempt"] or 0,
     )
 
 

@@ -39,7 +39,10 @@ Wake-ups: an insert into ``gladd_tasks`` (by gladd or plain SQL) notifies the ch
 pool turns it into :meth:`PostgresStore.wait_for_work` returning True. When that connection
 drops, it is re-established in the background and waits are plain timed polls meanwhile.
 The same connection hears ``gladd_pauses`` (a pause or resume on any node) and moves
-:attr:`PostgresStore.pause_epoch`, as it does once re-established.
+:attr:`PostgresStore.pause_epoch`, as it does once re-established. Once a task is
+watched (:meth:`PostgresStore.watch`, a waiting client) it also LISTENs on
+``gladd_task_events``, which the statements storing outcomes, rescues, progress and
+cancels notify with the ids they changed: one connection for all of a client's waits.
 
 Flow control, and why a gated claim is correct across nodes: :mod:`~gladd.store.postgres.flow`.
 
@@ -54,7 +57,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -78,11 +82,13 @@ from gladd.store.base import (
     NewTask,
     Outcome,
     PoolStats,
+    ProgressReport,
     RescueReport,
     ScheduleState,
     StoreCapabilities,
     Task,
     TaskState,
+    TaskWatch,
 )
 from gladd.store.catalogue import KindSpec, PublishedKind, published
 from gladd.store.gates import GATED_SCAN, Gate, GatedRequest, LimitUsage, Pause
@@ -109,6 +115,7 @@ from gladd.store.rules import (
     utc,
 )
 from gladd.store.urls import mask_url
+from gladd.store.watch import Watchers, check_progress
 
 if TYPE_CHECKING:
     from gladd.policies.model import DatabasePolicy
@@ -152,6 +159,7 @@ class PostgresStore:
         self._unsettled_gated: dict[str, int] = {}  # the same, of gated claims
         self.pause_epoch = 0  # see Store.pause_epoch
         self._wakeup = Wakeup()
+        self._watchers = Watchers()
         self._acquires = AcquireMeter()
 
     @property
@@ -221,6 +229,7 @@ class PostgresStore:
                 timeout=self._timeout,
                 notify=self._on_notify,
                 paused=self._pauses_changed,
+                events=self._tasks_changed,
             )
             await self._listener.listen()
         except BaseException:
@@ -228,6 +237,7 @@ class PostgresStore:
             raise
 
     async def close(self) -> None:
+        self._watchers.changed_all()  # a watcher finds the store closed when it reads
         listener, self._listener = self._listener, None
         if listener is not None:
             await listener.close()
@@ -513,6 +523,43 @@ class PostgresStore:
         held = await self._run("finish", work)
         return [i in first and o.id in held for i, o in enumerate(outcomes)]
 
+    async def record_progress(
+        self, reports: Sequence[ProgressReport], *, now: datetime
+    ) -> list[bool]:
+        now = utc(now)
+        checked = check_progress(reports)
+        if not checked:
+            return []
+        args = (
+            now,
+            [r.id for r in checked],
+            [r.token for r in checked],
+            [r.fraction for r in checked],
+            [r.message for r in checked],
+            [r.attempt for r in checked],
+        )
+
+        async def work(conn: Any) -> set[tuple[int, int]]:
+            return {(row["id"], row["token"]) for row in await conn.fetch(Q["progress"], *args)}
+
+        stored = await self._run("record_progress", work)
+        return [(r.id, r.token) in stored for r in checked]
+
+    @asynccontextmanager
+    async def watch(self, task_id: int) -> AsyncIterator[TaskWatch]:
+        listener = self._listener
+        if listener is None:
+            raise StoreError(f"watch: the PostgreSQL store {self.url} is not open")
+        async with self._watchers.watch(task_id) as watch:
+            await listener.want_events()  # before the caller's first read
+            yield watch
+
+    def _tasks_changed(self, ids: list[int] | None) -> None:
+        if ids is None:
+            self._watchers.changed_all()
+        else:
+            self._watchers.changed(ids)
+
     async def heartbeat(
         self, *, worker: str, now: datetime, running: Sequence[tuple[int, int]]
     ) -> set[int]:
@@ -571,7 +618,15 @@ class PostgresStore:
         return await self._run("list", work)
 
     async def cancel(self, task_id: int, *, now: datetime) -> Task | None:
-        return await self._one("cancel", Q["cancel"], task_id, utc(now))
+        now = utc(now)
+
+        async def work(conn: Any) -> Task | None:
+            row = await conn.fetchrow(Q["cancel"], task_id, now)
+            if row is not None:
+                await conn.execute(Q["task_changed"], str(task_id))
+            return None if row is None else row_to_task(row)
+
+        return await self._run("cancel", work)
 
     async def retry(self, task_id: int, *, now: datetime) -> Task | None:
         now = utc(now)

@@ -9,7 +9,7 @@ import sqlite3
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gladd.store.base import ScheduleState, Task, TaskError, TaskState
+from gladd.store.base import ScheduleState, Task, TaskError, TaskProgress, TaskState
 from gladd.store.catalogue import PublishedKind
 from gladd.store.rules import load_json, utc
 
@@ -19,7 +19,8 @@ _MICROSECOND = timedelta(microseconds=1)
 COLUMNS = (
     "id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key, "
     "owner, token, rescues, deadline, cancel_requested, result, errors, created_at, "
-    "updated_at, finished_at, traceparent, schedule, scheduled_for"
+    "updated_at, finished_at, traceparent, schedule, scheduled_for, "
+    "progress, progress_message, progress_at, progress_attempt"
 )
 
 
@@ -64,7 +65,8 @@ def _errors(text: str) -> tuple[TaskError, ...]:
 def row_to_task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
     (id_, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
      owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-     updated_at, finished_at, traceparent, schedule, scheduled_for) = row  # fmt: skip
+     updated_at, finished_at, traceparent, schedule, scheduled_for,
+     progress, progress_message, progress_at, progress_attempt) = row  # fmt: skip
     return Task(
         id=id_,
         kind=kind,
@@ -89,6 +91,20 @@ def row_to_task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
         traceparent=traceparent,
         schedule=schedule,
         scheduled_for=from_us(scheduled_for),
+        progress=_progress(progress, progress_message, progress_at, progress_attempt),
+    )
+
+
+def _progress(
+    fraction: float | None, message: str | None, at: int | None, attempt: int | None
+) -> TaskProgress | None:
+    if fraction is None or at is None:
+        return None
+    return TaskProgress(
+        fraction=fraction,
+        message=message,
+        at=EPOCH + timedelta(microseconds=at),
+        attempt=attempt or 0,
     )
 
 

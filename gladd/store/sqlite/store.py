@@ -11,6 +11,13 @@ Storage: times are INTEGER microseconds since the Unix epoch (UTC), JSON is TEXT
 is versioned by ``sqlite/sql/NNNN_name.sql`` files, applied at :meth:`SQLiteStore.open` in one
 transaction and recorded in ``gladd_migrations``; a file migrated by a newer gladd is refused.
 
+Watches (:meth:`SQLiteStore.watch`, what ``Client.wait`` waits on): this store's own writes
+wake its watches at once; another process's commit (the daemon finishing the task, storing
+its progress) is seen as a change of the database's files, through inotify
+(:mod:`~gladd.store.sqlite.files`): the watch wakes, its reader reads the task again. Any
+number of processes may watch, with any number of watches each: no socket to bind, nothing
+to register in the database, nothing added to the daemon's writes.
+
 Wake-ups: :meth:`SQLiteStore.wait_for_work` is woken at once by enqueues (and retries,
 releases, rescues) made through this store object, and by those of stores in other
 processes (the CLI, ``gladd.enqueue``), which ring the waiting store's doorbell
@@ -40,7 +47,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -57,12 +65,14 @@ from gladd.store.base import (
     NewTask,
     Outcome,
     PoolStats,
+    ProgressReport,
     Released,
     RescueReport,
     ScheduleState,
     StoreCapabilities,
     Task,
     TaskState,
+    TaskWatch,
     nothing_to_retune,
 )
 from gladd.store.catalogue import KindSpec, PublishedKind, published
@@ -71,6 +81,7 @@ from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_confl
 from gladd.store.sqlite import flow
 from gladd.store.sqlite.doorbell import Doorbell
 from gladd.store.sqlite.errors import map_error
+from gladd.store.sqlite.files import SETTLE, FileWatcher
 from gladd.store.sqlite.queries import Q
 from gladd.store.sqlite.rows import (
     row_to_kind,
@@ -90,6 +101,7 @@ from gladd.store.sqlite.writes import (
     outcome_write,
     rescue_running,
 )
+from gladd.store.watch import Watchers, check_progress
 
 if TYPE_CHECKING:
     from gladd.policies.model import DatabasePolicy
@@ -157,6 +169,10 @@ class SQLiteStore:
         self._work_seen = 0.0  # anyio.current_time() when wait_for_work last found work
         self._doorbell = Doorbell(self.path) if self.path != ":memory:" else None
         self._answering = False  # a waiter is listening for the doorbell
+        self._watchers = Watchers()
+        self._files = (
+            FileWatcher(self.path, self._watchers.changed_all) if self.path != ":memory:" else None
+        )
         self.pause_epoch = 0  # see Store.pause_epoch: moved by our writes and any ring
 
     def __repr__(self) -> str:
@@ -241,6 +257,9 @@ class SQLiteStore:
         thread, self._thread, self._wakeup = self._thread, None, None
         if thread is None:
             return
+        self._watchers.changed_all()  # a watcher finds the store closed when it reads
+        if self._files is not None:
+            self._files.stop()
         if self._doorbell is not None:
             self._doorbell.close()
         try:
@@ -505,11 +524,43 @@ class SQLiteStore:
             return [conn.execute(sql, params).rowcount == 1 for sql, params in writes]
 
         applied = await self._write(finish)
+        self._watchers.changed(o.id for o, ok in zip(outcomes, applied, strict=True) if ok)
         if any(
             ok and isinstance(o, Released | Failed) for o, ok in zip(outcomes, applied, strict=True)
         ):
             self._notify()
         return applied
+
+    async def record_progress(
+        self, reports: Sequence[ProgressReport], *, now: datetime
+    ) -> list[bool]:
+        now_us = to_us(utc(now))
+        params = [
+            {"id": r.id, "token": r.token, "fraction": r.fraction, "message": r.message,
+             "attempt": r.attempt, "now": now_us}
+            for r in check_progress(reports)
+        ]  # fmt: skip
+
+        def record(conn: sqlite3.Connection) -> list[bool]:
+            return [conn.execute(Q["progress"], p).rowcount == 1 for p in params]
+
+        applied = await self._write(record) if params else []
+        self._watchers.changed(r.id for r, ok in zip(reports, applied, strict=True) if ok)
+        return applied
+
+    @asynccontextmanager
+    async def watch(self, task_id: int) -> AsyncIterator[TaskWatch]:
+        self._open_thread()
+        async with self._watchers.watch(task_id) as watch:
+            if self._files is None:  # ":memory:": no other connection can change it
+                yield watch
+                return
+            self._files.start()
+            try:
+                yield _Settling(watch)
+            finally:
+                if not self._watchers:
+                    self._files.stop()
 
     async def heartbeat(
         self, *, worker: str, now: datetime, running: Sequence[tuple[int, int]]
@@ -530,6 +581,8 @@ class SQLiteStore:
     async def rescue(self, *, now: datetime, lease: float, max_rescues: int) -> RescueReport:
         now = utc(now)
         report = await self._write(lambda c: rescue_running(c, now, lease, max_rescues))
+        if report.to_pending or report.to_dead or report.dead_workers:
+            self._watchers.changed_all()  # rescued ones include cancelled, listed nowhere
         if report.to_pending:
             self._notify()
         return report
@@ -565,7 +618,9 @@ class SQLiteStore:
             rows = conn.execute(Q["cancel"], {"id": task_id, "now": now_us}).fetchall()
             return row_to_task(rows[0]) if rows else _get(conn, task_id)
 
-        return await self._write(cancel)
+        task = await self._write(cancel)
+        self._watchers.changed((task_id,))
+        return task
 
     async def retry(self, task_id: int, *, now: datetime) -> Task | None:
         now_us = to_us(utc(now))
@@ -585,6 +640,7 @@ class SQLiteStore:
 
         task = await self._write(retry)
         if task is not None and task.state is TaskState.PENDING:
+            self._watchers.changed((task_id,))
             self._notify()
         return task
 
@@ -687,3 +743,22 @@ class SQLiteStore:
             max_size=1,
             waiting=max(0, calls - 1),
         )
+
+
+class _Settling:
+    """A watch whose first wait ends after :data:`~gladd.store.sqlite.files.SETTLE` at the
+    latest: whatever was committed while inotify was being set up is read then."""
+
+    __slots__ = ("_settled", "_watch")
+
+    def __init__(self, watch: TaskWatch) -> None:
+        self._watch = watch
+        self._settled = False
+
+    async def changed(self, timeout: float) -> bool:
+        if not self._settled:
+            self._settled = True
+            if timeout > SETTLE:
+                await self._watch.changed(SETTLE)
+                return True
+        return await self._watch.changed(timeout)

@@ -88,7 +88,8 @@ SELECT * FROM gladd_tasks WHERE state = 'running' AND owner = $1 AND claim_id = 
 
 -- name: finish
 -- $1 now; then (ids, tokens, ...) per outcome type. Each UPDATE applies only while the
--- task is still running under the token named; the ids returned are the writes that held.
+-- task is still running under the token named; the ids returned are the writes that held
+-- (and NULL rows, the waiters' notes).
 -- A task whose cancellation was requested never goes back to pending: it ends cancelled.
 -- A task back to pending and due at once wakes the listeners.
 WITH succeeded AS (
@@ -134,7 +135,11 @@ WITH succeeded AS (
     UNION ALL SELECT * FROM released UNION ALL SELECT * FROM cancelled
 )
 SELECT id, CASE WHEN state = 'pending' AND run_at <= $1 THEN pg_notify('gladd_tasks', '') END
-FROM done;
+FROM done
+UNION ALL  -- and every outcome stored tells the waiters (0005_progress.sql), 500 ids a note
+SELECT NULL, pg_notify('gladd_task_events', string_agg(id::text, ','))
+FROM (SELECT id, (row_number() OVER () - 1) / 500 AS note FROM done) AS d
+GROUP BY note;
 
 -- name: heartbeat
 WITH seen AS (
@@ -165,16 +170,23 @@ ORDER BY t.id
 FOR UPDATE OF t;
 
 -- name: rescue_apply
-UPDATE gladd_tasks AS t
-SET state = r.state,
-    run_at = CASE WHEN r.state = 'pending' THEN $1 ELSE t.run_at END,
-    owner = NULL, deadline = NULL, token = t.token + 1, rescues = t.rescues + 1,
-    errors = t.errors || jsonb_build_array(r.error::jsonb),
-    finished_at = CASE WHEN r.state = 'pending' THEN NULL ELSE $1::timestamptz END,
-    updated_at = $1
-FROM unnest($2::bigint[], $3::text[], $4::text[]) AS r(id, state, error)
-WHERE t.id = r.id AND t.state = 'running'
-RETURNING t.id, CASE WHEN t.state = 'pending' THEN pg_notify('gladd_tasks', '') END;
+WITH rescued AS (
+    UPDATE gladd_tasks AS t
+    SET state = r.state,
+        run_at = CASE WHEN r.state = 'pending' THEN $1 ELSE t.run_at END,
+        owner = NULL, deadline = NULL, token = t.token + 1, rescues = t.rescues + 1,
+        errors = t.errors || jsonb_build_array(r.error::jsonb),
+        finished_at = CASE WHEN r.state = 'pending' THEN NULL ELSE $1::timestamptz END,
+        updated_at = $1
+    FROM unnest($2::bigint[], $3::text[], $4::text[]) AS r(id, state, error)
+    WHERE t.id = r.id AND t.state = 'running'
+    RETURNING t.id, t.state
+)
+SELECT id, CASE WHEN state = 'pending' THEN pg_notify('gladd_tasks', '') END FROM rescued
+UNION ALL  -- the waiters' notes, as finish sends them
+SELECT NULL, pg_notify('gladd_task_events', string_agg(id::text, ','))
+FROM (SELECT id, (row_number() OVER () - 1) / 500 AS note FROM rescued) AS d
+GROUP BY note;
 
 -- name: forget_worker
 DELETE FROM gladd_workers WHERE id = $1;
@@ -378,3 +390,28 @@ FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
 -- name: kinds_catalogue
 SELECT name, node, plugin, description, payload_schema, services, published_at FROM gladd_kinds
 ORDER BY name COLLATE "C", node COLLATE "C";
+
+-- Progress (0005_progress.sql). Applies only while the task is running under the token
+-- named, as outcomes do; the waiters hear of the tasks stored on gladd_task_events.
+
+-- name: progress
+-- $1 now; $2.. one array per ProgressReport field. Returns the (id, token) stored (and
+-- NULL rows).
+WITH stored AS (
+    UPDATE gladd_tasks AS t
+    SET progress = r.fraction, progress_message = r.message, progress_at = $1,
+        progress_attempt = r.attempt
+    FROM unnest($2::bigint[], $3::bigint[], $4::double precision[], $5::text[], $6::integer[])
+         AS r(id, token, fraction, message, attempt)
+    WHERE t.id = r.id AND t.token = r.token AND t.state = 'running'
+    RETURNING t.id, t.token
+)
+SELECT id, token, NULL::void AS note FROM stored
+UNION ALL
+SELECT NULL, NULL, pg_notify('gladd_task_events', string_agg(id::text, ','))
+FROM (SELECT id, (row_number() OVER () - 1) / 500 AS note FROM stored) AS d
+GROUP BY note;
+
+-- name: task_changed
+-- A change the statement making it could not announce (a cancel): $1 the task id.
+SELECT pg_notify('gladd_task_events', $1::text);

@@ -27,7 +27,8 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'null', ?, ?);
 -- name: unfinished_by_key
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at, traceparent, schedule, scheduled_for
+       updated_at, finished_at, traceparent, schedule, scheduled_for,
+       progress, progress_message, progress_at, progress_attempt
 FROM gladd_tasks WHERE unique_key = ? AND state IN ('pending', 'running');
 
 -- name: seen
@@ -46,7 +47,8 @@ WHERE id IN (
 )
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for;
+          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
+          progress, progress_message, progress_at, progress_attempt;
 
 -- name: claim_kinds
 -- The claim, of the kinds in the JSON array :kinds only.
@@ -60,7 +62,8 @@ WHERE id IN (
 )
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for;
+          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
+          progress, progress_message, progress_at, progress_attempt;
 
 -- Outcomes. Each applies only while the task is running under the token named; a task whose
 -- cancellation was requested finishes cancelled instead of going back to pending.
@@ -111,7 +114,8 @@ SELECT id, last_seen FROM gladd_workers;
 -- name: running
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at, traceparent, schedule, scheduled_for
+       updated_at, finished_at, traceparent, schedule, scheduled_for,
+       progress, progress_message, progress_at, progress_attempt
 FROM gladd_tasks WHERE state = 'running';
 
 -- name: rescue
@@ -130,14 +134,16 @@ DELETE FROM gladd_workers WHERE id = ?;
 -- name: get
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at, traceparent, schedule, scheduled_for
+       updated_at, finished_at, traceparent, schedule, scheduled_for,
+       progress, progress_message, progress_at, progress_attempt
 FROM gladd_tasks WHERE id = ?;
 
 -- name: list
 -- Newest first; each filter is skipped when its parameter is NULL.
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at, traceparent, schedule, scheduled_for
+       updated_at, finished_at, traceparent, schedule, scheduled_for,
+       progress, progress_message, progress_at, progress_attempt
 FROM gladd_tasks
 WHERE (:state IS NULL OR state = :state)
   AND (:kind IS NULL OR kind = :kind)
@@ -154,7 +160,8 @@ UPDATE gladd_tasks SET
 WHERE id = :id AND (state = 'pending' OR (state = 'running' AND NOT cancel_requested))
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for;
+          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
+          progress, progress_message, progress_at, progress_attempt;
 
 -- name: retry
 UPDATE gladd_tasks SET state = 'pending', run_at = :now, attempt = 0, rescues = 0,
@@ -163,7 +170,8 @@ UPDATE gladd_tasks SET state = 'pending', run_at = :now, attempt = 0, rescues = 
 WHERE id = :id
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for;
+          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
+          progress, progress_message, progress_at, progress_attempt;
 
 -- name: purge
 -- :states is a JSON array of finished states.
@@ -243,7 +251,8 @@ UPDATE gladd_tasks SET
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'pending'
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for;
+          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
+          progress, progress_message, progress_at, progress_attempt;
 
 -- name: limit_buckets
 -- The stored buckets of the gates named in the JSON array :gates.
@@ -287,3 +296,11 @@ VALUES (?, ?, ?, ?, ?, ?, ?);
 -- name: kinds_catalogue
 SELECT name, node, plugin, description, payload_schema, services, published_at FROM gladd_kinds
 ORDER BY name, node;
+
+-- Progress (0005_progress.sql). A handler's report applies only while the task is running
+-- under the token named, as outcomes do: a rescued task's old attempt reports into nothing.
+
+-- name: progress
+UPDATE gladd_tasks SET progress = :fraction, progress_message = :message,
+    progress_at = :now, progress_attempt = :attempt
+WHERE id = :id AND token = :token AND state = 'running';
