@@ -123,9 +123,17 @@ def test_a_refused_task_is_65_with_the_same_words_either_way(
         enqueue("--from-file", str(batch), state=node.state_dir, port=direct_port),
         enqueue("gladd.nope", state=node.state_dir, port=direct_port),
     ]
-    for daemon_way, direct_way in zip(by_daemon, direct, strict=True):
-        assert daemon_way.returncode == 65, daemon_way.stderr
+    # A payload refused reads the same either way; an unknown kind too, but the direct way
+    # (checked against the store's kinds catalogue) adds where its list of kinds came from.
+    for daemon_way, direct_way in zip(by_daemon[:2], direct[:2], strict=True):
+        assert daemon_way.returncode == direct_way.returncode == 65, daemon_way.stderr
         assert (daemon_way.stdout, daemon_way.stderr) == (direct_way.stdout, direct_way.stderr)
+    for way in (by_daemon[2], direct[2]):
+        assert way.returncode == 65, way.stderr
+        assert way.stdout == ""
+        assert way.stderr.startswith("gladd: unknown task kind 'gladd.nope'")
+        assert way.stderr.endswith("(known kinds: gladd.noop, gladd.sleep, http.request)\n")
+    assert "not in the catalogue the daemon published" in direct[2].stderr
     assert "seconds" in by_daemon[0].stderr  # the field is named
     assert f"{batch}:2: payload" in by_daemon[1].stderr
     assert stored(node.state_dir) == []  # all or nothing
