@@ -22,6 +22,7 @@ which of the heavy packages (pydantic, httpx, anyio, ...) its start imported, fr
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import os
 import shutil
@@ -47,9 +48,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+CACHE = Path(tempfile.mkdtemp(prefix="gladd_bench_cli_cache_"))
+"""``gladd check``'s verdict cache for this run only: the warm-up run fills it."""
+atexit.register(shutil.rmtree, CACHE, ignore_errors=True)
+
+
 def clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GLADD_")}
-    return {**env, "GLADD_ENV_FILE": ""}  # never this host's /etc/gladd/gladd.env
+    # Never this host's /etc/gladd/gladd.env, nor the user's cache.
+    return {**env, "GLADD_ENV_FILE": "", "XDG_CACHE_HOME": str(CACHE)}
 
 
 @contextlib.contextmanager
@@ -101,9 +108,10 @@ def median_ms(argv: list[str], runs: int) -> float:
 
 
 def heavy_imports(argv: list[str]) -> list[str]:
-    """Which of HEAVY the ``gladd`` command ``argv`` imports (one -X importtime run)."""
-    command = [str(VENV / "python"), "-X", "importtime", "-m", "gladd", *argv[1:]]
-    done = subprocess.run(command, env=clean_env(), capture_output=True, text=True, check=False)
+    """Which of HEAVY the ``gladd`` command ``argv`` imports (one run with the importtime
+    report on, the same script and arguments as the timed runs)."""
+    env = {**clean_env(), "PYTHONPROFILEIMPORTTIME": "1"}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     seen = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
     return [name for name in HEAVY if name in seen]
 
