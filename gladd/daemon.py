@@ -117,6 +117,8 @@ class Daemon:
             metrics=rt.metrics.render,
             token=token.get_secret_value() if token else None,
             store_sha256=store_digest(self.settings.store_url),
+            resilience=rt.resilience,
+            now=rt.wall_now,
         )
         admin = AdminServer(app, sock)
         _ensure_state_dir(self.settings.state_dir)

@@ -229,6 +229,10 @@ class Runtime:
         self.publish_policies()
         self.store_health.not_opened_yet()
 
+    def wall_now(self) -> datetime:
+        """The wall clock the store's times are on."""
+        return self._now()
+
     def policies(self) -> Policies:
         """The policies served now (a reload swaps them)."""
         return self.served.loaded.policies

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 from starlette.applications import Starlette
@@ -18,10 +19,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gladd.admin.breakers import Persist, breaker_routes
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard, Status
 from gladd.observe.reloads import ReloadOutcome
+from gladd.resilience.guards import Resilience
 
 HEALTH_JSON = "application/health+json"
 PUBLIC_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
@@ -60,12 +63,17 @@ def create_app(
     token: str | None = None,
     body_timeout: float = BODY_TIMEOUT,
     store_sha256: str | None = None,
+    resilience: Resilience | None = None,
+    now: Callable[[], datetime] | None = None,
+    persist_breaker: Persist | None = None,
 ) -> Starlette:
     """The admin routes. Health reads only the board (never the database directly); every
     other route needs ``Authorization: Bearer TOKEN`` when a token is configured. Without
     ``tasks`` there are no ``/tasks`` routes; they answer 503 while ``store_open()`` is
     false (the daemon's store has not opened yet), and an enqueue meant for another store
-    than ``store_sha256`` names is a 421 (see :mod:`gladd.admin.tasks`)."""
+    than ``store_sha256`` names is a 421 (see :mod:`gladd.admin.tasks`). With
+    ``resilience`` there are the ``/breakers`` routes (:mod:`gladd.admin.breakers`), their
+    times read on ``now``, their overrides stored through ``persist_breaker``."""
 
     async def health(_: Request) -> JSONResponse:
         report = board.report()
@@ -89,6 +97,13 @@ def create_app(
     if tasks is not None:
         routes += task_routes(
             tasks, store_open=store_open, body_timeout=body_timeout, store_sha256=store_sha256
+        )
+    if resilience is not None:
+        routes += breaker_routes(
+            resilience,
+            now=now or (lambda: datetime.now(UTC)),
+            persist=persist_breaker,
+            token_set=bool(token),
         )
     if reload is not None:
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))

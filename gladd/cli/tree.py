@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_task_commands(commands)
     add_pause_commands(commands)
     add_status_command(commands, settings_flags, handler=lazy("gladd.cli.status", "run"))
+    add_breaker_commands(commands)
     return parser
 
 
@@ -245,3 +246,27 @@ def add_status_command(
     )
     settings_flags(status)
     status.set_defaults(command="status", handler=handler)
+
+
+def add_breaker_commands(commands: Any) -> None:
+    """Register ``breakers`` (and its ``isolate`` / ``reset`` verbs)."""
+    handler = lazy("gladd.cli.breakers", "run")
+    breakers = commands.add_parser(
+        "breakers",
+        help="the running daemon's circuit breakers: state, why open, next probe",
+        description="Exit code: 0 done, 66 no such breaker, 69 no daemon answers.",
+    )
+    verbs = breakers.add_subparsers(title="verbs", metavar="VERB")
+    isolate = verbs.add_parser(
+        "isolate", help="hold a breaker open on every node (no call, no probe) until reset"
+    )
+    reset = verbs.add_parser("reset", help="close a breaker and forget its failures")
+    for parser, verb in ((breakers, None), (isolate, "isolate"), (reset, "reset")):
+        if verb is not None:
+            parser.add_argument("name", help="POLICY:TARGET as listed, or the service it guards")
+        parser.add_argument("--json", action="store_true", help="print the answer as JSON")
+        parser.add_argument(
+            "--url", metavar="URL", help="the admin API (default: http://ADMIN_HOST:ADMIN_PORT)"
+        )
+        settings_flags(parser)
+        parser.set_defaults(command="breakers", handler=handler, breaker_verb=verb)

@@ -39,6 +39,7 @@ from gladd.resilience.breaker import Breaker, Held
 from gladd.resilience.classify import DEFAULT_CLASSIFIER
 from gladd.resilience.clock import Clock
 from gladd.resilience.retry import RetryPlan
+from gladd.resilience.state import BreakerState
 from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, Task
 
 OVERLOAD_DELAY = 0.5
@@ -117,7 +118,15 @@ class Attempts:
         return outcome, error, label
 
     def _postponed(self, task: Task, breaker: Breaker, policies: Policies) -> Released:
-        wait = breaker.retry_in() or policies.executor.poll_interval
+        state = breaker.state
+        if state is BreakerState.ISOLATED:
+            # Held open until an operator resets it: look again after the time an open
+            # breaker would wait (not every poll, which would churn the store).
+            wait = max(breaker.policy.open_for, policies.executor.poll_interval)
+            why = "isolated by operator"
+        else:
+            wait = breaker.retry_in() or policies.executor.poll_interval
+            why = state.value
         logger.info(
             "task {} ({}) postponed {:.3g}s: breaker {} for {} is {}",
             task.id,
@@ -125,7 +134,7 @@ class Attempts:
             wait,
             breaker.name,
             breaker.target,
-            breaker.state.value,
+            why,
         )
         self._count_postponed("breaker")
         return Released(id=task.id, token=task.token, run_at=self.now() + timedelta(seconds=wait))

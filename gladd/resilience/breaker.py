@@ -24,6 +24,7 @@ of a second probe slot), and their verdicts, not a second one from the task, cou
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -55,6 +56,9 @@ class Held:
 
 _HELD: ContextVar[Held | None] = ContextVar("gladd_breaker_held", default=None)
 
+RECENT_FAILURES = 5
+"""How many of its last failures a breaker keeps, to say why it opened."""
+
 _COMPATIBLE_FIELDS = (
     "failures",
     "failure_ratio",
@@ -85,6 +89,20 @@ class BreakerStats:
     opened_total: int
     retry_in: float | None
     """Seconds until the next probe may run (open only)."""
+    since_ago: float = 0.0
+    """Seconds since the breaker entered its state (since it was built, if it never moved)."""
+    reason: str = ""
+    """Why it entered its state ("" if it never moved)."""
+    recent_failures: tuple[RecentFailure, ...] = ()
+    """Its last failures (at most :data:`RECENT_FAILURES`), oldest first."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecentFailure:
+    """One failure a breaker counted: what it was, and how many seconds ago."""
+
+    reason: str
+    ago: float
 
 
 class Breaker:
@@ -99,6 +117,9 @@ class Breaker:
         "_open_until",
         "_opened_at",
         "_permits",
+        "_reason",
+        "_recent",
+        "_since",
         "_state",
         "_window",
         "cache",
@@ -133,6 +154,9 @@ class Breaker:
         self._half_open_ok = 0
         self._opened_at = 0.0
         self._open_until = 0.0
+        self._since = clock.monotonic()
+        self._reason = ""
+        self._recent: deque[tuple[float, str]] = deque(maxlen=RECENT_FAILURES)
         self.trips = 0
         self.opened_total = 0
         self.cache: FallbackCache | None = None
@@ -174,7 +198,15 @@ class Breaker:
             trips=self.trips,
             opened_total=self.opened_total,
             retry_in=self.retry_in(),
+            since_ago=max(0.0, self._now() - self._since),
+            reason=self._reason,
+            recent_failures=self.recent_failures(),
         )
+
+    def recent_failures(self) -> tuple[RecentFailure, ...]:
+        """The last failures counted (a reset forgets them), oldest first."""
+        now = self._now()
+        return tuple(RecentFailure(reason=r, ago=max(0.0, now - t)) for t, r in self._recent)
 
     # -- the call protocol --------------------------------------------------------------
 
@@ -245,6 +277,8 @@ class Breaker:
             self._permits -= 1
 
     def _failed(self, reason: str) -> None:
+        if self._state is HALF_OPEN or self._state is CLOSED:
+            self._recent.append((self._now(), reason))
         if self._state is HALF_OPEN:
             self._trip(f"probe failed: {reason}")
         elif self._state is CLOSED:
@@ -278,6 +312,9 @@ class Breaker:
 
     def _move(self, new: BreakerState, reason: str) -> None:
         old, self._state = self._state, new
+        if old is not new:
+            self._since = self._now()
+            self._reason = reason
         self._generation += 1
         self._permits = 0
         self._half_open_ok = 0
@@ -300,6 +337,7 @@ class Breaker:
         self.trips = 0
         self._move(CLOSED, reason)
         self._window.clear()
+        self._recent.clear()
 
     # -- live reconfiguration ------------------------------------------------------------
 

@@ -36,11 +36,27 @@ from gladd.resilience.events import BreakerStateChanged, Dispatch, Sink
 from gladd.resilience.guard import Guard
 from gladd.resilience.outbound import Outbound
 from gladd.resilience.retry import RetryPlan
-from gladd.resilience.state import ReconfigureResult
+from gladd.resilience.state import BreakerState, ReconfigureResult
 from gladd.resilience.transport import ResilientTransport
 
 GuardKey = tuple[str, str]
 """("service", name), ("task", kind) or ("database", "")."""
+
+
+def breaker_id(name: str, target: str) -> str:
+    """The name an operator gives a breaker: ``POLICY:TARGET`` (its policy, and the service
+    or task kind it guards), as ``GET /breakers`` lists it."""
+    return f"{name}:{target}"
+
+
+class UnknownBreaker(LookupError):
+    """No breaker goes by the name; ``known`` are the names that do."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        listed = ", ".join(known) if known else "none: no service or task declares a breaker"
+        super().__init__(f"no breaker {name!r}; the breakers are: {listed}")
+        self.name = name
+        self.known = known
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +95,9 @@ class Resilience:
         self._budgets: dict[str, RetryBudget] = {}
         self._breakers: dict[tuple[str, str], Breaker] = {}
         self._guards: dict[GuardKey, Guard] = {}
+        self._isolated: set[str] = set()
+        """The breakers (by :func:`breaker_id`) an operator holds isolated: those not built
+        yet are isolated as they are built."""
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -146,6 +165,54 @@ class Resilience:
         """Every breaker built so far, by (breaker policy name, target)."""
         return dict(self._breakers)
 
+    def known_breakers(self) -> dict[str, Breaker]:
+        """Every breaker by :func:`breaker_id`: those built so far, and those of the
+        services declared with a breaker (built now, closed, so an operator can isolate a
+        service's breaker before its first call)."""
+        for name, binding in sorted(self.policies.services.items()):
+            if binding.breaker is not None:
+                self.service(name)
+        return {breaker_id(n, t): b for (n, t), b in sorted(self._breakers.items())}
+
+    def find_breaker(self, name: str) -> tuple[str, Breaker]:
+        """The breaker ``name`` names: its :func:`breaker_id`, or the service (task kind)
+        it guards when only one breaker guards it; :class:`UnknownBreaker` otherwise."""
+        known = self.known_breakers()
+        found = known.get(name)
+        if found is not None:
+            return name, found
+        by_target = [(i, b) for i, b in known.items() if b.target == name]
+        if len(by_target) == 1:
+            return by_target[0]
+        raise UnknownBreaker(name, list(known))
+
+    def isolated(self) -> frozenset[str]:
+        """The breakers an operator holds isolated, by :func:`breaker_id`."""
+        return frozenset(self._isolated)
+
+    def isolate_breaker(self, ident: str, reason: str = "isolated by operator") -> None:
+        """Hold breaker ``ident`` isolated until :meth:`reset_breaker` (built or not)."""
+        self._isolated.add(ident)
+        breaker = self.known_breakers().get(ident)
+        if breaker is not None and breaker.state is not BreakerState.ISOLATED:
+            breaker.isolate(reason)
+
+    def reset_breaker(self, ident: str, reason: str = "reset by operator") -> None:
+        """Close breaker ``ident`` and forget its failures; it is no longer isolated."""
+        self._isolated.discard(ident)
+        breaker = self.known_breakers().get(ident)
+        if breaker is not None:
+            breaker.reset(reason)
+
+    def sync_isolated(self, isolated: Iterable[str], *, by: str = "operator") -> None:
+        """Make the isolated breakers exactly ``isolated`` (what the store says every node
+        holds): isolate the new ones, reset those no longer listed."""
+        wanted = set(isolated)
+        for ident in sorted(self._isolated - wanted):
+            self.reset_breaker(ident, f"reset by {by}")
+        for ident in sorted(wanted - self._isolated):
+            self.isolate_breaker(ident, f"isolated by {by}")
+
     def budgets(self) -> dict[str, RetryBudget]:
         return dict(self._budgets)
 
@@ -209,6 +276,8 @@ class Resilience:
                 clock=self._clock,
                 emit=self.dispatch.emitter(BreakerStateChanged),
             )
+            if breaker_id(spec.breaker, spec.target) in self._isolated:
+                breaker.isolate("isolated by operator")
         return breaker
 
     # -- live reload ----------------------------------------------------------------------

@@ -1,0 +1,114 @@
+"""``gladd breakers``: list the running daemon's breakers; isolate or reset one.
+
+Through the admin API (``GET /breakers``, ``POST /breakers/NAME/isolate|reset``) with the
+standard library's HTTP client, so it starts light. Exit codes: 0 done, 66 no such breaker
+(the known ones are named), 69 no daemon answers (or it answers with something else).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from gladd.cli.admin_http import BadURL, NotConnected, NotSent, admin_url, request
+from gladd.cli.exits import EXIT_NOINPUT, EXIT_OK, EXIT_UNAVAILABLE, fail
+from gladd.cli.flags import light_settings_from
+
+TIMEOUT = 5.0
+
+
+class _Unreachable(Exception):
+    """No gladd admin API answered as one; the message says why."""
+
+
+def run(args: argparse.Namespace) -> int:
+    """The ``breakers`` command and its ``isolate`` / ``reset`` verbs."""
+    settings = light_settings_from(args)
+    base = (args.url or admin_url(settings.admin_host, settings.admin_port)).rstrip("/")
+    token = settings.admin_token
+    secret = token if isinstance(token, str | None) else token.get_secret_value()
+    verb = getattr(args, "breaker_verb", None)
+    try:
+        if verb is None:
+            status, body = _ask(base, "GET", "/breakers", secret)
+        else:
+            path = f"/breakers/{quote(args.name, safe='')}/{verb}"
+            status, body = _ask(base, "POST", path, secret)
+    except _Unreachable as exc:
+        fail(str(exc))
+        return EXIT_UNAVAILABLE
+    if status == 404 and isinstance(body, dict) and "known" in body:
+        fail(str(body.get("error")))
+        return EXIT_NOINPUT
+    if status != 200 or not isinstance(body, dict):
+        message = body.get("error") if isinstance(body, dict) else body
+        fail(f"{base} answered HTTP {status}: {message}")
+        return EXIT_UNAVAILABLE
+    if args.json:
+        print(json.dumps(body, indent=2))
+    elif verb is None:
+        print(table(body.get("breakers", [])))
+    else:
+        print(f"breaker {body['name']}: {body['was']} -> {body['state']}")
+    return EXIT_OK
+
+
+def _ask(base: str, method: str, path: str, token: str | None) -> tuple[int, Any]:
+    url = base + path
+    try:
+        answer = request(base, method, path, token=token, timeout=TIMEOUT)
+    except NotConnected as exc:
+        raise _Unreachable(
+            f"no gladd answers at {base} ({exc}); is the daemon running, and listening "
+            "there? (--url, or --admin-host / --admin-port / GLADD_ADMIN_PORT)"
+        ) from None
+    except TimeoutError:
+        raise _Unreachable(f"{url} did not answer within {TIMEOUT:g}s") from None
+    except BadURL as exc:
+        raise _Unreachable(f"{url}: {exc}") from None
+    except (http.client.HTTPException, OSError, NotSent) as exc:
+        raise _Unreachable(f"{url}: {type(exc).__name__}: {exc}") from None
+    try:
+        return answer.status, answer.json()
+    except ValueError:
+        raise _Unreachable(
+            f"{url} answered HTTP {answer.status}, but not with JSON: is something else "
+            "listening on that port?"
+        ) from None
+
+
+def _short(moment: str | None) -> str:
+    if not moment:
+        return "-"
+    try:
+        return datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return moment
+
+
+def table(breakers: list[dict[str, Any]]) -> str:
+    """One row per breaker: name, state, since, last failure, next probe."""
+    if not breakers:
+        return "no breakers (no service or task declares one)"
+    rows = [("NAME", "STATE", "SINCE", "NEXT PROBE", "LAST FAILURE")]
+    for b in breakers:
+        failures = b.get("recent_failures") or []
+        last = failures[-1]["error"] if failures else "-"
+        rows.append(
+            (
+                str(b.get("name")),
+                str(b.get("state")),
+                _short(b.get("since")),
+                _short(b.get("next_probe")),
+                last,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths, strict=True)) + "  " + row[4]
+        for row in rows
+    ).rstrip()
