@@ -45,6 +45,10 @@ from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, 
 OVERLOAD_DELAY = 0.5
 """The shortest postponement of a task whose call found its service's bulkhead full."""
 
+ISOLATED_DELAY = 2.0
+"""Seconds a task whose breaker an operator isolated is postponed by (a reset lets it run
+at most this much later)."""
+
 
 @dataclass(slots=True, kw_only=True, eq=False)
 class Attempts:
@@ -120,9 +124,9 @@ class Attempts:
     def _postponed(self, task: Task, breaker: Breaker, policies: Policies) -> Released:
         state = breaker.state
         if state is BreakerState.ISOLATED:
-            # Held open until an operator resets it: look again after the time an open
-            # breaker would wait (not every poll, which would churn the store).
-            wait = max(breaker.policy.open_for, policies.executor.poll_interval)
+            # Held open until an operator resets it, which may be soon: look again after
+            # ISOLATED_DELAY (not every poll, which would churn the store).
+            wait = max(ISOLATED_DELAY, policies.executor.poll_interval)
             why = "isolated by operator"
         else:
             wait = breaker.retry_in() or policies.executor.poll_interval
