@@ -119,6 +119,7 @@ class Daemon:
             store_sha256=store_digest(self.settings.store_url),
             resilience=rt.resilience,
             now=rt.wall_now,
+            persist_breaker=rt.persist_breaker,
         )
         admin = AdminServer(app, sock)
         _ensure_state_dir(self.settings.state_dir)

@@ -51,6 +51,7 @@ from gladd.resilience.spans import SpanEvents
 from gladd.settings import Settings
 from gladd.store import Store
 from gladd.store.configure import configured_store, prepare_retune
+from gladd.store.gates import BreakerOverride
 from gladd.version import __version__
 
 T = TypeVar("T")
@@ -199,6 +200,7 @@ class Runtime:
             store_health=self.store_health.heard,
             context_for=self.plugins.context_for,
             cooldowns=self.resilience.cooldowns,
+            on_breakers=lambda found: self.resilience.sync_isolated({o.name: o.by for o in found}),
             # Built below: the metrics read the executor, and the executor reports to them.
             observe_task=lambda *a: self.metrics.observe_task(*a),  # noqa: PLW0108
             observe_ticks=lambda *a: self.metrics.observe_ticks(*a),  # noqa: PLW0108
@@ -228,6 +230,15 @@ class Runtime:
         )
         self.publish_policies()
         self.store_health.not_opened_yet()
+
+    async def persist_breaker(self, name: str, isolate: bool, by: str) -> None:
+        """Store an operator's isolate (or reset) of breaker ``name`` for every node."""
+        if isolate:
+            await self.store.isolate_breaker(
+                BreakerOverride(name=name, by=by, created_at=self._now())
+            )
+        else:
+            await self.store.reset_breaker(name)
 
     def wall_now(self) -> datetime:
         """The wall clock the store's times are on."""

@@ -30,7 +30,7 @@ from gladd.errors import StoreError
 from gladd.executor.flow import Hold, Split, gates_of, holds, next_expiry, split_kinds
 from gladd.executor.kinds import KindRegistry
 from gladd.executor.ledger import Ledger, Running, StopReason
-from gladd.executor.pauses import OnPauses, PauseCache
+from gladd.executor.pauses import OnBreakers, OnPauses, PauseCache
 from gladd.policies import Policies
 from gladd.resilience.clock import Clock
 from gladd.store import GatedClaim, Store, Task
@@ -92,6 +92,7 @@ class Producer:
     clock: Clock
     store_health: Callable[[StoreError | None], None]
     on_pauses: OnPauses | None = None
+    on_breakers: OnBreakers | None = None
     claimed: int = field(default=0, init=False)
     held: dict[str, Hold] = field(default_factory=dict, init=False)
     """Each kind held back now, and why (for health, metrics and ``tasks show``)."""
@@ -114,7 +115,11 @@ class Producer:
 
     def __post_init__(self) -> None:
         self.pause_cache = PauseCache(
-            store=self.store, now=self.now, clock=self.clock, on_change=self.on_pauses
+            store=self.store,
+            now=self.now,
+            clock=self.clock,
+            on_change=self.on_pauses,
+            on_breakers=self.on_breakers,
         )
         self.ledger.on_ran = self._ran
 

@@ -37,6 +37,7 @@ from gladd.executor.flow import FlowStatistics, gates_of, in_force
 from gladd.executor.heartbeats import Heartbeats
 from gladd.executor.kinds import ContextFactory, KindRegistry, basic_context
 from gladd.executor.ledger import Ledger
+from gladd.executor.pauses import OnBreakers
 from gladd.executor.producer import Producer
 from gladd.executor.progress import ProgressWriter
 from gladd.executor.statistics import ExecutorStatistics
@@ -90,11 +91,13 @@ class Executor:
         observe_ticks: OnTicks | None = None,
         observe_lateness: OnLateness | None = None,
         cooldowns: Cooldowns | None = None,
+        on_breakers: OnBreakers | None = None,
     ) -> None:
         """``now`` is the wall clock the store's times are in; ``clock`` what the services
         wait with (and time attempts by). With ``cooldowns`` (the resilience engine's), a
         service's cooldown begun here is stored for every node, and one begun elsewhere
-        reaches this node's transport (:mod:`gladd.executor.cooldowns`)."""
+        reaches this node's transport (:mod:`gladd.executor.cooldowns`). ``on_breakers`` is
+        told the breaker overrides the store holds, as the producer reads them."""
         health = store_health or (lambda error: None)
         rng = rng or random.Random()
         self.ledger = Ledger()
@@ -143,6 +146,7 @@ class Executor:
             attempt=self.attempts.run_one,
             store_health=health,
             on_pauses=self.bridge.seen if self.bridge is not None else None,
+            on_breakers=on_breakers,
         )
 
     @property

@@ -19,7 +19,7 @@ resets it), logging each. :meth:`Resilience.apply` does both at once.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -204,14 +204,15 @@ class Resilience:
         if breaker is not None:
             breaker.reset(reason)
 
-    def sync_isolated(self, isolated: Iterable[str], *, by: str = "operator") -> None:
-        """Make the isolated breakers exactly ``isolated`` (what the store says every node
-        holds): isolate the new ones, reset those no longer listed."""
-        wanted = set(isolated)
-        for ident in sorted(self._isolated - wanted):
-            self.reset_breaker(ident, f"reset by {by}")
-        for ident in sorted(wanted - self._isolated):
-            self.isolate_breaker(ident, f"isolated by {by}")
+    def sync_isolated(self, isolated: Mapping[str, str]) -> None:
+        """Make the isolated breakers exactly those of ``isolated`` (name → who asked), what
+        the store says every node holds: isolate the new ones, reset those no longer there."""
+        for ident in sorted(self._isolated - isolated.keys()):
+            logger.warning("breaker {} reset on another node", ident)
+            self.reset_breaker(ident, "reset by operator (on another node)")
+        for ident in sorted(isolated.keys() - self._isolated):
+            logger.warning("breaker {} isolated by {}", ident, isolated[ident])
+            self.isolate_breaker(ident, f"isolated by operator {isolated[ident]}")
 
     def budgets(self) -> dict[str, RetryBudget]:
         return dict(self._budgets)

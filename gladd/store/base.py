@@ -32,7 +32,14 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gladd.store.catalogue import KindSpec, PublishedKind
-from gladd.store.gates import GATED_SCAN, Gate, GateUsage, LimitUsage, Pause
+from gladd.store.gates import (
+    GATED_SCAN,
+    BreakerOverride,
+    Gate,
+    GateUsage,
+    LimitUsage,
+    Pause,
+)
 
 if TYPE_CHECKING:
     from gladd.policies.model import DatabasePolicy
@@ -396,10 +403,21 @@ class Store(Protocol):
         """Remove the pause on ``target``; the one removed if it was active, else None.
         Announced as :meth:`pause` is."""
 
+    async def breaker_overrides(self) -> list[BreakerOverride]:
+        """The breakers operators isolated, by name."""
+
+    async def isolate_breaker(self, override: BreakerOverride) -> BreakerOverride:
+        """Store ``override`` (replacing any of its name); announced as :meth:`pause` is."""
+
+    async def reset_breaker(self, name: str) -> BreakerOverride | None:
+        """Remove breaker ``name``'s override; the one removed, or None. Announced as
+        :meth:`pause` is."""
+
     pause_epoch: int
-    """Moves whenever pauses may have changed: this store's own writes, another node's or
-    process's (NOTIFY on PostgreSQL, the doorbell on SQLite), a re-established listener.
-    A reader re-reads :meth:`pauses` when it moved."""
+    """Moves whenever pauses or breaker overrides may have changed: this store's own
+    writes, another node's or process's (NOTIFY on PostgreSQL, the doorbell on SQLite), a
+    re-established listener. A reader re-reads :meth:`pauses` (:meth:`breaker_overrides`)
+    when it moved."""
 
     async def ring(self) -> None:
         """Wake every waiter of :meth:`wait_for_work`, on every node (gate room freed)."""

@@ -117,6 +117,16 @@ class Pause:
         return self.until is None or self.until > now
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BreakerOverride:
+    """A breaker an operator isolated on every node sharing the store, until reset."""
+
+    name: str  # the breaker's POLICY:TARGET
+    by: str  # who asked: "ADDRESS (with token)"
+    created_at: datetime
+    state: str = "isolated"  # the only override there is
+
+
 def fields_of(gates: Sequence[Gate]) -> tuple[str, ...]:
     """The payload fields the gates partition by, sorted: what a store extracts."""
     return tuple(sorted({g.partition for g in gates if g.partition}))

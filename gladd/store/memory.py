@@ -44,7 +44,7 @@ from gladd.store.base import (
     nothing_to_retune,
 )
 from gladd.store.catalogue import KindSpec, PublishedKind, catalogue_order, published
-from gladd.store.gates import GATED_SCAN, Gate, LimitUsage, Pause
+from gladd.store.gates import GATED_SCAN, BreakerOverride, Gate, LimitUsage, Pause
 from gladd.store.memory_flow import FlowBook
 from gladd.store.rules import (
     Wakeup,
@@ -83,6 +83,7 @@ class MemoryStore:
         self._next_id = 1
         self._wakeup: Wakeup | None = None
         self._flow = FlowBook()
+        self._breakers: dict[str, BreakerOverride] = {}
         self._kinds: dict[str, list[PublishedKind]] = {}  # by node
         self._watchers = Watchers()
         self.pause_epoch = 0
@@ -287,6 +288,23 @@ class MemoryStore:
     async def resume(self, target: str, *, now: datetime) -> Pause | None:
         self._require_open()
         removed = self._flow.resume(target, utc(now))
+        self.pause_epoch += 1
+        return removed
+
+    async def breaker_overrides(self) -> list[BreakerOverride]:
+        self._require_open()
+        return [self._breakers[name] for name in sorted(self._breakers)]
+
+    async def isolate_breaker(self, override: BreakerOverride) -> BreakerOverride:
+        self._require_open()
+        stored = replace(override, created_at=utc(override.created_at, "created_at"))
+        self._breakers[stored.name] = stored
+        self.pause_epoch += 1
+        return stored
+
+    async def reset_breaker(self, name: str) -> BreakerOverride | None:
+        self._require_open()
+        removed = self._breakers.pop(name, None)
         self.pause_epoch += 1
         return removed
 

@@ -58,7 +58,7 @@ async def _emptied(url: str) -> None:
     try:
         await conn.execute(
             "TRUNCATE gladd_tasks, gladd_workers, gladd_schedules, gladd_limits, "
-            "gladd_limit_tokens, gladd_pauses, gladd_kinds RESTART IDENTITY"
+            "gladd_limit_tokens, gladd_pauses, gladd_kinds, gladd_breakers RESTART IDENTITY"
         )
     finally:
         await conn.close()

@@ -91,7 +91,14 @@ from gladd.store.base import (
     TaskWatch,
 )
 from gladd.store.catalogue import KindSpec, PublishedKind, published
-from gladd.store.gates import GATED_SCAN, Gate, GatedRequest, LimitUsage, Pause
+from gladd.store.gates import (
+    GATED_SCAN,
+    BreakerOverride,
+    Gate,
+    GatedRequest,
+    LimitUsage,
+    Pause,
+)
 from gladd.store.postgres import flow
 from gladd.store.postgres.errors import map_error
 from gladd.store.postgres.listener import NotifyListener
@@ -494,6 +501,31 @@ class PostgresStore:
         self._pauses_changed()
         return removed if removed is not None and removed.active(now) else None
 
+    async def breaker_overrides(self) -> list[BreakerOverride]:
+        async def work(conn: Any) -> list[BreakerOverride]:
+            return [_row_to_override(row) for row in await conn.fetch(Q["breaker_overrides"])]
+
+        return await self._run("breaker_overrides", work)
+
+    async def isolate_breaker(self, override: BreakerOverride) -> BreakerOverride:
+        stored = replace(override, created_at=utc(override.created_at, "created_at"))
+
+        async def work(conn: Any) -> None:
+            await conn.execute(Q["isolate_breaker"], stored.name, stored.by, stored.created_at)
+
+        await self._run("isolate_breaker", work)
+        self._pauses_changed()
+        return stored
+
+    async def reset_breaker(self, name: str) -> BreakerOverride | None:
+        async def work(conn: Any) -> BreakerOverride | None:
+            row = await conn.fetchrow(Q["reset_breaker"], name)
+            return None if row is None else _row_to_override(row)
+
+        removed = await self._run("reset_breaker", work)
+        self._pauses_changed()
+        return removed
+
     async def ring(self) -> None:
         async def work(conn: Any) -> None:
             await conn.execute(Q["ring"])
@@ -778,3 +810,9 @@ async def _reset_connection(conn: Any) -> None:
 
 async def _init_connection(conn: Any) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=load_json, schema="pg_catalog")
+
+
+def _row_to_override(row: Any) -> BreakerOverride:
+    return BreakerOverride(
+        name=row["name"], state=row["state"], by=row["by"], created_at=row["created_at"]
+    )

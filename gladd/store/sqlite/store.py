@@ -76,7 +76,15 @@ from gladd.store.base import (
     nothing_to_retune,
 )
 from gladd.store.catalogue import KindSpec, PublishedKind, published
-from gladd.store.gates import GATED_SCAN, ClaimPlan, Gate, GatedRequest, LimitUsage, Pause
+from gladd.store.gates import (
+    GATED_SCAN,
+    BreakerOverride,
+    ClaimPlan,
+    Gate,
+    GatedRequest,
+    LimitUsage,
+    Pause,
+)
 from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
 from gladd.store.sqlite import flow
 from gladd.store.sqlite.doorbell import Doorbell
@@ -84,6 +92,7 @@ from gladd.store.sqlite.errors import map_error
 from gladd.store.sqlite.files import SETTLE, FileWatcher
 from gladd.store.sqlite.queries import Q
 from gladd.store.sqlite.rows import (
+    from_us,
     row_to_kind,
     row_to_schedule,
     row_to_task,
@@ -482,6 +491,23 @@ class SQLiteStore:
         removed = [flow.row_to_pause(row) for row in rows]
         return removed[0] if removed and removed[0].active(now) else None
 
+    async def breaker_overrides(self) -> list[BreakerOverride]:
+        rows = await self._read(lambda c: c.execute(Q["breaker_overrides"]).fetchall())
+        return [_row_to_override(row) for row in rows]
+
+    async def isolate_breaker(self, override: BreakerOverride) -> BreakerOverride:
+        created = utc(override.created_at, "created_at")
+        stored = BreakerOverride(name=override.name, by=override.by, created_at=created)
+        row = (stored.name, stored.by, to_us(created))
+        await self._write(lambda c: c.execute(Q["isolate_breaker"], row))
+        self._pauses_changed()
+        return stored
+
+    async def reset_breaker(self, name: str) -> BreakerOverride | None:
+        rows = await self._write(lambda c: c.execute(Q["reset_breaker"], (name,)).fetchall())
+        self._pauses_changed()
+        return _row_to_override(rows[0]) if rows else None
+
     def _written_elsewhere(self, conn: sqlite3.Connection) -> bool:
         """Whether another connection committed since the last claim looked (database
         thread). A busy daemon's store may not wait for work, and so not hear the doorbell,
@@ -762,3 +788,10 @@ class _Settling:
                 await self._watch.changed(SETTLE)
                 return True
         return await self._watch.changed(timeout)
+
+
+def _row_to_override(row: sqlite3.Row | tuple[Any, ...]) -> BreakerOverride:
+    name, state, by, created_at = row
+    created = from_us(created_at)
+    assert created is not None
+    return BreakerOverride(name=name, state=state, by=by, created_at=created)

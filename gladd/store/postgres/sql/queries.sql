@@ -415,3 +415,23 @@ GROUP BY note;
 -- name: task_changed
 -- A change the statement making it could not announce (a cancel): $1 the task id.
 SELECT pg_notify('gladd_task_events', $1::text);
+
+-- Breaker overrides (0008_breakers.sql), announced on gladd_pauses as pauses are.
+
+-- name: breaker_overrides
+SELECT name, state, by, created_at FROM gladd_breakers ORDER BY name COLLATE "C";
+
+-- name: isolate_breaker
+WITH stored AS (
+    INSERT INTO gladd_breakers AS b (name, state, by, created_at)
+    VALUES ($1, 'isolated', $2, $3)
+    ON CONFLICT (name) DO UPDATE SET by = excluded.by, created_at = excluded.created_at
+    RETURNING b.name
+)
+SELECT pg_notify('gladd_pauses', 'breaker:' || name) FROM stored;
+
+-- name: reset_breaker
+WITH removed AS (
+    DELETE FROM gladd_breakers WHERE name = $1 RETURNING name, state, by, created_at
+)
+SELECT r.*, pg_notify('gladd_pauses', 'breaker:' || r.name) AS notified FROM removed AS r;

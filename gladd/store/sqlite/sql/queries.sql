@@ -304,3 +304,15 @@ ORDER BY name, node;
 UPDATE gladd_tasks SET progress = :fraction, progress_message = :message,
     progress_at = :now, progress_attempt = :attempt
 WHERE id = :id AND token = :token AND state = 'running';
+
+-- Breaker overrides (0008_breakers.sql).
+
+-- name: breaker_overrides
+SELECT name, state, by, created_at FROM gladd_breakers ORDER BY name;
+
+-- name: isolate_breaker
+INSERT INTO gladd_breakers (name, state, by, created_at) VALUES (?, 'isolated', ?, ?)
+ON CONFLICT (name) DO UPDATE SET by = excluded.by, created_at = excluded.created_at;
+
+-- name: reset_breaker
+DELETE FROM gladd_breakers WHERE name = ? RETURNING name, state, by, created_at;
