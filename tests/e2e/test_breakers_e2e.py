@@ -5,7 +5,7 @@ run."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import Gladd, run_cli, wait_until
+from tests.e2e.conftest import Gladd, LoggedGladd, run_cli, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -156,3 +156,37 @@ def test_an_operator_sees_why_a_breaker_opened_and_isolates_and_resets_it(
     assert "breaker up:up isolated by 127.0.0.1 (no token)" in err
     assert f"task {held} (http.request) postponed" in err
     assert "is isolated by operator" in err
+
+
+@pytest.mark.postgres
+def test_an_isolation_holds_on_every_node_of_a_shared_postgresql_store(
+    nodes: Callable[[str], LoggedGladd], pg_database: str, switch: Switch
+) -> None:
+    alpha, beta = nodes("alpha"), nodes("beta")
+    for node, name in ((alpha, "alpha"), (beta, "beta")):
+        node.policies.write_text(POLICIES.format(port=switch.server_address[1]))
+        node.start_serving("--database-url", pg_database, GLADD_NODE_NAME=name)
+
+    isolated = run_cli("breakers", "isolate", "up", "--admin-port", str(alpha.port))
+    assert isolated.returncode == 0, isolated.stderr
+    wait_until(
+        lambda: breakers(beta)["up:up"]["state"] == "isolated",
+        timeout=10,
+        what="beta holds the isolation alpha stored",
+    )
+    assert "isolated by operator 127.0.0.1 (no token)" in breakers(beta)["up:up"]["reason"]
+
+    # A node started later holds it from the start.
+    gamma = nodes("gamma")
+    gamma.policies.write_text(POLICIES.format(port=switch.server_address[1]))
+    gamma.start_serving("--database-url", pg_database, GLADD_NODE_NAME="gamma")
+    wait_until(lambda: breakers(gamma)["up:up"]["state"] == "isolated", timeout=10, what="gamma")
+
+    reset = run_cli("breakers", "reset", "up:up", "--admin-port", str(beta.port))
+    assert reset.returncode == 0, reset.stderr
+    for node in (alpha, gamma):
+        wait_until(
+            lambda node=node: breakers(node)["up:up"]["state"] == "closed",
+            timeout=10,
+            what=f"{node.port} reset",
+        )
