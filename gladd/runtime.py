@@ -48,6 +48,7 @@ from gladd.reload.reloader import Reloader, ReloadListener, ReloadResult, Served
 from gladd.resilience import Counters, LogSink, Resilience, Sink
 from gladd.resilience.clock import SYSTEM_CLOCK, Clock
 from gladd.resilience.spans import SpanEvents
+from gladd.resilience.state import BreakerState
 from gladd.settings import Settings
 from gladd.store import Store
 from gladd.store.configure import configured_store, prepare_retune
@@ -187,7 +188,9 @@ class Runtime:
         self.single_process = self.store.capabilities.single_process
         """Only this process uses the store: the start-up rescue takes every running task."""
         self.store_health = StoreHealth(self.board, self.store)
-        self.tasks = TaskService(self.store, self.kinds, self.policies, now=now)
+        self.tasks = TaskService(
+            self.store, self.kinds, self.policies, now=now, breaker_state=self._breaker_state
+        )
         self.executor = Executor(
             store=self.store,
             kinds=self.kinds,
@@ -230,6 +233,10 @@ class Runtime:
         )
         self.publish_policies()
         self.store_health.not_opened_yet()
+
+    def _breaker_state(self, kind: str) -> BreakerState | None:
+        breaker = self.resilience.task_breaker(kind)
+        return None if breaker is None else breaker.state
 
     async def persist_breaker(self, name: str, isolate: bool, by: str) -> None:
         """Store an operator's isolate (or reset) of breaker ``name`` for every node."""

@@ -41,6 +41,8 @@ from gladd.executor.runner import utcnow
 from gladd.executor.waiting import wait_finished, wait_seconds
 from gladd.maintenance.scheduler import describe_schedules
 from gladd.policies import Policies
+from gladd.resilience.guards import task_breaker_id
+from gladd.resilience.state import BreakerState
 from gladd.store import Enqueued, NewTask, Store, Task, TaskState
 from gladd.store.base import FINISHED_STATES
 from gladd.store.gates import Pause
@@ -69,8 +71,12 @@ class TaskService:
         kinds: KindRegistry,
         policies: Callable[[], Policies],
         now: Callable[[], datetime] = utcnow,
+        breaker_state: Callable[[str], BreakerState | None] | None = None,
     ) -> None:
+        """``breaker_state`` (the daemon's): the state of a task kind's breaker on this
+        node, for :meth:`waiting`."""
         self.store = store
+        self.breaker_state = breaker_state
         self.kinds = kinds
         self.policies = policies
         self.now = now
@@ -306,7 +312,8 @@ class TaskService:
         gates = [g for g in gates_of(policies) if task.kind in g.kinds]
         usage = await self.store.limit_usage(gates, now=now)
         held = holds(policies, await self.store.pauses(now=now), self.kinds, now)
-        return wait_reasons(
+        reasons = await self._breaker_reasons(task.kind, policies)
+        return reasons + wait_reasons(
             kind=task.kind,
             payload=task.payload,
             run_at=task.run_at,
@@ -315,6 +322,24 @@ class TaskService:
             usage=usage,
             now=now,
         )
+
+    async def _breaker_reasons(self, kind: str, policies: Policies) -> builtins.list[str]:
+        """Why the kind's breaker holds the task back: isolated by an operator (the store
+        says, on every node), or open here (only the daemon knows)."""
+        ident = task_breaker_id(policies, kind)
+        if ident is None:
+            return []
+        for found in await self.store.breaker_overrides():
+            if found.name == ident:
+                return [
+                    f"breaker {ident} isolated by operator {found.by} since "
+                    f"{found.created_at.isoformat(timespec='seconds')} "
+                    f"(`gladd breakers reset {ident}` lets it run)"
+                ]
+        state = self.breaker_state(kind) if self.breaker_state is not None else None
+        if state in (BreakerState.OPEN, BreakerState.HALF_OPEN):
+            return [f"breaker {ident} is {state.value} on this node (see `gladd breakers`)"]
+        return []
 
     async def pauses(self) -> builtins.list[dict[str, Any]]:
         """Every pause in force: the policies' (``paused = true``) and the store's, each

@@ -49,6 +49,18 @@ def breaker_id(name: str, target: str) -> str:
     return f"{name}:{target}"
 
 
+def task_breaker_id(policies: Policies, kind: str) -> str | None:
+    """The :func:`breaker_id` of the breaker that postpones task ``kind`` while open (see
+    :meth:`Resilience.task_breaker`), or None when none does."""
+    rules = task_rules(policies, kind)
+    if rules.breaker is not None:
+        return breaker_id(rules.breaker, kind) if rules.breaker in policies.breaker else None
+    if rules.service is None:
+        return None
+    name = policies.services.get(rules.service, ServiceBinding()).breaker
+    return breaker_id(name, rules.service) if name in policies.breaker else None
+
+
 class UnknownBreaker(LookupError):
     """No breaker goes by the name; ``known`` are the names that do."""
 
@@ -95,9 +107,9 @@ class Resilience:
         self._budgets: dict[str, RetryBudget] = {}
         self._breakers: dict[tuple[str, str], Breaker] = {}
         self._guards: dict[GuardKey, Guard] = {}
-        self._isolated: set[str] = set()
-        """The breakers (by :func:`breaker_id`) an operator holds isolated: those not built
-        yet are isolated as they are built."""
+        self._isolated: dict[str, str] = {}
+        """The breakers (by :func:`breaker_id`) an operator holds isolated, and why: those
+        not built yet are isolated as they are built."""
 
     # -- lookup ---------------------------------------------------------------------------
 
@@ -192,14 +204,14 @@ class Resilience:
 
     def isolate_breaker(self, ident: str, reason: str = "isolated by operator") -> None:
         """Hold breaker ``ident`` isolated until :meth:`reset_breaker` (built or not)."""
-        self._isolated.add(ident)
+        self._isolated[ident] = reason
         breaker = self.known_breakers().get(ident)
         if breaker is not None and breaker.state is not BreakerState.ISOLATED:
             breaker.isolate(reason)
 
     def reset_breaker(self, ident: str, reason: str = "reset by operator") -> None:
         """Close breaker ``ident`` and forget its failures; it is no longer isolated."""
-        self._isolated.discard(ident)
+        self._isolated.pop(ident, None)
         breaker = self.known_breakers().get(ident)
         if breaker is not None:
             breaker.reset(reason)
@@ -207,10 +219,10 @@ class Resilience:
     def sync_isolated(self, isolated: Mapping[str, str]) -> None:
         """Make the isolated breakers exactly those of ``isolated`` (name → who asked), what
         the store says every node holds: isolate the new ones, reset those no longer there."""
-        for ident in sorted(self._isolated - isolated.keys()):
+        for ident in sorted(self._isolated.keys() - isolated.keys()):
             logger.warning("breaker {} reset on another node", ident)
             self.reset_breaker(ident, "reset by operator (on another node)")
-        for ident in sorted(isolated.keys() - self._isolated):
+        for ident in sorted(isolated.keys() - self._isolated.keys()):
             logger.warning("breaker {} isolated by {}", ident, isolated[ident])
             self.isolate_breaker(ident, f"isolated by operator {isolated[ident]}")
 
@@ -277,8 +289,9 @@ class Resilience:
                 clock=self._clock,
                 emit=self.dispatch.emitter(BreakerStateChanged),
             )
-            if breaker_id(spec.breaker, spec.target) in self._isolated:
-                breaker.isolate("isolated by operator")
+            reason = self._isolated.get(breaker_id(spec.breaker, spec.target))
+            if reason is not None:
+                breaker.isolate(reason)
         return breaker
 
     # -- live reload ----------------------------------------------------------------------

@@ -136,6 +136,14 @@ def test_an_operator_sees_why_a_breaker_opened_and_isolates_and_resets_it(
 
     wait_until(postponed, timeout=5, what="the task postponed, not run")
     assert gladd.get(f"/tasks/{held}").json()["attempt"] == 0
+    # `gladd tasks show` (straight on the store) says what holds it back, and how to end it.
+    shown = run_cli(
+        "tasks", "show", str(held), "--state-dir", str(gladd.state_dir),
+        "--policies", str(gladd.policies),
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    assert "waiting: breaker up:up isolated by operator 127.0.0.1 (no token) since" in shown.stdout
+    assert "`gladd breakers reset up:up` lets it run" in shown.stdout
     listed = httpx.get(f"{gladd.url}/tasks", params={"state": "pending"}, timeout=5).json()["tasks"]
     assert [t["id"] for t in listed] == [held]
     assert switch.hits == hits
