@@ -5,7 +5,8 @@
 - ``POST /breakers/{name}/reset``: close it and forget its failures (and any isolation).
 
 ``name`` is a breaker's ``POLICY:TARGET`` as listed, or the service (task kind) it guards
-when one breaker guards it; an unknown name is a 404 naming the breakers there are. Each
+when one breaker guards it; an unknown name is a 404 naming the breakers there are (but
+the reset of an isolation whose breaker the policies no longer have ends it). Each
 isolate and reset is logged with who asked: the client's address, and whether the request
 carried the admin token. With ``persist`` (the daemon's store), the override is written
 first, so that every node sharing the store holds it too; the store failing is a 503 and
@@ -74,25 +75,28 @@ def breaker_routes(
     async def listing(_: Request) -> JSONResponse:
         at = now()
         listed = [breaker_json(i, b, at) for i, b in resilience.known_breakers().items()]
-        return JSONBody({"breakers": listed})
+        return JSONBody({"breakers": listed, "isolated": sorted(resilience.isolated())})
 
     def change(isolate: bool) -> Callable[[Request], Awaitable[JSONResponse]]:
         verb = "isolated" if isolate else "reset"
 
         async def endpoint(request: Request) -> JSONResponse:
             name = request.path_params["name"]
+            client = request.client.host if request.client else "unknown"
+            who = f"{client} ({'with' if token_set else 'no'} token)"
             try:
                 ident, breaker = resilience.find_breaker(name)
             except UnknownBreaker as exc:
-                return JSONBody({"error": str(exc), "known": exc.known}, status_code=404)
-            client = request.client.host if request.client else "unknown"
-            who = f"{client} ({'with' if token_set else 'no'} token)"
+                if isolate or name not in resilience.isolated():
+                    return JSONBody({"error": str(exc), "known": exc.known}, status_code=404)
+                # Isolated once, its breaker gone from the policies since: end the hold.
+                return await forget(name, who)
+            was = breaker.state
             if persist is not None:
                 try:
                     await persist(ident, isolate, who)
                 except StoreError as exc:
                     return error(503, f"could not store the override for every node: {exc}")
-            was = breaker.state
             if isolate:
                 resilience.isolate_breaker(ident, f"isolated by operator {who}")
             else:
@@ -103,6 +107,16 @@ def breaker_routes(
             return JSONBody(body)
 
         return endpoint
+
+    async def forget(name: str, who: str) -> JSONResponse:
+        if persist is not None:
+            try:
+                await persist(name, False, who)
+            except StoreError as exc:
+                return error(503, f"could not store the override for every node: {exc}")
+        resilience.reset_breaker(name)
+        logger.warning("breaker {} reset by {} (was isolated, no such breaker now)", name, who)
+        return JSONBody({"name": name, "state": "closed", "was": "isolated"})
 
     return [
         Route("/breakers", listing, methods=["GET"]),

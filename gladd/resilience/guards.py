@@ -179,11 +179,14 @@ class Resilience:
 
     def known_breakers(self) -> dict[str, Breaker]:
         """Every breaker by :func:`breaker_id`: those built so far, and those of the
-        services declared with a breaker (built now, closed, so an operator can isolate a
-        service's breaker before its first call)."""
+        services and task kinds declared with a breaker (built now, closed, so an operator
+        can isolate one before its first call)."""
         for name, binding in sorted(self.policies.services.items()):
             if binding.breaker is not None:
                 self.service(name)
+        for kind, task in sorted(self.policies.tasks.items()):
+            if task.breaker is not None:
+                self.task_breaker(kind)
         return {breaker_id(n, t): b for (n, t), b in sorted(self._breakers.items())}
 
     def find_breaker(self, name: str) -> tuple[str, Breaker]:

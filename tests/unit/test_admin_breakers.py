@@ -15,6 +15,7 @@ from gladd.policies import parse_policies
 from gladd.resilience import BreakerState, FakeClock
 from gladd.runtime import Runtime
 from gladd.settings import Settings
+from gladd.store.gates import BreakerOverride
 from gladd.store.memory import MemoryStore
 
 pytestmark = pytest.mark.anyio
@@ -96,3 +97,21 @@ async def test_a_store_that_cannot_keep_the_override_is_a_503_changing_nothing(
         assert answer.status_code == 503
         assert "could not store the override for every node" in answer.json()["error"]
         assert runtime.resilience.service("billing").breaker.state is BreakerState.CLOSED
+
+
+async def test_the_reset_of_an_isolation_whose_breaker_is_gone_ends_it(runtime: Runtime) -> None:
+    """A node isolated `old:crm`; the policies have no such breaker now: the hold is listed,
+    and a reset deletes it from the store rather than answering 404 for ever."""
+    await runtime.store.open()
+    runtime.resilience.sync_isolated({"old:crm": "10.0.0.9 (no token)"})
+    await runtime.store.isolate_breaker(
+        BreakerOverride(name="old:crm", by="10.0.0.9 (no token)", created_at=NOW)
+    )
+    async with client(runtime) as api:
+        listed = (await api.get("/breakers")).json()
+        assert listed["isolated"] == ["old:crm"]
+        assert (await api.post("/breakers/old:crm/isolate")).status_code == 404
+        answer = await api.post("/breakers/old:crm/reset")
+        assert answer.json() == {"name": "old:crm", "state": "closed", "was": "isolated"}
+        assert (await api.get("/breakers")).json()["isolated"] == []
+    assert await runtime.store.breaker_overrides() == []

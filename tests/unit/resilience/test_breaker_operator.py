@@ -77,10 +77,13 @@ def test_sync_isolates_what_the_store_holds_and_resets_what_it_no_longer_does() 
 
 def test_names_are_policy_colon_target_or_a_target_one_breaker_guards() -> None:
     r = Resilience(Policies.model_validate(POLICIES), clock=FakeClock())
-    assert list(r.known_breakers()) == ["api:billing", "api:crm"]  # declared services
+    # The declared services' and task kinds' breakers, before any call.
+    assert list(r.known_breakers()) == ["api:billing", "api:crm", "api:own"]
+    assert r.find_breaker("own")[0] == "api:own"
     assert r.find_breaker("crm")[0] == "api:crm"
     assert r.find_breaker("api:billing")[1] is r.service("billing").breaker
-    with pytest.raises(UnknownBreaker, match=r"no breaker 'api'; the breakers are: api:billing"):
+    listed = "api:billing, api:crm, api:own"
+    with pytest.raises(UnknownBreaker, match=rf"no breaker 'api'; the breakers are: {listed}$"):
         r.find_breaker("api")
 
 
