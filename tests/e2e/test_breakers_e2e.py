@@ -115,6 +115,17 @@ def test_an_operator_sees_why_a_breaker_opened_and_isolates_and_resets_it(
     assert " open " in row
     assert "503" in row
 
+    # A task for the service waits; through the daemon, `waiting` says on what.
+    blocked = enqueue(gladd, url)
+    wait_until(
+        lambda: "breaker up:up is open on this node (see `gladd breakers`)"
+        in gladd.get(f"/tasks/{blocked}").json()["waiting"],
+        timeout=5,
+        what="the open breaker named in waiting",
+    )
+    cancelled = httpx.post(f"{gladd.url}/tasks/{blocked}/cancel", timeout=5)
+    assert cancelled.status_code == 200, cancelled.text
+
     # Reset (by the service's name) closes it and forgets the failures; the service is up.
     switch.failing = False
     reset = run_cli("breakers", "reset", "up", *admin)
