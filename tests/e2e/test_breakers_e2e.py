@@ -118,8 +118,10 @@ def test_an_operator_sees_why_a_breaker_opened_and_isolates_and_resets_it(
     # A task for the service waits; through the daemon, `waiting` says on what.
     blocked = enqueue(gladd, url)
     wait_until(
-        lambda: "breaker up:up is open on this node (see `gladd breakers`)"
-        in gladd.get(f"/tasks/{blocked}").json()["waiting"],
+        lambda: (
+            "breaker up:up is open on this node (see `gladd breakers`)"
+            in gladd.get(f"/tasks/{blocked}").json()["waiting"]
+        ),
         timeout=5,
         what="the open breaker named in waiting",
     )
