@@ -1,5 +1,6 @@
 """The PostgreSQL store's wake-up connection: one connection outside the pool LISTENs on
-``gladd_tasks`` (work may be due) and ``gladd_pauses`` (a pause or resume, any node's),
+``gladd_tasks`` (work may be due) and ``gladd_pauses`` (a pause or resume, or a breaker
+isolated or reset, any node's),
 and, once a task is watched (a waiting client), on ``gladd_task_events`` (task ids whose
 outcome or progress was stored). When it drops it is re-established in the background,
 and once it is back everything is announced, for any notification missed meanwhile."""
@@ -17,7 +18,7 @@ from loguru import logger
 from gladd.store.postgres.errors import map_error
 
 CHANNEL = "gladd_tasks"
-PAUSES = "gladd_pauses"  # the payload is the target; readers re-read them all anyway
+PAUSES = "gladd_pauses"  # a pause's target or "breaker:NAME"; readers re-read them all
 EVENTS = "gladd_task_events"  # the payload: task ids, comma-separated
 LISTENER_RETRY = 1.0  # seconds between attempts to re-establish the listening connection
 
