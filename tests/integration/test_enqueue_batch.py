@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from gladd.plugins.known_kinds import known_kinds
 from gladd.policies import parse_policies
 from gladd.store import Store, TaskState
 from gladd.store.factory import store_from_url
-from gladd.store.registry import BACKENDS
 from tests.integration.test_store_contract import MAKERS
 
 pytestmark = pytest.mark.anyio
@@ -29,13 +27,6 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 POLICIES = parse_policies(
     b'[services.hooks]\nhosts = ["127.0.0.1"]\n', source="policies.toml"
 ).policies
-
-
-@pytest.fixture(
-    params=[pytest.param(b.name, marks=MAKERS[b.name].marks) for b in BACKENDS],
-)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    return request.param, MAKERS[request.param].url(request, tmp_path)
 
 
 @pytest.fixture

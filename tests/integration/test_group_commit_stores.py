@@ -4,7 +4,6 @@ transactions, every one of them is stored, and unique keys hold inside a group."
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import pytest
@@ -13,15 +12,9 @@ from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.service import TaskService
 from gladd.policies import Policies
 from gladd.store import Store, TaskState
-from gladd.store.registry import BACKENDS
 from tests.integration.test_store_contract import MAKERS, make_store
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=[pytest.param(b.name, marks=MAKERS[b.name].marks) for b in BACKENDS])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    return request.param, MAKERS[request.param].url(request, tmp_path)
 
 
 @pytest.fixture

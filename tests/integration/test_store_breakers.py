@@ -3,7 +3,6 @@ announced (the pause epoch moves) to this store's readers and, on PostgreSQL, ev
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import timedelta, timezone
 from pathlib import Path
@@ -13,30 +12,11 @@ import pytest
 from gladd.store import Store
 from gladd.store.gates import BreakerOverride
 from gladd.store.postgres.store import PostgresStore
-from gladd.store.registry import BACKENDS
 from gladd.store.sqlite.store import SQLiteStore
-from tests.integration.test_store_contract import BASE, MAKERS, make_store
+from tests.integration.test_store_contract import BASE
 from tests.integration.test_store_flow_nodes import epoch_moves, fresh_database
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(
-    params=[pytest.param(b.name, marks=MAKERS[b.name].marks) for b in BACKENDS],
-)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    return request.param, MAKERS[request.param].url(request, tmp_path)
-
-
-@pytest.fixture
-async def store(backend: tuple[str, str], anyio_backend: str) -> AsyncIterator[Store]:
-    opened = make_store(backend)
-    await opened.open()
-    await MAKERS[backend[0]].empty(backend[1])
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 def override(name: str, by: str = "127.0.0.1 (no token)", at: float = 0) -> BreakerOverride:

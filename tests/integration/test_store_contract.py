@@ -8,7 +8,7 @@ tests/conftest.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -93,30 +93,8 @@ def test_every_registered_store_has_a_maker() -> None:
     assert sorted(MAKERS) == sorted(b.name for b in BACKENDS)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param(b.name, marks=MAKERS[b.name].marks if b.name in MAKERS else ())
-        for b in BACKENDS
-    ]
-)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """Which store, and its URL; resolved outside the event loop (postgres_url needs that)."""
-    return request.param, MAKERS[request.param].url(request, tmp_path)
-
-
 def make_store(backend: tuple[str, str]) -> Store:
     return store_from_url(backend[1])
-
-
-@pytest.fixture
-async def store(backend: tuple[str, str], anyio_backend: str) -> AsyncIterator[Store]:
-    opened = make_store(backend)
-    await opened.open()
-    await MAKERS[backend[0]].empty(backend[1])
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def add(store: Store, now: float = 0, **fields: Any) -> Task:

@@ -8,9 +8,8 @@ expire. Races between nodes are in ``test_store_flow_nodes.py``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -18,31 +17,12 @@ import pytest
 
 from gladd.store import GatedClaim, NewTask, Store, Succeeded, Task, TaskState
 from gladd.store.gates import NO_PARTITION, Gate, GateUsage, LimitUsage, Pause
-from gladd.store.registry import BACKENDS
-from tests.integration.test_store_contract import BASE, MAKERS, at, get, make_store
+from tests.integration.test_store_contract import BASE, at, get
 
 pytestmark = pytest.mark.anyio
 
 PENDING, RUNNING = TaskState.PENDING, TaskState.RUNNING
 SYNC = Gate(name="kind:sync", kinds=("sync",), concurrency=3)
-
-
-@pytest.fixture(
-    params=[pytest.param(b.name, marks=MAKERS[b.name].marks) for b in BACKENDS],
-)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    return request.param, MAKERS[request.param].url(request, tmp_path)
-
-
-@pytest.fixture
-async def store(backend: tuple[str, str], anyio_backend: str) -> AsyncIterator[Store]:
-    opened = make_store(backend)
-    await opened.open()
-    await MAKERS[backend[0]].empty(backend[1])  # flow tables included
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 async def add(

@@ -9,7 +9,6 @@ generous deadline, far under the waiters' safety re-read, never timed tightly.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import anyio
 import pytest
@@ -26,29 +25,12 @@ from gladd.store import (
     TaskProgress,
     TaskState,
 )
-from gladd.store.registry import BACKENDS
-from tests.integration.test_store_contract import MAKERS, at, error, get, make_store
+from tests.integration.test_store_contract import at, error, get, make_store
 
 pytestmark = pytest.mark.anyio
 
 PROMPT = WAIT_RECHECK / 2
 """A wake-up must come well before the safety re-read would have found the change."""
-
-
-@pytest.fixture(params=[pytest.param(b.name, marks=MAKERS[b.name].marks) for b in BACKENDS])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    return request.param, MAKERS[request.param].url(request, tmp_path)
-
-
-@pytest.fixture
-async def store(backend: tuple[str, str], anyio_backend: str) -> AsyncIterator[Store]:
-    opened = make_store(backend)
-    await opened.open()
-    await MAKERS[backend[0]].empty(backend[1])
-    try:
-        yield opened
-    finally:
-        await opened.close()
 
 
 @pytest.fixture
