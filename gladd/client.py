@@ -91,7 +91,7 @@ class Client:
         enqueued = await self._service.enqueue(
             kind, payload, delay=delay, priority=priority, unique_key=unique_key, timeout=timeout
         )
-        return enqueued.task.id
+        return enqueued.id
 
     async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[int]:
         """Store a batch of tasks in one transaction; their ids in item order. Each item
@@ -105,7 +105,7 @@ class Client:
                 i.get("kind") for i in batch if isinstance(i, Mapping)
             )
         enqueued = await self._service.enqueue_many(batch)
-        return [e.task.id for e in enqueued]
+        return [e.id for e in enqueued]
 
     async def get(self, task_id: int) -> Task:
         return await self._service.get(task_id)

@@ -119,7 +119,7 @@ async def test_two_nodes_claiming_at_once_never_share_a_task(
     assert len(a) == len(claimed["a"])
     assert len(b) == len(claimed["b"])
     assert not a & b, "a task was claimed by both nodes"
-    assert a | b == {e.task.id for e in enqueued}
+    assert a | b == {e.id for e in enqueued}
     assert a, "node b claimed everything: the claims did not run side by side"
     assert b, "node a claimed everything: the claims did not run side by side"
 
@@ -227,7 +227,7 @@ async def test_a_lost_listener_is_reestablished(store: PostgresStore, db_url: st
 async def test_a_new_query_timeout_applies_to_the_next_queries(
     store: PostgresStore, db_url: str
 ) -> None:
-    task = (await store.enqueue(NewTask(kind="noop"), now=NOW)).task
+    task = await store.enqueue(NewTask(kind="noop"), now=NOW)
     blocker = await asyncpg.connect(db_url)
     try:
         async with node(db_url) as patient, blocker.transaction():
@@ -321,7 +321,7 @@ async def test_a_version_1_database_upgrades_and_keeps_its_tasks(postgres_url: s
             assert (task.kind, task.payload, task.traceparent) == ("k", {"n": 1}, None)
             traced = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
             stored = await store.enqueue(NewTask(kind="k", traceparent=traced), now=NOW)
-            assert (await store.get(stored.task.id)).traceparent == traced  # type: ignore[union-attr]
+            assert (await store.get(stored.id)).traceparent == traced  # type: ignore[union-attr]
         finally:
             await store.close()
 
@@ -487,7 +487,7 @@ async def test_a_missing_database_is_unavailable(postgres_url: str) -> None:
 async def test_a_query_stuck_on_a_lock_times_out_with_a_precise_error(
     store: PostgresStore, db_url: str
 ) -> None:
-    task = (await store.enqueue(NewTask(kind="noop"), now=NOW)).task
+    task = await store.enqueue(NewTask(kind="noop"), now=NOW)
     blocker = await asyncpg.connect(db_url)
     try:
         async with node(db_url, query_timeout=0.2) as impatient, blocker.transaction():
@@ -597,7 +597,7 @@ async def test_the_guard_sees_driver_errors_and_retries_a_lost_connection(
             seen.append(type(exc).__name__)
             return await call()
 
-    task = (await store.enqueue(NewTask(kind="noop"), now=NOW)).task
+    task = await store.enqueue(NewTask(kind="noop"), now=NOW)
     blocker = await asyncpg.connect(db_url)
     results: list[Any] = []
     try:
