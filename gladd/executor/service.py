@@ -138,11 +138,12 @@ class TaskService:
         specs: builtins.list[NewTask] = []
         problems = builtins.list(refused)
         skipped = {p.index for p in refused}
+        defaults: dict[str, tuple[int, int]] = {}  # each kind's, looked up once a batch
         for index, item in enumerate(items):
             if index in skipped:
                 continue
             try:
-                specs.append(self._checked_item(policies, now, item))
+                specs.append(self._checked_item(policies, now, item, defaults))
             except _Refused as exc:
                 problems.append(ItemProblem(index=index, field=exc.field, message=str(exc)))
         if problems:
@@ -150,8 +151,14 @@ class TaskService:
             raise BatchRejected(problems, size=len(items))
         return await store_new_tasks(self.store, specs, now=now, trace=trace)
 
-    def _checked_item(self, policies: Policies, now: datetime, item: object) -> NewTask:
-        if not isinstance(item, Mapping):
+    def _checked_item(
+        self,
+        policies: Policies,
+        now: datetime,
+        item: object,
+        defaults: dict[str, tuple[int, int]],
+    ) -> NewTask:
+        if type(item) is not dict and not isinstance(item, Mapping):
             raise _Refused("", TaskRejected(f"an item must be an object (got {_brief(item)})"))
         unknown = [str(name) for name in item if name not in ITEM_FIELDS]
         if unknown:
@@ -169,6 +176,7 @@ class TaskService:
             priority=item.get("priority"),
             unique_key=item.get("unique_key"),
             timeout=item.get("timeout"),
+            defaults=defaults,
         )
 
     def _checked(
@@ -182,6 +190,7 @@ class TaskService:
         priority: Any,
         unique_key: Any,
         timeout: Any,
+        defaults: dict[str, tuple[int, int]] | None = None,
     ) -> NewTask:
         """The task to store, or :class:`_Refused` naming the field and the first problem:
         every check an enqueue gets, before any store sees it."""
@@ -220,10 +229,11 @@ class TaskService:
             policies,
             kind=kind,
             payload=payload,
-            run_at=now + timedelta(seconds=delay),
+            run_at=now + timedelta(seconds=delay) if delay else now,
             priority=priority,
             unique_key=unique_key,
             timeout=timeout,
+            defaults=defaults,
         )
 
     async def schedules(self) -> list[dict[str, Any]]:

@@ -36,6 +36,17 @@ FROM input AS i
 JOIN gladd_tasks AS e ON e.unique_key = i.unique_key AND e.state IN ('pending', 'running')
 WHERE i.unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inserted AS n WHERE n.id = i.id);
 
+-- name: enqueue_one
+-- One task: $1 now, then its fields in enqueue's order. The statement of every lone enqueue,
+-- a plain insert that costs the server less than enqueue's arrays do; a unique_key conflict
+-- inserts nothing and returns no row (unfinished_id_by_key then finds the holder).
+INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout, traceparent,
+                         schedule, scheduled_for, unique_key, created_at, updated_at)
+VALUES ($2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $1, $1)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
+DO NOTHING
+RETURNING id;
+
 -- name: unfinished_by_keys
 SELECT id, unique_key FROM gladd_tasks
 WHERE unique_key = ANY($1::text[]) AND state IN ('pending', 'running');
