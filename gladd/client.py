@@ -102,7 +102,7 @@ class Client:
         batch = list(items)
         if self._catalogue is not None:
             await self._catalogue.refresh_for(
-                i.get("kind") for i in batch if isinstance(i, Mapping)
+                {k for i in batch if isinstance(i, Mapping) and isinstance(k := i.get("kind"), str)}
             )
         enqueued = await self._service.enqueue_many(batch)
         return [e.id for e in enqueued]

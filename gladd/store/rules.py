@@ -49,6 +49,8 @@ RESCUED = "Rescued"  # TaskError.type recorded when a rescue takes a task from i
 
 def utc(moment: datetime, name: str = "now") -> datetime:
     """``moment`` in UTC; a naive datetime is a programming error, not a guess."""
+    if moment.tzinfo is UTC:  # already (the clocks' own): nothing to convert
+        return moment
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime (UTC), got {moment!r}")
     return moment.astimezone(UTC)
