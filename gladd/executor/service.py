@@ -51,6 +51,7 @@ MAX_BATCH = 10_000
 """Tasks one batch enqueue may hold: one transaction, so a bound on its size and time."""
 ITEM_FIELDS = ("kind", "payload", "delay", "priority", "unique_key", "timeout")
 """What an item of a batch enqueue may say: :meth:`TaskService.enqueue`'s arguments."""
+_ITEM_FIELDS = frozenset(ITEM_FIELDS)
 MAX_REASON = 500
 """Characters a pause's reason may have."""
 MAX_DELAY = 3650 * 86400.0
@@ -160,8 +161,8 @@ class TaskService:
     ) -> NewTask:
         if type(item) is not dict and not isinstance(item, Mapping):
             raise _Refused("", TaskRejected(f"an item must be an object (got {_brief(item)})"))
-        unknown = [str(name) for name in item if name not in ITEM_FIELDS]
-        if unknown:
+        if not _ITEM_FIELDS.issuperset(item):
+            unknown = [str(name) for name in item if name not in ITEM_FIELDS]
             shown = ", ".join(_brief(name) for name in unknown[:5])
             fields = ", ".join(ITEM_FIELDS)
             raise _Refused("", TaskRejected(f"unknown field {shown} (fields: {fields})"))
@@ -211,7 +212,8 @@ class TaskService:
             handler.check(handler.parse(payload), policies)
         except TaskRejected as exc:
             raise _Refused("payload", exc) from exc
-        delay = _field_seconds("delay", delay, low=0.0, inclusive=True)
+        if not (type(delay) is float and delay == 0.0):  # no delay: nothing to check
+            delay = _field_seconds("delay", delay, low=0.0, inclusive=True)
         if priority is not None and (
             isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1000
         ):

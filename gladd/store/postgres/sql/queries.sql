@@ -25,8 +25,12 @@ WITH input AS MATERIALIZED (
     DO NOTHING
     RETURNING t.id, t.unique_key
 )
-SELECT i.ord, true AS created, n.id
+SELECT ord, true AS created, id
+FROM input WHERE unique_key IS NULL  -- nothing to conflict with: inserted, no join needed
+UNION ALL
+SELECT i.ord, true, n.id
 FROM input AS i JOIN inserted AS n ON n.id = i.id
+WHERE i.unique_key IS NOT NULL
 UNION ALL
 SELECT i.ord, false, n.id
 FROM input AS i JOIN inserted AS n ON n.unique_key = i.unique_key AND n.id <> i.id
