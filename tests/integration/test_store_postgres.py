@@ -501,6 +501,55 @@ async def test_a_query_stuck_on_a_lock_times_out_with_a_precise_error(
         await blocker.close()
 
 
+# -- unique keys across nodes ---------------------------------------------------------------
+
+
+async def _until_blocked_on_a_lock(conn: asyncpg.Connection) -> None:
+    """Until a gladd connection waits for a lock (the other node's uncommitted row)."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = 'gladd' AND wait_event_type = 'Lock'"
+        " AND datname = current_database()"
+    )
+    with anyio.fail_after(10):
+        while not await conn.fetchval(query):
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("ending", ["commit", "rollback"])
+async def test_a_lone_enqueue_of_a_key_another_node_is_inserting_waits_for_it(
+    store: PostgresStore, db_url: str, ending: str
+) -> None:
+    """Another node's task with the same unique key, inserted but not committed: the enqueue
+    waits for it, then answers that task's id (it committed) or stores its own (it did not)."""
+    other = await asyncpg.connect(db_url)
+    got: list[Enqueued] = []
+    try:
+        inserting = other.transaction()
+        await inserting.start()
+        held = await other.fetchval(
+            "INSERT INTO gladd_tasks (kind, unique_key) VALUES ('noop', 'order-17') RETURNING id"
+        )
+
+        async def enqueue() -> None:
+            got.append(await store.enqueue(NewTask(kind="noop", unique_key="order-17"), now=NOW))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(enqueue)
+            await _until_blocked_on_a_lock(other)
+            await (inserting.commit() if ending == "commit" else inserting.rollback())
+    finally:
+        await other.close()
+    [enqueued] = got
+    keyed = [t.id for t in await store.list() if t.unique_key == "order-17"]
+    if ending == "commit":
+        assert (enqueued.id, enqueued.created) == (held, False)
+        assert keyed == [held]
+    else:
+        assert enqueued.created
+        assert keyed == [enqueued.id] != [held]
+
+
 # -- claims ----------------------------------------------------------------------------------
 
 
