@@ -13,8 +13,9 @@ quiet and the busy moments, and the median turn counts.
    gladd's Python API (``gladd.Client(url).enqueue("gladd.noop")``), pgqueuer
    (``Queries.enqueue`` of one job over an asyncpg connection) and procrastinate (a task's
    ``defer_async``), each set up as its docs say (``_peers.py``). Tasks/s and the p50/p99
-   of one call. Target: gladd on PostgreSQL ≥ 2x the faster peer. For scale, the floor:
-   a bare autocommitted ``INSERT ... RETURNING id`` into a one-column table.
+   of one call. Target: gladd on PostgreSQL ≥ 2x the faster peer. For scale, two floors:
+   a bare autocommitted ``INSERT ... RETURNING id`` into a one-column table, and gladd's
+   own single-task statement into ``gladd_tasks`` on a bare connection.
 2. A batch of 1,000 per turn: ``Client.enqueue_many`` against pgqueuer's
    ``Queries.enqueue`` with lists (its ``UNNEST`` insert) and procrastinate's
    ``batch_defer_async``. Best and median tasks/s; target: gladd's median ≥ the faster
@@ -38,12 +39,14 @@ import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 
 import gladd
 from gladd.store.factory import store_from_url
+from gladd.store.postgres.queries import Q
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _peers
@@ -89,6 +92,7 @@ def _on_postgres(
 
 PEERS = ("pgqueuer", "procrastinate")
 FLOOR = "floor: a bare INSERT"
+TABLE_FLOOR = "floor: gladd's INSERT, bare"
 
 
 @contextlib.asynccontextmanager
@@ -105,6 +109,25 @@ async def bare_insert() -> AsyncIterator[_peers.Producer]:
             await conn.close()
 
 
+@contextlib.asynccontextmanager
+async def bare_gladd_insert() -> AsyncIterator[_peers.Producer]:
+    """The floor under gladd's own single enqueue: its statement (``enqueue_one``) into
+    ``gladd_tasks`` with the table's indexes and notify trigger, over one asyncpg
+    connection, with none of gladd's Python around it."""
+    async with fresh_database() as url:
+        store = store_from_url(url)
+        await store.open()
+        await store.close()
+        conn = await asyncpg.connect(url)
+        try:
+            now = datetime.now(UTC)
+            args = (now, "gladd.noop", "{}", 0, now, 1, None, None, None, None, None)
+            insert = Q["enqueue_one"]
+            yield _peers.Producer(one=lambda: conn.fetchval(insert, *args), batch=_no_batch)
+        finally:
+            await conn.close()
+
+
 async def _no_batch(n: int) -> None:
     raise NotImplementedError
 
@@ -115,9 +138,10 @@ CONTENDERS: dict[str, Contender] = {
     "pgqueuer": _on_postgres(_peers.pgqueuer_producer),
     "procrastinate": _on_postgres(_peers.procrastinate_producer),
     FLOOR: bare_insert,
+    TABLE_FLOOR: bare_gladd_insert,
 }
 SINGLE = tuple(CONTENDERS)
-BATCHING = tuple(name for name in CONTENDERS if name != FLOOR)
+BATCHING = tuple(name for name in CONTENDERS if name not in (FLOOR, TABLE_FLOOR))
 
 
 @contextlib.asynccontextmanager

@@ -91,7 +91,7 @@ class Client:
         enqueued = await self._service.enqueue(
             kind, payload, delay=delay, priority=priority, unique_key=unique_key, timeout=timeout
         )
-        return enqueued.task.id
+        return enqueued.id
 
     async def enqueue_many(self, items: Iterable[Mapping[str, Any]]) -> list[int]:
         """Store a batch of tasks in one transaction; their ids in item order. Each item
@@ -102,10 +102,10 @@ class Client:
         batch = list(items)
         if self._catalogue is not None:
             await self._catalogue.refresh_for(
-                i.get("kind") for i in batch if isinstance(i, Mapping)
+                {k for i in batch if isinstance(i, Mapping) and isinstance(k := i.get("kind"), str)}
             )
         enqueued = await self._service.enqueue_many(batch)
-        return [e.task.id for e in enqueued]
+        return [e.id for e in enqueued]
 
     async def get(self, task_id: int) -> Task:
         return await self._service.get(task_id)

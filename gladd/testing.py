@@ -162,8 +162,9 @@ class PluginTest:
     async def enqueue(self, kind: str, payload: Any = None, **options: Any) -> Task:
         """Enqueue as the daemon does: the payload validated and the kind's ``check`` run
         (:class:`~gladd.errors.TaskRejected` if refused). Nothing runs yet."""
-        enqueued = await self._running().tasks.enqueue(kind, payload, **options)
-        return enqueued.task
+        tasks = self._running().tasks
+        enqueued = await tasks.enqueue(kind, payload, **options)
+        return await tasks.get(enqueued.id)
 
     async def attempt(self, kind: str, payload: Any = None, **options: Any) -> Task:
         """Enqueue a task and run its first attempt as the executor would; the task as

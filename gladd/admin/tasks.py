@@ -254,7 +254,7 @@ async def _enqueue(
         trace=trace or None,
     )
     status = 201 if enqueued.created else 200
-    return JSONBody({"id": enqueued.task.id, "created": enqueued.created}, status_code=status)
+    return JSONBody({"id": enqueued.id, "created": enqueued.created}, status_code=status)
 
 
 async def _enqueue_many(
@@ -265,7 +265,7 @@ async def _enqueue_many(
     items, refused = parse_items(raw)
     enqueued = await tasks.enqueue_many(items, trace=trace, refused=refused)
     created = any(e.created for e in enqueued)
-    shown = [{"id": e.task.id, "created": e.created} for e in enqueued]
+    shown = [{"id": e.id, "created": e.created} for e in enqueued]
     return JSONBody({"tasks": shown}, status_code=201 if created or not enqueued else 200)
 
 
@@ -343,7 +343,7 @@ async def _schedules(request: Request, tasks: TaskService) -> JSONResponse:
 
 async def _run_schedule(request: Request, tasks: TaskService) -> JSONResponse:
     enqueued = await tasks.run_schedule(request.path_params["name"])
-    return JSONBody({"id": enqueued.task.id, "created": enqueued.created}, status_code=201)
+    return JSONBody({"id": enqueued.id, "created": enqueued.created}, status_code=201)
 
 
 def _task_id(request: Request) -> int:

@@ -147,10 +147,10 @@ async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
         unique_key=args.unique_key,
         trace=carrier or None,
     )
-    print(enqueued.task.id)
+    print(enqueued.id)
     if not enqueued.created:
         print(
-            f"gladd: task {enqueued.task.id} with unique key {args.unique_key!r} already exists",
+            f"gladd: task {enqueued.id} with unique key {args.unique_key!r} already exists",
             file=sys.stderr,
         )
     return 0
@@ -171,12 +171,12 @@ async def _enqueue_batch(
             print(f"{where}:{field} {problem.message}", file=sys.stderr)
         print(f"gladd: nothing stored from {batch.name}", file=sys.stderr)
         return EXIT_DATAERR
-    for line, done in zip(batch.lines, enqueued, strict=True):
-        print(done.task.id)
+    for line, item, done in zip(batch.lines, items, enqueued, strict=True):
+        print(done.id)
         if not done.created:
             print(
-                f"{batch.name}:{line}: task {done.task.id} with unique key "
-                f"{done.task.unique_key!r} already exists",
+                f"{batch.name}:{line}: task {done.id} with unique key "
+                f"{item.get('unique_key')!r} already exists",
                 file=sys.stderr,
             )
     return 0
@@ -210,7 +210,7 @@ def _short(moment: object) -> str:
 
 async def _run_schedule(args: argparse.Namespace, service: TaskService) -> int:
     enqueued = await service.run_schedule(args.name)
-    print(enqueued.task.id)
+    print(enqueued.id)
     return 0
 
 

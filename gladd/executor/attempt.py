@@ -249,7 +249,7 @@ class Attempts:
             **options,  # type: ignore[arg-type]
         )
         # With traces on, a child of this attempt's span.
-        return (await store_new_task(self.store, spec, now=now)).task.id
+        return (await store_new_task(self.store, spec, now=now)).id
 
 
 @contextmanager

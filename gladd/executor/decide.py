@@ -83,20 +83,33 @@ def new_task(
     unique_key: str | None = None,
     timeout: float | None = None,
     traceparent: str | None = None,
+    defaults: dict[str, tuple[int, int]] | None = None,
 ) -> NewTask:
-    """A task to store, with the kind's policy filling what the caller left out."""
-    rules = task_rules(policies, kind)
-    retry = policies.retry.get(rules.retry) if rules.retry else None
+    """A task to store, with the kind's policy filling what the caller left out.
+    ``defaults`` caches :func:`kind_defaults` per kind for a batch under one ``policies``."""
+    if defaults is None:
+        default_priority, max_attempts = kind_defaults(policies, kind)
+    elif (known := defaults.get(kind)) is not None:
+        default_priority, max_attempts = known
+    else:
+        default_priority, max_attempts = defaults[kind] = kind_defaults(policies, kind)
     return NewTask(
         kind=kind,
         payload=payload,
-        priority=priority if priority is not None else rules.priority,
+        priority=priority if priority is not None else default_priority,
         run_at=run_at,
-        max_attempts=retry.attempts if retry is not None else 1,
+        max_attempts=max_attempts,
         timeout=timeout,
         unique_key=unique_key,
         traceparent=traceparent,
     )
+
+
+def kind_defaults(policies: Policies, kind: str) -> tuple[int, int]:
+    """The priority and the attempts a task of ``kind`` gets when its enqueue names none."""
+    rules = task_rules(policies, kind)
+    retry = policies.retry.get(rules.retry) if rules.retry else None
+    return rules.priority, retry.attempts if retry is not None else 1
 
 
 def scheduled_task(

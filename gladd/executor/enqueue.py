@@ -30,7 +30,7 @@ async def store_new_task(
         return await store.enqueue(spec, now=now)
     with traces.producing(spec.kind, trace) as sending:
         enqueued = await store.enqueue(replace(spec, traceparent=sending.traceparent), now=now)
-        sending.stored(enqueued.task.id, created=enqueued.created)
+        sending.stored(enqueued.id, created=enqueued.created)
     return enqueued
 
 

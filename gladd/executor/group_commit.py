@@ -2,7 +2,8 @@
 
 Each enqueue through :class:`GroupCommit` joins a queue. When no write is in flight, the
 caller becomes the writer at once and stores what the queue holds — its own task alone, if
-it came alone, so a lone enqueue waits for nothing but its own commit. Enqueues arriving
+it came alone (then without queueing at all), so a lone enqueue waits for nothing but its
+own commit. Enqueues arriving
 while that write is in flight wait for it to end; then one of them stores all of them in the
 next transaction (:meth:`~gladd.store.Store.enqueue_many`). Under load, N concurrent
 callers cost about one commit per round instead of N, with no timer and no added delay.
@@ -47,6 +48,8 @@ class GroupCommit:
     _writing: anyio.Event | None = field(default=None, init=False)  # set when the write ends
 
     async def enqueue(self, task: NewTask, *, now: datetime) -> Enqueued:
+        if self._writing is None and not self._queue:
+            return await self._alone(task, now)
         waiting = _Waiting(task, now)
         self._queue.append(waiting)
         try:
@@ -63,6 +66,20 @@ class GroupCommit:
             raise waiting.error
         assert waiting.result is not None
         return waiting.result
+
+    async def _alone(self, task: NewTask, now: datetime) -> Enqueued:
+        """A lone enqueue (nothing queued, nothing in flight) stores its task itself, with
+        none of a group's hand-over; callers arriving meanwhile queue behind it as behind
+        any write."""
+        self._writing = writing = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):  # as _write: a begun commit is finished
+                self.writes += 1
+                enqueued = await self.store.enqueue(task, now=now)
+        finally:
+            self._writing = None
+            writing.set()
+        return enqueued
 
     async def _write(self) -> None:
         """Store everything queued, in one transaction; wake whoever waits."""

@@ -53,6 +53,7 @@ MAX_BATCH = 10_000
 """Tasks one batch enqueue may hold: one transaction, so a bound on its size and time."""
 ITEM_FIELDS = ("kind", "payload", "delay", "priority", "unique_key", "timeout")
 """What an item of a batch enqueue may say: :meth:`TaskService.enqueue`'s arguments."""
+_ITEM_FIELDS = frozenset(ITEM_FIELDS)
 MAX_REASON = 500
 """Characters a pause's reason may have."""
 MAX_DELAY = 3650 * 86400.0
@@ -144,11 +145,12 @@ class TaskService:
         specs: builtins.list[NewTask] = []
         problems = builtins.list(refused)
         skipped = {p.index for p in refused}
+        defaults: dict[str, tuple[int, int]] = {}  # each kind's, looked up once a batch
         for index, item in enumerate(items):
             if index in skipped:
                 continue
             try:
-                specs.append(self._checked_item(policies, now, item))
+                specs.append(self._checked_item(policies, now, item, defaults))
             except _Refused as exc:
                 problems.append(ItemProblem(index=index, field=exc.field, message=str(exc)))
         if problems:
@@ -156,11 +158,17 @@ class TaskService:
             raise BatchRejected(problems, size=len(items))
         return await store_new_tasks(self.store, specs, now=now, trace=trace)
 
-    def _checked_item(self, policies: Policies, now: datetime, item: object) -> NewTask:
-        if not isinstance(item, Mapping):
+    def _checked_item(
+        self,
+        policies: Policies,
+        now: datetime,
+        item: object,
+        defaults: dict[str, tuple[int, int]],
+    ) -> NewTask:
+        if type(item) is not dict and not isinstance(item, Mapping):
             raise _Refused("", TaskRejected(f"an item must be an object (got {_brief(item)})"))
-        unknown = [str(name) for name in item if name not in ITEM_FIELDS]
-        if unknown:
+        if not _ITEM_FIELDS.issuperset(item):
+            unknown = [str(name) for name in item if name not in ITEM_FIELDS]
             shown = ", ".join(_brief(name) for name in unknown[:5])
             fields = ", ".join(ITEM_FIELDS)
             raise _Refused("", TaskRejected(f"unknown field {shown} (fields: {fields})"))
@@ -175,6 +183,7 @@ class TaskService:
             priority=item.get("priority"),
             unique_key=item.get("unique_key"),
             timeout=item.get("timeout"),
+            defaults=defaults,
         )
 
     def _checked(
@@ -188,6 +197,7 @@ class TaskService:
         priority: Any,
         unique_key: Any,
         timeout: Any,
+        defaults: dict[str, tuple[int, int]] | None = None,
     ) -> NewTask:
         """The task to store, or :class:`_Refused` naming the field and the first problem:
         every check an enqueue gets, before any store sees it."""
@@ -208,7 +218,8 @@ class TaskService:
             handler.check(handler.parse(payload), policies)
         except TaskRejected as exc:
             raise _Refused("payload", exc) from exc
-        delay = _field_seconds("delay", delay, low=0.0, inclusive=True)
+        if not (type(delay) is float and delay == 0.0):  # no delay: nothing to check
+            delay = _field_seconds("delay", delay, low=0.0, inclusive=True)
         if priority is not None and (
             isinstance(priority, bool) or not isinstance(priority, int) or abs(priority) > 1000
         ):
@@ -226,10 +237,11 @@ class TaskService:
             policies,
             kind=kind,
             payload=payload,
-            run_at=now + timedelta(seconds=delay),
+            run_at=now + timedelta(seconds=delay) if delay else now,
             priority=priority,
             unique_key=unique_key,
             timeout=timeout,
+            defaults=defaults,
         )
 
     async def schedules(self) -> list[dict[str, Any]]:

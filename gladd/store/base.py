@@ -146,7 +146,11 @@ class Task:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Enqueued:
-    task: Task
+    """What an enqueue returns: the task's id, no more. A producer needs the id and whether
+    it was new, and reading back a whole row per task was most of a batch's cost
+    (bench/bench_producer.py); :meth:`Store.get` reads the task."""
+
+    id: int
     created: bool  # False: an unfinished task with the same unique_key already existed
 
 

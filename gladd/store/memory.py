@@ -124,7 +124,7 @@ class MemoryStore:
         if new.unique_key is not None:
             existing = self._unfinished_with_key(new.unique_key)
             if existing is not None:
-                return Enqueued(task=_public(existing), created=False)
+                return Enqueued(id=existing.id, created=False)
         # Stored as the other stores keep it: payload and result as JSON text.
         task = replace(
             pending_task(new, task_id=self._next_id, payload=payload, run_at=run_at, now=now),
@@ -132,7 +132,7 @@ class MemoryStore:
         )
         self._next_id += 1
         self._tasks[task.id] = task
-        return Enqueued(task=_public(task), created=True)
+        return Enqueued(id=task.id, created=True)
 
     def _unfinished_with_key(self, key: str) -> Task | None:
         for task in self._tasks.values():
@@ -175,7 +175,7 @@ class MemoryStore:
             (None, None) if row is None else (row.last_task, row.last_fired_at)
         )
         if enqueued:
-            last_task, last_fired_at = enqueued[-1].task.id, now
+            last_task, last_fired_at = enqueued[-1].id, now
         self._schedules[name] = ScheduleState(
             name=name,
             spec=spec,

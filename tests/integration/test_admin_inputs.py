@@ -381,7 +381,7 @@ def _task_in(admin: Admin, state: str) -> int:
     """A fresh task of kind ``test.STATE`` brought to ``state`` through the store."""
     store = admin.store
     kind = f"test.{state}.{secrets.token_hex(3)}"
-    task_id: int = admin.call(store.enqueue, NewTask(kind=kind), now=NOW).task.id
+    task_id: int = admin.call(store.enqueue, NewTask(kind=kind), now=NOW).id
     if state == "cancelled":
         admin.call(store.cancel, task_id, now=NOW)
     elif state != "pending":
@@ -423,9 +423,9 @@ def test_retrying_an_unfinished_or_succeeded_task_is_a_409(admin: Admin, state: 
 def test_retrying_into_a_unique_key_another_task_holds_is_a_409(admin: Admin) -> None:
     store = admin.store
     key = f"report-{secrets.token_hex(3)}"
-    old: int = admin.call(store.enqueue, NewTask(kind="test.u", unique_key=key), now=NOW).task.id
+    old: int = admin.call(store.enqueue, NewTask(kind="test.u", unique_key=key), now=NOW).id
     admin.call(store.cancel, old, now=NOW)
-    new: int = admin.call(store.enqueue, NewTask(kind="test.u", unique_key=key), now=NOW).task.id
+    new: int = admin.call(store.enqueue, NewTask(kind="test.u", unique_key=key), now=NOW).id
     answer = admin.request("POST", f"/tasks/{old}/retry")
     assert answer.status_code == 409
     assert answer.json() == {

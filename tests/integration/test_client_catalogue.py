@@ -183,7 +183,7 @@ async def test_what_only_the_model_or_the_check_refuses_kills_the_task_at_its_at
         ran = {t.id: t for t in await shop.run_due()}
 
     assert RAN == []
-    first, second = ran[lower.task.id], ran[many.task.id]
+    first, second = ran[lower.id], ran[many.id]
     assert (first.state, second.state) == (TaskState.DEAD, TaskState.DEAD)
     assert first.attempt == second.attempt == 1
     assert first.errors[0].type == "gladd.errors.TaskRejected"

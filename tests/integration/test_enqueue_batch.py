@@ -60,7 +60,7 @@ async def test_a_batch_is_stored_in_order_with_each_items_fields(service: TaskSe
         ]
     )
     assert [e.created for e in enqueued] == [True, True, True]
-    ids = [e.task.id for e in enqueued]
+    ids = [e.id for e in enqueued]
     assert ids == sorted(ids)
     first, second, third = [await service.get(i) for i in ids]
     assert (first.kind, first.payload, first.run_at, first.priority) == ("gladd.noop", {}, NOW, 0)
@@ -149,8 +149,8 @@ async def test_unique_keys_within_a_batch_and_against_a_stored_task(service: Tas
         ]
     )
     assert [e.created for e in enqueued] == [True, False, False, True]
-    assert enqueued[1].task.id == held.task.id
-    assert enqueued[2].task.id == enqueued[0].task.id
+    assert enqueued[1].id == held.id
+    assert enqueued[2].id == enqueued[0].id
     assert len(await service.store.list(limit=100)) == 3
 
 
@@ -176,7 +176,7 @@ async def test_a_full_batch_is_one_store_call(service: TaskService) -> None:
         [{"kind": "gladd.noop", "payload": {"n": n}} for n in range(MAX_BATCH)]
     )
     assert len(enqueued) == MAX_BATCH
-    assert [(await service.get(enqueued[-1].task.id)).payload] == [{"n": MAX_BATCH - 1}]
+    assert [(await service.get(enqueued[-1].id)).payload] == [{"n": MAX_BATCH - 1}]
 
 
 async def test_refusals_a_caller_found_already_are_listed_with_the_services(

@@ -35,7 +35,7 @@ async def test_concurrent_enqueues_share_transactions_and_all_are_stored(
     ids: list[int] = []
 
     async def one(n: int) -> None:
-        ids.append((await service.enqueue("gladd.noop", {"n": n})).task.id)
+        ids.append((await service.enqueue("gladd.noop", {"n": n})).id)
 
     async with anyio.create_task_group() as tg:
         for n in range(60):
@@ -56,4 +56,4 @@ async def test_a_unique_key_holds_inside_one_group(service: TaskService) -> None
         for _ in range(10):
             tg.start_soon(one)
     assert sum(e.created for e in results) == 1
-    assert len({e.task.id for e in results}) == 1
+    assert len({e.id for e in results}) == 1

@@ -176,7 +176,7 @@ async def test_a_task_stored_without_the_enqueue_check_still_dies_with_the_messa
     async with running(policies_for("hooks"), tmp_path) as run:
         new = NewTask(kind="http.request", payload=post("http://localhost:9"))
         stored = await run.store.enqueue(new, now=datetime.now(UTC))
-        task = await run.wait(stored.task.id)
+        task = await run.wait(stored.id)
     # The executor runs the kind's enqueue check again before the handler: dead at once.
     assert (task.state, task.attempt) == (TaskState.DEAD, 1)
     assert task.errors[0].message.startswith(

@@ -99,7 +99,7 @@ def make_store(backend: tuple[str, str]) -> Store:
 
 async def add(store: Store, now: float = 0, **fields: Any) -> Task:
     fields.setdefault("kind", "email")
-    return (await store.enqueue(NewTask(**fields), now=at(now))).task
+    return await get(store, (await store.enqueue(NewTask(**fields), now=at(now))).id)
 
 
 async def claim_one(store: Store, worker: str = "w1", now: float = 0) -> Task:
@@ -119,7 +119,7 @@ async def get(store: Store, task_id: int) -> Task:
 async def test_enqueue_fills_in_the_defaults(store: Store) -> None:
     enqueued = await store.enqueue(NewTask(kind="email"), now=at(5))
     assert enqueued.created
-    task = enqueued.task
+    task = await get(store, enqueued.id)
     assert task.id >= 1
     assert (task.kind, task.payload, task.state, task.priority) == ("email", {}, PENDING, 0)
     assert (task.run_at, task.created_at, task.updated_at) == (at(5), at(5), at(5))
@@ -144,7 +144,7 @@ async def test_enqueue_keeps_every_field_given(store: Store) -> None:
         timeout=2.5,
         unique_key="sms:+33",
     )
-    task = (await store.enqueue(new, now=at(0))).task
+    task = await get(store, (await store.enqueue(new, now=at(0))).id)
     assert (task.kind, task.payload, task.priority, task.run_at) == (
         "sms",
         new.payload,
@@ -159,7 +159,7 @@ async def test_datetimes_come_back_utc_and_exact_to_the_microsecond(store: Store
     paris = timezone(timedelta(hours=2))
     run_at = datetime(2026, 3, 4, 5, 6, 7, 123457, tzinfo=paris)
     now = BASE + timedelta(microseconds=999_999)
-    task = (await store.enqueue(NewTask(kind="k", run_at=run_at), now=now)).task
+    task = await get(store, (await store.enqueue(NewTask(kind="k", run_at=run_at), now=now)).id)
     stored = await get(store, task.id)
     assert stored.run_at == run_at
     assert stored.created_at == now
@@ -171,7 +171,7 @@ async def test_payloads_cannot_be_changed_through_the_objects_passed_or_returned
     store: Store,
 ) -> None:
     payload = {"items": [1, 2]}
-    task = (await store.enqueue(NewTask(kind="k", payload=payload), now=BASE)).task
+    task = await get(store, (await store.enqueue(NewTask(kind="k", payload=payload), now=BASE)).id)
     payload["items"].append(3)
     task.payload["items"].append(4)
     fetched = await get(store, task.id)
@@ -213,29 +213,33 @@ async def test_a_tasks_trace_context_is_kept_through_claim_retry_and_listing(
 ) -> None:
     traced = await store.enqueue(NewTask(kind="k", traceparent=TRACEPARENT), now=BASE)
     plain = await store.enqueue(NewTask(kind="k"), now=BASE)
-    assert (traced.task.traceparent, plain.task.traceparent) == (TRACEPARENT, None)
+    assert (
+        (await get(store, traced.id)).traceparent,
+        (await get(store, plain.id)).traceparent,
+    ) == (
+        TRACEPARENT,
+        None,
+    )
     claimed = await store.claim(worker="w", limit=2, now=at(1))
     assert {t.id: t.traceparent for t in claimed} == {
-        traced.task.id: TRACEPARENT,
-        plain.task.id: None,
+        traced.id: TRACEPARENT,
+        plain.id: None,
     }
-    await store.finish(
-        [Failed(id=traced.task.id, token=1, error=error(), retry_at=None)], now=at(2)
-    )
-    retried = await store.retry(traced.task.id, now=at(3))
+    await store.finish([Failed(id=traced.id, token=1, error=error(), retry_at=None)], now=at(2))
+    retried = await store.retry(traced.id, now=at(3))
     assert retried.traceparent == TRACEPARENT
     listed = await store.list()
     assert {t.id: t.traceparent for t in listed} == {
-        traced.task.id: TRACEPARENT,
-        plain.task.id: None,
+        traced.id: TRACEPARENT,
+        plain.id: None,
     }
 
 
 async def test_enqueue_many_stores_all_in_order(store: Store) -> None:
     tasks = [NewTask(kind="k", payload={"i": i}) for i in range(5)]
     enqueued = await store.enqueue_many(tasks, now=BASE)
-    assert [e.task.payload["i"] for e in enqueued] == list(range(5))
-    ids = [e.task.id for e in enqueued]
+    assert [(await get(store, e.id)).payload["i"] for e in enqueued] == list(range(5))
+    ids = [e.id for e in enqueued]
     assert ids == sorted(ids)
     assert len(set(ids)) == 5
     assert all(e.created for e in enqueued)
@@ -248,15 +252,16 @@ async def test_unique_key_returns_the_unfinished_task_until_it_finishes(store: S
         NewTask(kind="email", unique_key="report:7", payload={"v": 2}), now=at(1)
     )
     assert not again.created
-    assert again.task == first
+    assert again.id == first.id
+    assert await get(store, first.id) == first  # the first task, its payload kept
     claimed = await claim_one(store, now=1)
     while_running = await store.enqueue(NewTask(kind="email", unique_key="report:7"), now=at(2))
-    assert (while_running.created, while_running.task.id) == (False, first.id)
-    assert while_running.task.state is RUNNING
+    assert (while_running.created, while_running.id) == (False, first.id)
+    assert (await get(store, first.id)).state is RUNNING
     await store.finish([Succeeded(id=first.id, token=claimed.token)], now=at(3))
     after = await store.enqueue(NewTask(kind="email", unique_key="report:7"), now=at(4))
     assert after.created
-    assert after.task.id != first.id
+    assert after.id != first.id
     other = await store.enqueue(NewTask(kind="email", unique_key="report:8"), now=at(4))
     assert other.created
 
@@ -265,7 +270,7 @@ async def test_unique_key_dedupes_within_one_batch(store: Store) -> None:
     batch = [NewTask(kind="k", unique_key="x"), NewTask(kind="k", unique_key="x")]
     first, second = await store.enqueue_many(batch, now=BASE)
     assert (first.created, second.created) == (True, False)
-    assert second.task.id == first.task.id
+    assert second.id == first.id
     assert len(await store.list()) == 1
 
 
@@ -794,19 +799,19 @@ async def test_a_tasks_schedule_and_tick_are_kept_through_claim_and_listing(
         NewTask(kind="k", schedule="nightly", scheduled_for=tick), now=BASE
     )
     plain = await store.enqueue(NewTask(kind="k"), now=BASE)
-    assert (scheduled.task.schedule, scheduled.task.scheduled_for) == ("nightly", tick)
-    assert scheduled.task.scheduled_for.utcoffset() == timedelta(0)  # type: ignore[union-attr]
-    assert (plain.task.schedule, plain.task.scheduled_for) == (None, None)
-    assert await store.get(scheduled.task.id) == scheduled.task
+    stored, other = await get(store, scheduled.id), await get(store, plain.id)
+    assert (stored.schedule, stored.scheduled_for) == ("nightly", tick)
+    assert stored.scheduled_for.utcoffset() == timedelta(0)  # type: ignore[union-attr]
+    assert (other.schedule, other.scheduled_for) == (None, None)
     claimed = await store.claim(worker="w", limit=2, now=at(1))
     assert {t.id: (t.schedule, t.scheduled_for) for t in claimed} == {
-        scheduled.task.id: ("nightly", tick),
-        plain.task.id: (None, None),
+        scheduled.id: ("nightly", tick),
+        plain.id: (None, None),
     }
     listed = await store.list()
     assert {t.id: (t.schedule, t.scheduled_for) for t in listed} == {
-        scheduled.task.id: ("nightly", tick),
-        plain.task.id: (None, None),
+        scheduled.id: ("nightly", tick),
+        plain.id: (None, None),
     }
 
 
@@ -822,14 +827,14 @@ async def test_a_first_advance_inserts_the_schedule_and_stores_its_tasks(store: 
     assert enqueued is not None
     [first] = enqueued
     assert first.created
-    assert (first.task.schedule, first.task.scheduled_for) == ("nightly", at(60))
-    assert await store.get(first.task.id) == first.task
+    stored = await get(store, first.id)
+    assert (stored.schedule, stored.scheduled_for) == ("nightly", at(60))
     assert await store.schedule_states() == {
         "nightly": ScheduleState(
             name="nightly",
             spec="every 60s",
             last_tick=at(60),
-            last_task=first.task.id,
+            last_task=first.id,
             last_fired_at=at(61),
             last_state=PENDING,
         )
@@ -851,7 +856,7 @@ async def test_an_advance_from_a_stale_tick_stores_nothing(store: Store) -> None
     )
     assert (again, stale) == (None, None)
     assert await store.schedule_states() == before
-    assert [t.id for t in await store.list()] == [first[0].task.id]
+    assert [t.id for t in await store.list()] == [first[0].id]
 
 
 async def test_an_advance_from_the_tick_stored_moves_it_on(store: Store) -> None:
@@ -879,7 +884,7 @@ async def test_an_advance_from_the_tick_stored_moves_it_on(store: Store) -> None
     assert (state.spec, state.last_tick, state.last_task, state.last_fired_at) == (
         "s2",
         at(120),
-        second[-1].task.id,
+        second[-1].id,
         at(121),
     )
     assert len(await store.list()) == 3
@@ -896,7 +901,7 @@ async def test_a_skipped_tick_moves_the_tick_and_keeps_the_last_task(store: Stor
     state = (await store.schedule_states())["nightly"]
     assert (state.last_tick, state.last_task, state.last_fired_at) == (
         at(120),
-        fired.task.id,
+        fired.id,
         at(61),
     )
     never = await store.advance_schedule(
@@ -923,7 +928,7 @@ async def test_a_schedules_last_state_follows_its_task(store: Store) -> None:
     assert (await store.schedule_states())["nightly"].last_state is SUCCEEDED
     assert await store.purge(finished_before=at(63)) == 1
     state = (await store.schedule_states())["nightly"]
-    assert (state.last_task, state.last_state) == (fired.task.id, None)
+    assert (state.last_task, state.last_state) == (fired.id, None)
 
 
 async def test_an_advance_respects_unique_keys(store: Store) -> None:
@@ -936,7 +941,7 @@ async def test_an_advance_respects_unique_keys(store: Store) -> None:
         tasks=[NewTask(kind="report", unique_key="report", schedule="nightly")],
         now=at(61),
     )
-    assert (deduped.created, deduped.task.id) == (False, held.id)
+    assert (deduped.created, deduped.id) == (False, held.id)
     assert (await store.schedule_states())["nightly"].last_task == held.id
     assert len(await store.list()) == 1
 

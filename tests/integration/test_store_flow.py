@@ -29,7 +29,8 @@ async def add(
     store: Store, n: int = 1, kind: str = "sync", now: float = 0, **fields: Any
 ) -> list[Task]:
     tasks = [NewTask(kind=kind, **fields) for _ in range(n)]
-    return [e.task for e in await store.enqueue_many(tasks, now=at(now))]
+    enqueued = await store.enqueue_many(tasks, now=at(now))
+    return [task for e in enqueued if (task := await store.get(e.id)) is not None]
 
 
 async def gated(

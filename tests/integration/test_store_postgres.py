@@ -119,7 +119,7 @@ async def test_two_nodes_claiming_at_once_never_share_a_task(
     assert len(a) == len(claimed["a"])
     assert len(b) == len(claimed["b"])
     assert not a & b, "a task was claimed by both nodes"
-    assert a | b == {e.task.id for e in enqueued}
+    assert a | b == {e.id for e in enqueued}
     assert a, "node b claimed everything: the claims did not run side by side"
     assert b, "node a claimed everything: the claims did not run side by side"
 
@@ -227,7 +227,7 @@ async def test_a_lost_listener_is_reestablished(store: PostgresStore, db_url: st
 async def test_a_new_query_timeout_applies_to_the_next_queries(
     store: PostgresStore, db_url: str
 ) -> None:
-    task = (await store.enqueue(NewTask(kind="noop"), now=NOW)).task
+    task = await store.enqueue(NewTask(kind="noop"), now=NOW)
     blocker = await asyncpg.connect(db_url)
     try:
         async with node(db_url) as patient, blocker.transaction():
@@ -321,7 +321,7 @@ async def test_a_version_1_database_upgrades_and_keeps_its_tasks(postgres_url: s
             assert (task.kind, task.payload, task.traceparent) == ("k", {"n": 1}, None)
             traced = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
             stored = await store.enqueue(NewTask(kind="k", traceparent=traced), now=NOW)
-            assert (await store.get(stored.task.id)).traceparent == traced  # type: ignore[union-attr]
+            assert (await store.get(stored.id)).traceparent == traced  # type: ignore[union-attr]
         finally:
             await store.close()
 
@@ -487,7 +487,7 @@ async def test_a_missing_database_is_unavailable(postgres_url: str) -> None:
 async def test_a_query_stuck_on_a_lock_times_out_with_a_precise_error(
     store: PostgresStore, db_url: str
 ) -> None:
-    task = (await store.enqueue(NewTask(kind="noop"), now=NOW)).task
+    task = await store.enqueue(NewTask(kind="noop"), now=NOW)
     blocker = await asyncpg.connect(db_url)
     try:
         async with node(db_url, query_timeout=0.2) as impatient, blocker.transaction():
@@ -499,6 +499,55 @@ async def test_a_query_stuck_on_a_lock_times_out_with_a_precise_error(
             assert (await impatient.get(task.id)) is not None  # the pool is still usable
     finally:
         await blocker.close()
+
+
+# -- unique keys across nodes ---------------------------------------------------------------
+
+
+async def _until_blocked_on_a_lock(conn: asyncpg.Connection) -> None:
+    """Until a gladd connection waits for a lock (the other node's uncommitted row)."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = 'gladd' AND wait_event_type = 'Lock'"
+        " AND datname = current_database()"
+    )
+    with anyio.fail_after(10):
+        while not await conn.fetchval(query):
+            await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("ending", ["commit", "rollback"])
+async def test_a_lone_enqueue_of_a_key_another_node_is_inserting_waits_for_it(
+    store: PostgresStore, db_url: str, ending: str
+) -> None:
+    """Another node's task with the same unique key, inserted but not committed: the enqueue
+    waits for it, then answers that task's id (it committed) or stores its own (it did not)."""
+    other = await asyncpg.connect(db_url)
+    got: list[Enqueued] = []
+    try:
+        inserting = other.transaction()
+        await inserting.start()
+        held = await other.fetchval(
+            "INSERT INTO gladd_tasks (kind, unique_key) VALUES ('noop', 'order-17') RETURNING id"
+        )
+
+        async def enqueue() -> None:
+            got.append(await store.enqueue(NewTask(kind="noop", unique_key="order-17"), now=NOW))
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(enqueue)
+            await _until_blocked_on_a_lock(other)
+            await (inserting.commit() if ending == "commit" else inserting.rollback())
+    finally:
+        await other.close()
+    [enqueued] = got
+    keyed = [t.id for t in await store.list() if t.unique_key == "order-17"]
+    if ending == "commit":
+        assert (enqueued.id, enqueued.created) == (held, False)
+        assert keyed == [held]
+    else:
+        assert enqueued.created
+        assert keyed == [enqueued.id] != [held]
 
 
 # -- claims ----------------------------------------------------------------------------------
@@ -597,7 +646,7 @@ async def test_the_guard_sees_driver_errors_and_retries_a_lost_connection(
             seen.append(type(exc).__name__)
             return await call()
 
-    task = (await store.enqueue(NewTask(kind="noop"), now=NOW)).task
+    task = await store.enqueue(NewTask(kind="noop"), now=NOW)
     blocker = await asyncpg.connect(db_url)
     results: list[Any] = []
     try:

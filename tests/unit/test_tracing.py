@@ -36,7 +36,7 @@ async def main() -> None:
     async with anyio.create_task_group() as tg:
         await tg.start(rt.executor.run)
         enqueued = await rt.tasks.enqueue("gladd.sleep", {"seconds": 0})
-        while (await store.get(enqueued.task.id)).state.value != "succeeded":
+        while (await store.get(enqueued.id)).state.value != "succeeded":
             await anyio.sleep(0.01)
         rt.executor.stop()
 

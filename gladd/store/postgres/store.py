@@ -765,7 +765,10 @@ class PostgresStore:
         async def attempt() -> T:
             ticket = self._acquires.begin()
             try:
-                conn = await pool.acquire(timeout=self._timeout)
+                # A cancel scope, not acquire(timeout=): asyncpg's own timeout wraps the
+                # wait in a task of its own on every call (bench/bench_producer.py).
+                with anyio.fail_after(self._timeout):
+                    conn = await pool.acquire()
             except TimeoutError as exc:
                 raise StoreUnavailable(
                     f"PostgreSQL store {self.url}: {op}: no connection within {self._timeout:g}s"

@@ -12,27 +12,41 @@ from typing import Any
 from gladd.errors import StoreError
 from gladd.store.base import Enqueued, NewTask
 from gladd.store.postgres.queries import Q
-from gladd.store.postgres.rows import enqueue_args, row_to_task
+from gladd.store.postgres.rows import enqueue_args
 
 ENQUEUE_ROUNDS = 3  # a holder of a unique_key may finish in between: go again, this often
 
 
 async def enqueue_once(conn: Any, args: tuple[Any, ...]) -> dict[int, Enqueued]:
     """Enqueued per input index; an index is missing if its key's holder vanished."""
+    keys: list[str | None] = args[-1]
+    if len(keys) == 1:
+        return await _enqueue_one(conn, (args[0], *(column[0] for column in args[1:])))
     found: dict[int, Enqueued] = {}
-    for row in await conn.fetch(Q["enqueue"], *args):
-        found.setdefault(row["ord"] - 1, Enqueued(task=row_to_task(row), created=row["created"]))
+    for ord_, created, task_id in await conn.fetch(Q["enqueue"], *args):
+        found.setdefault(ord_ - 1, Enqueued(id=task_id, created=created))
     # A conflicting task committed by another node after this statement's snapshot was
     # taken is invisible to it: look those up again, with a fresh snapshot.
-    keys: list[str | None] = args[-1]
     missing = [key for i, key in enumerate(keys) if i not in found]
     if missing:
         rows = await conn.fetch(Q["unfinished_by_keys"], missing)
-        holders = {row["unique_key"]: row_to_task(row) for row in rows}
+        holders = {key: task_id for task_id, key in rows}
         for i, key in enumerate(keys):
             if i not in found and key in holders:
-                found[i] = Enqueued(task=holders[key], created=False)
+                found[i] = Enqueued(id=holders[key], created=False)
     return found
+
+
+async def _enqueue_one(conn: Any, args: tuple[Any, ...]) -> dict[int, Enqueued]:
+    """:func:`enqueue_once` of one task (``args`` its fields, not arrays): no arrays to
+    unnest and no joins, for the commonest enqueue of all."""
+    task_id = await conn.fetchval(Q["enqueue_one"], *args)
+    if task_id is not None:
+        return {0: Enqueued(id=task_id, created=True)}
+    # A conflict: the holder committed before the insert looked (or while it waited for
+    # it); this statement's fresh snapshot sees it, unless it has finished meanwhile.
+    holder = await conn.fetchval(Q["unfinished_id_by_key"], args[-1])
+    return {} if holder is None else {0: Enqueued(id=holder, created=False)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -67,7 +81,7 @@ async def advance_schedule(
             return None
         enqueued = await _enqueue_all(conn, tasks, checked, now)
         if enqueued:
-            await conn.execute(Q["schedule_fired"], name, enqueued[-1].task.id, now)
+            await conn.execute(Q["schedule_fired"], name, enqueued[-1].id, now)
         return enqueued
 
 

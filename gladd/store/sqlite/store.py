@@ -658,7 +658,7 @@ class SQLiteStore:
             if task.state not in (TaskState.DEAD, TaskState.CANCELLED):
                 return task
             if task.unique_key is not None:
-                other = conn.execute(Q["unfinished_by_key"], (task.unique_key,)).fetchone()
+                other = conn.execute(Q["unfinished_id_by_key"], (task.unique_key,)).fetchone()
                 if other is not None:
                     raise unique_conflict(task_id, task.unique_key, other[0])
             updated = conn.execute(Q["retry"], {"id": task_id, "now": now_us}).fetchone()

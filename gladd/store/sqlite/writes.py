@@ -5,11 +5,10 @@ thread, inside the transaction :class:`~gladd.store.sqlite.store.SQLiteStore` op
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from gladd.store.base import (
@@ -25,12 +24,11 @@ from gladd.store.base import (
 )
 from gladd.store.rules import (
     dump_json,
-    pending_task,
     rescue,
     utc,
 )
 from gladd.store.sqlite.queries import Q
-from gladd.store.sqlite.rows import EPOCH, error_json, from_us, row_to_task, to_us
+from gladd.store.sqlite.rows import error_json, row_to_task, to_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,25 +44,16 @@ def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     new = row.new
     scheduled_for = None if new.scheduled_for is None else to_us(new.scheduled_for)
     if new.unique_key is not None:
-        existing = conn.execute(Q["unfinished_by_key"], (new.unique_key,)).fetchone()
+        existing = conn.execute(Q["unfinished_id_by_key"], (new.unique_key,)).fetchone()
         if existing is not None:
-            return Enqueued(task=row_to_task(existing), created=False)
+            return Enqueued(id=existing[0], created=False)
     cursor = conn.execute(
         Q["insert"],
         (new.kind, row.payload, new.priority, row.run_at, new.max_attempts, new.timeout,
          new.unique_key, new.traceparent, new.schedule, scheduled_for, now, now),
     )  # fmt: skip
     assert cursor.lastrowid is not None
-    created = from_us(now)
-    assert created is not None
-    task = pending_task(
-        new,
-        task_id=cursor.lastrowid,
-        payload=json.loads(row.payload),
-        run_at=EPOCH + timedelta(microseconds=row.run_at),
-        now=created,
-    )
-    return Enqueued(task=task, created=True)
+    return Enqueued(id=cursor.lastrowid, created=True)
 
 
 def outcome_write(outcome: Outcome, now: int) -> tuple[str, dict[str, Any]]:
@@ -155,6 +144,6 @@ def advance_schedule(
         return None
     enqueued = [insert(conn, row, advance.now) for row in rows]
     if enqueued:
-        fired = {"name": advance.name, "task": enqueued[-1].task.id, "now": advance.now}
+        fired = {"name": advance.name, "task": enqueued[-1].id, "now": advance.now}
         conn.execute(Q["schedule_fired"], fired)
     return enqueued

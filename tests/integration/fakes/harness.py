@@ -82,7 +82,7 @@ class Run:
     resilience: Resilience
 
     async def enqueue(self, kind: str, payload: Any) -> int:
-        return (await self.service.enqueue(kind, payload)).task.id
+        return (await self.service.enqueue(kind, payload)).id
 
     async def wait(self, task_id: int, *states: TaskState, timeout: float = 10.0) -> Task:
         states = states or FINISHED

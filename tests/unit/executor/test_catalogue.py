@@ -84,7 +84,7 @@ async def test_a_published_kind_is_checked_by_its_schema(store: MemoryStore) -> 
     await kinds.refresh_for(["mail.send"])
 
     stored = await tasks.enqueue("mail.send", {"to": "a@example.org", "copies": 2})
-    assert stored.task.payload == {"to": "a@example.org", "copies": 2}
+    assert (await tasks.get(stored.id)).payload == {"to": "a@example.org", "copies": 2}
 
     with pytest.raises(TaskRejected) as refused:
         await tasks.enqueue("mail.send", {"copies": 0, "tags": ["x", 3], "cc": "b"})

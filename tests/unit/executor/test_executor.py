@@ -78,7 +78,7 @@ class Harness:
         self.executor = self.runtime.executor
 
     async def enqueue(self, kind: str, payload: Any = None, **options: Any) -> int:
-        return (await self.service.enqueue(kind, payload, **options)).task.id
+        return (await self.service.enqueue(kind, payload, **options)).id
 
     async def wait_for(self, task_id: int, *states: TaskState, timeout: float = 5) -> Task:
         with anyio.fail_after(timeout):

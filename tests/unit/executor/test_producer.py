@@ -77,8 +77,8 @@ async def test_admission_is_the_free_slots_capped_at_one_claim_batch() -> None:
 async def test_a_narrower_admission_is_what_the_store_is_asked_for() -> None:
     store, ledger = MemoryStore(), Ledger()
     await store.open()
-    a = (await store.enqueue(NewTask(kind="a"), now=utcnow())).task.id
-    b = (await store.enqueue(NewTask(kind="b"), now=utcnow())).task.id
+    a = (await store.enqueue(NewTask(kind="a"), now=utcnow())).id
+    b = (await store.enqueue(NewTask(kind="b"), now=utcnow())).id
     started: list[int] = []
     producer = producer_on(store, ledger, policies(), started, OnlyA)
     async with anyio.create_task_group() as tg:

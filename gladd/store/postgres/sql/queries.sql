@@ -4,8 +4,9 @@
 
 -- name: enqueue
 -- $1 now; $2.. one array per NewTask field. Ids are drawn up front so each input row knows
--- its task; a unique_key conflict inserts nothing and returns the unfinished task holding it
--- (one inserted earlier in this very batch included).
+-- its task; a unique_key conflict inserts nothing and returns the id of the unfinished task
+-- holding it (one inserted earlier in this very batch included). Ids only: reading whole
+-- rows back was most of a batch's time (bench/bench_producer.py).
 WITH input AS MATERIALIZED (
     SELECT nextval('gladd_tasks_id_seq') AS id, i.*
     FROM unnest($2::text[], $3::text[], $4::integer[], $5::timestamptz[], $6::integer[],
@@ -22,21 +23,36 @@ WITH input AS MATERIALIZED (
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
     DO NOTHING
-    RETURNING t.*
+    RETURNING t.id, t.unique_key
 )
-SELECT i.ord, true AS created, n.*
-FROM input AS i JOIN inserted AS n ON n.id = i.id
+SELECT ord, true AS created, id
+FROM input WHERE unique_key IS NULL  -- nothing to conflict with: inserted, no join needed
 UNION ALL
-SELECT i.ord, false, n.*
+SELECT i.ord, true, n.id
+FROM input AS i JOIN inserted AS n ON n.id = i.id
+WHERE i.unique_key IS NOT NULL
+UNION ALL
+SELECT i.ord, false, n.id
 FROM input AS i JOIN inserted AS n ON n.unique_key = i.unique_key AND n.id <> i.id
 UNION ALL
-SELECT i.ord, false, e.*
+SELECT i.ord, false, e.id
 FROM input AS i
 JOIN gladd_tasks AS e ON e.unique_key = i.unique_key AND e.state IN ('pending', 'running')
 WHERE i.unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inserted AS n WHERE n.id = i.id);
 
+-- name: enqueue_one
+-- One task: $1 now, then its fields in enqueue's order. The statement of every lone enqueue,
+-- a plain insert that costs the server less than enqueue's arrays do; a unique_key conflict
+-- inserts nothing and returns no row (unfinished_id_by_key then finds the holder).
+INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout, traceparent,
+                         schedule, scheduled_for, unique_key, created_at, updated_at)
+VALUES ($2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $1, $1)
+ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
+DO NOTHING
+RETURNING id;
+
 -- name: unfinished_by_keys
-SELECT * FROM gladd_tasks
+SELECT id, unique_key FROM gladd_tasks
 WHERE unique_key = ANY($1::text[]) AND state IN ('pending', 'running');
 
 -- name: unfinished_id_by_key

@@ -24,12 +24,8 @@ INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout,
                          created_at, updated_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'null', ?, ?);
 
--- name: unfinished_by_key
-SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
-       owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at, traceparent, schedule, scheduled_for,
-       progress, progress_message, progress_at, progress_attempt
-FROM gladd_tasks WHERE unique_key = ? AND state IN ('pending', 'running');
+-- name: unfinished_id_by_key
+SELECT id FROM gladd_tasks WHERE unique_key = ? AND state IN ('pending', 'running');
 
 -- name: seen
 INSERT INTO gladd_workers (id, last_seen) VALUES (?, ?)
