@@ -26,7 +26,6 @@ import atexit
 import contextlib
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,16 +35,14 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_executor import _free_port as free_port
+from bench_executor import stop_process
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv" / "bin"
 FACTOR = 2.0
 HEAVY = ("pydantic", "pydantic_settings", "httpx", "anyio", "asyncio", "loguru", "starlette")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 CACHE = Path(tempfile.mkdtemp(prefix="gladd_bench_cli_cache_"))
@@ -76,12 +73,7 @@ def daemon(state: Path) -> Iterator[int]:
             time.sleep(0.1)
         yield port
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _ready(port: int) -> bool:

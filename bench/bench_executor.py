@@ -264,6 +264,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, the graceful stop; SIGKILL after 30 s without one."""
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _cpu_seconds(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat.rsplit(")", 1)[1].split()
@@ -321,12 +331,7 @@ def idle_daemon() -> tuple[float, float]:
             cpu = (_cpu_seconds(proc.pid) - before) / IDLE_WINDOW * 100
             rss = max(rss, _rss_mb(proc.pid))
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
     return rss, cpu
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_executor import ROOT, Report, _free_port, fresh_database
+from bench_executor import ROOT, Report, _free_port, fresh_database, stop_process
 
 FACTOR = 4.0
 CLIENT = Path(__file__).resolve().parent / "_http_client.py"
@@ -66,12 +66,7 @@ def daemon(database_url: str | None) -> Iterator[int]:
             occupy(port)
             yield port
         finally:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def occupy(port: int) -> None:
