@@ -3,10 +3,10 @@
 Each enqueue through :class:`GroupCommit` joins a queue. When no write is in flight, the
 caller becomes the writer at once and stores what the queue holds — its own task alone, if
 it came alone (then without queueing at all), so a lone enqueue waits for nothing but its
-own commit. Enqueues arriving
-while that write is in flight wait for it to end; then one of them stores all of them in the
-next transaction (:meth:`~gladd.store.Store.enqueue_many`). Under load, N concurrent
-callers cost about one commit per round instead of N, with no timer and no added delay.
+own commit. Enqueues arriving while that write is in flight wait for it to end; then one of
+them stores all of them in the next transaction (:meth:`~gladd.store.Store.enqueue_many`).
+Under load, N concurrent callers cost about one commit per round instead of N, with no timer
+and no added delay.
 
 Nothing acknowledged is lost: a caller returns only once the transaction holding its task
 has committed, and a write that fails fails every caller in it (none of their tasks was
