@@ -192,34 +192,6 @@ async def test_enqueue_on_one_node_wakes_a_waiter_on_another(
     assert time.monotonic() - started < 2, "woke by timeout, not by the notification"
 
 
-async def test_a_store_that_only_enqueues_never_hears_its_own_notifications(
-    db_url: str,
-) -> None:
-    """A client's store LISTENs for work only once it waits for work (a daemon): until then
-    its own enqueues' NOTIFYs are not delivered to it. Its first wait wakes at once (an
-    enqueue just before it started listening would have gone unheard), and from then on
-    another node's enqueue wakes it."""
-    async with node(db_url) as client, node(db_url) as other:
-        for _ in range(3):
-            await client.enqueue(NewTask(kind="noop"), now=NOW)
-        listener = client._listener
-        assert listener is not None
-        assert not listener.work_wanted
-        assert await client.wait_for_work(0.1) is True  # listening from now: claim again
-        assert listener.work_wanted
-        assert await client.wait_for_work(0.1) is False
-        woke: list[bool] = []
-
-        async def wait() -> None:
-            woke.append(await client.wait_for_work(10))
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(wait)
-            await anyio.sleep(0.05)
-            await other.enqueue(NewTask(kind="noop"), now=NOW)
-        assert woke == [True]
-
-
 async def test_waiting_without_work_times_out(store: PostgresStore) -> None:
     started = time.monotonic()
     assert await store.wait_for_work(0.2) is False

@@ -732,12 +732,6 @@ class PostgresStore:
     # -- wake-ups ----------------------------------------------------------------------
 
     async def wait_for_work(self, timeout: float) -> bool:
-        listener = self._listener
-        if listener is not None and not listener.work_wanted:
-            # The first wait: listening starts now, so an enqueue since the caller's claim
-            # may have gone unheard; waking at once makes it claim again.
-            await listener.want_work()
-            return True
         return await self._wakeup.wait(timeout)
 
     def _on_notify(self) -> None:
