@@ -356,6 +356,19 @@ class Report:
             self.missed.append(row[0])
         print(f"  {row[0]:<44} {row[1]:>18}  {row[2]} {row[3]}", flush=True)
 
+    def finish(self, started: float | None = None) -> int:
+        """Print the table (and the wall time since ``started``), then the misses; the
+        script's exit code: 1 if a target was missed."""
+        print()
+        print(self.table())
+        if started is not None:
+            print(f"\nwall time {time.perf_counter() - started:.0f}s")
+        if self.missed:
+            print("MISSED: " + "; ".join(self.missed))
+            return 1
+        print("all targets met")
+        return 0
+
     def table(self) -> str:
         width = max(len(r[0]) for r in self.rows)
         lines = [f"{'measure':<{width}}  {'value':>18}  {'target':<26}", "-" * (width + 50)]
@@ -583,14 +596,7 @@ def main() -> int:
     logger.add(sys.stderr, level="WARNING")
     started = time.perf_counter()
     report = asyncio.run(run(args))
-    print()
-    print(report.table())
-    print(f"\nwall time {time.perf_counter() - started:.0f}s")
-    if report.missed:
-        print("MISSED: " + "; ".join(report.missed))
-        return 1
-    print("all targets met")
-    return 0
+    return report.finish(started)
 
 
 if __name__ == "__main__":

@@ -123,12 +123,7 @@ def main() -> int:
     args = parser.parse_args()
     rep = Report()
     measure_both(rep, args.seconds, args.clients)
-    print()
-    print(rep.table())
-    if rep.missed:
-        print(f"MISSED: {'; '.join(rep.missed)}")
-        return 1
-    return 0
+    return rep.finish()
 
 
 if __name__ == "__main__":

@@ -556,14 +556,7 @@ def main() -> int:
     logger.add(sys.stderr, level=os.environ.get("BENCH_LOG", "WARNING"))
     started = time.perf_counter()
     report = asyncio.run(run(args))
-    print()
-    print(report.table())
-    print(f"\nwall time {time.perf_counter() - started:.0f}s")
-    if report.missed:
-        print("MISSED: " + "; ".join(report.missed))
-        return 1
-    print("all targets met")
-    return 0
+    return report.finish(started)
 
 
 if __name__ == "__main__":

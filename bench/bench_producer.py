@@ -242,12 +242,7 @@ def main() -> int:
         asyncio.run(batch(rep, args.rounds))
     if "http" in parts:
         bench_http_enqueue.measure_both(rep, args.seconds, args.clients)
-    print()
-    print(rep.table())
-    if rep.missed:
-        print(f"MISSED: {'; '.join(rep.missed)}")
-        return 1
-    return 0
+    return rep.finish()
 
 
 if __name__ == "__main__":
