@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gladd.admin.audit import AUTH_SCOPE_KEY
 from gladd.admin.breakers import Persist, breaker_routes
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.executor.service import TaskService
@@ -103,7 +104,6 @@ def create_app(
             resilience,
             now=now or (lambda: datetime.now(UTC)),
             persist=persist_breaker,
-            token_set=bool(token),
         )
     if reload is not None:
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
@@ -178,6 +178,7 @@ class _TokenAuth:
             return
         given = dict(scope["headers"]).get(b"authorization", b"")
         if hmac.compare_digest(given, self.expected):
+            scope[AUTH_SCOPE_KEY] = "token"
             await self.app(scope, receive, send)
             return
         message = "wrong admin token" if given else "this route needs Authorization: Bearer TOKEN"

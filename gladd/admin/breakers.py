@@ -19,11 +19,11 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from loguru import logger
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gladd.admin.audit import log_action, who
 from gladd.admin.tasks import JSONBody, error
 from gladd.errors import StoreError
 from gladd.resilience.breaker import Breaker
@@ -67,10 +67,9 @@ def breaker_routes(
     *,
     now: Callable[[], datetime],
     persist: Persist | None = None,
-    token_set: bool = False,
 ) -> list[Route]:
-    """The ``/breakers`` routes over ``resilience``'s breakers. ``token_set``: the admin
-    token is required (so whoever got through holds it), for the log of who asked."""
+    """The ``/breakers`` routes over ``resilience``'s breakers; each change is logged with
+    who asked (:mod:`gladd.admin.audit`)."""
 
     async def listing(_: Request) -> JSONResponse:
         at = now()
@@ -78,44 +77,43 @@ def breaker_routes(
         return JSONBody({"breakers": listed, "isolated": sorted(resilience.isolated())})
 
     def change(isolate: bool) -> Callable[[Request], Awaitable[JSONResponse]]:
-        verb = "isolated" if isolate else "reset"
+        action = "isolate" if isolate else "reset"
 
         async def endpoint(request: Request) -> JSONResponse:
             name = request.path_params["name"]
-            client = request.client.host if request.client else "unknown"
-            who = f"{client} ({'with' if token_set else 'no'} token)"
+            asker = who(request)
             try:
                 ident, breaker = resilience.find_breaker(name)
             except UnknownBreaker as exc:
                 if isolate or name not in resilience.isolated():
                     return JSONBody({"error": str(exc), "known": exc.known}, status_code=404)
                 # Isolated once, its breaker gone from the policies since: end the hold.
-                return await forget(name, who)
+                return await forget(request, name, asker)
             was = breaker.state
             if persist is not None:
                 try:
-                    await persist(ident, isolate, who)
+                    await persist(ident, isolate, asker)
                 except StoreError as exc:
                     return error(503, f"could not store the override for every node: {exc}")
             if isolate:
-                resilience.isolate_breaker(ident, f"isolated by operator {who}")
+                resilience.isolate_breaker(ident, f"isolated by operator {asker}")
             else:
-                resilience.reset_breaker(ident, f"reset by operator {who}")
-            logger.warning("breaker {} {} by {} (was {})", ident, verb, who, was.value)
+                resilience.reset_breaker(ident, f"reset by operator {asker}")
+            log_action(request, action, f"breaker {ident} (was {was.value})")
             body = breaker_json(ident, breaker, now())
             body["was"] = was.value
             return JSONBody(body)
 
         return endpoint
 
-    async def forget(name: str, who: str) -> JSONResponse:
+    async def forget(request: Request, name: str, asker: str) -> JSONResponse:
         if persist is not None:
             try:
-                await persist(name, False, who)
+                await persist(name, False, asker)
             except StoreError as exc:
                 return error(503, f"could not store the override for every node: {exc}")
         resilience.reset_breaker(name)
-        logger.warning("breaker {} reset by {} (was isolated, no such breaker now)", name, who)
+        log_action(request, "reset", f"breaker {name} (was isolated, no such breaker now)")
         return JSONBody({"name": name, "state": "closed", "was": "isolated"})
 
     return [

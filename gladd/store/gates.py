@@ -122,7 +122,7 @@ class BreakerOverride:
     """A breaker an operator isolated on every node sharing the store, until reset."""
 
     name: str  # the breaker's POLICY:TARGET
-    by: str  # who asked: "ADDRESS (with token)"
+    by: str  # who asked: "ADDRESS (token)" (gladd.admin.audit.who)
     created_at: datetime
     state: str = "isolated"  # the only override there is
 

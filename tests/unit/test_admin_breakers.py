@@ -69,7 +69,7 @@ async def test_isolate_and_reset_are_stored_for_every_node_and_answer_the_breake
         assert (body["name"], body["was"], body["state"]) == ("api:billing", "closed", "isolated")
         assert body["since"] == NOW.isoformat()
         (stored,) = await runtime.store.breaker_overrides()
-        assert (stored.name, stored.by) == ("api:billing", "127.0.0.1 (with token)")
+        assert (stored.name, stored.by) == ("api:billing", "127.0.0.1 (token)")
         assert runtime.resilience.service("billing").breaker.state is BreakerState.ISOLATED
 
         answer = await api.post("/breakers/api:billing/reset", headers=auth)
