@@ -120,6 +120,7 @@ class Daemon:
             resilience=rt.resilience,
             now=rt.wall_now,
             persist_breaker=rt.persist_breaker,
+            policies=rt.policy_history,
         )
         admin = AdminServer(app, sock)
         _ensure_state_dir(self.settings.state_dir)

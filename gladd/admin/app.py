@@ -21,9 +21,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gladd.admin.audit import AUTH_SCOPE_KEY
 from gladd.admin.breakers import Persist, breaker_routes
+from gladd.admin.policies import policy_routes
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard, Status
+from gladd.observe.policy_history import PolicyHistory
 from gladd.observe.reloads import ReloadOutcome
 from gladd.resilience.guards import Resilience
 
@@ -67,6 +69,7 @@ def create_app(
     resilience: Resilience | None = None,
     now: Callable[[], datetime] | None = None,
     persist_breaker: Persist | None = None,
+    policies: PolicyHistory | None = None,
 ) -> Starlette:
     """The admin routes. Health reads only the board (never the database directly); every
     other route needs ``Authorization: Bearer TOKEN`` when a token is configured. Without
@@ -74,7 +77,9 @@ def create_app(
     false (the daemon's store has not opened yet), and an enqueue meant for another store
     than ``store_sha256`` names is a 421 (see :mod:`gladd.admin.tasks`). With
     ``resilience`` there are the ``/breakers`` routes (:mod:`gladd.admin.breakers`), their
-    times read on ``now``, their overrides stored through ``persist_breaker``."""
+    times read on ``now``, their overrides stored through ``persist_breaker``. With
+    ``policies`` there are ``GET /policies`` and ``/policies/history``
+    (:mod:`gladd.admin.policies`)."""
 
     async def health(_: Request) -> JSONResponse:
         report = board.report()
@@ -105,6 +110,8 @@ def create_app(
             now=now or (lambda: datetime.now(UTC)),
             persist=persist_breaker,
         )
+    if policies is not None:
+        routes += policy_routes(policies)
     if reload is not None:
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
     if metrics is not None:
