@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -120,3 +121,13 @@ def ask_json(
             f"{url} answered HTTP {answer.status}, but not with JSON: is something else "
             "listening on that port?"
         ) from None
+
+
+def shown_time(moment: str | None, *, suffix: str = "") -> str:
+    """An ISO 8601 time of an answer to the second, for a table ("-" for none)."""
+    if not moment:
+        return "-"
+    try:
+        return datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M:%S") + suffix
+    except ValueError:
+        return moment

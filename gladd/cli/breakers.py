@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from gladd.cli.admin_http import Unreachable, admin_url, ask_json
+from gladd.cli.admin_http import Unreachable, admin_url, ask_json, shown_time
 from gladd.cli.exits import EXIT_NOINPUT, EXIT_OK, EXIT_UNAVAILABLE, fail
 from gladd.cli.flags import light_settings_from
 
@@ -50,15 +49,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _short(moment: str | None) -> str:
-    if not moment:
-        return "-"
-    try:
-        return datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return moment
-
-
 def table(breakers: list[dict[str, Any]]) -> str:
     """One row per breaker: name, state, since, last failure, next probe."""
     if not breakers:
@@ -71,8 +61,8 @@ def table(breakers: list[dict[str, Any]]) -> str:
             (
                 str(b.get("name")),
                 str(b.get("state")),
-                _short(b.get("since")),
-                _short(b.get("next_probe")),
+                shown_time(b.get("since")),
+                shown_time(b.get("next_probe")),
                 last,
             )
         )

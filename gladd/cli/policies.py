@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from gladd.cli.admin_http import Unreachable, admin_url, ask_json
+from gladd.cli.admin_http import Unreachable, admin_url, ask_json, shown_time
 from gladd.cli.exits import EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail
 from gladd.cli.flags import light_settings_from
 
@@ -48,12 +47,7 @@ def run_history(args: argparse.Namespace) -> int:
 
 
 def _when(moment: str | None) -> str:
-    if not moment:
-        return "-"
-    try:
-        return datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M:%S UTC")
-    except ValueError:
-        return moment
+    return shown_time(moment, suffix=" UTC")
 
 
 def render(body: dict[str, Any]) -> str:
