@@ -61,7 +61,7 @@ async def _service(
     settings: Settings, *, migrate: bool = True, create: bool = False
 ) -> AsyncIterator[TaskService]:
     policies = load_policies(settings.policies_path).policies
-    store = configured_store(settings.store_url, policies)
+    store = configured_store(settings.store_url, policies, waits_for_work=False)
     await store.open(migrate=migrate, create=create)
     try:
         # The kinds the daemon published, as gladd.Client checks them: no plugin imported.
