@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio
 
-from gladd.admin.tasks import parse_items
+from gladd.admin.fast_enqueue import parse_items
 from gladd.cli.enqueue_args import BatchFile, trace_carrier
 from gladd.cli.exits import (
     EXIT_DATAERR,
