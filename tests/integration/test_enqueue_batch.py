@@ -80,7 +80,8 @@ async def test_a_batch_without_unique_keys_keeps_every_items_fields_in_order(
     enqueued = await service.enqueue_many([*items, {"kind": "gladd.noop", "timeout": 2.5}])
     assert [e.created for e in enqueued] == [True] * 6
     ids = [e.id for e in enqueued]
-    assert ids == sorted(ids) and len(set(ids)) == 6
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 6
     stored = [await service.get(i) for i in ids]
     assert [(t.payload, t.priority, t.run_at) for t in stored[:5]] == [
         ({"seconds": n}, n, NOW + timedelta(seconds=n)) for n in range(1, 6)
