@@ -54,7 +54,10 @@ class Client:
             # set up (none set up: OpenTelemetry's no-op one, the caller's context kept).
             tracing.enable(store_spans=settings.otel_store_spans)
         self._policies: Policies = load_policies(settings.policies_path).policies
-        self._store: Store = configured_store(settings.store_url, self._policies)
+        # It never waits for work: no notification of each of its own inserts comes back.
+        self._store: Store = configured_store(
+            settings.store_url, self._policies, waits_for_work=False
+        )
         # Without kinds=, the daemon's published catalogue: no plugin is imported here.
         self._catalogue: CatalogueKinds | None = None
         if kinds is None:

@@ -2,6 +2,15 @@
 
 Errors included: an unknown path is a JSON 404, a wrong method a JSON 405 with ``Allow``.
 Health reads only the board; every other route needs the admin token when one is set.
+
+:func:`create_app` composes plain ASGI layers, outermost first::
+
+    _TokenAuth       the admin token, for every route but the health probes
+    FastEnqueue      POST /tasks, answered without Starlette (gladd.admin.fast_enqueue)
+    Starlette        every other route, and the JSON 404/405
+
+A layer that must see every request but the token check (a cross-site request check, say)
+goes between the first two: whatever it refuses is then never enqueued either.
 """
 
 from __future__ import annotations
@@ -13,7 +22,6 @@ from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -21,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gladd.admin.audit import AUTH_SCOPE_KEY
 from gladd.admin.breakers import Persist, breaker_routes
+from gladd.admin.fast_enqueue import FastEnqueue
 from gladd.admin.policies import policy_routes
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.executor.service import TaskService
@@ -70,7 +79,7 @@ def create_app(
     now: Callable[[], datetime] | None = None,
     persist_breaker: Persist | None = None,
     policies: PolicyHistory | None = None,
-) -> Starlette:
+) -> ASGIApp:
     """The admin routes. Health reads only the board (never the database directly); every
     other route needs ``Authorization: Bearer TOKEN`` when a token is configured. Without
     ``tasks`` there are no ``/tasks`` routes; they answer 503 while ``store_open()`` is
@@ -116,10 +125,17 @@ def create_app(
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
     if metrics is not None:
         routes.append(Route("/metrics", metrics_endpoint(metrics), methods=["GET"]))
-    middleware = [Middleware(_TokenAuth, token=token)] if token else []
-    return Starlette(
-        routes=routes, middleware=middleware, exception_handlers={HTTPException: _http_error}
-    )
+    app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    if tasks is not None:
+        app = FastEnqueue(
+            app,
+            tasks=tasks,
+            store_open=store_open,
+            body_timeout=body_timeout,
+            store_sha256=store_sha256,
+        )
+    # Outermost: the token check (a cross-site request check would wrap the layers here).
+    return _TokenAuth(app, token=token) if token else app
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

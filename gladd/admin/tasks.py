@@ -21,67 +21,48 @@ wrong field types as much as an unknown kind — is a 422 whose ``items`` lists 
 item's ``index``, ``field`` and ``message``, every item checked (an item whose fields have
 the wrong names or types is listed for those, its kind and payload unchecked).
 
+``POST /tasks`` is answered by :class:`~gladd.admin.fast_enqueue.FastEnqueue` in front of
+Starlette (its route here runs the same code, :func:`~gladd.admin.fast_enqueue.enqueue_answer`).
+
 What the store cannot keep is refused by :class:`TaskService` before it is stored; what a
 store holds already is served back even when it is not valid Unicode (see :class:`JSONBody`).
 """
 
 from __future__ import annotations
 
-import hmac
-import json
 import re
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
-import anyio
 from loguru import logger
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictInt,
-    StrictStr,
-    ValidationError,
-)
-from starlette.requests import ClientDisconnect, Request
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictStr, ValidationError
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gladd.admin.fast_enqueue import (  # noqa: F401 - the body limits, read here too
+    MAX_BATCH_BODY,
+    MAX_BODY,
+    NOT_OPEN,
+    PROBLEMS,
+    Answer,
+    BadRequest,
+    enqueue_answer,
+    field_problems,
+    problem_answer,
+    read_json,
+    render_json,
+)
 from gladd.duration_fields import AnyDuration
-from gladd.errors import (
-    BatchRejected,
-    BatchTooLarge,
-    ItemProblem,
-    StoreError,
-    StoreUnavailable,
-    TaskRejected,
-    TaskStateConflict,
-    UnknownTask,
-    WaitTimeout,
-)
+from gladd.errors import StoreError, UnknownTask, WaitTimeout
 from gladd.executor.catalogue import kind_specs
-from gladd.executor.service import (
-    MAX_BATCH,
-    MAX_LIST,
-    MAX_REASON,
-    TaskService,
-    pause_json,
-    task_json,
-)
+from gladd.executor.service import MAX_LIST, MAX_REASON, TaskService, pause_json, task_json
 from gladd.executor.waiting import wait_seconds
-from gladd.light_settings import STORE_HEADER
 from gladd.store import KindSpec
-from gladd.store.rules import MAX_DEPTH
 
-MAX_BODY = 1024 * 1024
-"""Bytes of a body, but a batch's."""
-MAX_BATCH_BODY = 16 * 1024 * 1024
-"""Bytes of a ``POST /tasks`` array body: a batch of up to MAX_BATCH tasks."""
 BODY_TIMEOUT = 30.0
 """Seconds to receive a request body once its headers are in (the server bounds those)."""
-TRACE_HEADERS = ("traceparent", "tracestate")
 _DIGITS = re.compile(r"[0-9]{1,30}")
 _TASK_ID = re.compile(r"-?[0-9]{1,30}")
 _NUMBER = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
@@ -92,33 +73,22 @@ MAX_WAIT = 60.0
 idle timeouts, and a request that long holds no connection of the store's pool."""
 
 
-class EnqueueRequest(BaseModel):
-    # Strict: `"priority": true` or `"priority": "5"` is a mistake to report, not coerce.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kind: StrictStr = Field(min_length=1, max_length=200)
-    payload: Any = None
-    delay: AnyDuration = 0.0
-    priority: StrictInt | None = None
-    unique_key: StrictStr | None = Field(None, max_length=500)
-    timeout: AnyDuration | None = None
-
-
 class JSONBody(JSONResponse):
     """JSON that can always be sent: text a store holds that is not valid Unicode (a lone
     surrogate from before such input was refused) goes out ``\\u``-escaped, as JSON allows,
     rather than failing every read of it."""
 
     def render(self, content: Any) -> bytes:
-        try:
-            return super().render(content)
-        except UnicodeEncodeError:
-            text = json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-            return text.encode("ascii")
+        return render_json(content)
 
 
 def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONBody({"error": message}, status_code=status, headers=headers)
+
+
+def _response(answer: Answer) -> JSONResponse:
+    headers = None if answer.headers is None else dict(answer.headers)
+    return JSONBody(answer.body, status_code=answer.status, headers=headers)
 
 
 Endpoint = Callable[[Request], Awaitable[JSONResponse]]
@@ -131,173 +101,20 @@ def _guarded(
 ) -> Endpoint:
     async def endpoint(request: Request) -> JSONResponse:
         if not store_open():
-            return error(503, "the task store is not open yet (database unavailable?)")
+            return _response(NOT_OPEN)
         try:
             return await handler(request, tasks)
-        except _BadRequest as exc:
-            # A body left unread (too large, too slow, gone) ends the connection with it.
-            close = {"Connection": "close"} if exc.unread_body else None
-            return error(exc.status, str(exc), headers=close)
-        except UnknownTask as exc:
-            return error(404, str(exc))
-        except TaskStateConflict as exc:
-            return error(409, str(exc))
-        except BatchTooLarge as exc:
-            return error(413, str(exc))
-        except BatchRejected as exc:
-            return JSONBody(
-                {"error": str(exc), "items": [_problem_json(p) for p in exc.problems]},
-                status_code=422,
-            )
-        except TaskRejected as exc:
-            return error(422, str(exc))
-        except StoreUnavailable as exc:
-            return error(503, str(exc))
-        except StoreError as exc:
-            return error(500, str(exc))
+        except PROBLEMS as exc:  # the answers POST /tasks's fast path gives too
+            answer = problem_answer(exc)
+            assert answer is not None  # PROBLEMS are what it answers
+            return _response(answer)
 
     return endpoint
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-async def _read_json(request: Request, timeout: float, *, batch: bool = False) -> Any:
-    """The body's JSON, of at most MAX_BODY bytes; with ``batch``, an array body (a batch
-    enqueue) may have up to MAX_BATCH_BODY: which limit holds is known from the body's
-    first byte that is not white space, so no object is read past MAX_BODY either."""
-    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media and not media.endswith("json"):  # application/json, application/*+json
-        raise _BadRequest(
-            415, f"the body must be JSON: send Content-Type: application/json (got {media!r})"
-        )
-    declared = request.headers.get("content-length", "")
-    most = MAX_BATCH_BODY if batch else MAX_BODY
-    if _DIGITS.fullmatch(declared) and int(declared) > most:
-        raise _BadRequest(413, _too_large(most), unread_body=True)
-    body = bytearray()  # appended to in place: a 16 MiB batch in small chunks stays linear
-    limit: int | None = None if batch else MAX_BODY  # None: no byte but white space yet
-    try:
-        with anyio.fail_after(timeout):
-            async for chunk in request.stream():
-                body += chunk
-                if limit is None and (start := chunk.lstrip()[:1]):
-                    limit = MAX_BATCH_BODY if start == b"[" else MAX_BODY
-                if len(body) > (MAX_BODY if limit is None else limit):
-                    raise _BadRequest(413, _too_large(limit or MAX_BODY), unread_body=True)
-    except TimeoutError:
-        message = f"request body not received within {timeout:g}s"
-        raise _BadRequest(408, message, unread_body=True) from None
-    except ClientDisconnect:
-        message = "the client went away before sending the whole body"
-        raise _BadRequest(400, message, unread_body=True) from None
-    try:
-        return json.loads(bytes(body) or b"null", parse_constant=_refuse_constant)
-    except RecursionError:
-        raise _BadRequest(
-            400,
-            f"body is nested too deeply to decode: a payload may nest at most {MAX_DEPTH} "
-            "levels of arrays and objects",
-        ) from None
-    except ValueError as exc:  # also UnicodeDecodeError, and integers of over 4300 digits
-        raise _BadRequest(400, f"body is not valid JSON: {exc}") from None
-
-
-def _too_large(limit: int) -> str:
-    if limit == MAX_BATCH_BODY:
-        return f"request body over {limit} bytes (the limit of a batch, an array of tasks)"
-    return f"request body over {limit} bytes"
-
-
-class _BadRequest(Exception):
-    def __init__(self, status: int, message: str, *, unread_body: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.unread_body = unread_body
-
-
-def _field_problems(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-    )
-
-
-async def _enqueue(
-    request: Request, tasks: TaskService, body_timeout: float, store: str | None
-) -> JSONResponse:
-    meant = request.headers.get(STORE_HEADER)
-    if meant is not None and store is not None and not hmac.compare_digest(meant, store):
-        # Read before the body: a misdirected batch is not received at all.
-        return error(
-            421,
-            "this daemon serves another store than the one named by Gladd-Store-SHA256: "
-            "enqueue into that store directly",
-            headers={"Connection": "close"},
-        )
-    raw = await _read_json(request, body_timeout, batch=True)
-    # W3C Trace Context: the enqueue continues the caller's trace (when traces are on).
-    trace = {name: value for name in TRACE_HEADERS if (value := request.headers.get(name))}
-    if isinstance(raw, list):
-        return await _enqueue_many(raw, tasks, trace or None)
-    try:
-        body = EnqueueRequest.model_validate(raw)
-    except ValidationError as exc:
-        return error(400, _field_problems(exc))
-    enqueued = await tasks.enqueue(
-        body.kind,
-        body.payload,
-        delay=body.delay,
-        priority=body.priority,
-        unique_key=body.unique_key,
-        timeout=body.timeout,
-        trace=trace or None,
-    )
-    status = 201 if enqueued.created else 200
-    return JSONBody({"id": enqueued.id, "created": enqueued.created}, status_code=status)
-
-
-async def _enqueue_many(
-    raw: list[Any], tasks: TaskService, trace: dict[str, str] | None
-) -> JSONResponse:
-    """A batch: 201 when any task was created, 200 when every item matched an unfinished
-    task's unique key; ``tasks`` in item order."""
-    items, refused = parse_items(raw)
-    enqueued = await tasks.enqueue_many(items, trace=trace, refused=refused)
-    created = any(e.created for e in enqueued)
-    shown = [{"id": e.id, "created": e.created} for e in enqueued]
-    return JSONBody({"tasks": shown}, status_code=201 if created or not enqueued else 200)
-
-
-def parse_items(raw: list[Any]) -> tuple[list[dict[str, Any]], list[ItemProblem]]:
-    """A batch's items as :meth:`TaskService.enqueue_many` takes them, each read as a
-    ``POST /tasks`` object is (durations as text), and the problems of every item whose
-    fields have the wrong names or types (its place in the items holds an empty dict);
-    raises :class:`BatchTooLarge` over MAX_BATCH items."""
-    if len(raw) > MAX_BATCH:
-        raise BatchTooLarge(len(raw), MAX_BATCH)
-    items: list[dict[str, Any]] = []
-    problems: list[ItemProblem] = []
-    for index, item in enumerate(raw):
-        try:
-            fields = EnqueueRequest.model_validate(item)
-        except ValidationError as exc:
-            items.append({})
-            problems += [
-                ItemProblem(
-                    index=index,
-                    field=".".join(str(p) for p in e["loc"]),
-                    message=e["msg"] if isinstance(item, dict) else "must be an object",
-                )
-                for e in exc.errors()
-            ]
-        else:
-            items.append({name: getattr(fields, name) for name in fields.model_fields_set})
-    return items, problems
-
-
-def _problem_json(problem: ItemProblem) -> dict[str, Any]:
-    return {"index": problem.index, "field": problem.field, "message": problem.message}
+async def _read_json(request: Request, timeout: float) -> Any:
+    """An object body's JSON (at most MAX_BODY bytes), as ``POST /tasks`` reads one."""
+    return await read_json(request.headers, request.stream(), timeout, batch=False)
 
 
 def _kinds_endpoint(tasks: TaskService, store_open: Callable[[], bool]) -> Endpoint:
@@ -377,10 +194,10 @@ def _wait_seconds(text: str) -> float:
     try:
         seconds = wait_seconds(float(text) if _NUMBER.fullmatch(text) else text)
     except ValueError as exc:
-        raise _BadRequest(400, str(exc)) from None
+        raise BadRequest(400, str(exc)) from None
     assert seconds is not None  # given a value, never None
     if seconds > MAX_WAIT:
-        raise _BadRequest(
+        raise BadRequest(
             400,
             f"timeout must be at most {MAX_WAIT:g}s (got {text!r}): wait again when it "
             "answers 408 for longer",
@@ -404,7 +221,7 @@ async def _pauses(request: Request, tasks: TaskService, body_timeout: float) -> 
     try:
         body = PauseRequest.model_validate(raw)
     except ValidationError as exc:
-        return error(400, _field_problems(exc))
+        return error(400, field_problems(exc))
     client = request.client.host if request.client else "unknown"
     pause = await tasks.pause(
         body.target, seconds=body.lasting, until=body.until, reason=body.reason, by=f"api:{client}"
@@ -430,7 +247,7 @@ async def _list(request: Request, tasks: TaskService) -> JSONResponse:
     limit_text = query.get("limit", "100")
     if not _DIGITS.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIST:
         shown = limit_text if len(limit_text) <= 40 else limit_text[:40] + "…"
-        raise _BadRequest(400, f"limit must be a whole number from 1 to {MAX_LIST} (got {shown!r})")
+        raise BadRequest(400, f"limit must be a whole number from 1 to {MAX_LIST} (got {shown!r})")
     found = await tasks.list(
         state=query.get("state"), kind=query.get("kind") or None, limit=int(limit_text)
     )
@@ -441,8 +258,11 @@ async def _tasks(
     request: Request, tasks: TaskService, *, body_timeout: float, store: str | None
 ) -> JSONResponse:
     # One route for both methods, so a 405 on /tasks names every method it allows.
-    if request.method == "POST":
-        return await _enqueue(request, tasks, body_timeout, store)
+    if request.method == "POST":  # FastEnqueue answers it before Starlette, as this would
+        answer = await enqueue_answer(
+            request.headers, request.stream(), tasks, body_timeout=body_timeout, store=store
+        )
+        return _response(answer)
     return await _list(request, tasks)
 
 

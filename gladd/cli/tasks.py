@@ -16,7 +16,7 @@ from pathlib import Path
 
 import anyio
 
-from gladd.admin.tasks import parse_items
+from gladd.admin.fast_enqueue import parse_items
 from gladd.cli.enqueue_args import BatchFile, trace_carrier
 from gladd.cli.exits import (
     EXIT_DATAERR,
@@ -61,7 +61,7 @@ async def _service(
     settings: Settings, *, migrate: bool = True, create: bool = False
 ) -> AsyncIterator[TaskService]:
     policies = load_policies(settings.policies_path).policies
-    store = configured_store(settings.store_url, policies)
+    store = configured_store(settings.store_url, policies, waits_for_work=False)
     await store.open(migrate=migrate, create=create)
     try:
         # The kinds the daemon published, as gladd.Client checks them: no plugin imported.

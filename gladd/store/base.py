@@ -525,3 +525,6 @@ class Backend:
     # Its driver's errors worth retrying, by qualified class name: the resilience classifier
     # learns them from the registry without importing the driver.
     transient: Mapping[str, RetryClass] = field(default_factory=dict)
+    # The constructor options of a store that never waits for work (a client that only
+    # enqueues and reads), e.g. PostgreSQL's: no LISTEN for new tasks.
+    enqueue_only: Mapping[str, Any] = field(default_factory=dict)

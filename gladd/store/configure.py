@@ -12,16 +12,25 @@ from gladd.store.registry import backend_for
 from gladd.store.traced import traced_store
 
 
-def configured_store(url: str, policies: Policies, *, guard: StoreGuard | None = None) -> Store:
+def configured_store(
+    url: str,
+    policies: Policies,
+    *,
+    guard: StoreGuard | None = None,
+    waits_for_work: bool = True,
+) -> Store:
     """An unopened store for ``url``; raises ConfigError for an unsupported scheme.
 
     ``guard`` wraps each operation of a store that talks to a server (the daemon passes the
     database guard: the ``[database]`` retry policy on connection errors). With store
-    spans on (:mod:`gladd.tracing`), each operation of it is a span."""
+    spans on (:mod:`gladd.tracing`), each operation of it is a span. ``waits_for_work=False``
+    is for a store that never calls ``wait_for_work`` (``gladd.Client``): it does not listen
+    for new tasks (PostgreSQL: no LISTEN, so no notification per insert comes back to it)."""
     backend = backend_for(url)
-    return traced_store(
-        backend.make(url, **backend.tuning(policies.database, guard)), tracing.current()
-    )
+    options = backend.tuning(policies.database, guard)
+    if not waits_for_work:
+        options.update(backend.enqueue_only)
+    return traced_store(backend.make(url, **options), tracing.current())
 
 
 def prepare_retune(store: Store, policies: Policies) -> Callable[[], None]:

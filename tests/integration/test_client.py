@@ -54,6 +54,16 @@ async def test_postgres_store_by_url(postgres_url: str) -> None:
     assert task.payload == {"x": 1}
 
 
+async def test_a_clients_postgres_store_does_not_listen_for_new_tasks(postgres_url: str) -> None:
+    """A client only enqueues and reads: its store does not LISTEN for new tasks, so the
+    server does not send it a notification for each task it stores (the daemon's does)."""
+    async with gladd.Client(await made(postgres_url)) as client:
+        await client.enqueue("gladd.noop")
+        listener = client._store._listener  # type: ignore[attr-defined]
+        assert listener is not None
+        assert listener.work_wanted is False
+
+
 def test_unknown_scheme_is_a_config_error() -> None:
     with pytest.raises(gladd.ConfigError, match="unsupported scheme 'mysql'"):
         gladd.Client("mysql://localhost/x")

@@ -69,6 +69,26 @@ async def test_a_batch_is_stored_in_order_with_each_items_fields(service: TaskSe
     assert (third.timeout, third.unique_key, third.state) == (2.5, "k", TaskState.PENDING)
 
 
+async def test_a_batch_without_unique_keys_keeps_every_items_fields_in_order(
+    service: TaskService,
+) -> None:
+    """No item has a unique key (PostgreSQL's lean statement): each id is its own item's."""
+    items: list[dict[str, Any]] = [
+        {"kind": "gladd.sleep", "payload": {"seconds": n}, "priority": n, "delay": n}
+        for n in range(1, 6)
+    ]
+    enqueued = await service.enqueue_many([*items, {"kind": "gladd.noop", "timeout": 2.5}])
+    assert [e.created for e in enqueued] == [True] * 6
+    ids = [e.id for e in enqueued]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 6
+    stored = [await service.get(i) for i in ids]
+    assert [(t.payload, t.priority, t.run_at) for t in stored[:5]] == [
+        ({"seconds": n}, n, NOW + timedelta(seconds=n)) for n in range(1, 6)
+    ]
+    assert (stored[5].kind, stored[5].timeout) == ("gladd.noop", 2.5)
+
+
 async def test_one_refused_item_stores_nothing_and_every_problem_is_listed(
     service: TaskService,
 ) -> None:

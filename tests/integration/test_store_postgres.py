@@ -192,6 +192,38 @@ async def test_enqueue_on_one_node_wakes_a_waiter_on_another(
     assert time.monotonic() - started < 2, "woke by timeout, not by the notification"
 
 
+async def test_a_store_that_only_enqueues_does_not_listen_for_work_until_it_waits(
+    db_url: str,
+) -> None:
+    """``listen_for_work=False`` (gladd.Client's store): no LISTEN for new tasks, so its
+    own enqueues' NOTIFYs are not delivered to it. Should it wait for work after all, its
+    first wait wakes at once (an enqueue just before it started listening would have gone
+    unheard), later waits time out without work, and another node's enqueue wakes it."""
+    async with node(db_url, listen_for_work=False) as client, node(db_url) as other:
+        for _ in range(3):
+            await client.enqueue(NewTask(kind="noop"), now=NOW)
+        listener = client._listener
+        assert listener is not None
+        assert not listener.work_wanted
+        assert await client.wait_for_work(0.1) is True  # listening from now: claim again
+        assert listener.work_wanted
+        started = time.monotonic()
+        assert await client.wait_for_work(0.2) is False
+        assert time.monotonic() - started >= 0.19
+        woke: list[bool] = []
+
+        async def wait() -> None:
+            woke.append(await client.wait_for_work(10))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await anyio.sleep(0.05)
+            started = time.monotonic()
+            await other.enqueue(NewTask(kind="noop"), now=NOW)
+        assert woke == [True]
+        assert time.monotonic() - started < 2, "woke by timeout, not by the notification"
+
+
 async def test_waiting_without_work_times_out(store: PostgresStore) -> None:
     started = time.monotonic()
     assert await store.wait_for_work(0.2) is False

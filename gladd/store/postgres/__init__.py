@@ -36,6 +36,7 @@ BACKEND = Backend(
     form="postgresql://USER@HOST/DB",
     make=_make,
     tuning=_tuning,
+    enqueue_only={"listen_for_work": False},
     transient={
         "asyncpg.exceptions.CannotConnectNowError": "connect",
         "asyncpg.exceptions.TooManyConnectionsError": "connect",

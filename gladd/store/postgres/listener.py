@@ -1,9 +1,12 @@
 """The PostgreSQL store's wake-up connection: one connection outside the pool LISTENs on
-``gladd_tasks`` (work may be due) and ``gladd_pauses`` (a pause or resume, or a breaker
-isolated or reset, any node's),
-and, once a task is watched (a waiting client), on ``gladd_task_events`` (task ids whose
-outcome or progress was stored). When it drops it is re-established in the background,
-and once it is back everything is announced, for any notification missed meanwhile."""
+``gladd_pauses`` (a pause or resume, or a breaker isolated or reset, any node's); on
+``gladd_tasks`` (work may be due) from the start for a store that waits for work (a
+daemon), and only from its first wait for a store opened not to (``work=False``: a client
+that only enqueues, which so never hears its own inserts' notifications); and once a task
+is watched (a waiting client), on ``gladd_task_events`` (task ids whose outcome or progress
+was stored).
+When it drops it is re-established in the background, and once it is back everything is
+announced, for any notification missed meanwhile."""
 
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ class NotifyListener:
         notify: Callable[[], None],
         paused: Callable[[], None] = lambda: None,
         events: Callable[[list[int] | None], None] = lambda ids: None,
+        work: bool = True,
     ) -> None:
         self._dsn = dsn
         self.url = url  # masked: for messages
@@ -43,6 +47,7 @@ class NotifyListener:
         self._notify = notify
         self._paused = paused
         self._events = events  # None: any task may have changed
+        self._work_wanted = work  # LISTEN on CHANNEL (False: from want_work on)
         self._events_wanted = False
         self._conn: Any = None
         self._reconnect: asyncio.Task[None] | None = None
@@ -54,7 +59,8 @@ class NotifyListener:
         except Exception as exc:
             raise map_error("listen", exc, self.url, self._timeout) from exc
         try:
-            await conn.add_listener(CHANNEL, self._on_notify)
+            if self._work_wanted:
+                await conn.add_listener(CHANNEL, self._on_notify)
             await conn.add_listener(PAUSES, self._on_paused)
             if self._events_wanted:
                 await conn.add_listener(EVENTS, self._on_event)
@@ -64,19 +70,31 @@ class NotifyListener:
         conn.add_termination_listener(self._on_lost)
         self._conn = conn
 
+    @property
+    def work_wanted(self) -> bool:
+        return self._work_wanted
+
+    async def want_work(self) -> None:
+        """LISTEN on ``CHANNEL`` from now on (a client that only enqueues never does)."""
+        if not self._work_wanted:
+            self._work_wanted = True
+            await self._add(CHANNEL, self._on_notify)
+
     async def want_events(self) -> None:
         """LISTEN on ``EVENTS`` from now on (a daemon that nobody waits on never does)."""
-        if self._events_wanted:
-            return
-        self._events_wanted = True
+        if not self._events_wanted:
+            self._events_wanted = True
+            await self._add(EVENTS, self._on_event)
+
+    async def _add(self, channel: str, callback: Callable[..., None]) -> None:
         conn = self._conn
         if conn is None:
             return  # re-establishing: listen() adds it
         try:
-            await conn.add_listener(EVENTS, self._on_event)
+            await conn.add_listener(channel, callback)
         except Exception:
-            # Lost meanwhile: the termination listener re-establishes it, with EVENTS.
-            logger.debug("PostgreSQL store {}: LISTEN {} failed", self.url, EVENTS)
+            # Lost meanwhile: the termination listener re-establishes it, with the channel.
+            logger.debug("PostgreSQL store {}: LISTEN {} failed", self.url, channel)
 
     async def close(self) -> None:
         self._closed = True

@@ -43,6 +43,9 @@ The same connection hears ``gladd_pauses`` (a pause or resume on any node) and m
 watched (:meth:`PostgresStore.watch`, a waiting client) it also LISTENs on
 ``gladd_task_events``, which the statements storing outcomes, rescues, progress and
 cancels notify with the ids they changed: one connection for all of a client's waits.
+A store made with ``listen_for_work=False`` (``gladd.Client``'s: it only enqueues) LISTENs
+on ``gladd_tasks`` only from its first wait for work, so it is not sent a notification per
+insert of its own.
 
 Flow control, and why a gated claim is correct across nodes: :mod:`~gladd.store.postgres.flow`.
 
@@ -151,8 +154,13 @@ class PostgresStore:
         pool_min_size: int = 1,
         pool_max_size: int = 10,
         guard: QueryGuard | None = None,
+        listen_for_work: bool = True,
     ) -> None:
+        """``listen_for_work=False`` is for a store that only enqueues (``gladd.Client``):
+        it does not LISTEN for new tasks until its first :meth:`wait_for_work`, so its own
+        inserts' notifications are not sent to it (a round trip's worth of work each)."""
         self._dsn = url
+        self._listen_for_work = listen_for_work
         self.url = mask_url(url)
         self._timeout = 0.0
         self.query_timeout = query_timeout
@@ -237,6 +245,7 @@ class PostgresStore:
                 notify=self._on_notify,
                 paused=self._pauses_changed,
                 events=self._tasks_changed,
+                work=self._listen_for_work,
             )
             await self._listener.listen()
         except BaseException:
@@ -732,6 +741,12 @@ class PostgresStore:
     # -- wake-ups ----------------------------------------------------------------------
 
     async def wait_for_work(self, timeout: float) -> bool:
+        listener = self._listener
+        if listener is not None and not listener.work_wanted:
+            # A store opened with listen_for_work=False waits after all: it listens from
+            # now on, and wakes at once, for an enqueue before this would have gone unheard.
+            await listener.want_work()
+            return True
         return await self._wakeup.wait(timeout)
 
     def _on_notify(self) -> None:

@@ -22,6 +22,9 @@ async def enqueue_once(conn: Any, args: tuple[Any, ...]) -> dict[int, Enqueued]:
     keys: list[str | None] = args[-1]
     if len(keys) == 1:
         return await _enqueue_one(conn, (args[0], *(column[0] for column in args[1:])))
+    if all(key is None for key in keys):  # nothing can conflict: no arbiter, no joins
+        ids = await conn.fetchval(Q["enqueue_plain"], *args[:-1])
+        return {i: Enqueued(id=task_id, created=True) for i, task_id in enumerate(ids)}
     found: dict[int, Enqueued] = {}
     for ord_, created, task_id in await conn.fetch(Q["enqueue"], *args):
         found.setdefault(ord_ - 1, Enqueued(id=task_id, created=created))

@@ -40,6 +40,26 @@ FROM input AS i
 JOIN gladd_tasks AS e ON e.unique_key = i.unique_key AND e.state IN ('pending', 'running')
 WHERE i.unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inserted AS n WHERE n.id = i.id);
 
+-- name: enqueue_plain
+-- enqueue's batch when no task has a unique_key (nothing can conflict): $1 now, $2..$10 its
+-- arrays but unique_key's. No conflict arbiter and no joins back; the ids come back as one
+-- array in input order (1.3x enqueue's rate for 1,000 tasks, bench/bench_producer.py).
+WITH input AS MATERIALIZED (
+    SELECT nextval('gladd_tasks_id_seq') AS id, i.*
+    FROM unnest($2::text[], $3::text[], $4::integer[], $5::timestamptz[], $6::integer[],
+                $7::double precision[], $8::text[], $9::text[], $10::timestamptz[])
+         WITH ORDINALITY AS i(kind, payload, priority, run_at, max_attempts, timeout,
+                              traceparent, schedule, scheduled_for, ord)
+), inserted AS (
+    INSERT INTO gladd_tasks (id, kind, payload, priority, run_at, max_attempts, timeout,
+                             traceparent, schedule, scheduled_for, created_at, updated_at)
+    SELECT id, kind, payload::jsonb, priority, run_at, max_attempts, timeout, traceparent,
+           schedule, scheduled_for, $1, $1
+    FROM input
+    ORDER BY ord
+)
+SELECT array_agg(id ORDER BY ord) FROM input;
+
 -- name: enqueue_one
 -- One task: $1 now, then its fields in enqueue's order. The statement of every lone enqueue,
 -- a plain insert that costs the server less than enqueue's arrays do; a unique_key conflict
