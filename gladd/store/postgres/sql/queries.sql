@@ -257,9 +257,6 @@ DELETE FROM gladd_tasks AS t USING doomed AS d WHERE t.id = d.id;
 -- name: count_purgeable
 SELECT count(*) FROM gladd_tasks WHERE finished_at < $1 AND state = ANY($2::text[]);
 
--- name: counts
-SELECT state, count(*) AS n FROM gladd_tasks GROUP BY state;
-
 -- Schedules. A schedule advances by a compare-and-set on its last tick, inside the
 -- transaction that enqueues the tick's tasks: the insert for a schedule never advanced, the
 -- update from the tick the caller read. Each returns its row or nothing, and nothing means
@@ -451,3 +448,52 @@ WITH removed AS (
     DELETE FROM gladd_breakers WHERE name = $1 RETURNING name, state, by, created_at
 )
 SELECT r.*, pg_notify('gladd_pauses', 'breaker:' || r.name) AS notified FROM removed AS r;
+
+-- Listing, counts and workers (issue 14; the rules in gladd/store/listing.py).
+
+-- name: task_stats
+-- Folds the deltas the triggers appended into one row per (kind, state) and returns the
+-- totals, in one statement. Deltas committed while it runs are not in its snapshot: they
+-- are neither deleted nor counted, and the next read folds them. Two reads at once: the
+-- second waits for the first's deleted rows, finds them gone and skips them.
+WITH gone AS (
+    DELETE FROM gladd_task_counts RETURNING kind, state, n
+), folded AS (
+    INSERT INTO gladd_task_counts (kind, state, n)
+    SELECT kind, state, sum(n) FROM gone GROUP BY kind, state HAVING sum(n) <> 0
+    RETURNING kind, state, n
+)
+SELECT kind, state, n FROM folded;
+
+-- name: find
+-- Newest first below the id $6 (the cursor's, never NULL: an index condition even in a
+-- generic plan); each filter is skipped when its parameter is NULL (states: empty).
+SELECT * FROM gladd_tasks
+WHERE id < $6
+  AND (cardinality($1::text[]) = 0 OR state = ANY($1::text[]))
+  AND ($2::text IS NULL OR kind = $2)
+  AND ($3::text IS NULL OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(errors) AS e
+        WHERE strpos(lower((e ->> 'type') || ': ' || (e ->> 'message')), lower($3)) > 0))
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+  AND ($5::timestamptz IS NULL OR created_at < $5)
+ORDER BY id DESC
+LIMIT $7;
+
+-- name: count_matching
+SELECT count(*) FROM gladd_tasks
+WHERE id < $6
+  AND (cardinality($1::text[]) = 0 OR state = ANY($1::text[]))
+  AND ($2::text IS NULL OR kind = $2)
+  AND ($3::text IS NULL OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(errors) AS e
+        WHERE strpos(lower((e ->> 'type') || ': ' || (e ->> 'message')), lower($3)) > 0))
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+  AND ($5::timestamptz IS NULL OR created_at < $5);
+
+-- name: worker_rows
+-- Running tasks per owner through gladd_tasks_running (owner is set exactly while running).
+SELECT w.id, w.last_seen,
+       (SELECT count(*) FROM gladd_tasks AS t WHERE t.owner = w.id) AS running
+FROM gladd_workers AS w
+ORDER BY w.id;
