@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gladd.admin.audit import AUTH_SCOPE_KEY
 from gladd.admin.breakers import Persist, breaker_routes
+from gladd.admin.overview import overview_routes
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard, Status
@@ -96,6 +97,7 @@ def create_app(
         Route("/health/ready", ready, methods=["GET"]),
     ]
     if tasks is not None:
+        routes += overview_routes(tasks, store_open=store_open, body_timeout=body_timeout)
         routes += task_routes(
             tasks, store_open=store_open, body_timeout=body_timeout, store_sha256=store_sha256
         )

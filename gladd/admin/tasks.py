@@ -49,6 +49,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gladd.admin.listing import page_json, page_request, unmatchable
 from gladd.duration_fields import AnyDuration
 from gladd.errors import (
     BatchRejected,
@@ -64,7 +65,6 @@ from gladd.errors import (
 from gladd.executor.catalogue import kind_specs
 from gladd.executor.service import (
     MAX_BATCH,
-    MAX_LIST,
     MAX_REASON,
     TaskService,
     pause_json,
@@ -73,6 +73,7 @@ from gladd.executor.service import (
 from gladd.executor.waiting import wait_seconds
 from gladd.light_settings import STORE_HEADER
 from gladd.store import KindSpec
+from gladd.store.listing import BadListing
 from gladd.store.rules import MAX_DEPTH
 
 MAX_BODY = 1024 * 1024
@@ -134,6 +135,8 @@ def _guarded(
             return error(503, "the task store is not open yet (database unavailable?)")
         try:
             return await handler(request, tasks)
+        except BadListing as exc:
+            return error(400, str(exc))
         except _BadRequest as exc:
             # A body left unread (too large, too slow, gone) ends the connection with it.
             close = {"Connection": "close"} if exc.unread_body else None
@@ -426,15 +429,11 @@ async def _resume(request: Request, tasks: TaskService) -> JSONResponse:
 
 
 async def _list(request: Request, tasks: TaskService) -> JSONResponse:
-    query = request.query_params
-    limit_text = query.get("limit", "100")
-    if not _DIGITS.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIST:
-        shown = limit_text if len(limit_text) <= 40 else limit_text[:40] + "…"
-        raise _BadRequest(400, f"limit must be a whole number from 1 to {MAX_LIST} (got {shown!r})")
-    found = await tasks.list(
-        state=query.get("state"), kind=query.get("kind") or None, limit=int(limit_text)
-    )
-    return JSONBody({"tasks": [task_json(t) for t in found]})
+    query = {name: request.query_params.getlist(name) for name in request.query_params}
+    where, limit, before = page_request(query, now=tasks.now())
+    if unmatchable(where):
+        return JSONBody({"tasks": [], "next": None})
+    return JSONBody(page_json(await tasks.store.find(where, limit=limit, before=before)))
 
 
 async def _tasks(

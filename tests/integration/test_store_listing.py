@@ -11,7 +11,7 @@ import anyio
 import asyncpg
 import pytest
 
-from gladd.store import Cancelled, Failed, NewTask, Released, Store, Succeeded, TaskError
+from gladd.store import Cancelled, Failed, Released, Store, Succeeded, TaskError
 from gladd.store.base import TaskFilter, TaskState
 from gladd.store.listing import decode_cursor
 from tests.integration.test_store_contract import (
