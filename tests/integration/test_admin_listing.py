@@ -103,7 +103,8 @@ async def test_a_bad_listing_parameter_is_a_400_naming_it(
     response = await api.get("/tasks", params=params)
     assert response.status_code == 400
     message = response.json()["error"]
-    assert message.startswith(f"{param}: ") and says in message, message
+    assert message.startswith(f"{param}: "), message
+    assert says in message, message
 
 
 async def test_stats_answer_per_kind_and_totals(api: httpx.AsyncClient, store: Store) -> None:
@@ -118,7 +119,8 @@ async def test_stats_answer_per_kind_and_totals(api: httpx.AsyncClient, store: S
         "dead": 0,
         "cancelled": 0,
     }
-    assert body["totals"]["dead"] == 2 and body["totals"]["pending"] == 1
+    assert body["totals"]["dead"] == 2
+    assert body["totals"]["pending"] == 1
     assert body["total"] == 3
 
 
@@ -153,10 +155,12 @@ async def test_bulk_retry_previews_then_acts_on_what_was_counted(
     done = await api.post("/tasks/bulk", json={**request, "expect": 4})
     assert done.status_code == 200
     body = done.json()
-    assert body["count"] == 4 and body["skipped"] == 0
+    assert body["count"] == 4
+    assert body["skipped"] == 0
     assert set(failed) <= set(body["ids"])
     stats = (await store.stats()).by_kind
-    assert stats["mail"]["pending"] == 4 and stats["sms"]["dead"] == 1
+    assert stats["mail"]["pending"] == 4
+    assert stats["sms"]["dead"] == 1
 
 
 async def test_bulk_cancel_takes_only_pending_and_running(

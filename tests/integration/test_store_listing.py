@@ -45,7 +45,7 @@ async def plain_insert(backend: tuple[str, str], kind: str, state: str = "pendin
             await conn.close()
 
 
-async def everything(store: Store, where: TaskFilter = TaskFilter(), limit: int = 7) -> list[int]:
+async def everything(store: Store, where: TaskFilter, limit: int = 7) -> list[int]:
     """Every matching id, page by page."""
     ids: list[int] = []
     before = None
