@@ -40,8 +40,18 @@ class BulkAction(StrEnum):
         return frozenset({TaskState.PENDING, TaskState.RUNNING})
 
 
-class BulkCountChanged(GladdError):
-    """More tasks match than the operator agreed to act on; nothing was changed."""
+class BulkCountChanged(TaskStateConflict):
+    """More tasks match than the operator agreed to act on; nothing was changed (HTTP 409,
+    exit 1, as any conflict)."""
+
+    def __init__(self, count: int, expect: int) -> None:
+        self.count = count
+        self.expect = expect
+        GladdError.__init__(
+            self,
+            f"{count} tasks match now, more than the {expect} expected: preview again and "
+            "confirm the new count",
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,10 +93,7 @@ async def run(
     fixed = replace(where, max_id=top.tasks[0].id)
     count = await store.count_matching(fixed)
     if count > expect:
-        raise BulkCountChanged(
-            f"{count} tasks match now, more than the {expect} expected: preview again and "
-            "confirm the new count"
-        )
+        raise BulkCountChanged(count, expect)
     changed: list[int] = []
     skipped = 0
     before: int | None = None
