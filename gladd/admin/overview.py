@@ -25,6 +25,7 @@ from gladd.admin.listing import filter_request, stats_json, workers_json
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, _guarded, _read_json, error
 from gladd.executor import bulk
 from gladd.executor.service import TaskService
+from gladd.store.base import TaskFilter
 from gladd.store.listing import BadListing
 
 SHOWN_IDS = 100
@@ -36,6 +37,16 @@ async def _stats(_: Request, tasks: TaskService) -> JSONResponse:
 
 async def _workers(_: Request, tasks: TaskService) -> JSONResponse:
     return JSONBody(workers_json(await tasks.store.workers(), now=tasks.now()))
+
+
+async def _bulk_request(
+    request: Request, tasks: TaskService, timeout: float
+) -> tuple[dict[str, Any], bulk.BulkAction, TaskFilter]:
+    """The body, its action and its filter, narrowed to the states the action applies to."""
+    body = await _bulk_body(request, timeout)
+    action = bulk.parse_action(body.get("action"))
+    where = bulk.narrowed(action, filter_request(body.get("filter"), now=tasks.now()))
+    return body, action, where
 
 
 async def _bulk_body(request: Request, timeout: float) -> dict[str, Any]:
@@ -50,9 +61,7 @@ async def _bulk_body(request: Request, timeout: float) -> dict[str, Any]:
 
 def _preview(timeout: float) -> Callable[[Request, TaskService], Any]:
     async def preview(request: Request, tasks: TaskService) -> JSONResponse:
-        body = await _bulk_body(request, timeout)
-        action = bulk.parse_action(body.get("action"))
-        where = filter_request(body.get("filter"), now=tasks.now())
+        _, action, where = await _bulk_request(request, tasks, timeout)
         count = await bulk.preview(tasks.store, action, where)
         return JSONBody({"action": action.value, "count": count})
 
@@ -61,10 +70,7 @@ def _preview(timeout: float) -> Callable[[Request, TaskService], Any]:
 
 def _act(timeout: float) -> Callable[[Request, TaskService], Any]:
     async def act(request: Request, tasks: TaskService) -> JSONResponse:
-        body = await _bulk_body(request, timeout)
-        action = bulk.parse_action(body.get("action"))
-        where = filter_request(body.get("filter"), now=tasks.now())
-        bulk.narrowed(action, where)  # a filter it cannot act on is told before `expect`
+        body, action, where = await _bulk_request(request, tasks, timeout)
         expect = body.get("expect")
         if isinstance(expect, bool) or not isinstance(expect, int) or expect < 0:
             raise BadListing(

@@ -82,22 +82,24 @@ def decode_cursor(text: str) -> int:
     except (binascii.Error, ValueError):
         raw = ""
     if not _CURSOR.fullmatch(raw):
-        shown = text if len(text) <= 40 else text[:40] + "…"
         raise BadListing(
             "cursor",
-            f"{shown!r} is not a cursor this gladd gave: pass the `next` of the previous page "
-            "as it was, or leave it out for the first page",
+            f"{_shown(text)!r} is not a cursor this gladd gave: pass the `next` of the previous "
+            "page as it was, or leave it out for the first page",
         )
     return int(raw)
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 40 else text[:40] + "…"
 
 
 def check_limit(text: str) -> int:
     """A page size from text: 1 to MAX_PAGE."""
     if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
-        shown = text if len(text) <= 40 else text[:40] + "…"
         raise BadListing(
             "limit",
-            f"must be a whole number from 1 to {MAX_PAGE} (got {shown!r}); page on with the "
+            f"must be a whole number from 1 to {MAX_PAGE} (got {_shown(text)!r}); page on with the "
             "cursor for more",
         )
     return int(text)
@@ -129,7 +131,7 @@ def parse_time(text: str, *, param: str, now: datetime) -> datetime:
     except ValueError:
         raise BadListing(
             param,
-            f"{text[:40]!r} is neither a time nor a duration: use ISO 8601 like "
+            f"{_shown(text)!r} is neither a time nor a duration: use ISO 8601 like "
             "2026-12-04T18:00:00Z, or how long ago like 1h or 30m",
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=now.tzinfo)

@@ -8,7 +8,6 @@ Dead tasks come from the test plugin of test_wait_e2e.py (``waitprobe.steps`` wi
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import GLADD, LoggedGladd, executor_policies, run_cli, wait_until
+from tests.e2e.conftest import LoggedGladd, executor_policies, run_cli, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,18 +39,7 @@ def flags(node: LoggedGladd) -> list[str]:
 def tasks(
     node: LoggedGladd, *args: str, answer: str | None = None
 ) -> subprocess.CompletedProcess[str]:
-    if answer is None:
-        return run_cli("tasks", *args, *flags(node), env=PLUGIN_ENV)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("GLADD_")}
-    return subprocess.run(
-        [GLADD, "tasks", *args, *flags(node)],
-        check=False,
-        env={**clean, "GLADD_ENV_FILE": "", **PLUGIN_ENV},
-        input=answer,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    return run_cli("tasks", *args, *flags(node), env=PLUGIN_ENV, input=answer)
 
 
 def stats(node: LoggedGladd) -> dict[str, Any]:

@@ -12,6 +12,10 @@ from gladd.store.listing import page_of, stats_of, upper_bound
 from gladd.store.postgres.queries import Q
 from gladd.store.postgres.rows import row_to_task
 
+# Constant text, built once: the filter's conditions are written once in queries.sql.
+FIND = Q["find"].replace("{task_filter}", Q["task_filter"])
+COUNT_MATCHING = Q["count_matching"].replace("{task_filter}", Q["task_filter"])
+
 
 def _filter_args(where: TaskFilter, before: int | None) -> tuple[object, ...]:
     return (
@@ -30,12 +34,12 @@ async def stats(conn: Any) -> TaskStats:
 
 
 async def find(conn: Any, where: TaskFilter, limit: int, before: int | None) -> TaskPage:
-    rows = await conn.fetch(Q["find"], *_filter_args(where, before), limit + 1)
+    rows = await conn.fetch(FIND, *_filter_args(where, before), limit + 1)
     return page_of([row_to_task(r) for r in rows], limit)
 
 
 async def count_matching(conn: Any, where: TaskFilter) -> int:
-    return int(await conn.fetchval(Q["count_matching"], *_filter_args(where, None)))
+    return int(await conn.fetchval(COUNT_MATCHING, *_filter_args(where, None)))
 
 
 async def workers(conn: Any) -> list[WorkerInfo]:

@@ -12,6 +12,10 @@ from gladd.store.listing import page_of, stats_of, upper_bound
 from gladd.store.sqlite.queries import Q
 from gladd.store.sqlite.rows import from_us, row_to_task, to_us
 
+# Constant text, built once: the filter's conditions are written once in queries.sql.
+FIND = Q["find"].replace("{task_filter}", Q["task_filter"])
+COUNT_MATCHING = Q["count_matching"].replace("{task_filter}", Q["task_filter"])
+
 
 def _filter_params(where: TaskFilter, before: int | None) -> dict[str, object]:
     return {
@@ -30,11 +34,11 @@ def stats(conn: sqlite3.Connection) -> TaskStats:
 
 def find(conn: sqlite3.Connection, where: TaskFilter, limit: int, before: int | None) -> TaskPage:
     params = _filter_params(where, before) | {"limit": limit + 1}
-    return page_of([row_to_task(r) for r in conn.execute(Q["find"], params)], limit)
+    return page_of([row_to_task(r) for r in conn.execute(FIND, params)], limit)
 
 
 def count_matching(conn: sqlite3.Connection, where: TaskFilter) -> int:
-    return int(conn.execute(Q["count_matching"], _filter_params(where, None)).fetchone()[0])
+    return int(conn.execute(COUNT_MATCHING, _filter_params(where, None)).fetchone()[0])
 
 
 def workers(conn: sqlite3.Connection) -> list[WorkerInfo]:

@@ -465,24 +465,11 @@ WITH gone AS (
 )
 SELECT kind, state, n FROM folded;
 
--- name: find
--- Newest first below the id $6 (the cursor's, never NULL: an index condition even in a
+-- name: task_filter
+-- The conditions of `find` and `count_matching` (gladd/store/postgres/listing.py puts them
+-- in both): below the id $6 (the cursor's, never NULL, so an index condition even in a
 -- generic plan); each filter is skipped when its parameter is NULL (states: empty).
-SELECT * FROM gladd_tasks
-WHERE id < $6
-  AND (cardinality($1::text[]) = 0 OR state = ANY($1::text[]))
-  AND ($2::text IS NULL OR kind = $2)
-  AND ($3::text IS NULL OR EXISTS (
-        SELECT 1 FROM jsonb_array_elements(errors) AS e
-        WHERE strpos(lower((e ->> 'type') || ': ' || (e ->> 'message')), lower($3)) > 0))
-  AND ($4::timestamptz IS NULL OR created_at >= $4)
-  AND ($5::timestamptz IS NULL OR created_at < $5)
-ORDER BY id DESC
-LIMIT $7;
-
--- name: count_matching
-SELECT count(*) FROM gladd_tasks
-WHERE id < $6
+id < $6
   AND (cardinality($1::text[]) = 0 OR state = ANY($1::text[]))
   AND ($2::text IS NULL OR kind = $2)
   AND ($3::text IS NULL OR EXISTS (
@@ -490,6 +477,13 @@ WHERE id < $6
         WHERE strpos(lower((e ->> 'type') || ': ' || (e ->> 'message')), lower($3)) > 0))
   AND ($4::timestamptz IS NULL OR created_at >= $4)
   AND ($5::timestamptz IS NULL OR created_at < $5);
+
+-- name: find
+-- Newest first; WHERE: task_filter.
+SELECT * FROM gladd_tasks WHERE {task_filter} ORDER BY id DESC LIMIT $7;
+
+-- name: count_matching
+SELECT count(*) FROM gladd_tasks WHERE {task_filter};
 
 -- name: worker_rows
 -- Running tasks per owner through gladd_tasks_running (owner is set exactly while running).

@@ -315,28 +315,11 @@ DELETE FROM gladd_breakers WHERE name = ? RETURNING name, state, by, created_at;
 -- name: task_stats
 SELECT kind, state, n FROM gladd_task_counts WHERE n <> 0;
 
--- name: find
--- Newest first below :below; each filter is skipped when its parameter is NULL (:states
--- is a JSON array, NULL for any state).
-SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
-       owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
-       updated_at, finished_at, traceparent, schedule, scheduled_for,
-       progress, progress_message, progress_at, progress_attempt
-FROM gladd_tasks
-WHERE id < :below
-  AND (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
-  AND (:kind IS NULL OR kind = :kind)
-  AND (:error IS NULL OR EXISTS (
-        SELECT 1 FROM json_each(errors) AS e
-        WHERE instr(lower(json_extract(e.value, '$.type') || ': '
-                          || json_extract(e.value, '$.message')), lower(:error)) > 0))
-  AND (:since IS NULL OR created_at >= :since)
-  AND (:until IS NULL OR created_at < :until)
-ORDER BY id DESC LIMIT :limit;
-
--- name: count_matching
-SELECT count(*) FROM gladd_tasks
-WHERE id < :below
+-- name: task_filter
+-- The conditions of `find` and `count_matching` (gladd/store/sqlite/listing.py puts them in
+-- both): below :below; each filter is skipped when its parameter is NULL (:states is a
+-- JSON array, NULL for any state).
+id < :below
   AND (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
   AND (:kind IS NULL OR kind = :kind)
   AND (:error IS NULL OR EXISTS (
@@ -345,6 +328,17 @@ WHERE id < :below
                           || json_extract(e.value, '$.message')), lower(:error)) > 0))
   AND (:since IS NULL OR created_at >= :since)
   AND (:until IS NULL OR created_at < :until);
+
+-- name: find
+-- Newest first; WHERE: task_filter.
+SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
+       owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
+       updated_at, finished_at, traceparent, schedule, scheduled_for,
+       progress, progress_message, progress_at, progress_attempt
+FROM gladd_tasks WHERE {task_filter} ORDER BY id DESC LIMIT :limit;
+
+-- name: count_matching
+SELECT count(*) FROM gladd_tasks WHERE {task_filter};
 
 -- name: worker_rows
 SELECT w.id, w.last_seen,
