@@ -211,3 +211,22 @@ async def test_workers_are_listed_with_their_last_heartbeat_and_tasks(store: Sto
     ]
     await store.forget_worker("w2")
     assert [w.id for w in await store.workers()] == ["w1"]
+
+
+async def test_reads_at_once_all_see_every_task(store: Store) -> None:
+    """On PostgreSQL a read folds the deltas: reads side by side must each see them all."""
+    for n in range(30):
+        task = await add(store, kind=f"k{n % 3}")
+        if n % 2:
+            await store.cancel(task.id, now=at(1))
+    expected = await truth(store)
+    seen: list[object] = []
+
+    async def read() -> None:
+        seen.append((await store.stats()).by_kind)
+
+    for _ in range(3):
+        async with anyio.create_task_group() as group:
+            for _ in range(8):
+                group.start_soon(read)
+    assert seen == [expected] * 24

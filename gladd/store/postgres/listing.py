@@ -12,6 +12,7 @@ from gladd.store.listing import page_of, stats_of, upper_bound
 from gladd.store.postgres.queries import Q
 from gladd.store.postgres.rows import row_to_task
 
+FOLD_LOCK = 0x676C61646409  # "glad" "d" 9: pg_advisory_xact_lock key of the counts' fold
 # Constant text, built once: the filter's conditions are written once in queries.sql.
 FIND = Q["find"].replace("{task_filter}", Q["task_filter"])
 COUNT_MATCHING = Q["count_matching"].replace("{task_filter}", Q["task_filter"])
@@ -29,7 +30,12 @@ def _filter_args(where: TaskFilter, before: int | None) -> tuple[object, ...]:
 
 
 async def stats(conn: Any) -> TaskStats:
-    rows = await conn.fetch(Q["task_stats"])
+    """The counts, folding the deltas on the way unless another read is folding them."""
+    async with conn.transaction():
+        if await conn.fetchval(Q["task_stats_fold_lock"], FOLD_LOCK):
+            rows = await conn.fetch(Q["task_stats_fold"])
+        else:
+            rows = await conn.fetch(Q["task_stats"])
     return stats_of((r["kind"], r["state"], r["n"]) for r in rows)
 
 

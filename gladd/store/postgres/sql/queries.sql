@@ -452,10 +452,19 @@ SELECT r.*, pg_notify('gladd_pauses', 'breaker:' || r.name) AS notified FROM rem
 -- Listing, counts and workers (issue 14; the rules in gladd/store/listing.py).
 
 -- name: task_stats
+-- The counts: the deltas summed. Right whatever runs beside it: a fold (below) deletes
+-- deltas and inserts their sum in one statement, so a snapshot sees one or the other.
+SELECT kind, state, sum(n) AS n FROM gladd_task_counts GROUP BY kind, state HAVING sum(n) <> 0;
+
+-- name: task_stats_fold_lock
+-- One fold at a time (transaction-scoped; a read that does not get it only sums).
+SELECT pg_try_advisory_xact_lock($1);
+
+-- name: task_stats_fold
 -- Folds the deltas the triggers appended into one row per (kind, state) and returns the
--- totals, in one statement. Deltas committed while it runs are not in its snapshot: they
--- are neither deleted nor counted, and the next read folds them. Two reads at once: the
--- second waits for the first's deleted rows, finds them gone and skips them.
+-- totals, in one statement, under task_stats_fold_lock: its snapshot, taken once the lock
+-- is held, sees the previous fold's rows, and no one else deletes. Deltas committed while
+-- it runs are not in its snapshot: neither deleted nor counted, the next read has them.
 WITH gone AS (
     DELETE FROM gladd_task_counts RETURNING kind, state, n
 ), folded AS (
