@@ -28,6 +28,7 @@ DEFAULT_PAGE = 100
 MAX_ERROR_TEXT = 200
 """The longest error text to search for, in characters."""
 _CURSOR = re.compile(r"[0-9]{1,19}")
+_LIMIT = re.compile(r"[0-9]{1,30}")  # ASCII digits: str.isdigit() takes "²", int() does not
 
 
 class BadListing(ValueError):
@@ -96,7 +97,7 @@ def _shown(text: str) -> str:
 
 def check_limit(text: str) -> int:
     """A page size from text: 1 to MAX_PAGE."""
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    if not _LIMIT.fullmatch(text) or not 1 <= int(text) <= MAX_PAGE:
         raise BadListing(
             "limit",
             f"must be a whole number from 1 to {MAX_PAGE} (got {_shown(text)!r}); page on with the "

@@ -39,7 +39,7 @@ def test_anything_else_is_not_a_cursor(text: str) -> None:
 def test_limits_run_from_1_to_1000() -> None:
     assert check_limit("1") == 1
     assert check_limit("1000") == 1000
-    for bad in ("0", "1001", "-5", "ten", "1e3"):
+    for bad in ("0", "1001", "-5", "ten", "1e3", "²", "١٢"):
         with pytest.raises(BadListing, match="from 1 to 1000"):
             check_limit(bad)
 

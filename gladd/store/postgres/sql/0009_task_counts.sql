@@ -33,18 +33,18 @@ END;
 $$;
 
 -- Most updates (a heartbeat's, progress, a claim's deadline) change neither kind nor
--- state: they add nothing. A transition table cannot name columns, so the pairing is here.
+-- state: their -1 and +1 cancel out and nothing is inserted. No join of the two tables
+-- (a transition table cannot name columns, so every update comes here): one pass each.
 CREATE FUNCTION gladd_count_updated() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO gladd_task_counts (kind, state, n)
     SELECT kind, state, sum(d) FROM (
-        SELECT o.kind, o.state, -1 AS d FROM deleted AS o JOIN inserted AS i USING (id)
-        WHERE o.state <> i.state OR o.kind <> i.kind
+        SELECT kind, state, -1 AS d FROM deleted
         UNION ALL
-        SELECT i.kind, i.state, 1 FROM deleted AS o JOIN inserted AS i USING (id)
-        WHERE o.state <> i.state OR o.kind <> i.kind
+        SELECT kind, state, 1 FROM inserted
     ) AS moves
-    GROUP BY kind, state;
+    GROUP BY kind, state
+    HAVING sum(d) <> 0;
     RETURN NULL;
 END;
 $$;
