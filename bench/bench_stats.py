@@ -5,10 +5,10 @@ Run: ``.venv/bin/python bench/bench_stats.py [--rows 1000000] [--samples 30]``.
 
 The table is filled by plain SQL (which the counts' triggers see, as they see any insert):
 ten kinds (runs of 100 ids each), 97 % succeeded, 1 % each dead (with an error), pending
-and cancelled, created a second apart. The admin app runs in-process (httpx's ASGI transport: what is timed is the
-server's work, no socket); each figure is the median of ``--samples`` requests after one
-warm-up, with the p90 beside it. PostgreSQL from GLADD_TEST_DATABASE_URL (a fresh database,
-dropped afterwards); SQLite in a temp file.
+and cancelled, created a second apart. The admin app runs in-process (httpx's ASGI
+transport: what is timed is the server's work, no socket); each figure is the median of
+``--samples`` requests after one warm-up, with the p90 beside it. PostgreSQL from
+GLADD_TEST_DATABASE_URL (a fresh database, dropped afterwards); SQLite in a temp file.
 
 Exits 1 when a target is missed.
 """
