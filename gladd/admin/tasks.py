@@ -1,5 +1,6 @@
 """The admin API's task routes: enqueue, list, show, wait, cancel, retry; schedules; pauses;
-kinds.
+kinds. What a listing takes and answers is in :mod:`gladd.admin.listing`; the stats, workers
+and bulk routes are in :mod:`gladd.admin.overview`.
 
 Every route answers JSON; errors are ``{"error": "..."}`` with a status that fits:
 400 malformed request (not JSON, nested too deeply, wrong field types, a query parameter
