@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from gladd.admin.audit import AUTH_SCOPE_KEY
 from gladd.admin.breakers import Persist, breaker_routes
 from gladd.admin.fast_enqueue import FastEnqueue
+from gladd.admin.overview import overview_routes
 from gladd.admin.policies import policy_routes
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.executor.service import TaskService
@@ -110,6 +111,7 @@ def create_app(
         Route("/health/ready", ready, methods=["GET"]),
     ]
     if tasks is not None:
+        routes += overview_routes(tasks, store_open=store_open, body_timeout=body_timeout)
         routes += task_routes(
             tasks, store_open=store_open, body_timeout=body_timeout, store_sha256=store_sha256
         )

@@ -1,5 +1,6 @@
 """The admin API's task routes: enqueue, list, show, wait, cancel, retry; schedules; pauses;
-kinds.
+kinds. What a listing takes and answers is in :mod:`gladd.admin.listing`; the stats, workers
+and bulk routes are in :mod:`gladd.admin.overview`.
 
 Every route answers JSON; errors are ``{"error": "..."}`` with a status that fits:
 400 malformed request (not JSON, nested too deeply, wrong field types, a query parameter
@@ -54,12 +55,14 @@ from gladd.admin.fast_enqueue import (  # noqa: F401 - the body limits, read her
     read_json,
     render_json,
 )
+from gladd.admin.listing import page_json, page_request, unmatchable
 from gladd.duration_fields import AnyDuration
 from gladd.errors import StoreError, UnknownTask, WaitTimeout
 from gladd.executor.catalogue import kind_specs
-from gladd.executor.service import MAX_LIST, MAX_REASON, TaskService, pause_json, task_json
+from gladd.executor.service import MAX_REASON, TaskService, pause_json, task_json
 from gladd.executor.waiting import wait_seconds
 from gladd.store import KindSpec
+from gladd.store.listing import BadListing
 
 BODY_TIMEOUT = 30.0
 """Seconds to receive a request body once its headers are in (the server bounds those)."""
@@ -104,6 +107,8 @@ def _guarded(
             return _response(NOT_OPEN)
         try:
             return await handler(request, tasks)
+        except BadListing as exc:
+            return error(400, str(exc))
         except PROBLEMS as exc:  # the answers POST /tasks's fast path gives too
             answer = problem_answer(exc)
             assert answer is not None  # PROBLEMS are what it answers
@@ -243,15 +248,11 @@ async def _resume(request: Request, tasks: TaskService) -> JSONResponse:
 
 
 async def _list(request: Request, tasks: TaskService) -> JSONResponse:
-    query = request.query_params
-    limit_text = query.get("limit", "100")
-    if not _DIGITS.fullmatch(limit_text) or not 1 <= int(limit_text) <= MAX_LIST:
-        shown = limit_text if len(limit_text) <= 40 else limit_text[:40] + "…"
-        raise BadRequest(400, f"limit must be a whole number from 1 to {MAX_LIST} (got {shown!r})")
-    found = await tasks.list(
-        state=query.get("state"), kind=query.get("kind") or None, limit=int(limit_text)
-    )
-    return JSONBody({"tasks": [task_json(t) for t in found]})
+    query = {name: request.query_params.getlist(name) for name in request.query_params}
+    where, limit, before = page_request(query, now=tasks.now())
+    if unmatchable(where):
+        return JSONBody({"tasks": [], "next": None})
+    return JSONBody(page_json(await tasks.store.find(where, limit=limit, before=before)))
 
 
 async def _tasks(

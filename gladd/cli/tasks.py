@@ -17,6 +17,7 @@ from pathlib import Path
 import anyio
 
 from gladd.admin.fast_enqueue import parse_items
+from gladd.cli.bulk import act_on_all
 from gladd.cli.enqueue_args import BatchFile, trace_carrier
 from gladd.cli.exits import (
     EXIT_DATAERR,
@@ -27,6 +28,7 @@ from gladd.cli.exits import (
     fail,
 )
 from gladd.cli.flags import settings_from
+from gladd.cli.listing import list_tasks, stats
 from gladd.cli.traces import traced
 from gladd.durations import format_duration, parse_duration
 from gladd.errors import (
@@ -214,20 +216,6 @@ async def _run_schedule(args: argparse.Namespace, service: TaskService) -> int:
     return 0
 
 
-async def _list(args: argparse.Namespace, service: TaskService) -> int:
-    tasks = await service.list(state=args.state, kind=args.kind, limit=args.limit)
-    if args.json:
-        print(json.dumps([task_json(t) for t in tasks], indent=2))
-        return 0
-    print(f"store: {service.store.url}")
-    print(f"{'ID':>8}  {'STATE':<9}  {'KIND':<24}  {'ATTEMPT':>7}  RUN AT")
-    for t in tasks:
-        attempt = f"{t.attempt}/{t.max_attempts}"
-        run_at = f"{t.run_at:%Y-%m-%d %H:%M:%S}"
-        print(f"{t.id:>8}  {t.state.value:<9}  {t.kind:<24}  {attempt:>7}  {run_at}")
-    return 0
-
-
 async def _show(args: argparse.Namespace, service: TaskService) -> int:
     task = await service.get(args.id)
     waiting = await service.waiting(task)
@@ -238,6 +226,18 @@ async def _show(args: argparse.Namespace, service: TaskService) -> int:
     for reason in waiting:
         print(f"  waiting: {reason}")
     return 0
+
+
+def run_one_or_all(args: argparse.Namespace) -> int:
+    """The handler of ``tasks retry|cancel``: an ID, or ``--all`` with filter flags."""
+    filtered = [f"--{n}" for n in ("state", "kind", "error", "since", "until") if getattr(args, n)]
+    if args.all == (args.id is not None):
+        fail(f"tasks {args.verb}: give a task ID, or --all with filter flags (not both)")
+        return EXIT_USAGE
+    if args.id is not None and (filtered or args.yes):
+        fail(f"tasks {args.verb}: {', '.join(filtered or ['--yes'])}: only with --all, not an ID")
+        return EXIT_USAGE
+    return run_on_store(args)
 
 
 def run_wait(args: argparse.Namespace) -> int:
@@ -329,12 +329,16 @@ def describe(task: Task) -> str:
 
 
 async def _retry(args: argparse.Namespace, service: TaskService) -> int:
+    if args.all:
+        return await act_on_all(args, service)
     task = await service.retry(args.id)
     print(f"task {task.id}: {task.state.value}")
     return 0
 
 
 async def _cancel(args: argparse.Namespace, service: TaskService) -> int:
+    if args.all:
+        return await act_on_all(args, service)
     task = await service.cancel(args.id)
     note = " (cancellation requested; its worker stops it)" if task.cancel_requested else ""
     print(f"task {task.id}: {task.state.value}{note}")
@@ -395,7 +399,8 @@ async def _migrate_status(args: argparse.Namespace, service: TaskService) -> int
 
 VERBS: dict[str, Verb] = {
     "enqueue": _enqueue,
-    "list": _list,
+    "list": list_tasks,
+    "stats": stats,
     "show": _show,
     "wait": _wait,
     "retry": _retry,

@@ -113,6 +113,49 @@ def _add_wait(verbs: Any) -> None:
     wait.set_defaults(verb="wait", handler=lazy("gladd.cli.tasks", "run_wait"))
 
 
+def _filter_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state",
+        action="append",
+        metavar="STATE",
+        help="pending, running, succeeded, dead or cancelled (repeat, or comma-separate)",
+    )
+    parser.add_argument("--kind")
+    parser.add_argument("--error", help="text in one of its errors (type: message), any case")
+    parser.add_argument("--since", help='created since: ISO 8601, or how long ago ("1h")')
+    parser.add_argument("--until", help='created before: ISO 8601, or how long ago ("30m")')
+
+
+def _add_listing(verbs: Any) -> None:
+    listing = verbs.add_parser(
+        "list", help="list tasks, newest first, a page at a time (--cursor for the next)"
+    )
+    _filter_flags(listing)
+    listing.add_argument("--limit", default="50", help="tasks a page (1-1000, default 50)")
+    listing.add_argument("--cursor", help="the page after the one that printed it (`more:`)")
+    listing.add_argument("--json", action="store_true")
+    listing.set_defaults(verb="list")
+
+    counts = verbs.add_parser("stats", help="how many tasks per kind and state")
+    counts.add_argument("--json", action="store_true")
+    counts.set_defaults(verb="stats")
+
+
+def _add_one_or_all(verbs: Any) -> None:
+    for name, helptext in (
+        ("retry", "put a dead or cancelled task back to pending"),
+        ("cancel", "cancel a pending or running task"),
+    ):
+        verb = verbs.add_parser(name, help=f"{helptext}; with --all, every one matching")
+        verb.add_argument("id", type=int, nargs="?")
+        verb.add_argument(
+            "--all", action="store_true", help="every task the filter flags match (no ID)"
+        )
+        _filter_flags(verb)
+        verb.add_argument("--yes", action="store_true", help="do not ask before --all acts")
+        verb.set_defaults(verb=name, handler=lazy("gladd.cli.tasks", "run_one_or_all"))
+
+
 def add_task_commands(commands: Any) -> None:
     """Register ``tasks``, ``schedules`` and ``db`` with the main parser's subcommands."""
     on_store = lazy("gladd.cli.tasks", "run_on_store")
@@ -135,12 +178,7 @@ def add_task_commands(commands: Any) -> None:
     )
     enqueue.set_defaults(verb="enqueue", handler=lazy("gladd.cli.enqueue", "run_enqueue"))
 
-    listing = verbs.add_parser("list", help="list tasks, newest first")
-    listing.add_argument("--state", help="pending, running, succeeded, dead or cancelled")
-    listing.add_argument("--kind")
-    listing.add_argument("--limit", type=int, default=50)
-    listing.add_argument("--json", action="store_true")
-    listing.set_defaults(verb="list")
+    _add_listing(verbs)
 
     show = verbs.add_parser("show", help="one task with its error history")
     show.add_argument("id", type=int)
@@ -149,13 +187,7 @@ def add_task_commands(commands: Any) -> None:
 
     _add_wait(verbs)
 
-    for name, helptext in (
-        ("retry", "put a dead or cancelled task back to pending"),
-        ("cancel", "cancel a pending or running task"),
-    ):
-        verb = verbs.add_parser(name, help=helptext)
-        verb.add_argument("id", type=int)
-        verb.set_defaults(verb=name)
+    _add_one_or_all(verbs)
 
     purge = verbs.add_parser("purge", help="delete finished tasks older than a duration")
     purge.add_argument("--older-than", default="7d", help='e.g. "7d" (default)')

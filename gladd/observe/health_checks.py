@@ -47,12 +47,12 @@ from gladd.observe.watched import Watched
 from gladd.policies import Policies
 from gladd.resilience.breaker import BreakerStats
 from gladd.resilience.state import BreakerState
-from gladd.store.base import PoolStats, ScheduleState, TaskState
+from gladd.store.base import PoolStats, ScheduleState, TaskState, TaskStats
 
 INTERVAL = 2.0
 """Seconds between rounds of checks."""
 COUNT_EVERY = 5
-"""Rounds between counts of the task table (a scan; the ping itself is one tiny query)."""
+"""Rounds between reads of the task counts (a few rows the store keeps, migration 0009)."""
 OPEN_POLL = 0.1
 """Seconds between looks (no query) at a store that has not opened yet."""
 FAILING_POLL = 1.0
@@ -343,7 +343,9 @@ class HealthChecker:
         self.response_time: float | None = None
         """The last ping's duration in seconds; None when it failed (read by metrics)."""
         self.counts: dict[TaskState, int] = {}
-        """The last count of tasks per state in the store (read by metrics)."""
+        """The last count of tasks per state in the store."""
+        self.stats: TaskStats | None = None
+        """The last count of tasks per kind and state (read by metrics); None before one."""
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Two loops: the database's checks wait on the network, the others never do, so a
@@ -429,7 +431,8 @@ class HealthChecker:
     async def _count(self, timeout: float) -> None:
         try:
             with anyio.fail_after(timeout):
-                self.counts = await self.watched.store.counts()
+                self.stats = await self.watched.store.stats()
+                self.counts = self.stats.totals
         except (TimeoutError, StoreError):
             return  # the ping reports the database's trouble; keep the last count
         self._queued = self.counts.get(TaskState.PENDING, 0)

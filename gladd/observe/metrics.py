@@ -368,15 +368,18 @@ class _Collector(Collector):
                 )
         if self.w.executor_running():
             yield from _flow(self.w.executor.flow())
-        counts = self.checker.counts if self.checker is not None else {}
-        if counts:
+        stats = self.checker.stats if self.checker is not None else None
+        if stats is not None:
+            # Every state of every kind that has tasks, 0s included, so a first dead task
+            # moves an existing series; `sum without (kind)` gives the store's totals.
             tasks = GaugeMetricFamily(
                 "gladd_tasks",
-                "Tasks in the store by state (all nodes; counted every ~10s)",
-                labels=["state"],
+                "Tasks in the store by kind and state (all nodes; read every ~10s)",
+                labels=["kind", "state"],
             )
-            for value in TaskState:
-                tasks.add_metric([value.value], counts.get(value, 0))
+            for kind, states in stats.by_kind.items():
+                for value in TaskState:
+                    tasks.add_metric([kind, value.value], states.get(value, 0))
             yield tasks
 
     # -- the database and its pool ----------------------------------------------------------------

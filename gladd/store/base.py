@@ -24,6 +24,7 @@ State changes, the only ones allowed::
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -142,6 +143,51 @@ class Task:
     schedule: str | None = None  # the periodic schedule that enqueued it, by name
     scheduled_for: datetime | None = None  # that schedule's tick it was enqueued for, UTC
     progress: TaskProgress | None = None  # the last ctx.progress stored; None: never reported
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFilter:
+    """Which tasks :meth:`Store.find` lists (rules in :mod:`gladd.store.listing`): a field
+    left empty matches any task."""
+
+    states: frozenset[TaskState] = frozenset()  # any of these; empty: any state
+    kind: str | None = None
+    error: str | None = None  # in one of its errors' "type: message", ignoring case
+    since: datetime | None = None  # created at or after
+    until: datetime | None = None  # created before
+    max_id: int | None = None  # ids up to this one (a bulk action's fixed set)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskPage:
+    """One keyset page, newest first."""
+
+    tasks: list[Task]
+    next: str | None  # the cursor of the next page; None: this is the last
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStats:
+    """How many tasks are in each state, per kind: every state of a kind that has tasks."""
+
+    by_kind: Mapping[str, Mapping[TaskState, int]]
+
+    @property
+    def totals(self) -> dict[TaskState, int]:
+        totals = dict.fromkeys(TaskState, 0)
+        for states in self.by_kind.values():
+            for state, n in states.items():
+                totals[state] += n
+        return totals
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerInfo:
+    """A worker row: a node's executor, last heard of when it claimed or sent a heartbeat."""
+
+    id: str
+    last_seen: datetime
+    running: int  # tasks it holds now
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -490,7 +536,22 @@ class Store(Protocol):
     ) -> int:
         """How many tasks :meth:`purge` with these arguments would delete now; deletes none."""
 
-    async def counts(self) -> dict[TaskState, int]: ...
+    async def counts(self) -> dict[TaskState, int]:
+        """Tasks per state: :meth:`stats`' totals."""
+
+    async def stats(self) -> TaskStats:
+        """Tasks per kind and state, kept by the database as tasks change (triggers, so
+        plain SQL counts too): no scan of the tasks, however many."""
+
+    async def find(self, where: TaskFilter, *, limit: int, before: int | None = None) -> TaskPage:
+        """Up to ``limit`` tasks matching ``where`` with ids below ``before``, newest first;
+        the page's ``next`` is the cursor of the following one (None at the end)."""
+
+    async def count_matching(self, where: TaskFilter) -> int:
+        """How many tasks match ``where`` now."""
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Every worker row, by id, with the tasks it holds."""
 
     def pool_stats(self) -> PoolStats:
         """The connections as they are now; no I/O, cheap enough for every scrape."""

@@ -12,7 +12,9 @@ The rules every store shares live in :mod:`gladd.store.rules`.
 
 from __future__ import annotations
 
+import builtins
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -38,13 +40,18 @@ from gladd.store.base import (
     StoreCapabilities,
     Succeeded,
     Task,
+    TaskFilter,
+    TaskPage,
     TaskProgress,
     TaskState,
+    TaskStats,
     TaskWatch,
+    WorkerInfo,
     nothing_to_retune,
 )
 from gladd.store.catalogue import KindSpec, PublishedKind, catalogue_order, published
 from gladd.store.gates import GATED_SCAN, BreakerOverride, Gate, LimitUsage, Pause
+from gladd.store.listing import matches, page_of, stats_of, upper_bound
 from gladd.store.memory_flow import FlowBook
 from gladd.store.rules import (
     Wakeup,
@@ -537,11 +544,35 @@ class MemoryStore:
         )
 
     async def counts(self) -> dict[TaskState, int]:
+        return (await self.stats()).totals
+
+    async def stats(self) -> TaskStats:
+        self._require_open()  # computed: a test's store holds few tasks
+        return stats_of((t.kind, t.state, 1) for t in self._tasks.values())
+
+    async def find(self, where: TaskFilter, *, limit: int, before: int | None = None) -> TaskPage:
         self._require_open()
-        counts = dict.fromkeys(TaskState, 0)
-        for task in self._tasks.values():
-            counts[task.state] += 1
-        return counts
+        below = upper_bound(where, before)
+        found: list[Task] = []
+        for task_id in sorted(self._tasks, reverse=True):
+            if len(found) > limit:
+                break
+            task = self._tasks[task_id]
+            if task_id < below and matches(where, task):
+                found.append(_public(task))
+        return page_of(found, limit)
+
+    async def count_matching(self, where: TaskFilter) -> int:
+        self._require_open()
+        return sum(1 for t in self._tasks.values() if matches(where, t))
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        self._require_open()
+        running = Counter(t.owner for t in self._tasks.values() if t.state is TaskState.RUNNING)
+        return [
+            WorkerInfo(id=w, last_seen=seen, running=running[w])
+            for w, seen in sorted(self._workers.items())
+        ]
 
     async def wait_for_work(self, timeout: float) -> bool:
         return await self._require_open().wait(timeout)

@@ -51,6 +51,10 @@ TRACED = frozenset(
         "purge",
         "count_purgeable",
         "counts",
+        "stats",
+        "find",
+        "count_matching",
+        "workers",
     }
 )
 

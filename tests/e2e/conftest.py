@@ -133,12 +133,16 @@ def gladd(tmp_path: Path) -> Iterator[Gladd]:
     instance.close()
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, input: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``gladd ARGS`` with no GLADD_* from this environment; ``input``: what is typed."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("GLADD_")}
     return subprocess.run(
         [GLADD, *args],
         check=False,
         env={**clean, "GLADD_ENV_FILE": "", **(env or {})},
+        input=input,
         capture_output=True,
         text=True,
         timeout=30,

@@ -216,10 +216,10 @@ CASES: list[tuple[str, str, dict[str, Any], int, str]] = [
         "/tasks?limit=1000000000000",
         {},
         400,
-        "limit must be a whole number from 1 to 1000 (got '1000000000000')",
+        "limit: must be a whole number from 1 to 1000 (got '1000000000000')",
     ),
-    ("GET", "/tasks?limit=0", {}, 400, "limit must be a whole number from 1 to 1000 (got '0')"),
-    ("GET", "/tasks?limit=%C2%B2", {}, 400, "limit must be a whole number from 1 to 1000"),
+    ("GET", "/tasks?limit=0", {}, 400, "limit: must be a whole number from 1 to 1000 (got '0')"),
+    ("GET", "/tasks?limit=%C2%B2", {}, 400, "limit: must be a whole number from 1 to 1000"),
     (
         "POST",
         "/tasks",

@@ -77,7 +77,7 @@ async def test_until_the_store_opens_tasks_answer_503_and_health_says_why(
         runtime.health_checker.check_local()
         checks = runtime.board.report()["checks"]
         assert opened.status_code == 200
-        assert opened.json() == {"tasks": []}
+        assert opened.json() == {"tasks": [], "next": None}
         assert checks["database:connection"][0]["output"] == "open"
         assert checks["executor:running"][0]["output"] == "0 of 10 slots"
         assert "gladd_tasks_running 0.0" in runtime.metrics.render()[0].decode()

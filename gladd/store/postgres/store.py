@@ -58,6 +58,7 @@ The parts of this store: :mod:`~gladd.store.postgres.errors` (the mapping above)
 
 from __future__ import annotations
 
+import builtins
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -90,8 +91,12 @@ from gladd.store.base import (
     ScheduleState,
     StoreCapabilities,
     Task,
+    TaskFilter,
+    TaskPage,
     TaskState,
+    TaskStats,
     TaskWatch,
+    WorkerInfo,
 )
 from gladd.store.catalogue import KindSpec, PublishedKind, published
 from gladd.store.gates import (
@@ -102,7 +107,7 @@ from gladd.store.gates import (
     LimitUsage,
     Pause,
 )
-from gladd.store.postgres import flow
+from gladd.store.postgres import flow, listing
 from gladd.store.postgres.errors import map_error
 from gladd.store.postgres.listener import NotifyListener
 from gladd.store.postgres.queries import Q
@@ -714,11 +719,19 @@ class PostgresStore:
         return await self._run("count_purgeable", work)
 
     async def counts(self) -> dict[TaskState, int]:
-        async def work(conn: Any) -> dict[TaskState, int]:
-            found = {TaskState(r["state"]): int(r["n"]) for r in await conn.fetch(Q["counts"])}
-            return {state: found.get(state, 0) for state in TaskState}
+        return (await self.stats()).totals
 
-        return await self._run("counts", work)
+    async def stats(self) -> TaskStats:
+        return await self._run("stats", listing.stats)
+
+    async def find(self, where: TaskFilter, *, limit: int, before: int | None = None) -> TaskPage:
+        return await self._run("find", lambda c: listing.find(c, where, limit, before))
+
+    async def count_matching(self, where: TaskFilter) -> int:
+        return await self._run("count_matching", lambda c: listing.count_matching(c, where))
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        return await self._run("workers", listing.workers)
 
     def pool_stats(self) -> PoolStats:
         pool, meter = self._pool, self._acquires

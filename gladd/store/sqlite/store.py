@@ -44,6 +44,7 @@ StoreError for a driver error).
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -71,8 +72,12 @@ from gladd.store.base import (
     ScheduleState,
     StoreCapabilities,
     Task,
+    TaskFilter,
+    TaskPage,
     TaskState,
+    TaskStats,
     TaskWatch,
+    WorkerInfo,
     nothing_to_retune,
 )
 from gladd.store.catalogue import KindSpec, PublishedKind, published
@@ -86,7 +91,7 @@ from gladd.store.gates import (
     Pause,
 )
 from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
-from gladd.store.sqlite import flow
+from gladd.store.sqlite import flow, listing
 from gladd.store.sqlite.doorbell import Doorbell
 from gladd.store.sqlite.errors import map_error
 from gladd.store.sqlite.files import SETTLE, FileWatcher
@@ -685,10 +690,19 @@ class SQLiteStore:
         )
 
     async def counts(self) -> dict[TaskState, int]:
-        rows = await self._read(lambda c: c.execute(Q["counts"]).fetchall())
-        counts = dict.fromkeys(TaskState, 0)
-        counts.update((TaskState(state), n) for state, n in rows)
-        return counts
+        return (await self.stats()).totals
+
+    async def stats(self) -> TaskStats:
+        return await self._read(listing.stats)
+
+    async def find(self, where: TaskFilter, *, limit: int, before: int | None = None) -> TaskPage:
+        return await self._read(lambda c: listing.find(c, where, limit, before))
+
+    async def count_matching(self, where: TaskFilter) -> int:
+        return await self._read(lambda c: listing.count_matching(c, where))
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        return await self._read(listing.workers)
 
     async def wait_for_work(self, timeout: float) -> bool:
         thread, wakeup = self._open_thread(), self._wakeup

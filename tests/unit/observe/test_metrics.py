@@ -26,7 +26,7 @@ from gladd.resilience.events import (
     TimedOut,
 )
 from gladd.resilience.state import BreakerState
-from gladd.store import Cancelled, Failed, Released, Succeeded, TaskError
+from gladd.store import Cancelled, Failed, NewTask, Released, Succeeded, TaskError
 from gladd.store.base import PoolStats
 from gladd.store.memory import MemoryStore
 from tests.unit.observe._build import FakeExecutor, Observed
@@ -62,6 +62,7 @@ class CrowdedStore(MemoryStore):
 async def busy_daemon() -> Observed:
     store = CrowdedStore()
     await store.open()
+    await store.enqueue(NewTask(kind="crm.sync"), now=datetime(2026, 1, 1, tzinfo=UTC))
     observed = Observed(store=store, policies=POLICIES, executor=FakeExecutor(running=3))
     assert observed.executor is not None
     observed.executor.stats = ExecutorStatistics(
@@ -170,7 +171,8 @@ async def test_every_figure_the_origin_document_watches_is_there() -> None:
     assert value(m, "gladd_task_rescues_total") == 1
     assert value(m, "gladd_task_fencing_rejections_total") == 1
     assert value(m, "gladd_tasks_running") == 3
-    assert value(m, "gladd_tasks", state="pending") == 0
+    assert value(m, "gladd_tasks", kind="crm.sync", state="pending") == 1
+    assert value(m, "gladd_tasks", kind="crm.sync", state="dead") == 0
     # reloads and generation
     assert value(m, "gladd_reloads_total", trigger="file", outcome="rejected") == 1
     assert value(m, "gladd_reload_last_success") == 0

@@ -277,9 +277,6 @@ DELETE FROM gladd_tasks AS t USING doomed AS d WHERE t.id = d.id;
 -- name: count_purgeable
 SELECT count(*) FROM gladd_tasks WHERE finished_at < $1 AND state = ANY($2::text[]);
 
--- name: counts
-SELECT state, count(*) AS n FROM gladd_tasks GROUP BY state;
-
 -- Schedules. A schedule advances by a compare-and-set on its last tick, inside the
 -- transaction that enqueues the tick's tasks: the insert for a schedule never advanced, the
 -- update from the tick the caller read. Each returns its row or nothing, and nothing means
@@ -471,3 +468,55 @@ WITH removed AS (
     DELETE FROM gladd_breakers WHERE name = $1 RETURNING name, state, by, created_at
 )
 SELECT r.*, pg_notify('gladd_pauses', 'breaker:' || r.name) AS notified FROM removed AS r;
+
+-- Listing, counts and workers (issue 14; the rules in gladd/store/listing.py).
+
+-- name: task_stats
+-- The counts: the deltas summed. Right whatever runs beside it: a fold (below) deletes
+-- deltas and inserts their sum in one statement, so a snapshot sees one or the other.
+SELECT kind, state, sum(n) AS n FROM gladd_task_counts GROUP BY kind, state HAVING sum(n) <> 0;
+
+-- name: task_stats_fold_lock
+-- One fold at a time (transaction-scoped; a read that does not get it only sums).
+SELECT pg_try_advisory_xact_lock($1);
+
+-- name: task_stats_fold
+-- Folds the deltas the triggers appended into one row per (kind, state) and returns the
+-- totals, in one statement, under task_stats_fold_lock: its snapshot, taken once the lock
+-- is held, sees the previous fold's rows, and no one else deletes. Deltas committed while
+-- it runs are not in its snapshot: neither deleted nor counted, the next read has them.
+WITH gone AS (
+    DELETE FROM gladd_task_counts RETURNING kind, state, n
+), folded AS (
+    INSERT INTO gladd_task_counts (kind, state, n)
+    SELECT kind, state, sum(n) FROM gone GROUP BY kind, state HAVING sum(n) <> 0
+    RETURNING kind, state, n
+)
+SELECT kind, state, n FROM folded;
+
+-- name: task_filter
+-- The conditions of `find` and `count_matching` (gladd/store/postgres/listing.py puts them
+-- in both): below the id $6 (the cursor's, never NULL, so an index condition even in a
+-- generic plan); each filter is skipped when its parameter is NULL (states: empty).
+id < $6
+  AND (cardinality($1::text[]) = 0 OR state = ANY($1::text[]))
+  AND ($2::text IS NULL OR kind = $2)
+  AND ($3::text IS NULL OR EXISTS (
+        SELECT 1 FROM jsonb_array_elements(errors) AS e
+        WHERE strpos(lower((e ->> 'type') || ': ' || (e ->> 'message')), lower($3)) > 0))
+  AND ($4::timestamptz IS NULL OR created_at >= $4)
+  AND ($5::timestamptz IS NULL OR created_at < $5);
+
+-- name: find
+-- Newest first; WHERE: task_filter.
+SELECT * FROM gladd_tasks WHERE {task_filter} ORDER BY id DESC LIMIT $7;
+
+-- name: count_matching
+SELECT count(*) FROM gladd_tasks WHERE {task_filter};
+
+-- name: worker_rows
+-- Running tasks per owner through gladd_tasks_running (owner is set exactly while running).
+SELECT w.id, w.last_seen,
+       (SELECT count(*) FROM gladd_tasks AS t WHERE t.owner = w.id) AS running
+FROM gladd_workers AS w
+ORDER BY w.id;

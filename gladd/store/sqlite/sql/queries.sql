@@ -178,9 +178,6 @@ WHERE finished_at < :finished_before AND state IN (SELECT value FROM json_each(:
 SELECT count(*) FROM gladd_tasks
 WHERE finished_at < :finished_before AND state IN (SELECT value FROM json_each(:states));
 
--- name: counts
-SELECT state, count(*) FROM gladd_tasks GROUP BY state;
-
 -- Schedules. A schedule advances by a compare-and-set on its last tick: the insert for a
 -- schedule never advanced, the update from the tick the caller read; each changes one row
 -- or none, and none means another node advanced it first.
@@ -312,3 +309,39 @@ ON CONFLICT (name) DO UPDATE SET by = excluded.by, created_at = excluded.created
 
 -- name: reset_breaker
 DELETE FROM gladd_breakers WHERE name = ? RETURNING name, state, by, created_at;
+
+-- Listing, counts and workers (issue 14; the rules in gladd/store/listing.py).
+
+-- name: task_stats
+SELECT kind, state, n FROM gladd_task_counts WHERE n <> 0;
+
+-- name: task_filter
+-- The conditions of `find` and `count_matching` (gladd/store/sqlite/listing.py puts them in
+-- both): below :below; each filter is skipped when its parameter is NULL (:states is a
+-- JSON array, NULL for any state).
+id < :below
+  AND (:states IS NULL OR state IN (SELECT value FROM json_each(:states)))
+  AND (:kind IS NULL OR kind = :kind)
+  AND (:error IS NULL OR EXISTS (
+        SELECT 1 FROM json_each(errors) AS e
+        WHERE instr(lower(json_extract(e.value, '$.type') || ': '
+                          || json_extract(e.value, '$.message')), lower(:error)) > 0))
+  AND (:since IS NULL OR created_at >= :since)
+  AND (:until IS NULL OR created_at < :until);
+
+-- name: find
+-- Newest first; WHERE: task_filter.
+SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
+       owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
+       updated_at, finished_at, traceparent, schedule, scheduled_for,
+       progress, progress_message, progress_at, progress_attempt
+FROM gladd_tasks WHERE {task_filter} ORDER BY id DESC LIMIT :limit;
+
+-- name: count_matching
+SELECT count(*) FROM gladd_tasks WHERE {task_filter};
+
+-- name: worker_rows
+SELECT w.id, w.last_seen,
+       (SELECT count(*) FROM gladd_tasks AS t WHERE t.owner = w.id AND t.state = 'running')
+FROM gladd_workers AS w
+ORDER BY w.id;
