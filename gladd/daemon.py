@@ -26,6 +26,8 @@ from loguru import logger
 
 from gladd.admin.app import create_app
 from gladd.admin.server import AdminServer, bind_socket
+from gladd.console.app import console_app
+from gladd.console.deps import ConsoleDeps, PoliciesFile
 from gladd.durations import format_duration
 from gladd.errors import (
     PolicyError,
@@ -109,17 +111,20 @@ class Daemon:
             raise StartupError(problem)
         sock = bind_socket(self.settings.admin_host, self.settings.admin_port)
         token = self.settings.admin_token
+        secret = token.get_secret_value() if token else None
         app = create_app(
             rt.board,
             tasks=rt.tasks,
             store_open=lambda: rt.store_health.opened,
             reload=rt.reloader.reload,
             metrics=rt.metrics.render,
-            token=token.get_secret_value() if token else None,
+            token=secret,
             store_sha256=store_digest(self.settings.store_url),
             resilience=rt.resilience,
             now=rt.wall_now,
             persist_breaker=rt.persist_breaker,
+            console=console_app(self._console_deps(secret)),
+            read_only=self.settings.admin_read_only,
         )
         admin = AdminServer(app, sock)
         _ensure_state_dir(self.settings.state_dir)
@@ -141,6 +146,7 @@ class Daemon:
                 await tg.start(rt.lag_monitor.run)
                 await tg.start(rt.pool_monitor.run)
                 await tg.start(rt.health_checker.run)
+                await tg.start(rt.throughput.run, rt.wall_now)
                 await self._run_subsystems(
                     [admin.run, self._run_tasks], [admin.stop, self._stop_tasks]
                 )
@@ -157,6 +163,32 @@ class Daemon:
         logger.info("gladd stopped")
         if unreleased is not None:
             raise StopIncomplete(unreleased)
+
+    def _console_deps(self, token: str | None) -> ConsoleDeps:
+        rt = self.runtime
+
+        def policies_file() -> PoliciesFile:
+            served = rt.served
+            return PoliciesFile(
+                source=served.loaded.source,
+                sha256=served.loaded.sha256,
+                generation=served.generation,
+                text=served.loaded.data.decode("utf-8", "replace"),
+            )
+
+        return ConsoleDeps(
+            tasks=rt.tasks,
+            board=rt.board,
+            resilience=rt.resilience,
+            throughput=rt.throughput,
+            policies_file=policies_file,
+            now=rt.wall_now,
+            node=self.settings.node_name,
+            store_open=lambda: rt.store_health.opened,
+            persist_breaker=rt.persist_breaker,
+            token=token,
+            read_only=self.settings.admin_read_only,
+        )
 
     def _unreleased(self) -> str | None:
         """Log the tasks this stop left ``running`` in the store, if any; the message."""

@@ -39,6 +39,7 @@ from gladd.observe.lag import LagMonitor
 from gladd.observe.metrics import Metrics
 from gladd.observe.pool import PoolMonitor
 from gladd.observe.reloads import Reloads
+from gladd.observe.throughput import ThroughputRing
 from gladd.observe.watched import Watched
 from gladd.plugins import Plugin, PluginHost, discover_plugins
 from gladd.plugins.discover import Discovery
@@ -209,6 +210,8 @@ class Runtime:
             observe_ticks=lambda *a: self.metrics.observe_ticks(*a),  # noqa: PLW0108
             observe_lateness=lambda s: self.metrics.observe_lateness(s),  # noqa: PLW0108
         )
+        self.throughput = ThroughputRing(self.executor.statistics)
+        """This node's last hour of attempts, per minute (the console's overview chart)."""
         self.pool_monitor = PoolMonitor(self.store, self.policies)
         self.lag_monitor = LagMonitor(self.policies)
         watched = Watched(

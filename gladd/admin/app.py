@@ -6,21 +6,22 @@ Health reads only the board; every other route needs the admin token when one is
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
-from gladd.admin.audit import AUTH_SCOPE_KEY
 from gladd.admin.breakers import Persist, breaker_routes
+from gladd.admin.cross_site import CrossSiteGuard
+from gladd.admin.read_only import ReadOnly
+from gladd.admin.refusals import CONSOLE_PREFIX
+from gladd.admin.session import TokenAuth
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard, Status
@@ -28,7 +29,6 @@ from gladd.observe.reloads import ReloadOutcome
 from gladd.resilience.guards import Resilience
 
 HEALTH_JSON = "application/health+json"
-PUBLIC_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
 
 
 class _Rendered(Protocol):
@@ -67,14 +67,21 @@ def create_app(
     resilience: Resilience | None = None,
     now: Callable[[], datetime] | None = None,
     persist_breaker: Persist | None = None,
-) -> Starlette:
+    console: ASGIApp | None = None,
+    read_only: bool = False,
+) -> ASGIApp:
     """The admin routes. Health reads only the board (never the database directly); every
     other route needs ``Authorization: Bearer TOKEN`` when a token is configured. Without
     ``tasks`` there are no ``/tasks`` routes; they answer 503 while ``store_open()`` is
     false (the daemon's store has not opened yet), and an enqueue meant for another store
     than ``store_sha256`` names is a 421 (see :mod:`gladd.admin.tasks`). With
     ``resilience`` there are the ``/breakers`` routes (:mod:`gladd.admin.breakers`), their
-    times read on ``now``, their overrides stored through ``persist_breaker``."""
+    times read on ``now``, their overrides stored through ``persist_breaker``. ``console``
+    (:mod:`gladd.console`) is served at ``/ui``. With ``read_only`` every operator action
+    is refused (:mod:`gladd.admin.read_only`).
+
+    The layers, outermost first: token auth (:mod:`gladd.admin.session`) → cross-site
+    refusal (:mod:`gladd.admin.cross_site`) → read-only → the routes."""
 
     async def health(_: Request) -> JSONResponse:
         report = board.report()
@@ -90,7 +97,7 @@ def create_app(
         body = {"status": "pass" if ok else "fail", "output": why}
         return JSONBody(body, status_code=200 if ok else 503, media_type=HEALTH_JSON)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
@@ -109,10 +116,13 @@ def create_app(
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
     if metrics is not None:
         routes.append(Route("/metrics", metrics_endpoint(metrics), methods=["GET"]))
-    middleware = [Middleware(_TokenAuth, token=token)] if token else []
-    return Starlette(
-        routes=routes, middleware=middleware, exception_handlers={HTTPException: _http_error}
-    )
+    if console is not None:
+        routes.append(Mount(CONSOLE_PREFIX, app=console))
+    app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    if read_only:
+        app = ReadOnly(app)
+    app = CrossSiteGuard(app)
+    return TokenAuth(app, token=token) if token else app
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -163,24 +173,3 @@ def reload_endpoint(
         return JSONBody(body, status_code=422 if result.outcome == "rejected" else 200)
 
     return endpoint
-
-
-class _TokenAuth:
-    """Bearer-token check for every route but the health probes (RFC 6750)."""
-
-    def __init__(self, app: ASGIApp, *, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
-            scope[AUTH_SCOPE_KEY] = "token"
-            await self.app(scope, receive, send)
-            return
-        message = "wrong admin token" if given else "this route needs Authorization: Bearer TOKEN"
-        response = error(401, message, headers={"WWW-Authenticate": 'Bearer realm="gladd"'})
-        await response(scope, receive, send)

@@ -24,7 +24,7 @@ import anyio
 import uvicorn
 from anyio.abc import TaskStatus
 from loguru import logger
-from starlette.applications import Starlette
+from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gladd.errors import StartupError
@@ -160,7 +160,7 @@ class AdminServer:
     """The admin API as a subsystem: ``await tg.start(server.run)``, then ``stop()``."""
 
     def __init__(
-        self, app: Starlette, sock: socket.socket, *, header_timeout: float = HEADER_TIMEOUT
+        self, app: ASGIApp, sock: socket.socket, *, header_timeout: float = HEADER_TIMEOUT
     ) -> None:
         self.socket = sock
         config = uvicorn.Config(
