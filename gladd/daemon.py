@@ -27,7 +27,6 @@ from loguru import logger
 from gladd.admin.app import create_app
 from gladd.admin.server import AdminServer, bind_socket
 from gladd.console.app import console_app
-from gladd.console.deps import ConsoleDeps, PoliciesFile
 from gladd.durations import format_duration
 from gladd.errors import (
     PolicyError,
@@ -123,7 +122,9 @@ class Daemon:
             resilience=rt.resilience,
             now=rt.wall_now,
             persist_breaker=rt.persist_breaker,
-            console=console_app(self._console_deps(secret)),
+            console=console_app(
+                rt.console_deps(token=secret, read_only=self.settings.admin_read_only)
+            ),
             read_only=self.settings.admin_read_only,
         )
         admin = AdminServer(app, sock)
@@ -163,32 +164,6 @@ class Daemon:
         logger.info("gladd stopped")
         if unreleased is not None:
             raise StopIncomplete(unreleased)
-
-    def _console_deps(self, token: str | None) -> ConsoleDeps:
-        rt = self.runtime
-
-        def policies_file() -> PoliciesFile:
-            served = rt.served
-            return PoliciesFile(
-                source=served.loaded.source,
-                sha256=served.loaded.sha256,
-                generation=served.generation,
-                text=served.loaded.data.decode("utf-8", "replace"),
-            )
-
-        return ConsoleDeps(
-            tasks=rt.tasks,
-            board=rt.board,
-            resilience=rt.resilience,
-            throughput=rt.throughput,
-            policies_file=policies_file,
-            now=rt.wall_now,
-            node=self.settings.node_name,
-            store_open=lambda: rt.store_health.opened,
-            persist_breaker=rt.persist_breaker,
-            token=token,
-            read_only=self.settings.admin_read_only,
-        )
 
     def _unreleased(self) -> str | None:
         """Log the tasks this stop left ``running`` in the store, if any; the message."""

@@ -27,6 +27,7 @@ import httpx
 from loguru import logger
 
 from gladd import tracing
+from gladd.console.deps import ConsoleDeps, PoliciesFile
 from gladd.errors import PolicyError, Problem, StoreError
 from gladd.executor.catalogue import kind_specs
 from gladd.executor.kinds import KindRegistry, builtin_kinds
@@ -249,6 +250,32 @@ class Runtime:
             )
         else:
             await self.store.reset_breaker(name)
+
+    def console_deps(self, *, token: str | None, read_only: bool) -> ConsoleDeps:
+        """What the console at ``/ui`` reads and acts on (:mod:`gladd.console`)."""
+        return ConsoleDeps(
+            tasks=self.tasks,
+            board=self.board,
+            resilience=self.resilience,
+            throughput=self.throughput,
+            policies_file=self.policies_file,
+            now=self._now,
+            node=self.settings.node_name,
+            store_open=lambda: self.store_health.opened,
+            persist_breaker=self.persist_breaker,
+            token=token,
+            read_only=read_only,
+        )
+
+    def policies_file(self) -> PoliciesFile:
+        """The policies served now, as their file was read."""
+        loaded = self.served.loaded
+        return PoliciesFile(
+            source=loaded.source,
+            sha256=loaded.sha256,
+            generation=self.served.generation,
+            text=loaded.data.decode("utf-8", "replace"),
+        )
 
     def wall_now(self) -> datetime:
         """The wall clock the store's times are on."""
