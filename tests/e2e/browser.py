@@ -137,7 +137,9 @@ class Browser:
 def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Browser]:
     missing = _missing()
     if missing is not None:
-        message = f"the console's browser tests need {missing} (apt-get install chromium chromium-driver)"
+        message = (
+            f"the console's browser tests need {missing} (apt-get install chromium chromium-driver)"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)

@@ -373,7 +373,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         return
     try:
         window.shot(f"failed at {report.when}")
-    except Exception as exc:  # noqa: BLE001 - a browser gone too; the paths still count
+    except Exception as exc:  # a browser gone too: the paths still count
         report.sections.append(("console screenshots", f"(no screenshot at the failure: {exc})"))
     listed = "\n".join(str(path) for path in window.taken_paths)
     report.sections.append(("console screenshots", listed))
