@@ -15,24 +15,14 @@ from gladd.admin.cross_site import cross_site_problem
 from gladd.admin.read_only import is_operator_action
 from gladd.admin.session import COOKIE, cookie_value
 from gladd.console.app import console_app
-from gladd.policies import parse_policies
 from gladd.resilience import FakeClock
 from gladd.runtime import Runtime
 from gladd.settings import Settings
 from gladd.store.memory import MemoryStore
+from tests.unit.test_admin_breakers import POLICIES  # a breaker guarding service billing
 
 pytestmark = pytest.mark.anyio
 
-POLICIES = parse_policies(
-    b"""
-[breaker.api]
-failures = 2
-open_for = "1m"
-[services.billing]
-breaker = "api"
-""",
-    source="policies.toml",
-).policies
 TOKEN = "s3cret"
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
