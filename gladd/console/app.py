@@ -16,6 +16,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 from loguru import logger
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -152,4 +153,19 @@ def console_app(deps: ConsoleDeps) -> Starlette:
         ("/schedules/{name}/run", actions.run_schedule, "/schedules"),
     ]
     routes += [Route(path, act(action, back), methods=["POST"]) for path, action, back in posts]
-    return Starlette(routes=routes)
+    return Starlette(routes=routes, exception_handlers={HTTPException: _not_here})
+
+
+async def _not_here(request: Request, exc: Exception) -> Response:
+    """The router's 404 and 405 as a console page (the API's are JSON)."""
+    assert isinstance(exc, HTTPException)
+    path = request.url.path
+    if exc.status_code == 405:
+        message = f"{path} does not take {request.method}"
+    elif exc.status_code == 404:
+        message = f"the console has no page {path}"
+    else:
+        message = str(exc.detail)
+    return refusal(
+        path, exc.status_code, "Not found" if exc.status_code == 404 else "Refused", message
+    )

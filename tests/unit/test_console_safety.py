@@ -107,6 +107,10 @@ async def test_the_console_asks_once_for_the_token_and_keeps_an_hmac_of_it(
         assert (await client.get("/tasks", headers=logged_in())).status_code == 401
         assert (await client.get("/tasks", headers=BEARER)).status_code == 200
         assert (await client.get("/ui/kinds", headers=BEARER)).status_code == 200
+        missing = await client.get("/ui/nope", headers=BEARER)
+        assert missing.status_code == 404
+        assert "the console has no page /ui/nope" in missing.text
+        assert (await client.get("/ui/tasks/12345", headers=BEARER)).status_code == 404
 
         out = await client.post("/ui/logout", headers=logged_in())
         assert out.status_code == 303
