@@ -122,6 +122,7 @@ class Daemon:
             resilience=rt.resilience,
             now=rt.wall_now,
             persist_breaker=rt.persist_breaker,
+            policies=rt.policy_history,
             console=console_app(
                 rt.console_deps(token=secret, read_only=self.settings.admin_read_only)
             ),

@@ -38,6 +38,7 @@ from gladd.observe.health import Check, HealthBoard, Status
 from gladd.observe.health_checks import HealthChecker, reload_check
 from gladd.observe.lag import LagMonitor
 from gladd.observe.metrics import Metrics
+from gladd.observe.policy_history import PolicyHistory
 from gladd.observe.pool import PoolMonitor
 from gladd.observe.reloads import Reloads
 from gladd.observe.throughput import ThroughputRing
@@ -163,11 +164,14 @@ class Runtime:
             prepare=self.prepare_policies,
             last_good=settings.state_dir / LAST_GOOD,
             # The record first: the health published on each verdict reads it.
-            listeners=[self.reloads.heard, self._reload_reported]
+            listeners=[self.reloads.heard, self._reload_history, self._reload_reported]
             + ([on_reloaded] if on_reloaded is not None else []),
             on_start=on_reload_start,
             check=self._plugin_problems,
         )
+        self.policy_history = PolicyHistory()
+        """The generations served since start and the last rejection (``/policies``)."""
+        self._start_history(loaded, broken_on_disk)
         self.board = HealthBoard(version=__version__, service_id=settings.node_name)
         self.counters = Counters()
         sinks: list[Sink] = [self.counters, LogSink(logger)]
@@ -361,6 +365,51 @@ class Runtime:
         without its kind or with a payload its kind refuses, or a partition on a payload
         field its kind does not declare, is refused."""
         return [*self.plugins.check(policies), *registry_problems(policies, self.kinds)]
+
+    def _start_history(self, loaded: LoadedPolicies, broken_on_disk: PolicyError | None) -> None:
+        at = self._now()
+        self.policy_history.applied(
+            generation=1,
+            at=at,
+            trigger="start",
+            sha256=loaded.sha256,
+            source=loaded.source,
+            data=loaded.data,
+        )
+        if broken_on_disk is not None:  # started from the last good copy
+            self.policy_history.rejected(
+                at=at,
+                trigger="start",
+                sha256="",
+                errors=[p.render(broken_on_disk.file) for p in broken_on_disk.problems],
+                generation=1,
+            )
+
+    def _reload_history(self, result: ReloadResult) -> None:
+        history = self.policy_history
+        if result.outcome == "applied":
+            loaded = self.served.loaded  # committed: the generation this result names
+            history.applied(
+                generation=result.generation,
+                at=self._now(),
+                trigger=result.trigger,
+                sha256=result.sha256,
+                source=loaded.source,
+                data=loaded.data,
+                changes=[c.render() for c in result.changes],
+            )
+        elif result.outcome == "rejected":
+            history.rejected(
+                at=self._now(),
+                trigger=result.trigger,
+                sha256=result.sha256,
+                errors=result.errors,
+                generation=result.generation,
+            )
+        elif result.resolved:
+            history.resolve(
+                at=self._now(), by=f"the file put back to generation {result.generation}"
+            )
 
     def _reload_reported(self, result: ReloadResult) -> None:
         if result.outcome == "applied" or result.sha256 == self.served.loaded.sha256:

@@ -19,12 +19,14 @@ from starlette.types import ASGIApp
 
 from gladd.admin.breakers import Persist, breaker_routes
 from gladd.admin.cross_site import CrossSiteGuard
+from gladd.admin.policies import policy_routes
 from gladd.admin.read_only import ReadOnly
 from gladd.admin.refusals import CONSOLE_PREFIX
 from gladd.admin.session import TokenAuth
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard, Status
+from gladd.observe.policy_history import PolicyHistory
 from gladd.observe.reloads import ReloadOutcome
 from gladd.resilience.guards import Resilience
 
@@ -67,6 +69,7 @@ def create_app(
     resilience: Resilience | None = None,
     now: Callable[[], datetime] | None = None,
     persist_breaker: Persist | None = None,
+    policies: PolicyHistory | None = None,
     console: ASGIApp | None = None,
     read_only: bool = False,
 ) -> ASGIApp:
@@ -76,9 +79,11 @@ def create_app(
     false (the daemon's store has not opened yet), and an enqueue meant for another store
     than ``store_sha256`` names is a 421 (see :mod:`gladd.admin.tasks`). With
     ``resilience`` there are the ``/breakers`` routes (:mod:`gladd.admin.breakers`), their
-    times read on ``now``, their overrides stored through ``persist_breaker``. ``console``
-    (:mod:`gladd.console`) is served at ``/ui``. With ``read_only`` every operator action
-    is refused (:mod:`gladd.admin.read_only`).
+    times read on ``now``, their overrides stored through ``persist_breaker``. With
+    ``policies`` there are ``GET /policies`` and ``/policies/history``
+    (:mod:`gladd.admin.policies`). ``console`` (:mod:`gladd.console`) is served at
+    ``/ui``. With ``read_only`` every operator action is refused
+    (:mod:`gladd.admin.read_only`).
 
     The layers, outermost first: token auth (:mod:`gladd.admin.session`) → cross-site
     refusal (:mod:`gladd.admin.cross_site`) → read-only → the routes."""
@@ -112,6 +117,8 @@ def create_app(
             now=now or (lambda: datetime.now(UTC)),
             persist=persist_breaker,
         )
+    if policies is not None:
+        routes += policy_routes(policies)
     if reload is not None:
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
     if metrics is not None:

@@ -6,8 +6,12 @@ from __future__ import annotations
 import http.client
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
+
+TIMEOUT = 5.0
+"""Seconds a command waits for the admin API to answer."""
 
 
 def admin_url(host: str, port: int) -> str:
@@ -15,6 +19,10 @@ def admin_url(host: str, port: int) -> str:
     host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)  # noqa: S104
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
+
+
+class Unreachable(Exception):
+    """No gladd admin API answered as one; the message says why."""
 
 
 class BadURL(ValueError):
@@ -85,3 +93,41 @@ def request(
         return Answer(status=response.status, body=response.read())
     finally:
         connection.close()
+
+
+def ask_json(
+    base: str, method: str, path: str, token: str | None, *, timeout: float = TIMEOUT
+) -> tuple[int, Any]:
+    """One request expecting a JSON answer: (status, body); :class:`Unreachable` with why
+    when nothing answers, or something that is not gladd does."""
+    url = base + path
+    try:
+        answer = request(base, method, path, token=token, timeout=timeout)
+    except NotConnected as exc:
+        raise Unreachable(
+            f"no gladd answers at {base} ({exc}); is the daemon running, and listening "
+            "there? (--url, or --admin-host / --admin-port / GLADD_ADMIN_PORT)"
+        ) from None
+    except TimeoutError:
+        raise Unreachable(f"{url} did not answer within {timeout:g}s") from None
+    except BadURL as exc:
+        raise Unreachable(f"{url}: {exc}") from None
+    except (http.client.HTTPException, OSError, NotSent) as exc:
+        raise Unreachable(f"{url}: {type(exc).__name__}: {exc}") from None
+    try:
+        return answer.status, answer.json()
+    except ValueError:
+        raise Unreachable(
+            f"{url} answered HTTP {answer.status}, but not with JSON: is something else "
+            "listening on that port?"
+        ) from None
+
+
+def shown_time(moment: str | None, *, suffix: str = "") -> str:
+    """An ISO 8601 time of an answer to the second, for a table ("-" for none)."""
+    if not moment:
+        return "-"
+    try:
+        return datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M:%S") + suffix
+    except ValueError:
+        return moment

@@ -8,21 +8,13 @@ standard library's HTTP client, so it starts light. Exit codes: 0 done, 66 no su
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
-from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from gladd.cli.admin_http import BadURL, NotConnected, NotSent, admin_url, request
+from gladd.cli.admin_http import Unreachable, admin_url, ask_json, shown_time
 from gladd.cli.exits import EXIT_NOINPUT, EXIT_OK, EXIT_UNAVAILABLE, fail
 from gladd.cli.flags import light_settings_from
-
-TIMEOUT = 5.0
-
-
-class _Unreachable(Exception):
-    """No gladd admin API answered as one; the message says why."""
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,11 +26,11 @@ def run(args: argparse.Namespace) -> int:
     verb = getattr(args, "breaker_verb", None)
     try:
         if verb is None:
-            status, body = _ask(base, "GET", "/breakers", secret)
+            status, body = ask_json(base, "GET", "/breakers", secret)
         else:
             path = f"/breakers/{quote(args.name, safe='')}/{verb}"
-            status, body = _ask(base, "POST", path, secret)
-    except _Unreachable as exc:
+            status, body = ask_json(base, "POST", path, secret)
+    except Unreachable as exc:
         fail(str(exc))
         return EXIT_UNAVAILABLE
     if status == 404 and isinstance(body, dict) and "known" in body:
@@ -57,39 +49,6 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _ask(base: str, method: str, path: str, token: str | None) -> tuple[int, Any]:
-    url = base + path
-    try:
-        answer = request(base, method, path, token=token, timeout=TIMEOUT)
-    except NotConnected as exc:
-        raise _Unreachable(
-            f"no gladd answers at {base} ({exc}); is the daemon running, and listening "
-            "there? (--url, or --admin-host / --admin-port / GLADD_ADMIN_PORT)"
-        ) from None
-    except TimeoutError:
-        raise _Unreachable(f"{url} did not answer within {TIMEOUT:g}s") from None
-    except BadURL as exc:
-        raise _Unreachable(f"{url}: {exc}") from None
-    except (http.client.HTTPException, OSError, NotSent) as exc:
-        raise _Unreachable(f"{url}: {type(exc).__name__}: {exc}") from None
-    try:
-        return answer.status, answer.json()
-    except ValueError:
-        raise _Unreachable(
-            f"{url} answered HTTP {answer.status}, but not with JSON: is something else "
-            "listening on that port?"
-        ) from None
-
-
-def _short(moment: str | None) -> str:
-    if not moment:
-        return "-"
-    try:
-        return datetime.fromisoformat(moment).strftime("%Y-%m-%d %H:%M:%S")
-    except ValueError:
-        return moment
-
-
 def table(breakers: list[dict[str, Any]]) -> str:
     """One row per breaker: name, state, since, last failure, next probe."""
     if not breakers:
@@ -102,8 +61,8 @@ def table(breakers: list[dict[str, Any]]) -> str:
             (
                 str(b.get("name")),
                 str(b.get("state")),
-                _short(b.get("since")),
-                _short(b.get("next_probe")),
+                shown_time(b.get("since")),
+                shown_time(b.get("next_probe")),
                 last,
             )
         )

@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pause_commands(commands)
     add_status_command(commands, settings_flags, handler=lazy("gladd.cli.status", "run"))
     add_breaker_commands(commands)
+    add_policies_commands(commands)
     return parser
 
 
@@ -270,3 +271,24 @@ def add_breaker_commands(commands: Any) -> None:
         )
         settings_flags(parser)
         parser.set_defaults(command="breakers", handler=handler, breaker_verb=verb)
+
+
+def add_policies_commands(commands: Any) -> None:
+    """Register ``policies`` (and its ``history`` verb)."""
+    policies = commands.add_parser(
+        "policies", help="the running daemon's policies: `history` of generations and rejections"
+    )
+    verbs = policies.add_subparsers(title="verbs", metavar="VERB", required=True)
+    history = verbs.add_parser(
+        "history",
+        help="each generation since start (time, trigger, sha256, changes, diff), newest "
+        "first, and the last rejection",
+        description="Exit code: 0 done, 64 a bad --limit, 69 no daemon answers.",
+    )
+    history.add_argument("--limit", metavar="N", help="only the newest N generations")
+    history.add_argument("--json", action="store_true", help="print the answer as JSON")
+    history.add_argument(
+        "--url", metavar="URL", help="the admin API (default: http://ADMIN_HOST:ADMIN_PORT)"
+    )
+    settings_flags(history)
+    history.set_defaults(command="policies", handler=lazy("gladd.cli.policies", "run_history"))

@@ -88,15 +88,37 @@ class Browser:
                     raise AssertionError(f"not within {timeout}s: {what} (last: {result!r})")
             time.sleep(0.1)
 
+    def unswapped(self, read: Callable[[], T], *, timeout: float = 10) -> T:
+        """``read()``, again when the live part was swapped under it (a stale element)."""
+        from selenium.common.exceptions import StaleElementReferenceException  # noqa: PLC0415
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return read()
+            except StaleElementReferenceException:
+                if time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+
     def text(self, css: str) -> str:
         from selenium.webdriver.common.by import By  # noqa: PLC0415
 
-        return str(self.driver.find_element(By.CSS_SELECTOR, css).text)
+        return self.unswapped(lambda: str(self.driver.find_element(By.CSS_SELECTOR, css).text))
 
     def texts(self, css: str) -> list[str]:
         from selenium.webdriver.common.by import By  # noqa: PLC0415
 
-        return [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, css)]
+        return self.unswapped(
+            lambda: [e.text for e in self.driver.find_elements(By.CSS_SELECTOR, css)]
+        )
+
+    def attribute(self, css: str, name: str) -> str | None:
+        from selenium.webdriver.common.by import By  # noqa: PLC0415
+
+        return self.unswapped(
+            lambda: self.driver.find_element(By.CSS_SELECTOR, css).get_attribute(name)
+        )
 
     def count(self, css: str) -> int:
         from selenium.webdriver.common.by import By  # noqa: PLC0415

@@ -71,9 +71,8 @@ def test_an_operator_logs_in_finds_a_dead_task_retries_it_and_isolates_a_breaker
     assert browser.text('#counts b[data-state="dead"]') == "1"
     assert browser.text('#counts b[data-state="succeeded"]') == "1"
     assert "this node" in browser.text("main")
-    chart = browser.driver.find_element("css selector", "#throughput")
-    assert chart.get_attribute("data-succeeded") == "1"
-    assert chart.get_attribute("data-failed") == "1"
+    assert browser.attribute("#throughput", "data-succeeded") == "1"
+    assert browser.attribute("#throughput", "data-failed") == "1"
     browser.shot("overview")
 
     # Filter the tasks by state, then open the dead one.

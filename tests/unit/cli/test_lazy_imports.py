@@ -55,6 +55,10 @@ def test_status_imports_nothing_heavy() -> None:
     assert heavy_imports("status", "--admin-port", str(free_port())) == (69, [])
 
 
+def test_policies_history_imports_nothing_heavy() -> None:
+    assert heavy_imports("policies", "history", "--admin-port", str(free_port())) == (69, [])
+
+
 def test_status_with_an_env_file_imports_nothing_heavy(tmp_path: Path) -> None:
     env_file = tmp_path / "gladd.env"
     env_file.write_text(f"GLADD_ADMIN_PORT={free_port()}\nGLADD_ADMIN_TOKEN=t\n")
