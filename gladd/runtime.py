@@ -267,6 +267,7 @@ class Runtime:
             node=self.settings.node_name,
             store_open=lambda: self.store_health.opened,
             persist_breaker=self.persist_breaker,
+            policy_history=self.policy_history,
             token=token,
             read_only=read_only,
         )

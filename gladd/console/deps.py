@@ -9,6 +9,7 @@ from datetime import datetime
 from gladd.admin.breakers import Persist
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard
+from gladd.observe.policy_history import PolicyHistory
 from gladd.observe.throughput import ThroughputRing
 from gladd.resilience.guards import Resilience
 
@@ -36,6 +37,8 @@ class ConsoleDeps:
     node: str
     store_open: Callable[[], bool] = lambda: True
     persist_breaker: Persist | None = None
+    policy_history: PolicyHistory | None = None
+    """The generations served since the start and the last rejection (the policies screen)."""
     token: str | None = None
     """The admin token: with one, the console has a login page."""
     read_only: bool = False

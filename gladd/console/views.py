@@ -157,6 +157,11 @@ async def schedules(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
 
 
 async def policies(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
-    # ROUND 2: the generations with their diffs and the last rejection (GET /policies,
-    # /policies/history from h/history).
-    return {"file": deps.policies_file()}
+    """The file served now, the generations before it (newest first, each with its diff)
+    and the last rejection, as ``GET /policies/history`` has them."""
+    history = deps.policy_history.to_json() if deps.policy_history is not None else None
+    return {
+        "file": deps.policies_file(),
+        "generations": history["generations"] if history else [],
+        "rejection": history["last_rejection"] if history else None,
+    }

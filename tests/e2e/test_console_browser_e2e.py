@@ -1,7 +1,7 @@
 """The console at /ui in a real browser (headless Chromium) against a real gladd process:
 log in, see the overview, filter tasks, open a task, retry a dead task and see it run,
-isolate a breaker and see a task postponed, a cross-site POST refused, read-only mode
-without a single action."""
+isolate a breaker and see a task postponed, see a reload in the policies history, a
+cross-site POST refused, read-only mode without a single action."""
 
 from __future__ import annotations
 
@@ -141,6 +141,21 @@ def test_an_operator_logs_in_finds_a_dead_task_retries_it_and_isolates_a_breaker
         browser.retrying(lambda s=screen: browser.url.endswith(f"/ui/{s}"), what=screen)
         assert expected in browser.text("main"), screen
         browser.shot(screen)
+
+    # A reload appears in the history on the policies screen (live), with its diff.
+    edited = POLICIES.format(port=port).replace(
+        'retry = "once"\n', 'retry = "once"\nconcurrency = 4\n'
+    )
+    node.policies.write_text(edited)
+    reloaded = httpx.post(f"{node.url}/reload", headers=BEARER, timeout=10)
+    assert reloaded.status_code == 200, reloaded.text
+    browser.retrying(lambda: browser.text("#generation") == "2", what="live: generation 2")
+    entry = browser.text('li.generation[data-generation="2"]')
+    assert "by api" in entry
+    assert "executor.concurrency" in entry
+    browser.click("#diff-2 summary")
+    assert "+concurrency = 4" in browser.text("#diff-2 pre")
+    browser.shot("policies history")
 
     browser.click(".logout button")
     browser.retrying(lambda: "/ui/login" in browser.url, what="logged out")
