@@ -26,6 +26,7 @@ from loguru import logger
 
 from gladd.admin.app import create_app
 from gladd.admin.server import AdminServer, bind_socket
+from gladd.console.app import console_app
 from gladd.durations import format_duration
 from gladd.errors import (
     PolicyError,
@@ -109,18 +110,23 @@ class Daemon:
             raise StartupError(problem)
         sock = bind_socket(self.settings.admin_host, self.settings.admin_port)
         token = self.settings.admin_token
+        secret = token.get_secret_value() if token else None
         app = create_app(
             rt.board,
             tasks=rt.tasks,
             store_open=lambda: rt.store_health.opened,
             reload=rt.reloader.reload,
             metrics=rt.metrics.render,
-            token=token.get_secret_value() if token else None,
+            token=secret,
             store_sha256=store_digest(self.settings.store_url),
             resilience=rt.resilience,
             now=rt.wall_now,
             persist_breaker=rt.persist_breaker,
             policies=rt.policy_history,
+            console=console_app(
+                rt.console_deps(token=secret, read_only=self.settings.admin_read_only)
+            ),
+            read_only=self.settings.admin_read_only,
         )
         admin = AdminServer(app, sock)
         _ensure_state_dir(self.settings.state_dir)
@@ -142,6 +148,7 @@ class Daemon:
                 await tg.start(rt.lag_monitor.run)
                 await tg.start(rt.pool_monitor.run)
                 await tg.start(rt.health_checker.run)
+                await tg.start(rt.throughput.run, rt.wall_now)
                 await self._run_subsystems(
                     [admin.run, self._run_tasks], [admin.stop, self._stop_tasks]
                 )

@@ -133,6 +133,7 @@ class LightSettings:
     admin_host: str
     admin_port: int
     admin_token: str | None
+    admin_read_only: bool
     otel: bool
 
     @property
@@ -183,6 +184,7 @@ def _resolve(
         admin_host=str(values.get("admin_host", "127.0.0.1")),
         admin_port=int(str(values.get("admin_port", 8000))),
         admin_token=None if token in (None, "") else str(token),
+        admin_read_only=values.get("admin_read_only") is True,
         otel=values.get("otel") is True,
     )
 
@@ -232,7 +234,7 @@ def _field(name: str, text: str) -> object:
         if not text.isascii() or not text.isdigit():
             raise _Odd
         return text
-    if name in ("otel", "otel_store_spans"):
+    if name in ("otel", "otel_store_spans", "admin_read_only"):
         lowered = text.lower()
         if lowered not in _TRUE | _FALSE:
             raise _Odd

@@ -27,6 +27,7 @@ import httpx
 from loguru import logger
 
 from gladd import tracing
+from gladd.console.deps import ConsoleDeps, PoliciesFile
 from gladd.errors import PolicyError, Problem, StoreError
 from gladd.executor.catalogue import kind_specs
 from gladd.executor.kinds import KindRegistry, builtin_kinds
@@ -40,6 +41,7 @@ from gladd.observe.metrics import Metrics
 from gladd.observe.policy_history import PolicyHistory
 from gladd.observe.pool import PoolMonitor
 from gladd.observe.reloads import Reloads
+from gladd.observe.throughput import ThroughputRing
 from gladd.observe.watched import Watched
 from gladd.plugins import Plugin, PluginHost, discover_plugins
 from gladd.plugins.discover import Discovery
@@ -213,6 +215,8 @@ class Runtime:
             observe_ticks=lambda *a: self.metrics.observe_ticks(*a),  # noqa: PLW0108
             observe_lateness=lambda s: self.metrics.observe_lateness(s),  # noqa: PLW0108
         )
+        self.throughput = ThroughputRing(self.executor.statistics)
+        """This node's last hour of attempts, per minute (the console's overview chart)."""
         self.pool_monitor = PoolMonitor(self.store, self.policies)
         self.lag_monitor = LagMonitor(self.policies)
         watched = Watched(
@@ -250,6 +254,33 @@ class Runtime:
             )
         else:
             await self.store.reset_breaker(name)
+
+    def console_deps(self, *, token: str | None, read_only: bool) -> ConsoleDeps:
+        """What the console at ``/ui`` reads and acts on (:mod:`gladd.console`)."""
+        return ConsoleDeps(
+            tasks=self.tasks,
+            board=self.board,
+            resilience=self.resilience,
+            throughput=self.throughput,
+            policies_file=self.policies_file,
+            now=self._now,
+            node=self.settings.node_name,
+            store_open=lambda: self.store_health.opened,
+            persist_breaker=self.persist_breaker,
+            policy_history=self.policy_history,
+            token=token,
+            read_only=read_only,
+        )
+
+    def policies_file(self) -> PoliciesFile:
+        """The policies served now, as their file was read."""
+        loaded = self.served.loaded
+        return PoliciesFile(
+            source=loaded.source,
+            sha256=loaded.sha256,
+            generation=self.served.generation,
+            text=loaded.data.decode("utf-8", "replace"),
+        )
 
     def wall_now(self) -> datetime:
         """The wall clock the store's times are on."""

@@ -78,6 +78,10 @@ class Settings(BaseSettings):
     admin_host: str = "127.0.0.1"
     admin_port: int = Field(8000, ge=0, le=65535)
     admin_token: SecretStr | None = None
+    admin_read_only: bool = False
+    """Refuse every operator action on the admin address (cancel, retry, pause, breaker
+    isolate/reset, schedule run, reload) and hide them in the console; enqueue and wait
+    stay allowed."""
     log_level: LogLevel = "INFO"
     log_format: Literal["text", "json"] = "text"
     log_file: Path | None = None

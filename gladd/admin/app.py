@@ -5,17 +5,18 @@ Health reads only the board; every other route needs the admin token when one is
 
 :func:`create_app` composes plain ASGI layers, outermost first::
 
-    _TokenAuth       the admin token, for every route but the health probes
+    TokenAuth        the admin token (or the console's login cookie), for every route but
+                     the health probes (gladd.admin.session)
+    CrossSiteGuard   a POST a browser says comes from another site (gladd.admin.cross_site)
+    ReadOnly         with GLADD_ADMIN_READ_ONLY, every operator action (gladd.admin.read_only)
     FastEnqueue      POST /tasks, answered without Starlette (gladd.admin.fast_enqueue)
-    Starlette        every other route, and the JSON 404/405
+    Starlette        every other route, the console under /ui, and the JSON 404/405
 
-A layer that must see every request but the token check (a cross-site request check, say)
-goes between the first two: whatever it refuses is then never enqueued either.
+Whatever an outer layer refuses is never enqueued: the lean path sits inside every check.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -24,14 +25,17 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
 
-from gladd.admin.audit import AUTH_SCOPE_KEY
 from gladd.admin.breakers import Persist, breaker_routes
+from gladd.admin.cross_site import CrossSiteGuard
 from gladd.admin.fast_enqueue import FastEnqueue
 from gladd.admin.overview import overview_routes
 from gladd.admin.policies import policy_routes
+from gladd.admin.read_only import ReadOnly
+from gladd.admin.refusals import CONSOLE_PREFIX
+from gladd.admin.session import TokenAuth
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, error, task_routes
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard, Status
@@ -40,7 +44,6 @@ from gladd.observe.reloads import ReloadOutcome
 from gladd.resilience.guards import Resilience
 
 HEALTH_JSON = "application/health+json"
-PUBLIC_PATHS = frozenset({"/health", "/health/live", "/health/ready"})
 
 
 class _Rendered(Protocol):
@@ -80,6 +83,8 @@ def create_app(
     now: Callable[[], datetime] | None = None,
     persist_breaker: Persist | None = None,
     policies: PolicyHistory | None = None,
+    console: ASGIApp | None = None,
+    read_only: bool = False,
 ) -> ASGIApp:
     """The admin routes. Health reads only the board (never the database directly); every
     other route needs ``Authorization: Bearer TOKEN`` when a token is configured. Without
@@ -89,7 +94,12 @@ def create_app(
     ``resilience`` there are the ``/breakers`` routes (:mod:`gladd.admin.breakers`), their
     times read on ``now``, their overrides stored through ``persist_breaker``. With
     ``policies`` there are ``GET /policies`` and ``/policies/history``
-    (:mod:`gladd.admin.policies`)."""
+    (:mod:`gladd.admin.policies`). ``console`` (:mod:`gladd.console`) is served at
+    ``/ui``. With ``read_only`` every operator action is refused
+    (:mod:`gladd.admin.read_only`).
+
+    The layers, outermost first: token auth (:mod:`gladd.admin.session`) → cross-site
+    refusal (:mod:`gladd.admin.cross_site`) → read-only → the routes."""
 
     async def health(_: Request) -> JSONResponse:
         report = board.report()
@@ -105,7 +115,7 @@ def create_app(
         body = {"status": "pass" if ok else "fail", "output": why}
         return JSONBody(body, status_code=200 if ok else 503, media_type=HEALTH_JSON)
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
         Route("/health/live", live, methods=["GET"]),
         Route("/health/ready", ready, methods=["GET"]),
@@ -127,6 +137,8 @@ def create_app(
         routes.append(Route("/reload", reload_endpoint(reload), methods=["POST"]))
     if metrics is not None:
         routes.append(Route("/metrics", metrics_endpoint(metrics), methods=["GET"]))
+    if console is not None:
+        routes.append(Mount(CONSOLE_PREFIX, app=console))
     app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     if tasks is not None:
         app = FastEnqueue(
@@ -136,8 +148,12 @@ def create_app(
             body_timeout=body_timeout,
             store_sha256=store_sha256,
         )
-    # Outermost: the token check (a cross-site request check would wrap the layers here).
-    return _TokenAuth(app, token=token) if token else app
+    # Outermost first: the token (or the console's cookie), the cross-site check, read-only,
+    # then POST /tasks's lean layer in front of Starlette's routes.
+    if read_only:
+        app = ReadOnly(app)
+    app = CrossSiteGuard(app)
+    return TokenAuth(app, token=token) if token else app
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -188,24 +204,3 @@ def reload_endpoint(
         return JSONBody(body, status_code=422 if result.outcome == "rejected" else 200)
 
     return endpoint
-
-
-class _TokenAuth:
-    """Bearer-token check for every route but the health probes (RFC 6750)."""
-
-    def __init__(self, app: ASGIApp, *, token: str) -> None:
-        self.app = app
-        self.expected = f"Bearer {token}".encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in PUBLIC_PATHS:
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self.expected):
-            scope[AUTH_SCOPE_KEY] = "token"
-            await self.app(scope, receive, send)
-            return
-        message = "wrong admin token" if given else "this route needs Authorization: Bearer TOKEN"
-        response = error(401, message, headers={"WWW-Authenticate": 'Bearer realm="gladd"'})
-        await response(scope, receive, send)

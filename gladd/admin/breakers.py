@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gladd.admin.audit import log_action, who
-from gladd.admin.tasks import JSONBody, error
+from gladd.admin.tasks import JSONBody
 from gladd.errors import StoreError
 from gladd.resilience.breaker import Breaker
 from gladd.resilience.guards import Resilience, UnknownBreaker
@@ -62,6 +62,56 @@ def breaker_json(ident: str, breaker: Breaker, now: datetime) -> dict[str, Any]:
     }
 
 
+async def change_breaker(
+    resilience: Resilience,
+    request: Request,
+    name: str,
+    *,
+    isolate: bool,
+    now: Callable[[], datetime],
+    persist: Persist | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Isolate (or reset) breaker ``name`` for ``request``, logged with who asked: the
+    status and body ``POST /breakers/{name}/isolate|reset`` answers (the console shows
+    the same)."""
+    asker = who(request)
+    try:
+        ident, breaker = resilience.find_breaker(name)
+    except UnknownBreaker as exc:
+        if isolate or name not in resilience.isolated():
+            return 404, {"error": str(exc), "known": exc.known}
+        # Isolated once, its breaker gone from the policies since: end the hold.
+        return await _forget(resilience, request, name, asker, persist)
+    was = breaker.state
+    if persist is not None:
+        try:
+            await persist(ident, isolate, asker)
+        except StoreError as exc:
+            return 503, {"error": f"could not store the override for every node: {exc}"}
+    if isolate:
+        resilience.isolate_breaker(ident, f"isolated by operator {asker}")
+    else:
+        resilience.reset_breaker(ident, f"reset by operator {asker}")
+    action = "isolate" if isolate else "reset"
+    log_action(request, action, f"breaker {ident} (was {was.value})")
+    body = breaker_json(ident, breaker, now())
+    body["was"] = was.value
+    return 200, body
+
+
+async def _forget(
+    resilience: Resilience, request: Request, name: str, asker: str, persist: Persist | None
+) -> tuple[int, dict[str, Any]]:
+    if persist is not None:
+        try:
+            await persist(name, False, asker)
+        except StoreError as exc:
+            return 503, {"error": f"could not store the override for every node: {exc}"}
+    resilience.reset_breaker(name)
+    log_action(request, "reset", f"breaker {name} (was isolated, no such breaker now)")
+    return 200, {"name": name, "state": "closed", "was": "isolated"}
+
+
 def breaker_routes(
     resilience: Resilience,
     *,
@@ -77,44 +127,14 @@ def breaker_routes(
         return JSONBody({"breakers": listed, "isolated": sorted(resilience.isolated())})
 
     def change(isolate: bool) -> Callable[[Request], Awaitable[JSONResponse]]:
-        action = "isolate" if isolate else "reset"
-
         async def endpoint(request: Request) -> JSONResponse:
             name = request.path_params["name"]
-            asker = who(request)
-            try:
-                ident, breaker = resilience.find_breaker(name)
-            except UnknownBreaker as exc:
-                if isolate or name not in resilience.isolated():
-                    return JSONBody({"error": str(exc), "known": exc.known}, status_code=404)
-                # Isolated once, its breaker gone from the policies since: end the hold.
-                return await forget(request, name, asker)
-            was = breaker.state
-            if persist is not None:
-                try:
-                    await persist(ident, isolate, asker)
-                except StoreError as exc:
-                    return error(503, f"could not store the override for every node: {exc}")
-            if isolate:
-                resilience.isolate_breaker(ident, f"isolated by operator {asker}")
-            else:
-                resilience.reset_breaker(ident, f"reset by operator {asker}")
-            log_action(request, action, f"breaker {ident} (was {was.value})")
-            body = breaker_json(ident, breaker, now())
-            body["was"] = was.value
-            return JSONBody(body)
+            status, body = await change_breaker(
+                resilience, request, name, isolate=isolate, now=now, persist=persist
+            )
+            return JSONBody(body, status_code=status)
 
         return endpoint
-
-    async def forget(request: Request, name: str, asker: str) -> JSONResponse:
-        if persist is not None:
-            try:
-                await persist(name, False, asker)
-            except StoreError as exc:
-                return error(503, f"could not store the override for every node: {exc}")
-        resilience.reset_breaker(name)
-        log_action(request, "reset", f"breaker {name} (was isolated, no such breaker now)")
-        return JSONBody({"name": name, "state": "closed", "was": "isolated"})
 
     return [
         Route("/breakers", listing, methods=["GET"]),

@@ -69,5 +69,6 @@ def light_of(full: Settings) -> LightSettings:
         admin_host=full.admin_host,
         admin_port=full.admin_port,
         admin_token=token,
+        admin_read_only=full.admin_read_only,
         otel=full.otel,
     )

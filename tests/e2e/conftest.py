@@ -364,3 +364,20 @@ def upstream() -> Iterator[int]:
     yield int(server.server_address[1])
     server.shutdown()
     server.server_close()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test with a browser (tests/e2e/browser.py) takes one more screenshot, and
+    its report lists every screenshot's path."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    window = getattr(item, "console_browser", None)
+    if not report.failed or window is None:
+        return
+    try:
+        window.shot(f"failed at {report.when}")
+    except Exception as exc:  # a browser gone too: the paths still count
+        report.sections.append(("console screenshots", f"(no screenshot at the failure: {exc})"))
+    listed = "\n".join(str(path) for path in window.taken_paths)
+    report.sections.append(("console screenshots", listed))

@@ -18,7 +18,15 @@ from gladd.light_settings import resolve, store_digest
 from gladd.settings import load_settings
 
 NAMES = ("POLICIES", "DATABASE_URL", "STATE_DIR", "ADMIN_HOST", "ADMIN_PORT", "ADMIN_TOKEN")
-OTHERS = ("LOG_LEVEL", "LOG_FORMAT", "LOG_RETENTION", "OTEL", "LOG_FILE", "PLUGIN_PATHS")
+OTHERS = (
+    "LOG_LEVEL",
+    "LOG_FORMAT",
+    "LOG_RETENTION",
+    "OTEL",
+    "LOG_FILE",
+    "PLUGIN_PATHS",
+    "ADMIN_READ_ONLY",
+)
 TEXTS = {
     "POLICIES": st.sampled_from(["p.toml", "/etc/x/policies.toml", ""]),
     "DATABASE_URL": st.sampled_from(["sqlite:///tmp/a.db", "postgresql://u:pw@h/db", ""]),
@@ -32,6 +40,7 @@ TEXTS = {
     "OTEL": st.sampled_from(["0", "false", "no", "1", "maybe", "On"]),
     "LOG_FILE": st.sampled_from(["/tmp/g.log", ""]),
     "PLUGIN_PATHS": st.sampled_from(["a:b", ""]),
+    "ADMIN_READ_ONLY": st.sampled_from(["1", "true", "off", "No", "sometimes"]),
 }
 ALL = NAMES + OTHERS
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -33,4 +34,7 @@ def test_the_readme_plugin_test_example_passes(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed" in done.stdout
+    # anyio's pytest plugin runs each test once per event loop installed: trio is there
+    # when the test extra's selenium brought it.
+    loops = 2 if importlib.util.find_spec("trio") is not None else 1
+    assert f"{2 * loops} passed" in done.stdout
