@@ -4,8 +4,14 @@ Concurrency: one connection, used from one dedicated thread that runs every stat
 queue feeds it; the event loop never blocks on SQLite). Every write is one ``BEGIN
 IMMEDIATE`` transaction, so a claim, a batch of outcomes or a batch of enqueues is atomic,
 and several processes on one file serialise on SQLite's write lock (WAL mode,
-``synchronous=NORMAL``, ``busy_timeout``). A waiter for the lock longer than the busy timeout
-gets :class:`~gladd.errors.StoreUnavailable`.
+``busy_timeout``). A waiter for the lock longer than the busy timeout gets
+:class:`~gladd.errors.StoreUnavailable`.
+
+Durability: an enqueue commits with ``synchronous=FULL`` (the WAL is fsynced before the
+commit returns), so an acknowledged task survives a power cut, not only a crash of the
+process: issue 15, "a 201 means committed". The executor's own writes (claims, outcomes,
+heartbeats) commit with ``synchronous=NORMAL``: one lost on a power cut costs a task run
+again, which at-least-once already allows; and the next enqueue's fsync carries them too.
 
 Storage: times are INTEGER microseconds since the Unix epoch (UTC), JSON is TEXT. The schema
 is versioned by ``sqlite/sql/NNNN_name.sql`` files, applied at :meth:`SQLiteStore.open` in one
@@ -303,10 +309,23 @@ class SQLiteStore:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in one BEGIN IMMEDIATE transaction (in the database thread)."""
+    def _transaction(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        """Run ``work`` in one BEGIN IMMEDIATE transaction (in the database thread);
+        ``durable``: fsync the WAL at its commit (see the module docstring)."""
         conn = self._conn
         assert conn is not None
+        if not durable:
+            return self._committed(conn, work)
+        try:
+            conn.execute("PRAGMA synchronous = FULL")  # not allowed inside a transaction
+            try:
+                return self._committed(conn, work)
+            finally:
+                conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise map_error(exc, self.path) from exc
+
+    def _committed(self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -328,8 +347,8 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise map_error(exc, self.path) from exc
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._open_thread().call(lambda: self._transaction(work))
+    async def _write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        return await self._open_thread().call(lambda: self._transaction(work, durable=durable))
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._open_thread().call(lambda: self._reading(work))
@@ -354,7 +373,9 @@ class SQLiteStore:
         now = utc(now)
         rows = _new_rows(tasks, now)
         now_us = to_us(now)
-        enqueued = await self._write(lambda c: [insert(c, row, now_us) for row in rows])
+        enqueued = await self._write(
+            lambda c: [insert(c, row, now_us) for row in rows], durable=True
+        )
         if any(e.created for e in enqueued):
             self._notify()
         return enqueued
@@ -384,7 +405,7 @@ class SQLiteStore:
             now=to_us(now),
         )
         rows = _new_rows(tasks, now)  # TaskRejected before the transaction
-        enqueued = await self._write(lambda c: advance_schedule(c, advance, rows))
+        enqueued = await self._write(lambda c: advance_schedule(c, advance, rows), durable=True)
         if enqueued and any(e.created for e in enqueued):
             self._notify()
         return enqueued
