@@ -5,12 +5,14 @@ thread, inside the transaction :class:`~gladd.store.sqlite.store.SQLiteStore` op
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gladd.store import timeline as tl
 from gladd.store.base import (
     Cancelled,
     Enqueued,
@@ -28,7 +30,7 @@ from gladd.store.rules import (
     utc,
 )
 from gladd.store.sqlite.queries import Q
-from gladd.store.sqlite.rows import error_json, row_to_task, to_us
+from gladd.store.sqlite.rows import error_json, from_us, row_to_task, to_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class NewRow:
 
 def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     new = row.new
+    created = tl.dumps([tl.entry(from_us(now), tl.CREATED, source=new.source)])
     scheduled_for = None if new.scheduled_for is None else to_us(new.scheduled_for)
     if new.unique_key is not None:
         existing = conn.execute(Q["unfinished_id_by_key"], (new.unique_key,)).fetchone()
@@ -50,30 +53,49 @@ def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     cursor = conn.execute(
         Q["insert"],
         (new.kind, row.payload, new.priority, row.run_at, new.max_attempts, new.timeout,
-         new.unique_key, new.traceparent, new.schedule, scheduled_for, now, now),
+         new.unique_key, new.traceparent, new.schedule, scheduled_for, now, now, created),
     )  # fmt: skip
     assert cursor.lastrowid is not None
     return Enqueued(id=cursor.lastrowid, created=True)
 
 
-def outcome_write(outcome: Outcome, now: int) -> tuple[str, dict[str, Any]]:
-    params: dict[str, Any] = {"id": outcome.id, "token": outcome.token, "now": now}
+def outcome_write(outcome: Outcome, now: datetime) -> tuple[str, dict[str, Any]]:
+    params: dict[str, Any] = {
+        "id": outcome.id,
+        "token": outcome.token,
+        "now": to_us(now),
+        "entries": tl.dumps(tl.outcome_entries(outcome, at=now)),
+    }
+    # For the statements that may end the task cancelled (its cancellation was requested).
+    cancelled = json.dumps(tl.cancelled_entry(now), separators=(",", ":"))
     match outcome:
         case Succeeded(result=result):
             params["result"] = dump_json(result, f"result of task {outcome.id}")
             return Q["succeed"], params
-        case Failed(error=error, retry_at=retry_at):
+        case Failed(error=error, retry_at=None):
             params["error"] = error_json(error)
-            if retry_at is None:
-                return Q["fail_dead"], params
-            params["run_at"] = to_us(utc(retry_at, "retry_at"))
+            return Q["fail_dead"], params
+        case Failed(error=error, retry_at=datetime() as retry_at):
+            params.update(
+                error=error_json(error),
+                run_at=to_us(utc(retry_at, "retry_at")),
+                cancelled=cancelled,
+            )
             return Q["fail_retry"], params
         case Released(run_at=run_at):
-            params["run_at"] = to_us(utc(run_at, "run_at"))
+            params.update(run_at=to_us(utc(run_at, "run_at")), cancelled=cancelled)
             return Q["release"], params
         case Cancelled():
+            params["cancelled"] = cancelled
             return Q["cancelled"], params
     raise TypeError(f"not a task outcome: {outcome!r}")
+
+
+def fenced(conn: sqlite3.Connection, outcome: Outcome, now: datetime) -> None:
+    """An outcome whose token did not hold: its task's timeline says so (if its token
+    moved on: a second outcome under the same token is no late result)."""
+    entries = tl.dumps([tl.fenced_entry(outcome, at=now, node=outcome.node)])
+    conn.execute(Q["fenced"], {"id": outcome.id, "token": outcome.token, "entries": entries})
 
 
 def rescue_running(
@@ -104,6 +126,7 @@ def rescue_running(
                 "error": error_json(error),
                 "now": now_us,
                 "finished_at": None if pending else now_us,
+                "entries": tl.dumps([tl.rescued_entry(task, at=now, live=live, state=state)]),
             },
         )
         if pending:
