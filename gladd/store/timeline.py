@@ -77,7 +77,11 @@ SNOOZE = "snooze"
 
 def entry(at: datetime, event: str, **fields: Any) -> dict[str, Any]:
     """An entry as stored (``at`` must be timezone-aware UTC); None fields are left out."""
-    return {"at": at.isoformat(), "event": event, **{k: v for k, v in fields.items() if v is not None}}
+    return {
+        "at": at.isoformat(),
+        "event": event,
+        **{k: v for k, v in fields.items() if v is not None},
+    }
 
 
 def bounded(entries: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
