@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gladd.errors import ConfigError, StoreError
+from gladd.store import timeline as tl
 from gladd.store.base import (
     FINISHED_STATES,
     Backend,
@@ -46,7 +47,6 @@ from gladd.store.base import (
 from gladd.store.catalogue import KindSpec, PublishedKind, catalogue_order, published
 from gladd.store.gates import GATED_SCAN, BreakerOverride, Gate, LimitUsage, Pause
 from gladd.store.memory_flow import FlowBook
-from gladd.store import timeline as tl
 from gladd.store.rules import (
     Wakeup,
     check_new_task,

@@ -75,7 +75,7 @@ async def test_started_at_is_the_first_attempts_start(store: Store) -> None:
     (again,) = await store.claim(worker="node-b", limit=1, now=at(20))
     assert again.started_at == at(10)
     listed = await store.list()
-    assert listed[0].started_at == at(10) and listed[0].created_at == at(0)
+    assert (listed[0].started_at, listed[0].created_at) == (at(10), at(0))
     fresh = await store.enqueue(NewTask(kind="k", run_at=at(500)), now=at(30))
     assert (await _task(store, fresh.id)).started_at is None
 
@@ -119,7 +119,7 @@ async def test_a_release_records_why_it_was_postponed_and_until_when(store: Stor
     )
     await store.finish([held], now=at(11))
     got = await _task(store, task.id)
-    assert got.state is TaskState.PENDING and got.attempt == 0
+    assert (got.state, got.attempt) == (TaskState.PENDING, 0)
     assert _events(got)[-2:] == [
         ("attempt ended", {"attempt": 1, "outcome": "released"}),
         (
@@ -224,7 +224,7 @@ async def test_the_timeline_keeps_its_head_and_tail_and_counts_what_it_dropped(
     assert marker.fields == {"count": total - HEAD - TAIL}
     assert marker.at == at(rounds - TAIL // 4)  # the last one dropped: round 50's
     assert tail[0].at == at(rounds - TAIL // 4 + 1)
-    assert tail[-1].event == "postponed" and tail[-1].at == at(rounds)
+    assert (tail[-1].event, tail[-1].at) == ("postponed", at(rounds))
     assert tail[-1].fields["until"] == at(rounds).isoformat()
 
 

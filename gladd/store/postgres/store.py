@@ -74,6 +74,7 @@ from gladd.errors import (
     TaskStateConflict,
 )
 from gladd.instruments.acquire import AcquireMeter
+from gladd.store import timeline as tl
 from gladd.store.base import (
     FINISHED_STATES,
     Enqueued,
@@ -103,7 +104,6 @@ from gladd.store.postgres import flow
 from gladd.store.postgres.errors import map_error
 from gladd.store.postgres.listener import NotifyListener
 from gladd.store.postgres.queries import Q
-from gladd.store import timeline as tl
 from gladd.store.postgres.rows import (
     fenced_args,
     finish_args,

@@ -57,6 +57,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from gladd.errors import StoreError, StoreNotFound
+from gladd.store import timeline as tl
 from gladd.store.base import (
     FINISHED_STATES,
     Enqueued,
@@ -86,7 +87,6 @@ from gladd.store.gates import (
     LimitUsage,
     Pause,
 )
-from gladd.store import timeline as tl
 from gladd.store.rules import (
     Wakeup,
     check_new_task,
