@@ -49,6 +49,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gladd.admin.audit import who
 from gladd.duration_fields import AnyDuration
 from gladd.errors import (
     BatchRejected,
@@ -71,7 +72,7 @@ from gladd.executor.service import (
     task_json,
 )
 from gladd.executor.waiting import wait_seconds
-from gladd.light_settings import STORE_HEADER
+from gladd.light_settings import SOURCE_HEADER, STORE_HEADER
 from gladd.store import KindSpec
 from gladd.store.rules import MAX_DEPTH
 
@@ -238,8 +239,10 @@ async def _enqueue(
     raw = await _read_json(request, body_timeout, batch=True)
     # W3C Trace Context: the enqueue continues the caller's trace (when traces are on).
     trace = {name: value for name in TRACE_HEADERS if (value := request.headers.get(name))}
+    # Who created it, for its timeline: the CLI says so in a header; anyone else is HTTP.
+    source = "cli" if request.headers.get(SOURCE_HEADER) == "cli" else "http"
     if isinstance(raw, list):
-        return await _enqueue_many(raw, tasks, trace or None)
+        return await _enqueue_many(raw, tasks, trace or None, source)
     try:
         body = EnqueueRequest.model_validate(raw)
     except ValidationError as exc:
@@ -252,18 +255,19 @@ async def _enqueue(
         unique_key=body.unique_key,
         timeout=body.timeout,
         trace=trace or None,
+        source=source,
     )
     status = 201 if enqueued.created else 200
     return JSONBody({"id": enqueued.id, "created": enqueued.created}, status_code=status)
 
 
 async def _enqueue_many(
-    raw: list[Any], tasks: TaskService, trace: dict[str, str] | None
+    raw: list[Any], tasks: TaskService, trace: dict[str, str] | None, source: str
 ) -> JSONResponse:
     """A batch: 201 when any task was created, 200 when every item matched an unfinished
     task's unique key; ``tasks`` in item order."""
     items, refused = parse_items(raw)
-    enqueued = await tasks.enqueue_many(items, trace=trace, refused=refused)
+    enqueued = await tasks.enqueue_many(items, trace=trace, refused=refused, source=source)
     created = any(e.created for e in enqueued)
     shown = [{"id": e.id, "created": e.created} for e in enqueued]
     return JSONBody({"tasks": shown}, status_code=201 if created or not enqueued else 200)
@@ -447,11 +451,11 @@ async def _tasks(
 
 
 async def _cancel(request: Request, tasks: TaskService) -> JSONResponse:
-    return JSONBody(task_json(await tasks.cancel(_task_id(request))))
+    return JSONBody(task_json(await tasks.cancel(_task_id(request), by=who(request))))
 
 
 async def _retry(request: Request, tasks: TaskService) -> JSONResponse:
-    return JSONBody(task_json(await tasks.retry(_task_id(request))))
+    return JSONBody(task_json(await tasks.retry(_task_id(request), by=who(request))))
 
 
 def task_routes(

@@ -13,7 +13,7 @@ The rules every store shares live in :mod:`gladd.store.rules`.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -87,7 +87,7 @@ class MemoryStore:
         self._breakers: dict[str, BreakerOverride] = {}
         self._kinds: dict[str, list[PublishedKind]] = {}  # by node
         self._watchers = Watchers()
-        self._timelines: dict[int, list[dict[str, Any]]] = {}  # by task id, as stored
+        self._timelines: dict[int, list[Mapping[str, Any]]] = {}  # by task id, as stored
         self.pause_epoch = 0
 
     def __repr__(self) -> str:

@@ -9,7 +9,7 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from gladd.store import timeline as tl
@@ -30,7 +30,7 @@ from gladd.store.rules import (
     utc,
 )
 from gladd.store.sqlite.queries import Q
-from gladd.store.sqlite.rows import error_json, from_us, row_to_task, to_us
+from gladd.store.sqlite.rows import EPOCH, error_json, row_to_task, to_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +44,9 @@ class NewRow:
 
 def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     new = row.new
-    created = tl.dumps([tl.entry(from_us(now), tl.CREATED, source=new.source)])
+    created = tl.dumps(
+        [tl.entry(EPOCH + timedelta(microseconds=now), tl.CREATED, source=new.source)]
+    )
     scheduled_for = None if new.scheduled_for is None else to_us(new.scheduled_for)
     if new.unique_key is not None:
         existing = conn.execute(Q["unfinished_id_by_key"], (new.unique_key,)).fetchone()
