@@ -38,6 +38,7 @@ from gladd.policies import Policies
 from gladd.resilience.breaker import Breaker, Held
 from gladd.resilience.classify import DEFAULT_CLASSIFIER
 from gladd.resilience.clock import Clock
+from gladd.resilience.guards import breaker_id
 from gladd.resilience.retry import RetryPlan
 from gladd.resilience.state import BreakerState
 from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, Task
@@ -148,7 +149,7 @@ class Attempts:
             token=task.token,
             run_at=self.now() + timedelta(seconds=wait),
             reason="breaker",
-            why=f"breaker {breaker.name} for {breaker.target} is {why}",
+            why=f"breaker {breaker_id(breaker.name, breaker.target)} is {why}",
             node=self.worker_id or None,
         )
 

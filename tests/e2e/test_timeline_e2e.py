@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -51,9 +52,7 @@ def state(node: Gladd, task_id: int) -> str:
     return str(httpx.get(f"{node.url}/tasks/{task_id}", timeout=5).json()["state"])
 
 
-def test_an_open_breaker_shows_as_postponed_with_its_reason(
-    gladd: Gladd, switch: Switch
-) -> None:
+def test_an_open_breaker_shows_as_postponed_with_its_reason(gladd: Gladd, switch: Switch) -> None:
     port = switch.server_address[1]
     gladd.policies.write_text(POLICIES.format(port=port))
     gladd.start_ready()
@@ -70,8 +69,8 @@ def test_an_open_breaker_shows_as_postponed_with_its_reason(
     assert entries[0]["source"] == "http"
     postponed = next(e for e in entries if e["event"] == "postponed")
     assert postponed["reason"] == "breaker"
-    assert postponed["why"] == "breaker up:up for up is open"
-    assert postponed["until"] > postponed["at"]
+    assert postponed["why"] == "breaker up:up is open"
+    assert datetime.fromisoformat(postponed["until"]) > datetime.fromisoformat(postponed["at"])
     ended = entries[entries.index(postponed) - 1]
     assert (ended["event"], ended["outcome"], ended["attempt"]) == ("attempt ended", "released", 1)
 
@@ -80,12 +79,16 @@ def test_an_open_breaker_shows_as_postponed_with_its_reason(
     shown = run_cli("tasks", "show", str(held), *where)
     assert shown.returncode == 0, shown.stderr
     assert "  timeline (UTC):" in shown.stdout
-    lines = [ln for ln in shown.stdout.splitlines() if "breaker up:up for up is open" in ln]
+    lines = [ln for ln in shown.stdout.splitlines() if "breaker up:up is open" in ln]
     assert lines, shown.stdout
     assert " postponed " in lines[0]
-    assert "breaker (breaker up:up for up is open) until " in lines[0]
+    assert "breaker (breaker up:up is open) until " in lines[0]
     as_json = cli_json("tasks", "show", str(held), *where)
-    assert [e["event"] for e in as_json["timeline"]][:3] == ["created", "claimed", "attempt started"]
+    assert [e["event"] for e in as_json["timeline"]][:3] == [
+        "created",
+        "claimed",
+        "attempt started",
+    ]
     assert as_json["started_at"] is not None
 
     # An enqueue by the CLI through this daemon says the CLI created it.
@@ -115,11 +118,8 @@ def test_cancels_and_an_operators_retry_are_on_the_timeline(gladd: Gladd) -> Non
     later = post_task(gladd, "gladd.noop", {}, delay="1h")
     done = run_cli("tasks", "cancel", str(later), *where)
     assert done.returncode == 0, done.stderr
-    assert timeline(gladd, later)[-1] == {
-        **timeline(gladd, later)[-1],
-        "event": "cancelled",
-        "by": "cli",
-    }
+    last = timeline(gladd, later)[-1]
+    assert (last["event"], last["by"]) == ("cancelled", "cli")
 
     # An operator's retry through the API: recorded with who asked, and the task runs.
     retried = httpx.post(f"{gladd.url}/tasks/{later}/retry", timeout=5)

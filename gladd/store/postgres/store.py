@@ -65,6 +65,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
+from loguru import logger
 
 from gladd.errors import (
     StoreError,
@@ -569,7 +570,10 @@ class PostgresStore:
         async def work(conn: Any) -> None:
             await conn.execute(Q["fenced"], *args)
 
-        await self._run("finish", work)
+        try:
+            await self._run("finish", work)
+        except StoreError as exc:  # a note only: the finish stands, the caller goes on
+            logger.warning("the timeline's fenced entries were not stored: {}", exc)
 
     async def record_progress(
         self, reports: Sequence[ProgressReport], *, now: datetime
