@@ -6,7 +6,8 @@ result is fenced out. Each is read through ``GET /tasks/{id}`` and ``gladd tasks
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -21,13 +22,23 @@ from tests.e2e.conftest import (
     run_cli,
     wait_until,
 )
-from tests.e2e.test_breakers_e2e import POLICIES, Switch, breakers
-from tests.e2e.test_breakers_e2e import switch as switch  # the fixture
+from tests.e2e.test_breakers_e2e import POLICIES, Switch, _Handler, breakers
 
 pytestmark = pytest.mark.e2e
 
 Nodes = Callable[[str], LoggedGladd]
 OPERATOR = "127.0.0.1 (no token)"  # gladd.admin.audit.who of a loopback call, no token set
+
+
+@pytest.fixture
+def failing() -> Iterator[Switch]:
+    """A local HTTP server answering 503, as tests/e2e/test_breakers_e2e.py's switch."""
+    server = Switch(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 def timeline(node: Gladd, task_id: int) -> list[dict[str, Any]]:
