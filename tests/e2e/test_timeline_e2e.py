@@ -6,8 +6,7 @@ result is fenced out. Each is read through ``GET /tasks/{id}`` and ``gladd tasks
 from __future__ import annotations
 
 import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -22,23 +21,12 @@ from tests.e2e.conftest import (
     run_cli,
     wait_until,
 )
-from tests.e2e.test_breakers_e2e import POLICIES, Switch, _Handler, breakers
+from tests.e2e.test_breakers_e2e import POLICIES, Switch, breakers, switch  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.e2e
 
 Nodes = Callable[[str], LoggedGladd]
 OPERATOR = "127.0.0.1 (no token)"  # gladd.admin.audit.who of a loopback call, no token set
-
-
-@pytest.fixture
-def failing() -> Iterator[Switch]:
-    """A local HTTP server answering 503, as tests/e2e/test_breakers_e2e.py's switch."""
-    server = Switch(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 def timeline(node: Gladd, task_id: int) -> list[dict[str, Any]]:
@@ -63,7 +51,11 @@ def state(node: Gladd, task_id: int) -> str:
     return str(httpx.get(f"{node.url}/tasks/{task_id}", timeout=5).json()["state"])
 
 
-def test_an_open_breaker_shows_as_postponed_with_its_reason(gladd: Gladd, switch: Switch) -> None:
+def test_an_open_breaker_shows_as_postponed_with_its_reason(
+    gladd: Gladd,
+    switch: Switch,  # noqa: F811 (the fixture imported above)
+) -> None:
+    """``switch``: tests/e2e/test_breakers_e2e.py's local server, failing (503) at first."""
     port = switch.server_address[1]
     gladd.policies.write_text(POLICIES.format(port=port))
     gladd.start_ready()
@@ -147,14 +139,21 @@ def test_cancels_and_an_operators_retry_are_on_the_timeline(gladd: Gladd) -> Non
     gladd.stop()
 
 
+def sleeping_on(first: LoggedGladd, url: str, name: str, seconds: float) -> int:
+    """A ``gladd.sleep`` task running on ``first``, a node named ``name`` on PostgreSQL
+    ``url`` (with a 1 s lease, as every node here: a dead node is noticed fast)."""
+    first.start_serving("--database-url", url, GLADD_NODE_NAME=name)
+    task = post_task(first, "gladd.sleep", {"seconds": seconds})
+    wait_until(lambda: state(first, task) == "running", timeout=10, what=f"running on {name}")
+    return task
+
+
 @pytest.mark.postgres
 def test_a_task_of_a_killed_daemon_is_rescued_from_it(nodes: Nodes, pg_database: str) -> None:
     first, second = nodes("first"), nodes("second")
     for node in (first, second):
         node.policies.write_text(executor_policies(lease="1s", poll_interval="50ms"))
-    first.start_serving("--database-url", pg_database, GLADD_NODE_NAME="first")
-    task = post_task(first, "gladd.sleep", {"seconds": 30})
-    wait_until(lambda: state(first, task) == "running", timeout=10, what="running on first")
+    task = sleeping_on(first, pg_database, "first", 30)
     first.kill()
 
     second.start_serving("--database-url", pg_database, GLADD_NODE_NAME="second")
@@ -176,9 +175,7 @@ def test_a_frozen_daemons_late_result_is_fenced(nodes: Nodes, pg_database: str) 
     alpha, beta = nodes("alpha"), nodes("beta")
     for node in (alpha, beta):
         node.policies.write_text(executor_policies(lease="1s", poll_interval="50ms"))
-    alpha.start_serving("--database-url", pg_database, GLADD_NODE_NAME="alpha")
-    task = post_task(alpha, "gladd.sleep", {"seconds": 2})
-    wait_until(lambda: state(alpha, task) == "running", timeout=10, what="running on alpha")
+    task = sleeping_on(alpha, pg_database, "alpha", 2)
     assert alpha.process is not None
     alpha.process.send_signal(signal.SIGSTOP)
     try:
