@@ -360,7 +360,8 @@ def _task_id(request: Request) -> int:
 
 async def _show(request: Request, tasks: TaskService) -> JSONResponse:
     task = await tasks.get(_task_id(request))
-    return JSONBody({**task_json(task), "waiting": await tasks.waiting(task)})
+    waiting = await tasks.waiting(task)
+    return JSONBody({**task_json(task, timeline=True), "waiting": waiting})
 
 
 async def _wait(request: Request, tasks: TaskService) -> JSONResponse:

@@ -234,7 +234,7 @@ async def _show(args: argparse.Namespace, service: TaskService) -> int:
     task = await service.get(args.id)
     waiting = await service.waiting(task)
     if args.json:
-        print(json.dumps({**task_json(task), "waiting": waiting}, indent=2))
+        print(json.dumps({**task_json(task, timeline=True), "waiting": waiting}, indent=2))
         return 0
     print(describe(task))
     for reason in waiting:

@@ -529,9 +529,11 @@ def pause_json(pause: Pause, kinds: list[str]) -> dict[str, Any]:
     }
 
 
-def task_json(task: Task) -> dict[str, Any]:
-    """A task as the CLI's ``--json`` and the admin API show it."""
-    return {
+def task_json(task: Task, *, timeline: bool = False) -> dict[str, Any]:
+    """A task as the CLI's ``--json`` and the admin API show it; with its ``timeline``
+    when asked (one task shown: only :meth:`Store.get` reads it, so a listing leaves it
+    out rather than show it empty)."""
+    shown = {
         "id": task.id,
         "kind": task.kind,
         "state": task.state.value,
@@ -559,8 +561,10 @@ def task_json(task: Task) -> dict[str, Any]:
         "schedule": task.schedule,
         "scheduled_for": task.scheduled_for.isoformat() if task.scheduled_for else None,
         "progress": progress_json(task),
-        "timeline": [entry.to_json() for entry in task.timeline],
     }
+    if timeline:
+        shown["timeline"] = [entry.to_json() for entry in task.timeline]
+    return shown
 
 
 def progress_json(task: Task) -> dict[str, Any] | None:
