@@ -106,6 +106,17 @@ def append_json(timeline: str | None, entries: str | None) -> str:
     return json.dumps(bounded([*old, *new]), separators=(",", ":"))
 
 
+def claimed_json(timeline: str | None, at: str, node: str, token: int, attempt: int) -> str:
+    """The timeline with a claim's entries appended: ``claimed`` by ``node`` under the
+    new ``token``, and ``attempt started`` (``at``: ISO 8601): SQLite's
+    ``gladd_claimed``, as PostgreSQL's function of that name."""
+    entries = [
+        {"at": at, "event": CLAIMED, "node": node, "token": token},
+        {"at": at, "event": ATTEMPT_STARTED, "attempt": attempt},
+    ]
+    return append_json(timeline, json.dumps(entries, separators=(",", ":")))
+
+
 def read_entries(raw: Sequence[Mapping[str, Any]]) -> tuple[TimelineEntry, ...]:
     """Stored entries as :class:`TimelineEntry` values."""
     return tuple(

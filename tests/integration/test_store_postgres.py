@@ -576,7 +576,13 @@ async def test_claims_use_the_pending_index_among_many_finished_tasks(
         plan = "\n".join(
             r[0]
             for r in await conn.fetch(
-                "EXPLAIN " + Q["finish"], NOW, [1, 2], [1, 1], ["1", "1"], *[empty] * 9
+                "EXPLAIN " + Q["finish"],
+                NOW,
+                [1, 2],
+                [1, 1],
+                ["1", "1"],
+                ["[]", "[]"],
+                *[empty] * 12,
             )
         )
         assert "gladd_tasks_pkey" in plan, plan

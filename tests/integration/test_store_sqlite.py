@@ -16,7 +16,7 @@ from gladd.store import Enqueued, NewTask, Succeeded, TaskState
 from gladd.store.sqlite.queries import Q
 from gladd.store.sqlite.rows import COLUMNS, to_us
 from gladd.store.sqlite.schema import migrations
-from gladd.store.sqlite.store import SQLiteStore
+from gladd.store.sqlite.store import SQLiteStore, add_functions
 
 pytestmark = pytest.mark.anyio
 
@@ -350,8 +350,9 @@ async def test_claims_read_only_the_pending_index_among_many_finished_rows(
         conn.execute("ANALYZE")
     await store.enqueue_many([NewTask(kind="k", priority=i % 3) for i in range(10)], now=BASE)
 
-    params = {"worker": "w", "now": to_us(BASE), "limit": 5, "kinds": '["k"]'}
+    params = {"worker": "w", "now": to_us(BASE), "at": "", "limit": 5, "kinds": '["k"]'}
     with sqlite3.connect(db) as conn:
+        add_functions(conn)
         for sql in (Q["claim"], Q["claim_kinds"]):
             plan = _plan(conn, sql, params)
             assert "USING INDEX gladd_tasks_claim" in plan, plan

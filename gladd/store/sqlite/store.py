@@ -162,6 +162,13 @@ def _new_rows(tasks: Sequence[NewTask], now: datetime) -> list[NewRow]:
     return rows
 
 
+def add_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions gladd's queries call (0007_timeline.sql): the timeline's bound, the
+    rule every store shares, and a claim's entries."""
+    conn.create_function("gladd_timeline", 2, tl.append_json, deterministic=True)
+    conn.create_function("gladd_claimed", 5, tl.claimed_json, deterministic=True)
+
+
 def _get(conn: sqlite3.Connection, task_id: int) -> Task | None:
     found = conn.execute(Q["get"], (task_id,)).fetchone()
     return None if found is None else row_to_task(found)
@@ -255,8 +262,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise map_error(exc, self.path) from exc
         conn.text_factory = text_value
-        # The timeline's bound, the rule every store shares (0007_timeline.sql).
-        conn.create_function("gladd_timeline", 2, tl.append_json, deterministic=True)
+        add_functions(conn)
         try:
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")

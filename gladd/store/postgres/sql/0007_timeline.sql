@@ -43,5 +43,19 @@ $$;
 
 -- A time as the timeline writes it, whatever the session's TimeZone: ISO 8601 in UTC.
 CREATE OR REPLACE FUNCTION gladd_iso(at timestamptz) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
-RETURN to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"');
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"')
+$$;
+
+-- A claim's entries (the claim, claim_kinds and gated_start queries): `claimed` by `node`
+-- under the new `token`, and `attempt started`.
+CREATE OR REPLACE FUNCTION gladd_claimed(
+    timeline jsonb, node text, at timestamptz, token bigint, attempt integer
+) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT gladd_timeline(timeline, jsonb_build_array(
+        jsonb_build_object('at', gladd_iso(at), 'event', 'claimed', 'node', node,
+                           'token', token),
+        jsonb_build_object('at', gladd_iso(at), 'event', 'attempt started',
+                           'attempt', attempt)))
+$$;

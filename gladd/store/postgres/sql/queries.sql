@@ -71,11 +71,7 @@ UPDATE gladd_tasks AS t
 SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
     deadline = $2::timestamptz + make_interval(secs => t.timeout),
     claim_id = $4, updated_at = $2, started_at = coalesce(t.started_at, $2),
-    timeline = gladd_timeline(t.timeline, jsonb_build_array(
-        jsonb_build_object('at', gladd_iso($2), 'event', 'claimed', 'node', $1::text,
-                           'token', t.token + 1),
-        jsonb_build_object('at', gladd_iso($2), 'event', 'attempt started',
-                           'attempt', t.attempt + 1)))
+    timeline = gladd_claimed(t.timeline, $1, $2, t.token + 1, t.attempt + 1)
 WHERE t.id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= $2
@@ -95,11 +91,7 @@ UPDATE gladd_tasks AS t
 SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
     deadline = $2::timestamptz + make_interval(secs => t.timeout),
     claim_id = $4, updated_at = $2, started_at = coalesce(t.started_at, $2),
-    timeline = gladd_timeline(t.timeline, jsonb_build_array(
-        jsonb_build_object('at', gladd_iso($2), 'event', 'claimed', 'node', $1::text,
-                           'token', t.token + 1),
-        jsonb_build_object('at', gladd_iso($2), 'event', 'attempt started',
-                           'attempt', t.attempt + 1)))
+    timeline = gladd_claimed(t.timeline, $1, $2, t.token + 1, t.attempt + 1)
 WHERE t.id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= $2 AND kind = ANY($5::text[])
@@ -385,11 +377,7 @@ UPDATE gladd_tasks AS t
 SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
     deadline = $2::timestamptz + make_interval(secs => t.timeout),
     claim_id = $4, updated_at = $2, started_at = coalesce(t.started_at, $2),
-    timeline = gladd_timeline(t.timeline, jsonb_build_array(
-        jsonb_build_object('at', gladd_iso($2), 'event', 'claimed', 'node', $1::text,
-                           'token', t.token + 1),
-        jsonb_build_object('at', gladd_iso($2), 'event', 'attempt started',
-                           'attempt', t.attempt + 1)))
+    timeline = gladd_claimed(t.timeline, $1, $2, t.token + 1, t.attempt + 1)
 WHERE t.id = ANY($3::bigint[]) AND t.state = 'pending'
 RETURNING t.*;
 

@@ -4,7 +4,8 @@
 -- timeline is a JSON array of entries (gladd/store/timeline.py), appended to by the very
 -- statement that makes the change an entry records, through gladd_timeline(timeline,
 -- entries): a function the store registers on its connection, which keeps the array
--- bounded. Tasks from before this version start with an empty timeline.
+-- bounded (and gladd_claimed(timeline, at, node, token, attempt), a claim's two entries).
+-- Tasks from before this version start with an empty timeline.
 -- started_at is INTEGER microseconds since the epoch (UTC); NULL until a first claim.
 
 ALTER TABLE gladd_tasks ADD COLUMN timeline TEXT NOT NULL DEFAULT '[]';

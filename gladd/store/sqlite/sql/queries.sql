@@ -38,9 +38,7 @@ UPDATE gladd_tasks SET
     state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
     deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now,
     started_at = coalesce(started_at, :now),
-    timeline = gladd_timeline(timeline, json_array(
-        json_object('at', :at, 'event', 'claimed', 'node', :worker, 'token', token + 1),
-        json_object('at', :at, 'event', 'attempt started', 'attempt', attempt + 1)))
+    timeline = gladd_claimed(timeline, :at, :worker, token + 1, attempt + 1)
 WHERE id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= :now
@@ -57,9 +55,7 @@ UPDATE gladd_tasks SET
     state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
     deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now,
     started_at = coalesce(started_at, :now),
-    timeline = gladd_timeline(timeline, json_array(
-        json_object('at', :at, 'event', 'claimed', 'node', :worker, 'token', token + 1),
-        json_object('at', :at, 'event', 'attempt started', 'attempt', attempt + 1)))
+    timeline = gladd_claimed(timeline, :at, :worker, token + 1, attempt + 1)
 WHERE id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))
@@ -279,9 +275,7 @@ UPDATE gladd_tasks SET
     state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
     deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now,
     started_at = coalesce(started_at, :now),
-    timeline = gladd_timeline(timeline, json_array(
-        json_object('at', :at, 'event', 'claimed', 'node', :worker, 'token', token + 1),
-        json_object('at', :at, 'event', 'attempt started', 'attempt', attempt + 1)))
+    timeline = gladd_claimed(timeline, :at, :worker, token + 1, attempt + 1)
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'pending'
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
