@@ -41,7 +41,7 @@ def enqueue_args(
         [t.traceparent for t in tasks],
         [t.schedule for t in tasks],
         [None if t.scheduled_for is None else utc(t.scheduled_for, "scheduled_for") for t in tasks],
-        [tl.dumps([tl.entry(now, tl.CREATED, source=t.source)]) for t in tasks],
+        [t.source for t in tasks],  # the `created` entry's (queries.sql builds it)
         [t.unique_key for t in tasks],  # last: writes.enqueue_once reads it
     )
 

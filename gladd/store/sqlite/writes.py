@@ -44,9 +44,7 @@ class NewRow:
 
 def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     new = row.new
-    created = tl.dumps(
-        [tl.entry(EPOCH + timedelta(microseconds=now), tl.CREATED, source=new.source)]
-    )
+    at = (EPOCH + timedelta(microseconds=now)).isoformat()  # the `created` entry's
     scheduled_for = None if new.scheduled_for is None else to_us(new.scheduled_for)
     if new.unique_key is not None:
         existing = conn.execute(Q["unfinished_id_by_key"], (new.unique_key,)).fetchone()
@@ -55,7 +53,8 @@ def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     cursor = conn.execute(
         Q["insert"],
         (new.kind, row.payload, new.priority, row.run_at, new.max_attempts, new.timeout,
-         new.unique_key, new.traceparent, new.schedule, scheduled_for, now, now, created),
+         new.unique_key, new.traceparent, new.schedule, scheduled_for, now, now,
+         at, new.source),
     )  # fmt: skip
     assert cursor.lastrowid is not None
     return Enqueued(id=cursor.lastrowid, created=True)

@@ -13,13 +13,15 @@ WITH input AS MATERIALIZED (
                 $7::double precision[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
                 $12::text[])
          WITH ORDINALITY AS i(kind, payload, priority, run_at, max_attempts, timeout,
-                              traceparent, schedule, scheduled_for, timeline, unique_key, ord)
+                              traceparent, schedule, scheduled_for, source, unique_key, ord)
 ), inserted AS (
     INSERT INTO gladd_tasks AS t (id, kind, payload, priority, run_at, max_attempts, timeout,
                                   traceparent, schedule, scheduled_for, unique_key,
                                   created_at, updated_at, timeline)
     SELECT id, kind, payload::jsonb, priority, run_at, max_attempts, timeout, traceparent,
-           schedule, scheduled_for, unique_key, $1, $1, timeline::jsonb
+           schedule, scheduled_for, unique_key, $1, $1,
+           jsonb_build_array(jsonb_build_object('at', gladd_iso($1), 'event', 'created',
+                                                'source', source))
     FROM input
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
@@ -47,7 +49,10 @@ WHERE i.unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inserted AS n WHERE
 -- inserts nothing and returns no row (unfinished_id_by_key then finds the holder).
 INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout, traceparent,
                          schedule, scheduled_for, timeline, unique_key, created_at, updated_at)
-VALUES ($2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10, $11::text::jsonb, $12, $1, $1)
+VALUES ($2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10,
+        jsonb_build_array(jsonb_build_object('at', gladd_iso($1), 'event', 'created',
+                                             'source', $11::text)),
+        $12, $1, $1)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
 DO NOTHING
 RETURNING id;

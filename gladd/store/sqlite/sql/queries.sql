@@ -18,12 +18,13 @@ SELECT version FROM gladd_migrations;
 INSERT INTO gladd_migrations (version, applied_at) VALUES (?, ?);
 
 -- name: insert
--- Named fields; the rest take the schema's defaults. The last is the timeline: its
--- `created` entry (gladd/store/timeline.py).
+-- Named fields; the rest take the schema's defaults. The last two are the timeline's
+-- `created` entry's time (ISO 8601) and source (gladd/store/timeline.py).
 INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout,
                          unique_key, traceparent, schedule, scheduled_for, result,
                          created_at, updated_at, timeline)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'null', ?, ?, ?);
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'null', ?, ?,
+        json_array(json_object('at', ?, 'event', 'created', 'source', ?)));
 
 -- name: unfinished_id_by_key
 SELECT id FROM gladd_tasks WHERE unique_key = ? AND state IN ('pending', 'running');
