@@ -69,7 +69,8 @@ def finish_args(outcomes: Sequence[Outcome], now: datetime) -> tuple[tuple[objec
             _append(released, o.id, o.token, utc(o.run_at, "run_at"), entries)
         elif isinstance(o, Cancelled):
             _append(cancelled, o.id, o.token, entries)
-    return (now, *ok, *failed, *released, *cancelled), first
+    ended = tl.dumps([tl.cancelled_entry(now)])
+    return (now, *ok, *failed, *released, *cancelled, ended), first
 
 
 def _append(columns: tuple[list[Any], ...], *values: object) -> None:

@@ -391,6 +391,7 @@ class PostgresStore:
         unsettled = self._unsettled_claims.pop(worker, None)
         claim_id = secrets.randbits(63) if unsettled is None else unsettled
         sent = unsettled is not None
+        at = now.isoformat()  # the timeline's entries' time, formatted once
 
         async def work(conn: Any) -> list[Task]:
             nonlocal sent
@@ -400,9 +401,9 @@ class PostgresStore:
                     return sorted_claim(rows)
             sent = True
             if kinds is None:
-                rows = await conn.fetch(Q["claim"], worker, now, limit, claim_id)
+                rows = await conn.fetch(Q["claim"], worker, now, limit, claim_id, at)
             else:
-                rows = await conn.fetch(Q["claim_kinds"], worker, now, limit, claim_id, kinds)
+                rows = await conn.fetch(Q["claim_kinds"], worker, now, limit, claim_id, kinds, at)
             return sorted_claim(rows)
 
         try:

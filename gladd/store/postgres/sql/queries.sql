@@ -20,7 +20,7 @@ WITH input AS MATERIALIZED (
                                   created_at, updated_at, timeline)
     SELECT id, kind, payload::jsonb, priority, run_at, max_attempts, timeout, traceparent,
            schedule, scheduled_for, unique_key, $1, $1,
-           jsonb_build_array(jsonb_build_object('at', gladd_iso($1), 'event', 'created',
+           jsonb_build_array(jsonb_build_object('at', (SELECT gladd_iso($1)), 'event', 'created',
                                                 'source', source))
     FROM input
     ORDER BY ord
@@ -50,7 +50,7 @@ WHERE i.unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inserted AS n WHERE
 INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout, traceparent,
                          schedule, scheduled_for, timeline, unique_key, created_at, updated_at)
 VALUES ($2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10,
-        jsonb_build_array(jsonb_build_object('at', gladd_iso($1), 'event', 'created',
+        jsonb_build_array(jsonb_build_object('at', (SELECT gladd_iso($1)), 'event', 'created',
                                              'source', $11::text)),
         $12, $1, $1)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
@@ -76,7 +76,7 @@ UPDATE gladd_tasks AS t
 SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
     deadline = $2::timestamptz + make_interval(secs => t.timeout),
     claim_id = $4, updated_at = $2, started_at = coalesce(t.started_at, $2),
-    timeline = gladd_claimed(t.timeline, $1, $2, t.token + 1, t.attempt + 1)
+    timeline = gladd_claimed(t.timeline, $1, $5::text, t.token + 1, t.attempt + 1)
 WHERE t.id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= $2
@@ -96,7 +96,7 @@ UPDATE gladd_tasks AS t
 SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
     deadline = $2::timestamptz + make_interval(secs => t.timeout),
     claim_id = $4, updated_at = $2, started_at = coalesce(t.started_at, $2),
-    timeline = gladd_claimed(t.timeline, $1, $2, t.token + 1, t.attempt + 1)
+    timeline = gladd_claimed(t.timeline, $1, $6::text, t.token + 1, t.attempt + 1)
 WHERE t.id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= $2 AND kind = ANY($5::text[])
@@ -118,7 +118,7 @@ SELECT * FROM gladd_tasks WHERE state = 'running' AND owner = $1 AND claim_id = 
 -- A task back to pending and due at once wakes the listeners.
 -- o.entries: what the outcome appends to the timeline (timeline.outcome_entries); its first
 -- entry, `attempt ended`, gets the attempt number here, and a task ending cancelled because
--- its cancellation was requested gets a `cancelled` entry after them.
+-- its cancellation was requested gets $18 (a `cancelled` entry) after them.
 WITH succeeded AS (
     UPDATE gladd_tasks AS t
     SET state = 'succeeded', result = o.result::jsonb, owner = NULL, deadline = NULL,
@@ -143,8 +143,7 @@ WITH succeeded AS (
         timeline = gladd_timeline(t.timeline,
             jsonb_set(o.entries::jsonb, '{0,attempt}', to_jsonb(t.attempt))
             || CASE WHEN t.cancel_requested AND o.retry_at IS NOT NULL
-                    THEN jsonb_build_array(jsonb_build_object(
-                        'at', gladd_iso($1), 'event', 'cancelled'))
+                    THEN $18::text::jsonb
                     ELSE '[]'::jsonb END)
     FROM unnest($6::bigint[], $7::bigint[], $8::text[], $9::timestamptz[], $10::text[])
          AS o(id, token, error, retry_at, entries)
@@ -160,8 +159,7 @@ WITH succeeded AS (
         timeline = gladd_timeline(t.timeline,
             jsonb_set(o.entries::jsonb, '{0,attempt}', to_jsonb(t.attempt))
             || CASE WHEN t.cancel_requested
-                    THEN jsonb_build_array(jsonb_build_object(
-                        'at', gladd_iso($1), 'event', 'cancelled'))
+                    THEN $18::text::jsonb
                     ELSE '[]'::jsonb END)
     FROM unnest($11::bigint[], $12::bigint[], $13::timestamptz[], $14::text[])
          AS o(id, token, run_at, entries)
@@ -172,7 +170,7 @@ WITH succeeded AS (
     SET state = 'cancelled', owner = NULL, deadline = NULL, finished_at = $1, updated_at = $1,
         timeline = gladd_timeline(t.timeline,
             jsonb_set(o.entries::jsonb, '{0,attempt}', to_jsonb(t.attempt))
-            || jsonb_build_array(jsonb_build_object('at', gladd_iso($1), 'event', 'cancelled')))
+            || $18::text::jsonb)
     FROM unnest($15::bigint[], $16::bigint[], $17::text[]) AS o(id, token, entries)
     WHERE t.id = o.id AND t.token = o.token AND t.state = 'running'
     RETURNING t.id, t.state, t.run_at
@@ -264,7 +262,7 @@ WITH changed AS (
         finished_at = CASE WHEN t.state = 'pending' THEN $2::timestamptz ELSE t.finished_at END,
         updated_at = $2,
         timeline = gladd_timeline(t.timeline, jsonb_build_array(jsonb_strip_nulls(
-            jsonb_build_object('at', gladd_iso($2),
+            jsonb_build_object('at', (SELECT gladd_iso($2)),
                 'event', CASE WHEN t.state = 'pending' THEN 'cancelled' ELSE 'cancel requested' END,
                 'by', $3::text))))
     WHERE t.id = $1
@@ -382,7 +380,7 @@ UPDATE gladd_tasks AS t
 SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
     deadline = $2::timestamptz + make_interval(secs => t.timeout),
     claim_id = $4, updated_at = $2, started_at = coalesce(t.started_at, $2),
-    timeline = gladd_claimed(t.timeline, $1, $2, t.token + 1, t.attempt + 1)
+    timeline = gladd_claimed(t.timeline, $1, $5::text, t.token + 1, t.attempt + 1)
 WHERE t.id = ANY($3::bigint[]) AND t.state = 'pending'
 RETURNING t.*;
 
