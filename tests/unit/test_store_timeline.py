@@ -113,3 +113,15 @@ def test_tasks_show_aligns_the_lines_and_dates_each_day() -> None:
         "    18:31:02.114  cancelled",
     ]
     assert timeline_lines(()) == []
+
+
+def test_sqlites_append_joins_text_until_the_bound_and_then_bounds_exactly() -> None:
+    # An error text holding the key itself (escaped in JSON) only ever overcounts.
+    tricky = tl.entry(BASE, "attempt ended", error='KeyError: "event": x')
+    timeline = "[]"
+    stored: list[dict[str, object]] = []
+    for n in range(tl.HEAD + tl.TAIL + 12):
+        new = [tricky] if n % 2 else _numbered(1)
+        timeline = tl.append_json(timeline, json.dumps(new, separators=(",", ":")))
+        stored = tl.bounded([*stored, *new])
+        assert json.loads(timeline) == stored, n
