@@ -5,7 +5,6 @@ thread, inside the transaction :class:`~gladd.store.sqlite.store.SQLiteStore` op
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,14 +60,15 @@ def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
 
 
 def outcome_write(outcome: Outcome, now: datetime) -> tuple[str, dict[str, Any]]:
+    entries = tl.outcome_entries(outcome, at=now)
     params: dict[str, Any] = {
         "id": outcome.id,
         "token": outcome.token,
         "now": to_us(now),
-        "entries": tl.dumps(tl.outcome_entries(outcome, at=now)),
+        "entries": tl.dumps(entries),
     }
     # For the statements that may end the task cancelled (its cancellation was requested).
-    cancelled = json.dumps(tl.cancelled_entry(now), separators=(",", ":"))
+    if_cancelled = tl.dumps([*entries, tl.cancelled_entry(now)])
     match outcome:
         case Succeeded(result=result):
             params["result"] = dump_json(result, f"result of task {outcome.id}")
@@ -80,14 +80,14 @@ def outcome_write(outcome: Outcome, now: datetime) -> tuple[str, dict[str, Any]]
             params.update(
                 error=error_json(error),
                 run_at=to_us(utc(retry_at, "retry_at")),
-                cancelled=cancelled,
+                if_cancelled=if_cancelled,
             )
             return Q["fail_retry"], params
         case Released(run_at=run_at):
-            params.update(run_at=to_us(utc(run_at, "run_at")), cancelled=cancelled)
+            params.update(run_at=to_us(utc(run_at, "run_at")), if_cancelled=if_cancelled)
             return Q["release"], params
         case Cancelled():
-            params["cancelled"] = cancelled
+            params["if_cancelled"] = if_cancelled
             return Q["cancelled"], params
     raise TypeError(f"not a task outcome: {outcome!r}")
 
