@@ -125,3 +125,10 @@ def test_sqlites_append_joins_text_until_the_bound_and_then_bounds_exactly() -> 
         timeline = tl.append_json(timeline, json.dumps(new, separators=(",", ":")))
         stored = tl.bounded([*stored, *new])
         assert json.loads(timeline) == stored, n
+
+
+def test_a_successs_entries_formatted_directly_are_what_the_dicts_encode_to() -> None:
+    for duration in (None, 0.1234567, 3.0):
+        ok = Succeeded(id=1, token=2, duration=duration)
+        fast = tl.outcome_json(ok, at=BASE, at_text=BASE.isoformat())
+        assert json.loads(fast) == tl.outcome_entries(ok, at=BASE)

@@ -54,12 +54,13 @@ def finish_args(outcomes: Sequence[Outcome], now: datetime) -> tuple[tuple[objec
     cancelled: tuple[list[Any], ...] = ([], [], [])
     seen: set[int] = set()
     first: set[int] = set()
+    at = now.isoformat()
     for i, o in enumerate(outcomes):
         if o.id in seen:
             continue
         seen.add(o.id)
         first.add(i)
-        entries = tl.dumps(tl.outcome_entries(o, at=now))
+        entries = tl.outcome_json(o, at=now, at_text=at)
         if isinstance(o, Succeeded):
             _append(ok, o.id, o.token, dump_json(o.result, f"result of task {o.id}"), entries)
         elif isinstance(o, Failed):

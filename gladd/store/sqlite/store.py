@@ -114,6 +114,7 @@ from gladd.store.sqlite.thread import DbThread
 from gladd.store.sqlite.writes import (
     Advance,
     NewRow,
+    Stamp,
     advance_schedule,
     fenced,
     insert,
@@ -575,7 +576,8 @@ class SQLiteStore:
 
     async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
         now = utc(now)
-        writes = [outcome_write(o, now) for o in outcomes]
+        stamp = Stamp.of(now)
+        writes = [outcome_write(o, stamp) for o in outcomes]
 
         def finish(conn: sqlite3.Connection) -> list[bool]:
             applied = [conn.execute(sql, params).rowcount == 1 for sql, params in writes]

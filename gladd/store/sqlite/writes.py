@@ -5,6 +5,7 @@ thread, inside the transaction :class:`~gladd.store.sqlite.store.SQLiteStore` op
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,16 +60,27 @@ def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     return Enqueued(id=cursor.lastrowid, created=True)
 
 
-def outcome_write(outcome: Outcome, now: datetime) -> tuple[str, dict[str, Any]]:
-    entries = tl.outcome_entries(outcome, at=now)
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """A batch of outcomes' time, in the forms their statements take, made once."""
+
+    now: datetime
+    us: int
+    iso: str
+
+    @classmethod
+    def of(cls, now: datetime) -> Stamp:
+        return cls(now=now, us=to_us(now), iso=now.isoformat())
+
+
+def outcome_write(outcome: Outcome, stamp: Stamp) -> tuple[str, dict[str, Any]]:
+    entries = tl.outcome_json(outcome, at=stamp.now, at_text=stamp.iso)
     params: dict[str, Any] = {
         "id": outcome.id,
         "token": outcome.token,
-        "now": to_us(now),
-        "entries": tl.dumps(entries),
+        "now": stamp.us,
+        "entries": entries,
     }
-    # For the statements that may end the task cancelled (its cancellation was requested).
-    if_cancelled = tl.dumps([*entries, tl.cancelled_entry(now)])
     match outcome:
         case Succeeded(result=result):
             params["result"] = dump_json(result, f"result of task {outcome.id}")
@@ -76,18 +88,17 @@ def outcome_write(outcome: Outcome, now: datetime) -> tuple[str, dict[str, Any]]
         case Failed(error=error, retry_at=None):
             params["error"] = error_json(error)
             return Q["fail_dead"], params
+    # The statements that may end the task cancelled (its cancellation was requested).
+    cancelled = json.dumps(tl.cancelled_entry(stamp.now), separators=(",", ":"))
+    params["if_cancelled"] = tl.with_entry(entries, cancelled)
+    match outcome:
         case Failed(error=error, retry_at=datetime() as retry_at):
-            params.update(
-                error=error_json(error),
-                run_at=to_us(utc(retry_at, "retry_at")),
-                if_cancelled=if_cancelled,
-            )
+            params.update(error=error_json(error), run_at=to_us(utc(retry_at, "retry_at")))
             return Q["fail_retry"], params
         case Released(run_at=run_at):
-            params.update(run_at=to_us(utc(run_at, "run_at")), if_cancelled=if_cancelled)
+            params["run_at"] = to_us(utc(run_at, "run_at"))
             return Q["release"], params
         case Cancelled():
-            params["if_cancelled"] = if_cancelled
             return Q["cancelled"], params
     raise TypeError(f"not a task outcome: {outcome!r}")
 
