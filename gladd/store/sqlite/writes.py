@@ -79,7 +79,7 @@ def outcome_write(outcome: Outcome, stamp: Stamp) -> tuple[str, dict[str, Any]]:
         "id": outcome.id,
         "token": outcome.token,
         "now": stamp.us,
-        "entries": entries,
+        "tail": entries[2:],  # queries.sql puts `[{"attempt":N,` before it
     }
     match outcome:
         case Succeeded(result=result):
@@ -90,7 +90,7 @@ def outcome_write(outcome: Outcome, stamp: Stamp) -> tuple[str, dict[str, Any]]:
             return Q["fail_dead"], params
     # The statements that may end the task cancelled (its cancellation was requested).
     cancelled = json.dumps(tl.cancelled_entry(stamp.now), separators=(",", ":"))
-    params["if_cancelled"] = tl.with_entry(entries, cancelled)
+    params["if_cancelled_tail"] = tl.with_entry(entries, cancelled)[2:]
     match outcome:
         case Failed(error=error, retry_at=datetime() as retry_at):
             params.update(error=error_json(error), run_at=to_us(utc(retry_at, "retry_at")))

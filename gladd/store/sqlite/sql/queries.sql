@@ -39,11 +39,12 @@ UPDATE gladd_tasks SET
     state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
     deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now,
     started_at = coalesce(started_at, :now),
-    timeline = CASE WHEN json_array_length(timeline) > 47
+    timeline = CASE WHEN length(timeline) > 2115
         THEN gladd_claimed(timeline, :at, :worker, token + 1, attempt + 1)
-        ELSE json_insert(timeline,
-            '$[#]', json_object('at', :at, 'event', 'claimed', 'node', :worker, 'token', token + 1),
-            '$[#]', json_object('at', :at, 'event', 'attempt started', 'attempt', attempt + 1)) END
+        ELSE substr(timeline, 1, length(timeline) - 1) || CASE timeline WHEN '[]' THEN '' ELSE ',' END
+            || '{"at":"' || :at || '","event":"claimed","node":' || json_quote(:worker)
+            || ',"token":' || (token + 1) || '},{"at":"' || :at
+            || '","event":"attempt started","attempt":' || (attempt + 1) || '}]' END
 WHERE id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= :now
@@ -60,11 +61,12 @@ UPDATE gladd_tasks SET
     state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
     deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now,
     started_at = coalesce(started_at, :now),
-    timeline = CASE WHEN json_array_length(timeline) > 47
+    timeline = CASE WHEN length(timeline) > 2115
         THEN gladd_claimed(timeline, :at, :worker, token + 1, attempt + 1)
-        ELSE json_insert(timeline,
-            '$[#]', json_object('at', :at, 'event', 'claimed', 'node', :worker, 'token', token + 1),
-            '$[#]', json_object('at', :at, 'event', 'attempt started', 'attempt', attempt + 1)) END
+        ELSE substr(timeline, 1, length(timeline) - 1) || CASE timeline WHEN '[]' THEN '' ELSE ',' END
+            || '{"at":"' || :at || '","event":"claimed","node":' || json_quote(:worker)
+            || ',"token":' || (token + 1) || '},{"at":"' || :at
+            || '","event":"attempt started","attempt":' || (attempt + 1) || '}]' END
 WHERE id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))
@@ -77,28 +79,33 @@ RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, tim
 
 -- Outcomes. Each applies only while the task is running under the token named; a task whose
 -- cancellation was requested finishes cancelled instead of going back to pending.
--- :entries is the JSON array the outcome appends to the timeline (timeline.outcome_entries),
--- :if_cancelled the same with a `cancelled` entry after them, for a task that ends cancelled;
--- their first entry, `attempt ended`, gets the attempt number here. The timeline's bound
--- (gladd_timeline, in Python) is called only once a timeline is long: until then the arrays'
--- compact texts are joined as text, never decoded (a Python function on every row made the
--- database thread wait for the GIL, and halved the drain: bench/bench_executor.py).
+-- :tail is the compact JSON array the outcome appends to the timeline
+-- (timeline.outcome_entries) without its first two characters, `[{`: its first entry,
+-- `attempt ended`, gets `{"attempt":N,` here. :if_cancelled_tail is the same with a
+-- `cancelled` entry after them, for a task that ends cancelled. Until a timeline is long
+-- (2115 characters: no entry is shorter than 45, so it holds at most 47 and cannot pass the
+-- bound of 50) the texts are joined as text, never decoded; past it the bound runs
+-- (gladd_timeline, in Python). A Python function on every row made the database thread
+-- wait for the GIL, and JSON functions on every row cost the drain a quarter of its rate
+-- (bench/bench_executor.py).
 
 -- name: succeed
 UPDATE gladd_tasks SET state = 'succeeded', result = :result, finished_at = :now,
     owner = NULL, deadline = NULL, updated_at = :now,
-    timeline = CASE WHEN json_array_length(timeline) > 47 THEN gladd_timeline(timeline, json_set(:entries, '$[0].attempt', attempt))
-        WHEN timeline = '[]' THEN json_set(:entries, '$[0].attempt', attempt)
-        ELSE substr(timeline, 1, length(timeline) - 1) || ',' || substr(json_set(:entries, '$[0].attempt', attempt), 2) END
+    timeline = CASE WHEN length(timeline) > 2115 THEN gladd_timeline(timeline, '[{"attempt":' || attempt || ',' || :tail)
+        ELSE substr(timeline, 1, length(timeline) - 1)
+            || CASE timeline WHEN '[]' THEN '' ELSE ',' END || '{"attempt":' || attempt || ','
+            || :tail END
 WHERE id = :id AND token = :token AND state = 'running';
 
 -- name: fail_dead
 UPDATE gladd_tasks SET state = 'dead', finished_at = :now,
     errors = json_insert(errors, '$[#]', json(:error)),
     owner = NULL, deadline = NULL, updated_at = :now,
-    timeline = CASE WHEN json_array_length(timeline) > 47 THEN gladd_timeline(timeline, json_set(:entries, '$[0].attempt', attempt))
-        WHEN timeline = '[]' THEN json_set(:entries, '$[0].attempt', attempt)
-        ELSE substr(timeline, 1, length(timeline) - 1) || ',' || substr(json_set(:entries, '$[0].attempt', attempt), 2) END
+    timeline = CASE WHEN length(timeline) > 2115 THEN gladd_timeline(timeline, '[{"attempt":' || attempt || ',' || :tail)
+        ELSE substr(timeline, 1, length(timeline) - 1)
+            || CASE timeline WHEN '[]' THEN '' ELSE ',' END || '{"attempt":' || attempt || ','
+            || :tail END
 WHERE id = :id AND token = :token AND state = 'running';
 
 -- name: fail_retry
@@ -108,9 +115,10 @@ UPDATE gladd_tasks SET
     finished_at = CASE WHEN cancel_requested THEN :now END,
     errors = json_insert(errors, '$[#]', json(:error)),
     owner = NULL, deadline = NULL, updated_at = :now,
-    timeline = CASE WHEN json_array_length(timeline) > 47 THEN gladd_timeline(timeline, json_set(CASE WHEN cancel_requested THEN :if_cancelled ELSE :entries END, '$[0].attempt', attempt))
-        WHEN timeline = '[]' THEN json_set(CASE WHEN cancel_requested THEN :if_cancelled ELSE :entries END, '$[0].attempt', attempt)
-        ELSE substr(timeline, 1, length(timeline) - 1) || ',' || substr(json_set(CASE WHEN cancel_requested THEN :if_cancelled ELSE :entries END, '$[0].attempt', attempt), 2) END
+    timeline = CASE WHEN length(timeline) > 2115 THEN gladd_timeline(timeline, '[{"attempt":' || attempt || ',' || CASE WHEN cancel_requested THEN :if_cancelled_tail ELSE :tail END)
+        ELSE substr(timeline, 1, length(timeline) - 1)
+            || CASE timeline WHEN '[]' THEN '' ELSE ',' END || '{"attempt":' || attempt || ','
+            || CASE WHEN cancel_requested THEN :if_cancelled_tail ELSE :tail END END
 WHERE id = :id AND token = :token AND state = 'running';
 
 -- name: release
@@ -121,17 +129,19 @@ UPDATE gladd_tasks SET
     finished_at = CASE WHEN cancel_requested THEN :now END,
     attempt = CASE WHEN cancel_requested THEN attempt ELSE attempt - 1 END,
     owner = NULL, deadline = NULL, updated_at = :now,
-    timeline = CASE WHEN json_array_length(timeline) > 47 THEN gladd_timeline(timeline, json_set(CASE WHEN cancel_requested THEN :if_cancelled ELSE :entries END, '$[0].attempt', attempt))
-        WHEN timeline = '[]' THEN json_set(CASE WHEN cancel_requested THEN :if_cancelled ELSE :entries END, '$[0].attempt', attempt)
-        ELSE substr(timeline, 1, length(timeline) - 1) || ',' || substr(json_set(CASE WHEN cancel_requested THEN :if_cancelled ELSE :entries END, '$[0].attempt', attempt), 2) END
+    timeline = CASE WHEN length(timeline) > 2115 THEN gladd_timeline(timeline, '[{"attempt":' || attempt || ',' || CASE WHEN cancel_requested THEN :if_cancelled_tail ELSE :tail END)
+        ELSE substr(timeline, 1, length(timeline) - 1)
+            || CASE timeline WHEN '[]' THEN '' ELSE ',' END || '{"attempt":' || attempt || ','
+            || CASE WHEN cancel_requested THEN :if_cancelled_tail ELSE :tail END END
 WHERE id = :id AND token = :token AND state = 'running';
 
 -- name: cancelled
 UPDATE gladd_tasks SET state = 'cancelled', finished_at = :now,
     owner = NULL, deadline = NULL, updated_at = :now,
-    timeline = CASE WHEN json_array_length(timeline) > 47 THEN gladd_timeline(timeline, json_set(:if_cancelled, '$[0].attempt', attempt))
-        WHEN timeline = '[]' THEN json_set(:if_cancelled, '$[0].attempt', attempt)
-        ELSE substr(timeline, 1, length(timeline) - 1) || ',' || substr(json_set(:if_cancelled, '$[0].attempt', attempt), 2) END
+    timeline = CASE WHEN length(timeline) > 2115 THEN gladd_timeline(timeline, '[{"attempt":' || attempt || ',' || :if_cancelled_tail)
+        ELSE substr(timeline, 1, length(timeline) - 1)
+            || CASE timeline WHEN '[]' THEN '' ELSE ',' END || '{"attempt":' || attempt || ','
+            || :if_cancelled_tail END
 WHERE id = :id AND token = :token AND state = 'running';
 
 -- name: fenced
@@ -292,11 +302,12 @@ UPDATE gladd_tasks SET
     state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
     deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now,
     started_at = coalesce(started_at, :now),
-    timeline = CASE WHEN json_array_length(timeline) > 47
+    timeline = CASE WHEN length(timeline) > 2115
         THEN gladd_claimed(timeline, :at, :worker, token + 1, attempt + 1)
-        ELSE json_insert(timeline,
-            '$[#]', json_object('at', :at, 'event', 'claimed', 'node', :worker, 'token', token + 1),
-            '$[#]', json_object('at', :at, 'event', 'attempt started', 'attempt', attempt + 1)) END
+        ELSE substr(timeline, 1, length(timeline) - 1) || CASE timeline WHEN '[]' THEN '' ELSE ',' END
+            || '{"at":"' || :at || '","event":"claimed","node":' || json_quote(:worker)
+            || ',"token":' || (token + 1) || '},{"at":"' || :at
+            || '","event":"attempt started","attempt":' || (attempt + 1) || '}]' END
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'pending'
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
