@@ -16,7 +16,7 @@ from gladd.store import Enqueued, NewTask, Succeeded, TaskState
 from gladd.store.sqlite.queries import Q
 from gladd.store.sqlite.rows import COLUMNS, to_us
 from gladd.store.sqlite.schema import migrations
-from gladd.store.sqlite.store import SQLiteStore
+from gladd.store.sqlite.store import SQLiteStore, add_functions
 
 pytestmark = pytest.mark.anyio
 
@@ -350,8 +350,9 @@ async def test_claims_read_only_the_pending_index_among_many_finished_rows(
         conn.execute("ANALYZE")
     await store.enqueue_many([NewTask(kind="k", priority=i % 3) for i in range(10)], now=BASE)
 
-    params = {"worker": "w", "now": to_us(BASE), "limit": 5, "kinds": '["k"]'}
+    params = {"worker": "w", "now": to_us(BASE), "at": "", "limit": 5, "kinds": '["k"]'}
     with sqlite3.connect(db) as conn:
+        add_functions(conn)
         for sql in (Q["claim"], Q["claim_kinds"]):
             plan = _plan(conn, sql, params)
             assert "USING INDEX gladd_tasks_claim" in plan, plan
@@ -430,9 +431,9 @@ async def test_an_enqueue_is_fsynced_at_its_commit_and_the_executor_writes_are_n
     def trace(statement: str) -> None:
         if statement.startswith(("COMMIT", "BEGIN")):
             # The level in force for this statement, read on the same connection.
-            seen.append((statement.split()[0], _synchronous_now[0]))
+            seen.append((statement.split(maxsplit=1)[0], _synchronous_now[0]))
         elif statement.startswith("PRAGMA synchronous"):
-            _synchronous_now[0] = {"FULL": 2, "NORMAL": 1}[statement.split()[-1]]
+            _synchronous_now[0] = {"FULL": 2, "NORMAL": 1}[statement.rsplit(maxsplit=1)[-1]]
 
     _synchronous_now = [conn.execute("PRAGMA synchronous").fetchone()[0]]
     assert _synchronous_now[0] == 1  # NORMAL between enqueues

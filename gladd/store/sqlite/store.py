@@ -56,6 +56,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -63,6 +64,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from gladd.errors import StoreError, StoreNotFound
+from gladd.store import timeline as tl
 from gladd.store.base import (
     FINISHED_STATES,
     Enqueued,
@@ -96,7 +98,14 @@ from gladd.store.gates import (
     LimitUsage,
     Pause,
 )
-from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
+from gladd.store.rules import (
+    Wakeup,
+    check_new_task,
+    load_json,
+    purge_states,
+    unique_conflict,
+    utc,
+)
 from gladd.store.sqlite import flow, listing
 from gladd.store.sqlite.doorbell import Doorbell
 from gladd.store.sqlite.errors import map_error
@@ -116,7 +125,9 @@ from gladd.store.sqlite.thread import DbThread
 from gladd.store.sqlite.writes import (
     Advance,
     NewRow,
+    Stamp,
     advance_schedule,
+    fenced,
     insert,
     outcome_write,
     rescue_running,
@@ -163,9 +174,24 @@ def _new_rows(tasks: Sequence[NewTask], now: datetime) -> list[NewRow]:
     return rows
 
 
+def add_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions gladd's queries call (0007_timeline.sql): the timeline's bound, the
+    rule every store shares, and a claim's entries."""
+    conn.create_function("gladd_timeline", 2, tl.append_json, deterministic=True)
+    conn.create_function("gladd_claimed", 5, tl.claimed_json, deterministic=True)
+
+
 def _get(conn: sqlite3.Connection, task_id: int) -> Task | None:
     found = conn.execute(Q["get"], (task_id,)).fetchone()
     return None if found is None else row_to_task(found)
+
+
+def _get_with_timeline(conn: sqlite3.Connection, task_id: int) -> Task | None:
+    task = _get(conn, task_id)
+    if task is None:
+        return None
+    (text,) = conn.execute(Q["timeline"], (task_id,)).fetchone()
+    return replace(task, timeline=tl.read_entries(load_json(text) or ()))
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -248,6 +274,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise map_error(exc, self.path) from exc
         conn.text_factory = text_value
+        add_functions(conn)
         try:
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
@@ -448,7 +475,12 @@ class SQLiteStore:
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
         now_us = to_us(utc(now))
-        params: dict[str, Any] = {"worker": worker, "now": now_us, "limit": limit}
+        params: dict[str, Any] = {
+            "worker": worker,
+            "now": now_us,
+            "limit": limit,
+            "at": utc(now).isoformat(),
+        }
         if kinds is not None:
             params["kinds"] = json.dumps(list(kinds))
 
@@ -569,11 +601,16 @@ class SQLiteStore:
     # -- outcomes ---------------------------------------------------------------------------
 
     async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
-        now_us = to_us(utc(now))
-        writes = [outcome_write(o, now_us) for o in outcomes]
+        now = utc(now)
+        stamp = Stamp.of(now)
+        writes = [outcome_write(o, stamp) for o in outcomes]
 
         def finish(conn: sqlite3.Connection) -> list[bool]:
-            return [conn.execute(sql, params).rowcount == 1 for sql, params in writes]
+            applied = [conn.execute(sql, params).rowcount == 1 for sql, params in writes]
+            for outcome, ok in zip(outcomes, applied, strict=True):
+                if not ok:
+                    fenced(conn, outcome, now)
+            return applied
 
         applied = await self._write(finish)
         self._watchers.changed(o.id for o, ok in zip(outcomes, applied, strict=True) if ok)
@@ -645,7 +682,7 @@ class SQLiteStore:
     # -- operators --------------------------------------------------------------------------
 
     async def get(self, task_id: int) -> Task | None:
-        return await self._read(lambda c: _get(c, task_id))
+        return await self._read(lambda c: _get_with_timeline(c, task_id))
 
     async def list(
         self,
@@ -663,19 +700,25 @@ class SQLiteStore:
         }
         return await self._read(lambda c: [row_to_task(r) for r in c.execute(Q["list"], params)])
 
-    async def cancel(self, task_id: int, *, now: datetime) -> Task | None:
-        now_us = to_us(utc(now))
+    async def cancel(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
+        now = utc(now)
+        params = {"id": task_id, "now": to_us(now), "at": now.isoformat(), "by": by}
 
         def cancel(conn: sqlite3.Connection) -> Task | None:
-            rows = conn.execute(Q["cancel"], {"id": task_id, "now": now_us}).fetchall()
+            rows = conn.execute(Q["cancel"], params).fetchall()
             return row_to_task(rows[0]) if rows else _get(conn, task_id)
 
         task = await self._write(cancel)
         self._watchers.changed((task_id,))
         return task
 
-    async def retry(self, task_id: int, *, now: datetime) -> Task | None:
-        now_us = to_us(utc(now))
+    async def retry(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
+        now = utc(now)
+        params = {
+            "id": task_id,
+            "now": to_us(now),
+            "entries": tl.dumps([tl.entry(now, tl.RETRIED, by=by)]),
+        }
 
         def retry(conn: sqlite3.Connection) -> Task | None:
             task = _get(conn, task_id)
@@ -687,7 +730,7 @@ class SQLiteStore:
                 other = conn.execute(Q["unfinished_id_by_key"], (task.unique_key,)).fetchone()
                 if other is not None:
                     raise unique_conflict(task_id, task.unique_key, other[0])
-            updated = conn.execute(Q["retry"], {"id": task_id, "now": now_us}).fetchone()
+            updated = conn.execute(Q["retry"], params).fetchone()
             return row_to_task(updated)
 
         task = await self._write(retry)
