@@ -306,6 +306,22 @@ class RescueReport:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BulkChange:
+    """What :meth:`Store.retry_many` or :meth:`Store.cancel_many` did, each in the order the
+    ids were given: the ids it changed, and those it left as they were (no such task, not
+    in a state the action applies to, or — a retry — another unfinished task holds its
+    unique key)."""
+
+    changed: tuple[int, ...]
+    skipped: tuple[int, ...]
+
+
+BULK_CHUNK = 500
+"""Ids changed per statement (and transaction) by ``retry_many`` / ``cancel_many``: short
+enough that no lock is held long, and their ids fit one NOTIFY payload (8000 bytes)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MigrationStatus:
     current: int
     latest: int
@@ -563,6 +579,21 @@ class Store(Protocol):
     async def retry(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
         """Dead or cancelled → pending now, with a fresh allowance of attempts. Others
         unchanged. None if no such task. The timeline records ``retried`` by ``by``."""
+
+    async def retry_many(
+        self, ids: Sequence[int], *, now: datetime, by: str | None = None
+    ) -> BulkChange:
+        """:meth:`retry` of each of ``ids``, :data:`BULK_CHUNK` of them per statement and
+        transaction, the executor woken once per chunk that retried any. A task whose
+        unique key another unfinished task holds is skipped, not refused; of tasks in one
+        call sharing a key, the first of ``ids`` wins it."""
+
+    async def cancel_many(
+        self, ids: Sequence[int], *, now: datetime, by: str | None = None
+    ) -> BulkChange:
+        """:meth:`cancel` of each of ``ids``, :data:`BULK_CHUNK` of them per statement and
+        transaction: pending ones cancelled, running ones asked to stop; the others (and
+        a running task asked already) skipped."""
 
     async def purge(
         self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES

@@ -26,6 +26,7 @@ from gladd.store import timeline as tl
 from gladd.store.base import (
     FINISHED_STATES,
     Backend,
+    BulkChange,
     Cancelled,
     Enqueued,
     Failed,
@@ -56,6 +57,8 @@ from gladd.store.listing import matches, page_of, stats_of, upper_bound
 from gladd.store.memory_flow import FlowBook
 from gladd.store.rules import (
     Wakeup,
+    bulk_change,
+    bulk_chunks,
     check_new_task,
     deadline_for,
     dump_json,
@@ -518,15 +521,35 @@ class MemoryStore:
         task = self._tasks.get(task_id)
         if task is None:
             return None
+        self._cancel_one(task, now, by)
+        self._watchers.changed((task_id,))
+        return _public(self._tasks[task_id])
+
+    async def cancel_many(
+        self, ids: Sequence[int], *, now: datetime, by: str | None = None
+    ) -> BulkChange:
+        self._require_open()
+        now = utc(now)
+        changed: list[int] = []
+        for chunk in bulk_chunks(ids):
+            tasks = [t for t in map(self._tasks.get, chunk) if t is not None]
+            cancelled = [t.id for t in tasks if self._cancel_one(t, now, by)]
+            changed.extend(cancelled)
+            self._watchers.changed(cancelled)
+        return bulk_change(ids, changed)
+
+    def _cancel_one(self, task: Task, now: datetime, by: str | None) -> bool:
+        """The cancel of ``task``, if it applies; True when it changed it."""
         if task.state is TaskState.PENDING:
             task = replace(task, state=TaskState.CANCELLED, finished_at=now, updated_at=now)
-            self._note(task_id, tl.cancelled_entry(now, by))
+            self._note(task.id, tl.cancelled_entry(now, by))
         elif task.state is TaskState.RUNNING and not task.cancel_requested:
             task = replace(task, cancel_requested=True, updated_at=now)
-            self._note(task_id, tl.entry(now, tl.CANCEL_REQUESTED, by=by))
-        self._tasks[task_id] = task
-        self._watchers.changed((task_id,))
-        return _public(task)
+            self._note(task.id, tl.entry(now, tl.CANCEL_REQUESTED, by=by))
+        else:
+            return False
+        self._tasks[task.id] = task
+        return True
 
     async def retry(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
         wakeup = self._require_open()
@@ -539,12 +562,45 @@ class MemoryStore:
                 other = self._unfinished_with_key(task.unique_key)
                 if other is not None:
                     raise unique_conflict(task_id, task.unique_key, other.id)
-            task = replace(task, **retried(now))
-            self._tasks[task_id] = task
-            self._note(task_id, tl.entry(now, tl.RETRIED, by=by))
+            task = self._retry_one(task, now, by)
             self._watchers.changed((task_id,))
             wakeup.notify()
         return _public(task)
+
+    async def retry_many(
+        self, ids: Sequence[int], *, now: datetime, by: str | None = None
+    ) -> BulkChange:
+        wakeup = self._require_open()
+        now = utc(now)
+        changed: list[int] = []
+        for chunk in bulk_chunks(ids):
+            held = {
+                t.unique_key
+                for t in self._tasks.values()
+                if t.unique_key is not None and t.state in _UNFINISHED
+            }
+            retried_now = []
+            for task_id in chunk:
+                task = self._tasks.get(task_id)
+                if task is None or task.state not in _RETRYABLE:
+                    continue
+                if task.unique_key is not None:
+                    if task.unique_key in held:
+                        continue
+                    held.add(task.unique_key)  # the first in the chunk wins the key
+                self._retry_one(task, now, by)
+                retried_now.append(task_id)
+            if retried_now:
+                changed.extend(retried_now)
+                self._watchers.changed(retried_now)
+                wakeup.notify()
+        return bulk_change(ids, changed)
+
+    def _retry_one(self, task: Task, now: datetime, by: str | None) -> Task:
+        task = replace(task, **retried(now))
+        self._tasks[task.id] = task
+        self._note(task.id, tl.entry(now, tl.RETRIED, by=by))
+        return task
 
     async def purge(
         self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES

@@ -30,13 +30,21 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 import anyio
 
 from gladd.errors import TaskRejected, UniqueKeyHeld
-from gladd.store.base import JSON, NewTask, Task, TaskError, TaskState
+from gladd.store.base import (
+    BULK_CHUNK,
+    JSON,
+    BulkChange,
+    NewTask,
+    Task,
+    TaskError,
+    TaskState,
+)
 
 PRIORITY_RANGE = range(-(2**31), 2**31)  # a PostgreSQL integer: the narrowest store decides
 MAX_DEPTH = 100
@@ -273,3 +281,19 @@ def unique_conflict(task_id: int, key: str, other: int) -> UniqueKeyHeld:
     """A conflict (HTTP 409, exit 1) rather than a refused task: the same retry succeeds
     once the other task has finished."""
     return UniqueKeyHeld(task_id, key, other)
+
+
+def bulk_chunks(ids: Sequence[int]) -> list[list[int]]:
+    """``ids`` without repeats (the first kept), in pieces of :data:`BULK_CHUNK`."""
+    unique = list(dict.fromkeys(ids))
+    return [unique[i : i + BULK_CHUNK] for i in range(0, len(unique), BULK_CHUNK)]
+
+
+def bulk_change(ids: Sequence[int], changed: Collection[int]) -> BulkChange:
+    """``ids`` (without repeats) split into those in ``changed`` and the rest, in order."""
+    done = set(changed)
+    unique = list(dict.fromkeys(ids))
+    return BulkChange(
+        changed=tuple(i for i in unique if i in done),
+        skipped=tuple(i for i in unique if i not in done),
+    )

@@ -48,6 +48,8 @@ TRACED = frozenset(
         "list",
         "cancel",
         "retry",
+        "cancel_many",
+        "retry_many",
         "purge",
         "count_purgeable",
         "counts",

@@ -82,6 +82,7 @@ from gladd.instruments.acquire import AcquireMeter
 from gladd.store import timeline as tl
 from gladd.store.base import (
     FINISHED_STATES,
+    BulkChange,
     Enqueued,
     GatedClaim,
     MigrationStatus,
@@ -127,6 +128,8 @@ from gladd.store.postgres.schema import LATEST, MIGRATIONS, apply_migrations
 from gladd.store.postgres.writes import Advance, advance_schedule, enqueue_once, enqueue_rounds
 from gladd.store.rules import (
     Wakeup,
+    bulk_change,
+    bulk_chunks,
     check_new_task,
     load_json,
     purge_states,
@@ -717,6 +720,40 @@ class PostgresStore:
             return None if row is None else row_to_task(row)
 
         return await self._run("retry", work)
+
+    async def retry_many(
+        self, ids: Sequence[int], *, now: datetime, by: str | None = None
+    ) -> BulkChange:
+        now = utc(now)
+        entries = tl.dumps([tl.entry(now, tl.RETRIED, by=by)])
+        return await self._each_chunk("retry_many", ids, now, entries)
+
+    async def cancel_many(
+        self, ids: Sequence[int], *, now: datetime, by: str | None = None
+    ) -> BulkChange:
+        return await self._each_chunk("cancel_many", ids, utc(now), by)
+
+    async def _each_chunk(
+        self, op: str, ids: Sequence[int], now: datetime, arg: str | None
+    ) -> BulkChange:
+        """The named query ``op`` on each chunk of ``ids``, a statement each."""
+
+        async def work(conn: Any, chunk: list[int]) -> list[int]:
+            for tries in range(3):
+                try:
+                    rows = await conn.fetch(Q[op], chunk, now, arg)
+                    return [row["id"] for row in rows if row["id"] is not None]
+                except asyncpg.UniqueViolationError:
+                    # A task took a key meanwhile and was not committed when the statement
+                    # looked: it is now, and the next run sees it holds the key.
+                    if tries == 2:
+                        raise
+            raise AssertionError("unreachable")
+
+        changed: list[int] = []
+        for chunk in bulk_chunks(ids):
+            changed.extend(await self._run(op, lambda conn, c=chunk: work(conn, c)))
+        return bulk_change(ids, changed)
 
     async def purge(
         self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES

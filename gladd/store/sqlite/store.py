@@ -67,6 +67,7 @@ from gladd.errors import StoreError, StoreNotFound
 from gladd.store import timeline as tl
 from gladd.store.base import (
     FINISHED_STATES,
+    BulkChange,
     Enqueued,
     Failed,
     GatedClaim,
@@ -100,6 +101,8 @@ from gladd.store.gates import (
 )
 from gladd.store.rules import (
     Wakeup,
+    bulk_change,
+    bulk_chunks,
     check_new_task,
     load_json,
     purge_states,
@@ -179,6 +182,10 @@ def add_functions(conn: sqlite3.Connection) -> None:
     rule every store shares, and a claim's entries."""
     conn.create_function("gladd_timeline", 2, tl.append_json, deterministic=True)
     conn.create_function("gladd_claimed", 5, tl.claimed_json, deterministic=True)
+
+
+def _ids(conn: sqlite3.Connection, query: str, params: dict[str, Any]) -> list[int]:
+    return [row[0] for row in conn.execute(query, params)]
 
 
 def _get(conn: sqlite3.Connection, task_id: int) -> Task | None:
@@ -738,6 +745,33 @@ class SQLiteStore:
             self._watchers.changed((task_id,))
             self._notify()
         return task
+
+    async def retry_many(
+        self, ids: Sequence[int], *, now: datetime, by: str | None = None
+    ) -> BulkChange:
+        now = utc(now)
+        entries = tl.dumps([tl.entry(now, tl.RETRIED, by=by)])
+        changed: list[int] = []
+        for chunk in bulk_chunks(ids):
+            params = {"ids": json.dumps(chunk), "now": to_us(now), "entries": entries}
+            retried = await self._write(lambda c, p=params: _ids(c, Q["retry_many"], p))
+            if retried:
+                changed.extend(retried)
+                self._watchers.changed(retried)
+                self._notify()
+        return bulk_change(ids, changed)
+
+    async def cancel_many(
+        self, ids: Sequence[int], *, now: datetime, by: str | None = None
+    ) -> BulkChange:
+        now = utc(now)
+        changed: list[int] = []
+        for chunk in bulk_chunks(ids):
+            params = {"ids": json.dumps(chunk), "now": to_us(now), "at": now.isoformat(), "by": by}
+            cancelled = await self._write(lambda c, p=params: _ids(c, Q["cancel_many"], p))
+            changed.extend(cancelled)
+            self._watchers.changed(cancelled)
+        return bulk_change(ids, changed)
 
     async def purge(
         self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES

@@ -309,6 +309,61 @@ SELECT c.*, pg_notify('gladd_tasks', '') AS woke FROM changed AS c
 UNION ALL
 SELECT g.*, NULL FROM gladd_tasks AS g WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM changed);
 
+-- name: retry_many
+-- The retry of each of the ids $1 (one chunk) that is dead or cancelled, as `retry`, in one
+-- statement: $2 now, $3 the `retried` entry. One whose unique key another unfinished task
+-- holds is left; of those sharing a key, the first in $1 wins it. (A task taking the key
+-- meanwhile, not yet committed, makes the unique index refuse the statement: run again, it
+-- sees that task.) The executor is woken once, the waiters told of the ids changed.
+WITH asked AS (
+    SELECT t.id, t.unique_key,
+           row_number() OVER (PARTITION BY t.unique_key ORDER BY a.pos) AS nth
+    FROM unnest($1::bigint[]) WITH ORDINALITY AS a(id, pos)
+    JOIN gladd_tasks AS t ON t.id = a.id
+    WHERE t.state IN ('dead', 'cancelled')
+), chosen AS (
+    SELECT id FROM asked AS c
+    WHERE c.unique_key IS NULL OR (c.nth = 1 AND NOT EXISTS (
+        SELECT 1 FROM gladd_tasks AS u
+        WHERE u.unique_key = c.unique_key AND u.state IN ('pending', 'running')))
+), changed AS (
+    UPDATE gladd_tasks AS t
+    SET state = 'pending', run_at = $2, attempt = 0, rescues = 0, owner = NULL,
+        deadline = NULL, cancel_requested = false, result = NULL, finished_at = NULL,
+        updated_at = $2, timeline = gladd_timeline(t.timeline, $3::text::jsonb)
+    FROM chosen AS c
+    WHERE t.id = c.id AND t.state IN ('dead', 'cancelled')
+    RETURNING t.id
+)
+SELECT id, NULL AS woke FROM changed
+UNION ALL
+SELECT NULL, pg_notify('gladd_tasks', '') FROM changed HAVING count(*) > 0
+UNION ALL
+SELECT NULL, pg_notify('gladd_task_events', string_agg(id::text, ','))
+FROM changed HAVING count(*) > 0;
+
+-- name: cancel_many
+-- The cancel of each of the ids $1 (one chunk), as `cancel`, in one statement: $2 now, $3
+-- who asked. Returns the ids it changed; the waiters are told of them.
+WITH changed AS (
+    UPDATE gladd_tasks AS t
+    SET state = CASE WHEN t.state = 'pending' THEN 'cancelled' ELSE t.state END,
+        cancel_requested = t.cancel_requested OR t.state = 'running',
+        finished_at = CASE WHEN t.state = 'pending' THEN $2::timestamptz ELSE t.finished_at END,
+        updated_at = $2,
+        timeline = gladd_timeline(t.timeline, jsonb_build_array(jsonb_strip_nulls(
+            jsonb_build_object('at', (SELECT gladd_iso($2)),
+                'event', CASE WHEN t.state = 'pending' THEN 'cancelled' ELSE 'cancel requested' END,
+                'by', $3::text))))
+    WHERE t.id = ANY($1::bigint[])
+      AND (t.state = 'pending' OR (t.state = 'running' AND NOT t.cancel_requested))
+    RETURNING t.id
+)
+SELECT id, NULL AS woke FROM changed
+UNION ALL
+SELECT NULL, pg_notify('gladd_task_events', string_agg(id::text, ','))
+FROM changed HAVING count(*) > 0;
+
 -- name: purge
 -- One bounded batch per statement, so a purge of millions stays under the query timeout.
 WITH doomed AS (

@@ -226,6 +226,41 @@ RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, tim
           created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
           progress, progress_message, progress_at, progress_attempt, started_at;
 
+-- name: retry_many
+-- The retry of each id in the JSON array :ids (one chunk) that is dead or cancelled, as
+-- `retry`. One whose unique key another unfinished task holds is left; of those sharing a
+-- key, the first in :ids (by its json_each key) wins it. The IN list is computed before the
+-- update starts, so it sees the keys held before any row here moved.
+UPDATE gladd_tasks SET state = 'pending', run_at = :now, attempt = 0, rescues = 0,
+    owner = NULL, deadline = NULL, cancel_requested = 0, result = 'null', finished_at = NULL,
+    updated_at = :now, timeline = gladd_timeline(timeline, :entries)
+WHERE id IN (
+    SELECT c.id FROM (
+        SELECT t.id, t.unique_key,
+               row_number() OVER (PARTITION BY t.unique_key ORDER BY a.key) AS nth
+        FROM json_each(:ids) AS a JOIN gladd_tasks AS t ON t.id = a.value
+        WHERE t.state IN ('dead', 'cancelled')
+    ) AS c
+    WHERE c.unique_key IS NULL OR (c.nth = 1 AND NOT EXISTS (
+        SELECT 1 FROM gladd_tasks AS u
+        WHERE u.unique_key = c.unique_key AND u.state IN ('pending', 'running')))
+)
+RETURNING id;
+
+-- name: cancel_many
+-- The cancel of each id in the JSON array :ids (one chunk), as `cancel`; returns the ids
+-- it changed.
+UPDATE gladd_tasks SET
+    state = CASE state WHEN 'pending' THEN 'cancelled' ELSE state END,
+    finished_at = CASE state WHEN 'pending' THEN :now ELSE finished_at END,
+    cancel_requested = cancel_requested OR state = 'running', updated_at = :now,
+    timeline = gladd_timeline(timeline, json_array(json_object(
+        'at', :at, 'event', CASE state WHEN 'pending' THEN 'cancelled' ELSE 'cancel requested' END,
+        'by', :by)))
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND (state = 'pending' OR (state = 'running' AND NOT cancel_requested))
+RETURNING id;
+
 -- name: purge
 -- :states is a JSON array of finished states.
 DELETE FROM gladd_tasks
