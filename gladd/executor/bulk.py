@@ -25,7 +25,7 @@ from enum import StrEnum
 from gladd.errors import GladdError, TaskStateConflict
 from gladd.store import Store, TaskState
 from gladd.store.base import BULK_CHUNK, TaskFilter
-from gladd.store.listing import BadListing, decode_cursor
+from gladd.store.listing import BadListing
 
 CHUNK = BULK_CHUNK
 
@@ -106,10 +106,10 @@ async def run(
     skipped = 0
     before: int | None = None
     while True:
-        page = await store.find(fixed, limit=CHUNK, before=before)
-        done = await act([task.id for task in page.tasks], now=now, by=by)
+        ids = await store.find_ids(fixed, limit=CHUNK, before=before)
+        done = await act(ids, now=now, by=by)
         changed.extend(done.changed)
         skipped += len(done.skipped)
-        if page.next is None:
+        if len(ids) < CHUNK:
             return BulkResult(changed=changed, skipped=skipped)
-        before = decode_cursor(page.next)
+        before = ids[-1]

@@ -617,6 +617,11 @@ class Store(Protocol):
         """Up to ``limit`` tasks matching ``where`` with ids below ``before``, newest first;
         the page's ``next`` is the cursor of the following one (None at the end)."""
 
+    async def find_ids(
+        self, where: TaskFilter, *, limit: int, before: int | None = None
+    ) -> builtins.list[int]:
+        """The ids of :meth:`find`'s page, without reading the tasks (a bulk action's)."""
+
     async def count_matching(self, where: TaskFilter) -> int:
         """How many tasks match ``where`` now."""
 

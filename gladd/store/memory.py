@@ -647,6 +647,11 @@ class MemoryStore:
                 found.append(_public(task))
         return page_of(found, limit)
 
+    async def find_ids(
+        self, where: TaskFilter, *, limit: int, before: int | None = None
+    ) -> builtins.list[int]:
+        return [t.id for t in (await self.find(where, limit=limit, before=before)).tasks]
+
     async def count_matching(self, where: TaskFilter) -> int:
         self._require_open()
         return sum(1 for t in self._tasks.values() if matches(where, t))

@@ -55,6 +55,7 @@ TRACED = frozenset(
         "counts",
         "stats",
         "find",
+        "find_ids",
         "count_matching",
         "workers",
     }

@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from gladd.store import Failed, NewTask, Store, Succeeded, Task, TaskState
-from gladd.store.base import BULK_CHUNK, BulkChange
+from gladd.store.base import BULK_CHUNK, BulkChange, TaskFilter
 from tests.integration.test_store_contract import add, at, claim_one, error, get
 
 pytestmark = pytest.mark.anyio
@@ -204,3 +204,19 @@ async def test_the_counts_follow_bulk_changes(store: Store) -> None:
         "sms": zero | {PENDING: 1, CANCELLED: 2},
     }
     assert stats.totals == zero | {PENDING: 4, DEAD: 1, CANCELLED: 2}
+
+
+# -- find_ids --------------------------------------------------------------------------------
+
+
+async def test_find_ids_pages_the_ids_find_lists(store: Store) -> None:
+    dead = await _dead(store, 5)
+    await add(store, now=2)  # pending: not matched
+    where = TaskFilter(states=frozenset({DEAD}), kind="email")
+    newest = [t.id for t in reversed(dead)]
+    assert await store.find_ids(where, limit=3) == newest[:3]
+    assert await store.find_ids(where, limit=3, before=newest[2]) == newest[3:]
+    page = await store.find(where, limit=10)
+    assert [t.id for t in page.tasks] == await store.find_ids(where, limit=10) == newest
+    upto = TaskFilter(states=frozenset({DEAD}), max_id=newest[1])
+    assert await store.find_ids(upto, limit=10) == newest[1:]

@@ -15,6 +15,7 @@ from gladd.store.postgres.rows import row_to_task
 FOLD_LOCK = 0x676C61646409  # "glad" "d" 9: pg_advisory_xact_lock key of the counts' fold
 # Constant text, built once: the filter's conditions are written once in queries.sql.
 FIND = Q["find"].replace("{task_filter}", Q["task_filter"])
+FIND_IDS = Q["find_ids"].replace("{task_filter}", Q["task_filter"])
 COUNT_MATCHING = Q["count_matching"].replace("{task_filter}", Q["task_filter"])
 
 
@@ -42,6 +43,11 @@ async def stats(conn: Any) -> TaskStats:
 async def find(conn: Any, where: TaskFilter, limit: int, before: int | None) -> TaskPage:
     rows = await conn.fetch(FIND, *_filter_args(where, before), limit + 1)
     return page_of([row_to_task(r) for r in rows], limit)
+
+
+async def find_ids(conn: Any, where: TaskFilter, limit: int, before: int | None) -> list[int]:
+    rows = await conn.fetch(FIND_IDS, *_filter_args(where, before), limit)
+    return [row["id"] for row in rows]
 
 
 async def count_matching(conn: Any, where: TaskFilter) -> int:

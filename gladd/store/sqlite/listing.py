@@ -14,6 +14,7 @@ from gladd.store.sqlite.rows import from_us, row_to_task, to_us
 
 # Constant text, built once: the filter's conditions are written once in queries.sql.
 FIND = Q["find"].replace("{task_filter}", Q["task_filter"])
+FIND_IDS = Q["find_ids"].replace("{task_filter}", Q["task_filter"])
 COUNT_MATCHING = Q["count_matching"].replace("{task_filter}", Q["task_filter"])
 
 
@@ -35,6 +36,13 @@ def stats(conn: sqlite3.Connection) -> TaskStats:
 def find(conn: sqlite3.Connection, where: TaskFilter, limit: int, before: int | None) -> TaskPage:
     params = _filter_params(where, before) | {"limit": limit + 1}
     return page_of([row_to_task(r) for r in conn.execute(FIND, params)], limit)
+
+
+def find_ids(
+    conn: sqlite3.Connection, where: TaskFilter, limit: int, before: int | None
+) -> list[int]:
+    params = _filter_params(where, before) | {"limit": limit}
+    return [row[0] for row in conn.execute(FIND_IDS, params)]
 
 
 def count_matching(conn: sqlite3.Connection, where: TaskFilter) -> int:

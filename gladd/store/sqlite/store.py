@@ -796,6 +796,11 @@ class SQLiteStore:
     async def find(self, where: TaskFilter, *, limit: int, before: int | None = None) -> TaskPage:
         return await self._read(lambda c: listing.find(c, where, limit, before))
 
+    async def find_ids(
+        self, where: TaskFilter, *, limit: int, before: int | None = None
+    ) -> builtins.list[int]:
+        return await self._read(lambda c: listing.find_ids(c, where, limit, before))
+
     async def count_matching(self, where: TaskFilter) -> int:
         return await self._read(lambda c: listing.count_matching(c, where))
 

@@ -609,6 +609,10 @@ id < $6
 -- Newest first; WHERE: task_filter.
 SELECT * FROM gladd_tasks WHERE {task_filter} ORDER BY id DESC LIMIT $7;
 
+-- name: find_ids
+-- find's ids only (a bulk action's pages); WHERE: task_filter.
+SELECT id FROM gladd_tasks WHERE {task_filter} ORDER BY id DESC LIMIT $7;
+
 -- name: count_matching
 SELECT count(*) FROM gladd_tasks WHERE {task_filter};
 

@@ -436,6 +436,10 @@ SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeou
        progress, progress_message, progress_at, progress_attempt, started_at
 FROM gladd_tasks WHERE {task_filter} ORDER BY id DESC LIMIT :limit;
 
+-- name: find_ids
+-- find's ids only (a bulk action's pages); WHERE: task_filter.
+SELECT id FROM gladd_tasks WHERE {task_filter} ORDER BY id DESC LIMIT :limit;
+
 -- name: count_matching
 SELECT count(*) FROM gladd_tasks WHERE {task_filter};
 
