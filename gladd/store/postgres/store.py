@@ -65,6 +65,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequ
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
@@ -697,9 +698,8 @@ class PostgresStore:
         now = utc(now)
 
         async def work(conn: Any) -> Task | None:
-            row = await conn.fetchrow(Q["cancel"], task_id, now, by)
-            if row is not None:
-                await conn.execute(Q["task_changed"], str(task_id))
+            await conn.fetch(Q["cancel_many"], [task_id], now, by)
+            row = await conn.fetchrow(Q["get"], task_id)
             return None if row is None else row_to_task(row)
 
         return await self._run("cancel", work)
@@ -752,7 +752,7 @@ class PostgresStore:
 
         changed: list[int] = []
         for chunk in bulk_chunks(ids):
-            changed.extend(await self._run(op, lambda conn, c=chunk: work(conn, c)))
+            changed.extend(await self._run(op, partial(work, chunk=chunk)))
         return bulk_change(ids, changed)
 
     async def purge(

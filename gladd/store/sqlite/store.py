@@ -58,6 +58,7 @@ from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -709,11 +710,11 @@ class SQLiteStore:
 
     async def cancel(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
         now = utc(now)
-        params = {"id": task_id, "now": to_us(now), "at": now.isoformat(), "by": by}
+        params = {"ids": json.dumps([task_id]), "now": to_us(now), "at": now.isoformat(), "by": by}
 
         def cancel(conn: sqlite3.Connection) -> Task | None:
-            rows = conn.execute(Q["cancel"], params).fetchall()
-            return row_to_task(rows[0]) if rows else _get(conn, task_id)
+            _ids(conn, Q["cancel_many"], params)
+            return _get(conn, task_id)
 
         task = await self._write(cancel)
         self._watchers.changed((task_id,))
@@ -754,7 +755,7 @@ class SQLiteStore:
         changed: list[int] = []
         for chunk in bulk_chunks(ids):
             params = {"ids": json.dumps(chunk), "now": to_us(now), "entries": entries}
-            retried = await self._write(lambda c, p=params: _ids(c, Q["retry_many"], p))
+            retried = await self._write(partial(_ids, query=Q["retry_many"], params=params))
             if retried:
                 changed.extend(retried)
                 self._watchers.changed(retried)
@@ -768,7 +769,7 @@ class SQLiteStore:
         changed: list[int] = []
         for chunk in bulk_chunks(ids):
             params = {"ids": json.dumps(chunk), "now": to_us(now), "at": now.isoformat(), "by": by}
-            cancelled = await self._write(lambda c, p=params: _ids(c, Q["cancel_many"], p))
+            cancelled = await self._write(partial(_ids, query=Q["cancel_many"], params=params))
             changed.extend(cancelled)
             self._watchers.changed(cancelled)
         return bulk_change(ids, changed)

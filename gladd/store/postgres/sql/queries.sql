@@ -276,26 +276,6 @@ WHERE ($1::text IS NULL OR state = $1)
 ORDER BY id DESC
 LIMIT $4;
 
--- name: cancel
--- Pending: cancelled at once. Running: flagged for its owner's next heartbeat.
-WITH changed AS (
-    UPDATE gladd_tasks AS t
-    SET state = CASE WHEN t.state = 'pending' THEN 'cancelled' ELSE t.state END,
-        cancel_requested = t.cancel_requested OR t.state = 'running',
-        finished_at = CASE WHEN t.state = 'pending' THEN $2::timestamptz ELSE t.finished_at END,
-        updated_at = $2,
-        timeline = gladd_timeline(t.timeline, jsonb_build_array(jsonb_strip_nulls(
-            jsonb_build_object('at', (SELECT gladd_iso($2)),
-                'event', CASE WHEN t.state = 'pending' THEN 'cancelled' ELSE 'cancel requested' END,
-                'by', $3::text))))
-    WHERE t.id = $1
-      AND (t.state = 'pending' OR (t.state = 'running' AND NOT t.cancel_requested))
-    RETURNING t.*
-)
-SELECT * FROM changed
-UNION ALL
-SELECT * FROM gladd_tasks WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM changed);
-
 -- name: retry
 WITH changed AS (
     UPDATE gladd_tasks AS t
@@ -343,8 +323,9 @@ SELECT NULL, pg_notify('gladd_task_events', string_agg(id::text, ','))
 FROM changed HAVING count(*) > 0;
 
 -- name: cancel_many
--- The cancel of each of the ids $1 (one chunk), as `cancel`, in one statement: $2 now, $3
--- who asked. Returns the ids it changed; the waiters are told of them.
+-- The cancel of each of the ids $1 (one chunk; `cancel`'s, one id) in one statement, $2
+-- now, $3 who asked: pending ones cancelled at once, running ones flagged for their owner's
+-- next heartbeat. Returns the ids it changed; the waiters are told of them.
 WITH changed AS (
     UPDATE gladd_tasks AS t
     SET state = CASE WHEN t.state = 'pending' THEN 'cancelled' ELSE t.state END,
@@ -542,10 +523,6 @@ UNION ALL
 SELECT NULL, NULL, pg_notify('gladd_task_events', string_agg(id::text, ','))
 FROM (SELECT id, (row_number() OVER () - 1) / 500 AS note FROM stored) AS d
 GROUP BY note;
-
--- name: task_changed
--- A change the statement making it could not announce (a cancel): $1 the task id.
-SELECT pg_notify('gladd_task_events', $1::text);
 
 -- Breaker overrides (0008_breakers.sql), announced on gladd_pauses as pauses are.
 

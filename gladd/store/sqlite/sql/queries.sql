@@ -200,22 +200,6 @@ WHERE (:state IS NULL OR state = :state)
   AND (:before_id IS NULL OR id < :before_id)
 ORDER BY id DESC LIMIT :limit;
 
--- name: cancel
--- Pending: cancelled at once. Running: flagged for its owner's next heartbeat. Returns
--- nothing for a task it leaves as it was.
-UPDATE gladd_tasks SET
-    state = CASE state WHEN 'pending' THEN 'cancelled' ELSE state END,
-    finished_at = CASE state WHEN 'pending' THEN :now ELSE finished_at END,
-    cancel_requested = cancel_requested OR state = 'running', updated_at = :now,
-    timeline = gladd_timeline(timeline, json_array(json_object(
-        'at', :at, 'event', CASE state WHEN 'pending' THEN 'cancelled' ELSE 'cancel requested' END,
-        'by', :by)))
-WHERE id = :id AND (state = 'pending' OR (state = 'running' AND NOT cancel_requested))
-RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
-          unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
-          created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
-          progress, progress_message, progress_at, progress_attempt, started_at;
-
 -- name: retry
 UPDATE gladd_tasks SET state = 'pending', run_at = :now, attempt = 0, rescues = 0,
     owner = NULL, deadline = NULL, cancel_requested = 0, result = 'null', finished_at = NULL,
@@ -248,8 +232,9 @@ WHERE id IN (
 RETURNING id;
 
 -- name: cancel_many
--- The cancel of each id in the JSON array :ids (one chunk), as `cancel`; returns the ids
--- it changed.
+-- The cancel of each id in the JSON array :ids (one chunk; `cancel`'s, one id): pending
+-- ones cancelled at once, running ones flagged for their owner's next heartbeat. Returns
+-- the ids it changed.
 UPDATE gladd_tasks SET
     state = CASE state WHEN 'pending' THEN 'cancelled' ELSE state END,
     finished_at = CASE state WHEN 'pending' THEN :now ELSE finished_at END,
