@@ -21,6 +21,11 @@ each store to them:
   owner has no worker row (forgotten, or never heard of) is rescued like a dead worker's;
 - a worker is dead when it has not been heard from for ``lease`` seconds or more, a task is
   past its deadline when ``now`` is strictly later than it;
+- ``retry_many`` and ``cancel_many`` are the single ``retry`` and ``cancel`` applied to a set,
+  :data:`~gladd.store.base.BULK_CHUNK` ids per statement (:func:`bulk_chunks`): of the tasks
+  sharing a unique key none of which another unfinished task holds, the first given wins;
+  the answer lists the ids changed and those skipped, in the order given
+  (:func:`bulk_change`);
 - ``purge`` deletes finished tasks only: asked for another state it refuses
   (:func:`purge_states`), since a pending or running task is work still owed.
 """

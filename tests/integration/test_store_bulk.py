@@ -11,8 +11,9 @@ from typing import Any
 import anyio
 import pytest
 
-from gladd.store import Failed, NewTask, Store, Succeeded, Task, TaskState
+from gladd.store import Failed, NewTask, Released, Store, Succeeded, Task, TaskState, TimelineEntry
 from gladd.store.base import BULK_CHUNK, BulkChange, TaskFilter
+from gladd.store.timeline import HEAD, TAIL
 from tests.integration.test_store_contract import add, at, claim_one, error, get
 
 pytestmark = pytest.mark.anyio
@@ -42,9 +43,12 @@ async def _dead_with_key(store: Store, key: str) -> Task:
     return await get(store, task.id)
 
 
-def _last(task: Task) -> tuple[Any, str, dict[str, Any]]:
-    entry = task.timeline[-1]
+def _entry(entry: TimelineEntry) -> tuple[Any, str, dict[str, Any]]:
     return entry.at, entry.event, dict(entry.fields)
+
+
+def _last(task: Task) -> tuple[Any, str, dict[str, Any]]:
+    return _entry(task.timeline[-1])
 
 
 # -- retry_many ------------------------------------------------------------------------------
@@ -220,3 +224,22 @@ async def test_find_ids_pages_the_ids_find_lists(store: Store) -> None:
     assert [t.id for t in page.tasks] == await store.find_ids(where, limit=10) == newest
     upto = TaskFilter(states=frozenset({DEAD}), max_id=newest[1])
     assert await store.find_ids(upto, limit=10) == newest[1:]
+
+
+async def test_bulk_entries_keep_a_long_timeline_bounded(store: Store) -> None:
+    await store.enqueue(NewTask(kind="k"), now=at(0))
+    rounds = 15  # each claim and release appends four entries: 61 in all, 51 kept
+    for n in range(rounds):
+        (task,) = await store.claim(worker="node-a", limit=1, now=at(n + 1))
+        held = Released(id=task.id, token=task.token, run_at=at(n + 1), reason="stop")
+        await store.finish([held], now=at(n + 1))
+    await store.cancel_many([task.id], now=at(100), by="cli")
+    await store.retry_many([task.id], now=at(101), by="cli")
+    got = await get(store, task.id)
+    assert len(got.timeline) == HEAD + 1 + TAIL
+    marker = got.timeline[HEAD]
+    assert (marker.event, dict(marker.fields)) == ("dropped", {"count": 1 + 4 * rounds + 2 - 50})
+    assert [_last(got), _entry(got.timeline[-2])] == [
+        (at(101), "retried", {"by": "cli"}),
+        (at(100), "cancelled", {"by": "cli"}),
+    ]

@@ -18,7 +18,9 @@ Every operation is safe to run again:
 
 - ``finish``, ``heartbeat``, ``cancel``, ``retry``, ``rescue``, ``purge``: a write that
   already happened changes nothing the second time (a repeated ``finish`` reports False:
-  the outcome was stored by the first attempt, under the same token).
+  the outcome was stored by the first attempt, under the same token). ``retry_many``,
+  ``cancel_many``: the same, a chunk a statement; a repeat after an unknown outcome counts
+  the tasks the first attempt changed as skipped.
 - ``claim``: a claim whose commit outcome is unknown (timeout or connection lost after the
   statement went out) is never blindly repeated. Each claim carries a random ``claim_id``;
   a repeat first asks for the tasks taken under it and returns those if the first attempt

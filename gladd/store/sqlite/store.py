@@ -185,6 +185,15 @@ def add_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("gladd_claimed", 5, tl.claimed_json, deterministic=True)
 
 
+def _cancel_params(ids: list[int], now: datetime, by: str | None) -> dict[str, Any]:
+    return {
+        "ids": json.dumps(ids),
+        "now": to_us(now),
+        "cancelled": tl.dumps([tl.cancelled_entry(now, by)])[1:],
+        "requested": tl.dumps([tl.entry(now, tl.CANCEL_REQUESTED, by=by)])[1:],
+    }
+
+
 def _ids(conn: sqlite3.Connection, query: str, params: dict[str, Any]) -> list[int]:
     return [row[0] for row in conn.execute(query, params)]
 
@@ -710,7 +719,7 @@ class SQLiteStore:
 
     async def cancel(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
         now = utc(now)
-        params = {"ids": json.dumps([task_id]), "now": to_us(now), "at": now.isoformat(), "by": by}
+        params = _cancel_params([task_id], now, by)
 
         def cancel(conn: sqlite3.Connection) -> Task | None:
             _ids(conn, Q["cancel_many"], params)
@@ -751,10 +760,10 @@ class SQLiteStore:
         self, ids: Sequence[int], *, now: datetime, by: str | None = None
     ) -> BulkChange:
         now = utc(now)
-        entries = tl.dumps([tl.entry(now, tl.RETRIED, by=by)])
+        tail = tl.dumps([tl.entry(now, tl.RETRIED, by=by)])[1:]
         changed: list[int] = []
         for chunk in bulk_chunks(ids):
-            params = {"ids": json.dumps(chunk), "now": to_us(now), "entries": entries}
+            params = {"ids": json.dumps(chunk), "now": to_us(now), "tail": tail}
             retried = await self._write(partial(_ids, query=Q["retry_many"], params=params))
             if retried:
                 changed.extend(retried)
@@ -768,7 +777,7 @@ class SQLiteStore:
         now = utc(now)
         changed: list[int] = []
         for chunk in bulk_chunks(ids):
-            params = {"ids": json.dumps(chunk), "now": to_us(now), "at": now.isoformat(), "by": by}
+            params = _cancel_params(chunk, now, by)
             cancelled = await self._write(partial(_ids, query=Q["cancel_many"], params=params))
             changed.extend(cancelled)
             self._watchers.changed(cancelled)
