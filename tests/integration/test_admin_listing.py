@@ -175,6 +175,24 @@ async def test_bulk_cancel_takes_only_pending_and_running(
     assert (await store.stats()).by_kind["mail"]["cancelled"] == 2
 
 
+async def test_a_bulk_action_records_who_asked_in_each_tasks_timeline(
+    api: httpx.AsyncClient, store: Store
+) -> None:
+    failed = await dead(store, 2)
+    request = {"action": "retry", "filter": {"state": "dead"}, "expect": 2}
+    assert (await api.post("/tasks/bulk", json=request)).json()["count"] == 2
+    for task_id in failed:
+        task = await store.get(task_id)
+        assert task is not None
+        last = task.timeline[-1]
+        # httpx's ASGI transport calls from 127.0.0.1; no token is configured here.
+        assert (last.at, last.event, dict(last.fields)) == (
+            NOW,
+            "retried",
+            {"by": "127.0.0.1 (no token)"},
+        )
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
