@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
+import asyncpg
 import pytest
 
 from gladd.store import Failed, NewTask, Released, Store, Succeeded, Task, TaskState, TimelineEntry
@@ -243,3 +244,43 @@ async def test_bulk_entries_keep_a_long_timeline_bounded(store: Store) -> None:
         (at(101), "retried", {"by": "cli"}),
         (at(100), "cancelled", {"by": "cli"}),
     ]
+
+
+async def test_a_key_taken_by_a_transaction_in_flight_is_skipped_once_it_commits(
+    store: Store, backend: tuple[str, str]
+) -> None:
+    """PostgreSQL only: another connection's uncommitted enqueue holds the key when the
+    retry looks, so the unique index makes the retry wait, then refuse; run again, it sees
+    the key held and skips the task."""
+    if backend[0] != "postgresql":
+        pytest.skip("only PostgreSQL has writers in flight beside a statement")
+    old = await _dead_with_key(store, "u")
+    free = (await _dead(store))[0]
+    other = await asyncpg.connect(backend[1])
+    try:
+        writing = other.transaction()
+        await writing.start()
+        await other.execute(
+            "INSERT INTO gladd_tasks (kind, unique_key, run_at) VALUES ('email', 'u', now())"
+        )
+        done: list[BulkChange] = []
+
+        async def retry() -> None:
+            done.append(await store.retry_many([old.id, free.id], now=at(5)))
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(retry)
+                while not await other.fetchval(WAITING_ON_A_LOCK):
+                    await anyio.sleep(0.01)
+                await writing.commit()
+    finally:
+        await other.close()
+    assert done == [BulkChange(changed=(free.id,), skipped=(old.id,))]
+    assert (await get(store, old.id)).state is DEAD
+
+
+WAITING_ON_A_LOCK = (
+    "SELECT count(*) > 0 FROM pg_stat_activity "
+    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
