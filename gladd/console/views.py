@@ -27,6 +27,7 @@ from gladd.executor.flow import gates_of
 from gladd.executor.service import task_json
 from gladd.observe.health import Status
 from gladd.store import Task, TaskState
+from gladd.store.base import TaskFilter
 from gladd.store.listing import BadListing
 
 LISTED = 100
@@ -54,7 +55,13 @@ async def overview(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
     store = deps.tasks.store
     stats = await store.stats()  # kept by the store as tasks change: no scan
     totals = stats.totals
-    running = await store.list(state=TaskState.RUNNING, kind=None, limit=RUNNING_SHOWN)
+    # As many as run (the counts say): a scan for more than there are reads every row.
+    running_now = min(totals[TaskState.RUNNING], RUNNING_SHOWN)
+    running = (
+        await store.list(state=TaskState.RUNNING, kind=None, limit=running_now)
+        if running_now
+        else []
+    )
     lease = deps.tasks.policies().executor.lease
     checks = deps.board.report()["checks"]
     alerts = [
@@ -105,7 +112,7 @@ async def _page(
         return shown
     shown["filters"] = dict(ask.filters)
     shown["query"] = urlencode(ask.filters)
-    if unmatchable(ask.where):
+    if unmatchable(ask.where) or await _none_counted(deps, ask.where):
         return shown
     page = await deps.tasks.store.find(ask.where, limit=LISTED, before=ask.before)
     shown["rows"] = [task_row(t) for t in page.tasks]
@@ -113,6 +120,14 @@ async def _page(
     shown["newer"] = paging.newer_link(path, ask)
     shown["newest"] = paging.link(path, ask.filters) if ask.cursor else None
     return shown
+
+
+async def _none_counted(deps: ConsoleDeps, where: TaskFilter) -> bool:
+    """Whether the counts the store keeps say no task has the filter's states and kind: a
+    scan for a page of those would read every row to find none."""
+    if not where.states and where.kind is None:
+        return False
+    return bulk.counted_by_stats(await deps.tasks.store.stats(), where) == 0
 
 
 async def tasks(deps: ConsoleDeps, request: Request) -> dict[str, Any]:

@@ -175,6 +175,26 @@ async def test_bulk_cancel_takes_only_pending_and_running(
     assert (await store.stats()).by_kind["mail"]["cancelled"] == 2
 
 
+async def test_a_bulk_preview_counts_the_same_from_the_kept_counts_as_by_counting(
+    api: httpx.AsyncClient, store: Store
+) -> None:
+    # state and kind only: read from the counts the store keeps; with error text: counted.
+    await dead(store, 2)
+    await dead(store, 3, message="Connection refused")
+    await dead(store, 1, kind="sms")
+    cases = [
+        ({"state": "dead"}, 6),
+        ({"kind": "mail"}, 5),
+        ({"kind": "nothing"}, 0),
+        ({}, 6),
+        ({"kind": "mail", "error": "refused"}, 3),
+        ({"error": "mailbox"}, 3),
+    ]
+    for where, count in cases:
+        preview = await api.post("/tasks/bulk/preview", json={"action": "retry", "filter": where})
+        assert preview.json()["count"] == count, where
+
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
