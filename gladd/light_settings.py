@@ -33,6 +33,9 @@ SERVICE_DEFAULTS: dict[str, Path] = {
 read, so a command run beside the service sees the service's files, not its user's."""
 
 STORE_HEADER = "Gladd-Store-SHA256"
+SOURCE_HEADER = "Gladd-Source"
+"""Sent as ``cli`` by ``gladd tasks enqueue`` through the daemon: the task's timeline then
+says the CLI created it, not some HTTP client."""
 """The header of a ``POST /tasks`` naming the store it is meant for, by :func:`store_digest`
 (see :mod:`gladd.admin.tasks`)."""
 PREFIX = "gladd_"

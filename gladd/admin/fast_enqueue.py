@@ -40,7 +40,7 @@ from gladd.errors import (
     UnknownTask,
 )
 from gladd.executor.service import MAX_BATCH, TaskService
-from gladd.light_settings import STORE_HEADER
+from gladd.light_settings import SOURCE_HEADER, STORE_HEADER
 from gladd.store.rules import MAX_DEPTH
 
 MAX_BODY = 1024 * 1024
@@ -50,6 +50,7 @@ MAX_BATCH_BODY = 16 * 1024 * 1024
 TRACE_HEADERS = ("traceparent", "tracestate")
 _DIGITS = re.compile(r"[0-9]{1,30}")
 _STORE_HEADER = STORE_HEADER.lower()
+_SOURCE_HEADER = SOURCE_HEADER.lower()
 
 
 class EnqueueRequest(BaseModel):
@@ -215,8 +216,10 @@ async def enqueue_answer(
     raw = await read_json(headers, chunks, body_timeout, batch=True)
     # W3C Trace Context: the enqueue continues the caller's trace (when traces are on).
     trace = {name: value for name in TRACE_HEADERS if (value := headers.get(name))}
+    # Who created it, for its timeline: the CLI says so in a header; anyone else is HTTP.
+    source = "cli" if headers.get(_SOURCE_HEADER) == "cli" else "http"
     if isinstance(raw, list):
-        return await _enqueue_many(raw, tasks, trace or None)
+        return await _enqueue_many(raw, tasks, trace or None, source)
     try:
         body = EnqueueRequest.model_validate(raw)
     except ValidationError as exc:
@@ -229,16 +232,19 @@ async def enqueue_answer(
         unique_key=body.unique_key,
         timeout=body.timeout,
         trace=trace or None,
+        source=source,
     )
     status = 201 if enqueued.created else 200
     return Answer(status=status, body={"id": enqueued.id, "created": enqueued.created})
 
 
-async def _enqueue_many(raw: list[Any], tasks: TaskService, trace: dict[str, str] | None) -> Answer:
+async def _enqueue_many(
+    raw: list[Any], tasks: TaskService, trace: dict[str, str] | None, source: str
+) -> Answer:
     """A batch: 201 when any task was created, 200 when every item matched an unfinished
     task's unique key; ``tasks`` in item order."""
     items, refused = parse_items(raw)
-    enqueued = await tasks.enqueue_many(items, trace=trace, refused=refused)
+    enqueued = await tasks.enqueue_many(items, trace=trace, refused=refused, source=source)
     created = any(e.created for e in enqueued)
     shown = [{"id": e.id, "created": e.created} for e in enqueued]
     return Answer(status=201 if created or not enqueued else 200, body={"tasks": shown})

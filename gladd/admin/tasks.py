@@ -42,6 +42,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gladd.admin.audit import who
 from gladd.admin.fast_enqueue import (  # noqa: F401 - the body limits, read here too
     MAX_BATCH_BODY,
     MAX_BODY,
@@ -178,7 +179,8 @@ def _task_id(request: Request) -> int:
 
 async def _show(request: Request, tasks: TaskService) -> JSONResponse:
     task = await tasks.get(_task_id(request))
-    return JSONBody({**task_json(task), "waiting": await tasks.waiting(task)})
+    waiting = await tasks.waiting(task)
+    return JSONBody({**task_json(task, timeline=True), "waiting": waiting})
 
 
 async def _wait(request: Request, tasks: TaskService) -> JSONResponse:
@@ -268,11 +270,11 @@ async def _tasks(
 
 
 async def _cancel(request: Request, tasks: TaskService) -> JSONResponse:
-    return JSONBody(task_json(await tasks.cancel(_task_id(request))))
+    return JSONBody(task_json(await tasks.cancel(_task_id(request), by=who(request))))
 
 
 async def _retry(request: Request, tasks: TaskService) -> JSONResponse:
-    return JSONBody(task_json(await tasks.retry(_task_id(request))))
+    return JSONBody(task_json(await tasks.retry(_task_id(request), by=who(request))))
 
 
 def task_routes(

@@ -33,7 +33,7 @@ from gladd.cli.exits import EXIT_DATAERR, fail
 from gladd.cli.flags import light_settings_from
 from gladd.durations import parse_duration
 from gladd.errors import StartupError
-from gladd.light_settings import STORE_HEADER, LightSettings, store_digest
+from gladd.light_settings import SOURCE_HEADER, STORE_HEADER, LightSettings, store_digest
 
 CONNECT_TIMEOUT = 0.5
 """Seconds to reach the daemon before enqueueing directly (it is on loopback, usually)."""
@@ -78,7 +78,11 @@ def _request_body(args: argparse.Namespace) -> bytes | None:
 def _through_daemon(args: argparse.Namespace, settings: LightSettings, body: bytes) -> int | None:
     """The exit code of the enqueue by the daemon, or None to enqueue directly."""
     base = admin_url(settings.admin_host, settings.admin_port)
-    headers = {STORE_HEADER: store_digest(settings.store_url), **trace_carrier()}
+    headers = {
+        STORE_HEADER: store_digest(settings.store_url),
+        SOURCE_HEADER: "cli",
+        **trace_carrier(),
+    }
     try:
         answer = request(
             base,

@@ -29,6 +29,7 @@ from gladd.cli.exits import (
 )
 from gladd.cli.flags import settings_from
 from gladd.cli.listing import list_tasks, stats
+from gladd.cli.timeline import timeline_lines
 from gladd.cli.traces import traced
 from gladd.durations import format_duration, parse_duration
 from gladd.errors import (
@@ -148,6 +149,7 @@ async def _enqueue(args: argparse.Namespace, service: TaskService) -> int:
         priority=args.priority,
         unique_key=args.unique_key,
         trace=carrier or None,
+        source="cli",
     )
     print(enqueued.id)
     if not enqueued.created:
@@ -165,7 +167,7 @@ async def _enqueue_batch(
     ``FILE:LINE: field: message`` on stderr."""
     try:
         items, refused = parse_items(batch.items)
-        enqueued = await service.enqueue_many(items, trace=trace, refused=refused)
+        enqueued = await service.enqueue_many(items, trace=trace, refused=refused, source="cli")
     except BatchRejected as exc:
         for problem in exc.problems:
             where = f"{batch.name}:{batch.lines[problem.index]}"
@@ -220,7 +222,7 @@ async def _show(args: argparse.Namespace, service: TaskService) -> int:
     task = await service.get(args.id)
     waiting = await service.waiting(task)
     if args.json:
-        print(json.dumps({**task_json(task), "waiting": waiting}, indent=2))
+        print(json.dumps({**task_json(task, timeline=True), "waiting": waiting}, indent=2))
         return 0
     print(describe(task))
     for reason in waiting:
@@ -309,7 +311,7 @@ def describe(task: Task) -> str:
     data = task_json(task)
     lines = [f"task {task.id}: {task.kind} ({task.state.value})"]
     keys: tuple[str, ...] = ("attempt", "max_attempts", "priority", "run_at", "owner")
-    keys += ("unique_key", "rescues", "created_at", "finished_at", "traceparent")
+    keys += ("unique_key", "rescues", "created_at", "started_at", "finished_at", "traceparent")
     keys += ("schedule", "scheduled_for")
     lines += [f"  {key}: {data[key]}" for key in keys if data[key] is not None]
     lines.append(f"  payload: {json.dumps(task.payload)}")
@@ -325,13 +327,14 @@ def describe(task: Task) -> str:
         f"  error (attempt {e.attempt}, {e.at:%Y-%m-%d %H:%M:%S}): {e.type}: {e.message}"
         for e in task.errors
     ]
+    lines += timeline_lines(task.timeline)
     return "\n".join(lines)
 
 
 async def _retry(args: argparse.Namespace, service: TaskService) -> int:
     if args.all:
         return await act_on_all(args, service)
-    task = await service.retry(args.id)
+    task = await service.retry(args.id, by="cli")
     print(f"task {task.id}: {task.state.value}")
     return 0
 
@@ -339,7 +342,7 @@ async def _retry(args: argparse.Namespace, service: TaskService) -> int:
 async def _cancel(args: argparse.Namespace, service: TaskService) -> int:
     if args.all:
         return await act_on_all(args, service)
-    task = await service.cancel(args.id)
+    task = await service.cancel(args.id, by="cli")
     note = " (cancellation requested; its worker stops it)" if task.cancel_requested else ""
     print(f"task {task.id}: {task.state.value}{note}")
     return 0

@@ -38,9 +38,11 @@ from gladd.policies import Policies
 from gladd.resilience.breaker import Breaker, Held
 from gladd.resilience.classify import DEFAULT_CLASSIFIER
 from gladd.resilience.clock import Clock
+from gladd.resilience.guards import breaker_id
 from gladd.resilience.retry import RetryPlan
 from gladd.resilience.state import BreakerState
 from gladd.store import Cancelled, Failed, Outcome, Released, Store, Succeeded, Task
+from gladd.store.timeline import SNOOZE
 
 OVERLOAD_DELAY = 0.5
 """The shortest postponement of a task whose call found its service's bulkhead full."""
@@ -111,6 +113,7 @@ class Attempts:
         if running.scope.cancelled_caught:
             outcome, error = self._stopped_outcome(running), None
         took = self.clock.monotonic() - started
+        outcome = replace(outcome, duration=took, node=self.worker_id or None)  # timeline
         if breaker is not None and permit is not None:
             if held is not None and held.used:
                 breaker.release(permit)  # its calls through the breaker gave the verdicts
@@ -141,7 +144,14 @@ class Attempts:
             why,
         )
         self._count_postponed("breaker")
-        return Released(id=task.id, token=task.token, run_at=self.now() + timedelta(seconds=wait))
+        return Released(
+            id=task.id,
+            token=task.token,
+            run_at=self.now() + timedelta(seconds=wait),
+            reason="breaker",
+            why=f"breaker {breaker_id(breaker.name, breaker.target)} is {why}",
+            node=self.worker_id or None,
+        )
 
     def _held_back(self, task: Task, error: ServiceCooldown | BulkheadFull) -> Released:
         """A call of the handler was refused by its service's flow control: run the task
@@ -161,7 +171,13 @@ class Attempts:
             why,
         )
         self._count_postponed(reason)
-        return Released(id=task.id, token=task.token, run_at=max(run_at, now))
+        return Released(
+            id=task.id,
+            token=task.token,
+            run_at=max(run_at, now),
+            reason=reason,
+            why=f"service {error.service} {why}",
+        )
 
     def _count_postponed(self, reason: str) -> None:
         self.postponed += 1
@@ -193,7 +209,7 @@ class Attempts:
             return Succeeded(id=task.id, token=task.token, result=_jsonable(result)), None
         except Snooze as snooze:
             run_at = self.now() + timedelta(seconds=snooze.seconds)
-            return Released(id=task.id, token=task.token, run_at=run_at), None
+            return Released(id=task.id, token=task.token, run_at=run_at, reason=SNOOZE), None
         except (ServiceCooldown, BulkheadFull) as refused:
             return self._held_back(task, refused), None
         except Exception as exc:  # any handler error is recorded, never raised
@@ -234,7 +250,13 @@ class Attempts:
         task = running.task
         if running.reason is StopReason.CANCEL:
             return Cancelled(id=task.id, token=task.token)
-        return Released(id=task.id, token=task.token, run_at=self.now())
+        return Released(
+            id=task.id,
+            token=task.token,
+            run_at=self.now(),
+            reason="stop",
+            why="the node is stopping: released without spending the attempt",
+        )
 
     async def _enqueue_follow_up(
         self, kind: str, payload: object = None, *, delay: float = 0.0, **options: object

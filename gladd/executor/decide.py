@@ -84,6 +84,7 @@ def new_task(
     timeout: float | None = None,
     traceparent: str | None = None,
     defaults: dict[str, tuple[int, int]] | None = None,
+    source: str = "python",
 ) -> NewTask:
     """A task to store, with the kind's policy filling what the caller left out.
     ``defaults`` caches :func:`kind_defaults` per kind for a batch under one ``policies``."""
@@ -102,6 +103,7 @@ def new_task(
         timeout=timeout,
         unique_key=unique_key,
         traceparent=traceparent,
+        source=source,
     )
 
 
@@ -124,4 +126,4 @@ def scheduled_task(
         run_at=run_at,
         priority=schedule.priority,
     )
-    return replace(spec, schedule=name, scheduled_for=tick)
+    return replace(spec, schedule=name, scheduled_for=tick, source="schedule")

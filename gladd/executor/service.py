@@ -94,6 +94,7 @@ class TaskService:
         unique_key: str | None = None,
         timeout: float | str | None = None,
         trace: Mapping[str, str] | None = None,
+        source: str = "python",
     ) -> Enqueued:
         """Validate and store a task; raises TaskRejected before storing anything.
 
@@ -102,7 +103,8 @@ class TaskService:
 
         With traces on, the enqueue is a span in the caller's trace — ``trace`` holds its
         ``traceparent`` (and ``tracestate``) when it came from outside this process (an
-        HTTP header, the CLI's environment), otherwise the current span is its parent."""
+        HTTP header, the CLI's environment), otherwise the current span is its parent.
+        ``source`` is who enqueued it, for its timeline: cli, http, python or schedule."""
         now = self.now()
         try:
             spec = self._checked(
@@ -114,6 +116,7 @@ class TaskService:
                 priority=priority,
                 unique_key=unique_key,
                 timeout=timeout,
+                source=source,
             )
         except _Refused as exc:
             raise exc.rejection from exc.rejection.__cause__
@@ -125,6 +128,7 @@ class TaskService:
         *,
         trace: Mapping[str, str] | None = None,
         refused: Sequence[ItemProblem] = (),
+        source: str = "python",
     ) -> builtins.list[Enqueued]:
         """Validate every item as :meth:`enqueue` validates one, then store them all in one
         transaction; ``Enqueued`` in item order (a unique key already held, or held by an
@@ -150,7 +154,7 @@ class TaskService:
             if index in skipped:
                 continue
             try:
-                specs.append(self._checked_item(policies, now, item, defaults))
+                specs.append(self._checked_item(policies, now, item, defaults, source))
             except _Refused as exc:
                 problems.append(ItemProblem(index=index, field=exc.field, message=str(exc)))
         if problems:
@@ -164,6 +168,7 @@ class TaskService:
         now: datetime,
         item: object,
         defaults: dict[str, tuple[int, int]],
+        source: str,
     ) -> NewTask:
         if type(item) is not dict and not isinstance(item, Mapping):
             raise _Refused("", TaskRejected(f"an item must be an object (got {_brief(item)})"))
@@ -184,6 +189,7 @@ class TaskService:
             unique_key=item.get("unique_key"),
             timeout=item.get("timeout"),
             defaults=defaults,
+            source=source,
         )
 
     def _checked(
@@ -198,6 +204,7 @@ class TaskService:
         unique_key: Any,
         timeout: Any,
         defaults: dict[str, tuple[int, int]] | None = None,
+        source: str = "python",
     ) -> NewTask:
         """The task to store, or :class:`_Refused` naming the field and the first problem:
         every check an enqueue gets, before any store sees it."""
@@ -242,6 +249,7 @@ class TaskService:
             unique_key=unique_key,
             timeout=timeout,
             defaults=defaults,
+            source=source,
         )
 
     async def schedules(self) -> list[dict[str, Any]]:
@@ -291,26 +299,28 @@ class TaskService:
             return []  # no stored task can have it (and PostgreSQL refuses to compare NUL)
         return await self.store.list(state=wanted, kind=kind, limit=max(1, min(limit, MAX_LIST)))
 
-    async def cancel(self, task_id: int) -> Task:
+    async def cancel(self, task_id: int, *, by: str | None = None) -> Task:
         """Cancel a pending task, or ask a running one's worker to stop it; a finished task
-        raises :class:`TaskStateConflict` (it is left as it is)."""
+        raises :class:`TaskStateConflict` (it is left as it is). ``by``: who asked, for the
+        task's timeline."""
         before = await self.get(task_id)
         if before.state not in CANCELLABLE:
             raise _conflict(before, "cancelled")
-        task = await self.store.cancel(before.id, now=self.now())
+        task = await self.store.cancel(before.id, now=self.now(), by=by)
         if task is None:
             raise UnknownTask(f"no task with id {task_id}")
         if task.state.finished and task.state is not TaskState.CANCELLED:
             raise _conflict(task, "cancelled")  # it finished meanwhile
         return task
 
-    async def retry(self, task_id: int) -> Task:
+    async def retry(self, task_id: int, *, by: str | None = None) -> Task:
         """Put a dead or cancelled task back to pending; any other raises
-        :class:`TaskStateConflict` (it is left as it is)."""
+        :class:`TaskStateConflict` (it is left as it is). ``by``: who asked, for the
+        task's timeline."""
         before = await self.get(task_id)
         if before.state not in RETRYABLE:
             raise _conflict(before, "retried")
-        task = await self.store.retry(before.id, now=self.now())
+        task = await self.store.retry(before.id, now=self.now(), by=by)
         if task is None:
             raise UnknownTask(f"no task with id {task_id}")
         return task
@@ -519,9 +529,11 @@ def pause_json(pause: Pause, kinds: list[str]) -> dict[str, Any]:
     }
 
 
-def task_json(task: Task) -> dict[str, Any]:
-    """A task as the CLI's ``--json`` and the admin API show it."""
-    return {
+def task_json(task: Task, *, timeline: bool = False) -> dict[str, Any]:
+    """A task as the CLI's ``--json`` and the admin API show it; with its ``timeline``
+    when asked (one task shown: only :meth:`Store.get` reads it, so a listing leaves it
+    out rather than show it empty)."""
+    shown = {
         "id": task.id,
         "kind": task.kind,
         "state": task.state.value,
@@ -543,12 +555,16 @@ def task_json(task: Task) -> dict[str, Any]:
         ],
         "created_at": task.created_at.isoformat(),
         "updated_at": task.updated_at.isoformat(),
+        "started_at": task.started_at.isoformat() if task.started_at else None,
         "finished_at": task.finished_at.isoformat() if task.finished_at else None,
         "traceparent": task.traceparent,
         "schedule": task.schedule,
         "scheduled_for": task.scheduled_for.isoformat() if task.scheduled_for else None,
         "progress": progress_json(task),
     }
+    if timeline:
+        shown["timeline"] = [entry.to_json() for entry in task.timeline]
+    return shown
 
 
 def progress_json(task: Task) -> dict[str, Any] | None:

@@ -25,6 +25,7 @@ from gladd.store.base import (
     TaskProgress,
     TaskState,
     TaskWatch,
+    TimelineEntry,
 )
 from gladd.store.catalogue import KindSpec, PublishedKind
 
@@ -49,4 +50,5 @@ __all__ = [
     "TaskProgress",
     "TaskState",
     "TaskWatch",
+    "TimelineEntry",
 ]

@@ -113,6 +113,20 @@ class NewTask:
     traceparent: str | None = None  # the enqueuer's W3C trace context (gladd.tracing)
     schedule: str | None = None  # the periodic schedule that enqueued it, by name
     scheduled_for: datetime | None = None  # the schedule's tick it was enqueued for
+    source: str = "python"  # who enqueued it: cli | http | python | schedule (its timeline)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimelineEntry:
+    """One entry of a task's timeline (:mod:`gladd.store.timeline`): when, what, and the
+    fields its event carries (node, token, attempt, duration, reason, until, by...)."""
+
+    at: datetime
+    event: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "event": self.event, **self.fields}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +157,11 @@ class Task:
     schedule: str | None = None  # the periodic schedule that enqueued it, by name
     scheduled_for: datetime | None = None  # that schedule's tick it was enqueued for, UTC
     progress: TaskProgress | None = None  # the last ctx.progress stored; None: never reported
+    started_at: datetime | None = None  # when its first attempt started; None: never
+    # What happened to it, oldest first, bounded (gladd.store.timeline). Read by `get`
+    # only: claims and listings leave it empty, to stay cheap; so two reads of one task
+    # compare equal whether or not they carry it.
+    timeline: tuple[TimelineEntry, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,11 +244,17 @@ class GatedClaim:
 # Outcomes of running attempts, written in batches by `Store.finish`.
 
 
+# Each carries, for the task's timeline, how long its attempt took (seconds; None: not
+# measured) and the node that ran it (named in a `fenced` entry when its token is stale).
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Succeeded:
     id: int
     token: int
     result: JSON = None
+    duration: float | None = None
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,15 +265,24 @@ class Failed:
     token: int
     error: TaskError
     retry_at: datetime | None
+    duration: float | None = None
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Released:
-    """Back to pending at ``run_at`` without spending the attempt (stop, snooze, breaker)."""
+    """Back to pending at ``run_at`` without spending the attempt (stop, snooze, breaker).
+
+    ``reason`` says why, for the timeline's ``postponed`` entry: breaker, cooldown,
+    bulkhead, stop, or snooze (recorded as ``snoozed``); ``why`` in words."""
 
     id: int
     token: int
     run_at: datetime
+    reason: str = "released"
+    why: str = ""
+    duration: float | None = None
+    node: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -257,6 +291,8 @@ class Cancelled:
 
     id: int
     token: int
+    duration: float | None = None
+    node: str | None = None
 
 
 Outcome = Succeeded | Failed | Released | Cancelled
@@ -477,7 +513,9 @@ class Store(Protocol):
         bucket that old is full again, for any rate ≥ burst / idle); returns how many."""
 
     async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
-        """Apply outcomes in one round trip; each bool says whether the token still held."""
+        """Apply outcomes in one round trip; each bool says whether the token still held.
+        An outcome whose token no longer holds changes nothing but its task's timeline
+        (a ``fenced`` entry naming the outcome's node and token)."""
 
     async def record_progress(
         self, reports: Sequence[ProgressReport], *, now: datetime
@@ -517,13 +555,14 @@ class Store(Protocol):
     ) -> list[Task]:
         """Newest first; ``before_id`` pages."""
 
-    async def cancel(self, task_id: int, *, now: datetime) -> Task | None:
+    async def cancel(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
         """Pending: cancelled at once. Running: ``cancel_requested`` set (the owner sees it
-        at its next heartbeat). Finished: unchanged. None if no such task."""
+        at its next heartbeat). Finished: unchanged. None if no such task. The timeline
+        records who asked (``by``) when it changed something."""
 
-    async def retry(self, task_id: int, *, now: datetime) -> Task | None:
+    async def retry(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
         """Dead or cancelled → pending now, with a fresh allowance of attempts. Others
-        unchanged. None if no such task."""
+        unchanged. None if no such task. The timeline records ``retried`` by ``by``."""
 
     async def purge(
         self, *, finished_before: datetime, states: Collection[TaskState] = FINISHED_STATES

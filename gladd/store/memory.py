@@ -15,13 +15,14 @@ from __future__ import annotations
 import builtins
 import json
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from gladd.errors import ConfigError, StoreError
+from gladd.store import timeline as tl
 from gladd.store.base import (
     FINISHED_STATES,
     Backend,
@@ -93,6 +94,7 @@ class MemoryStore:
         self._breakers: dict[str, BreakerOverride] = {}
         self._kinds: dict[str, list[PublishedKind]] = {}  # by node
         self._watchers = Watchers()
+        self._timelines: dict[int, list[Mapping[str, Any]]] = {}  # by task id, as stored
         self.pause_epoch = 0
 
     def __repr__(self) -> str:
@@ -139,7 +141,12 @@ class MemoryStore:
         )
         self._next_id += 1
         self._tasks[task.id] = task
+        self._timelines[task.id] = [tl.entry(now, tl.CREATED, source=new.source)]
         return Enqueued(id=task.id, created=True)
+
+    def _note(self, task_id: int, *entries: dict[str, Any]) -> None:
+        """Append to a task's timeline, bounded as every store bounds it."""
+        self._timelines[task_id] = tl.bounded([*self._timelines.get(task_id, ()), *entries])
 
     def _unfinished_with_key(self, key: str) -> Task | None:
         for task in self._tasks.values():
@@ -231,8 +238,14 @@ class MemoryStore:
             token=task.token + 1,
             deadline=deadline_for(task.timeout, now),
             updated_at=now,
+            started_at=task.started_at or now,
         )
         self._tasks[task.id] = running
+        self._note(
+            task.id,
+            tl.entry(now, tl.CLAIMED, node=worker, token=running.token),
+            tl.entry(now, tl.ATTEMPT_STARTED, attempt=running.attempt),
+        )
         return _public(running)
 
     # -- flow control -----------------------------------------------------------------------
@@ -339,7 +352,11 @@ class MemoryStore:
 
     def _apply(self, outcome: Outcome, result: str, now: datetime) -> bool:
         task = self._tasks.get(outcome.id)
-        if task is None or task.state is not TaskState.RUNNING or task.token != outcome.token:
+        if task is None:
+            return False
+        if task.state is not TaskState.RUNNING or task.token != outcome.token:
+            if task.token != outcome.token:
+                self._note(task.id, tl.fenced_entry(outcome, at=now, node=outcome.node))
             return False
         done: dict[str, Any] = {"owner": None, "deadline": None, "updated_at": now}
         match outcome:
@@ -359,6 +376,11 @@ class MemoryStore:
             error = replace(outcome.error, at=utc(outcome.error.at, "error.at"))
             done["errors"] = (*task.errors, error)
         self._tasks[task.id] = replace(task, **done)
+        entries = tl.outcome_entries(outcome, at=now)
+        entries[0]["attempt"] = task.attempt
+        if done["state"] is TaskState.CANCELLED:
+            entries.append(tl.cancelled_entry(now))
+        self._note(task.id, *entries)
         return True
 
     async def record_progress(
@@ -424,6 +446,7 @@ class MemoryStore:
             self._tasks[task.id] = self._rescued(task, now, live, max_rescues)
             self._watchers.changed((task.id,))
             state = self._tasks[task.id].state
+            self._note(task.id, tl.rescued_entry(task, at=now, live=live, state=state))
             if state is TaskState.PENDING:
                 to_pending.append(task.id)
             elif state is TaskState.DEAD:
@@ -463,7 +486,9 @@ class MemoryStore:
     async def get(self, task_id: int) -> Task | None:
         self._require_open()
         task = self._tasks.get(task_id)
-        return None if task is None else _public(task)
+        if task is None:
+            return None
+        return replace(_public(task), timeline=tl.read_entries(self._timelines.get(task_id, ())))
 
     async def list(
         self,
@@ -487,7 +512,7 @@ class MemoryStore:
                 found.append(_public(task))
         return found
 
-    async def cancel(self, task_id: int, *, now: datetime) -> Task | None:
+    async def cancel(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
         self._require_open()
         now = utc(now)
         task = self._tasks.get(task_id)
@@ -495,13 +520,15 @@ class MemoryStore:
             return None
         if task.state is TaskState.PENDING:
             task = replace(task, state=TaskState.CANCELLED, finished_at=now, updated_at=now)
+            self._note(task_id, tl.cancelled_entry(now, by))
         elif task.state is TaskState.RUNNING and not task.cancel_requested:
             task = replace(task, cancel_requested=True, updated_at=now)
+            self._note(task_id, tl.entry(now, tl.CANCEL_REQUESTED, by=by))
         self._tasks[task_id] = task
         self._watchers.changed((task_id,))
         return _public(task)
 
-    async def retry(self, task_id: int, *, now: datetime) -> Task | None:
+    async def retry(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
         wakeup = self._require_open()
         now = utc(now)
         task = self._tasks.get(task_id)
@@ -514,6 +541,7 @@ class MemoryStore:
                     raise unique_conflict(task_id, task.unique_key, other.id)
             task = replace(task, **retried(now))
             self._tasks[task_id] = task
+            self._note(task_id, tl.entry(now, tl.RETRIED, by=by))
             self._watchers.changed((task_id,))
             wakeup.notify()
         return _public(task)
@@ -524,6 +552,7 @@ class MemoryStore:
         old = self._purgeable(finished_before, states)
         for task_id in old:
             del self._tasks[task_id]
+            self._timelines.pop(task_id, None)
         return len(old)
 
     async def count_purgeable(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -107,8 +108,24 @@ class Gladd:
         return self.process
 
     def start_ready(self, *args: str, **env: str) -> dict[str, str]:
+        """Started, READY, and the store's first open tried: READY does not wait for the
+        database (it may be away), so a task posted at once could find it still opening
+        (migrating); this waits until health has the first verdict, open or failing."""
         self.start(*args, **env)
-        return self.notify.wait_for("READY")
+        ready = self.notify.wait_for("READY")
+        self._wait_store_verdict()
+        return ready
+
+    def _wait_store_verdict(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                return  # exited: the test sees why
+            with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+                checks = self.get("/health").json()["checks"]
+                if checks["database:connection"][0]["output"] != "not opened yet":
+                    return
+            time.sleep(0.02)
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, timeout=5)
@@ -188,12 +205,15 @@ class LoggedGladd(Gladd):
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             try:
-                return self.notify.wait_for("READY", timeout=0.2)
+                ready = self.notify.wait_for("READY", timeout=0.2)
             except AssertionError:
                 if process.poll() is not None:
                     raise AssertionError(
                         f"gladd exited with {process.returncode} before READY:\n{self.log()}"
                     ) from None
+            else:
+                self._wait_store_verdict()
+                return ready
         raise AssertionError(f"no READY within 15s:\n{self.log()}")
 
     def start_serving(self, *args: str, **env: str) -> None:

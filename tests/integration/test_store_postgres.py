@@ -290,7 +290,7 @@ async def test_claims_walk_the_claim_index_even_before_statistics_catch_up(
             await store.enqueue_many(_tasks(1000), now=NOW)
 
         async def plan_and_settings(conn: Any) -> tuple[str, str, str]:
-            plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + Q["claim"], "w", NOW, 10, 1)
+            plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + Q["claim"], "w", NOW, 10, 1, "")
             return (
                 str(plan),
                 await conn.fetchval("SHOW jit"),
@@ -597,8 +597,8 @@ async def test_claims_use_the_pending_index_among_many_finished_tasks(
         await store.enqueue_many(_tasks(10), now=NOW)
         await conn.execute("ANALYZE gladd_tasks")
         for query, args in (
-            (Q["claim"], ("w", NOW, 10, 1)),
-            (Q["claim_kinds"], ("w", NOW, 10, 1, ["noop"])),
+            (Q["claim"], ("w", NOW, 10, 1, "")),
+            (Q["claim_kinds"], ("w", NOW, 10, 1, ["noop"], "")),
         ):
             plan = "\n".join(r[0] for r in await conn.fetch("EXPLAIN " + query, *args))
             assert "gladd_tasks_claim" in plan, plan
@@ -608,7 +608,14 @@ async def test_claims_use_the_pending_index_among_many_finished_tasks(
         plan = "\n".join(
             r[0]
             for r in await conn.fetch(
-                "EXPLAIN " + Q["finish"], NOW, [1, 2], [1, 1], ["1", "1"], *[empty] * 9
+                "EXPLAIN " + Q["finish"],
+                NOW,
+                [1, 2],
+                [1, 1],
+                ["1", "1"],
+                ["[]", "[]"],
+                *[empty] * 12,
+                "[]",
             )
         )
         assert "gladd_tasks_pkey" in plan, plan

@@ -16,7 +16,7 @@ from gladd.store import Enqueued, NewTask, Succeeded, TaskState
 from gladd.store.sqlite.queries import Q
 from gladd.store.sqlite.rows import COLUMNS, to_us
 from gladd.store.sqlite.schema import migrations
-from gladd.store.sqlite.store import SQLiteStore
+from gladd.store.sqlite.store import SQLiteStore, add_functions
 
 pytestmark = pytest.mark.anyio
 
@@ -350,8 +350,9 @@ async def test_claims_read_only_the_pending_index_among_many_finished_rows(
         conn.execute("ANALYZE")
     await store.enqueue_many([NewTask(kind="k", priority=i % 3) for i in range(10)], now=BASE)
 
-    params = {"worker": "w", "now": to_us(BASE), "limit": 5, "kinds": '["k"]'}
+    params = {"worker": "w", "now": to_us(BASE), "at": "", "limit": 5, "kinds": '["k"]'}
     with sqlite3.connect(db) as conn:
+        add_functions(conn)
         for sql in (Q["claim"], Q["claim_kinds"]):
             plan = _plan(conn, sql, params)
             assert "USING INDEX gladd_tasks_claim" in plan, plan
@@ -416,3 +417,35 @@ async def _race(
         for i in range(len(racers)):
             tg.start_soon(advance, i)
     return results
+
+
+async def test_an_enqueue_is_fsynced_at_its_commit_and_the_executor_writes_are_not(
+    store: SQLiteStore,
+) -> None:
+    """A 201 means the task survives a power cut: the enqueue's commit runs with
+    synchronous=FULL (SQLite fsyncs the WAL before COMMIT returns); a claim keeps NORMAL."""
+    seen: list[tuple[str, int]] = []
+    conn = store._conn
+    assert conn is not None
+
+    def trace(statement: str) -> None:
+        if statement.startswith(("COMMIT", "BEGIN")):
+            # The level in force for this statement, read on the same connection.
+            seen.append((statement.split(maxsplit=1)[0], _synchronous_now[0]))
+        elif statement.startswith("PRAGMA synchronous"):
+            _synchronous_now[0] = {"FULL": 2, "NORMAL": 1}[statement.rsplit(maxsplit=1)[-1]]
+
+    _synchronous_now = [conn.execute("PRAGMA synchronous").fetchone()[0]]
+    assert _synchronous_now[0] == 1  # NORMAL between enqueues
+    conn.set_trace_callback(trace)
+    try:
+        await store.enqueue(NewTask(kind="k"), now=BASE)
+        enqueue_commits = [level for what, level in seen if what == "COMMIT"]
+        seen.clear()
+        await store.claim(worker="w1", limit=1, now=at(1))
+        claim_commits = [level for what, level in seen if what == "COMMIT"]
+    finally:
+        conn.set_trace_callback(None)
+    assert enqueue_commits == [2]
+    assert claim_commits == [1]
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1

@@ -124,7 +124,12 @@ async def claim_gated(conn: Any, request: GatedRequest) -> tuple[list[Task], Cla
         tasks: list[Task] = []
         if plan.take:
             started = await conn.fetch(
-                Q["gated_start"], request.worker, request.now, list(plan.take), request.claim_id
+                Q["gated_start"],
+                request.worker,
+                request.now,
+                list(plan.take),
+                request.claim_id,
+                request.now.isoformat(),  # the timeline's
             )
             tasks = sorted_claim(started)
         if plan.buckets:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from gladd.store import timeline as tl
 from gladd.store.base import (
     Cancelled,
     Failed,
@@ -39,33 +41,37 @@ def enqueue_args(
         [t.traceparent for t in tasks],
         [t.schedule for t in tasks],
         [None if t.scheduled_for is None else utc(t.scheduled_for, "scheduled_for") for t in tasks],
+        [t.source for t in tasks],  # the `created` entry's (queries.sql builds it)
         [t.unique_key for t in tasks],  # last: writes.enqueue_once reads it
     )
 
 
 def finish_args(outcomes: Sequence[Outcome], now: datetime) -> tuple[tuple[object, ...], set[int]]:
     """Arrays per outcome type; an id named twice in one batch counts only the first time."""
-    ok: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
-    failed: tuple[list[Any], list[Any], list[Any], list[Any]] = ([], [], [], [])
-    released: tuple[list[Any], list[Any], list[Any]] = ([], [], [])
-    cancelled: tuple[list[Any], list[Any]] = ([], [])
+    ok: tuple[list[Any], ...] = ([], [], [], [])
+    failed: tuple[list[Any], ...] = ([], [], [], [], [])
+    released: tuple[list[Any], ...] = ([], [], [], [])
+    cancelled: tuple[list[Any], ...] = ([], [], [])
     seen: set[int] = set()
     first: set[int] = set()
+    at = now.isoformat()
     for i, o in enumerate(outcomes):
         if o.id in seen:
             continue
         seen.add(o.id)
         first.add(i)
+        entries = tl.outcome_json(o, at=now, at_text=at)
         if isinstance(o, Succeeded):
-            _append(ok, o.id, o.token, dump_json(o.result, f"result of task {o.id}"))
+            _append(ok, o.id, o.token, dump_json(o.result, f"result of task {o.id}"), entries)
         elif isinstance(o, Failed):
             retry_at = None if o.retry_at is None else utc(o.retry_at, "retry_at")
-            _append(failed, o.id, o.token, error_json(o.error), retry_at)
+            _append(failed, o.id, o.token, error_json(o.error), retry_at, entries)
         elif isinstance(o, Released):
-            _append(released, o.id, o.token, utc(o.run_at, "run_at"))
+            _append(released, o.id, o.token, utc(o.run_at, "run_at"), entries)
         elif isinstance(o, Cancelled):
-            _append(cancelled, o.id, o.token)
-    return (now, *ok, *failed, *released, *cancelled), first
+            _append(cancelled, o.id, o.token, entries)
+    ended = tl.dumps([tl.cancelled_entry(now)])
+    return (now, *ok, *failed, *released, *cancelled, ended), first
 
 
 def _append(columns: tuple[list[Any], ...], *values: object) -> None:
@@ -119,6 +125,22 @@ def row_to_task(row: Any) -> Task:
         schedule=row["schedule"],
         scheduled_for=row["scheduled_for"],
         progress=_progress(row),
+        started_at=row["started_at"],
+    )
+
+
+def row_to_task_with_timeline(row: Any) -> Task:
+    """A task as :meth:`Store.get` returns it: with its timeline."""
+    task = row_to_task(row)
+    return replace(task, timeline=tl.read_entries(row["timeline"] or ()))
+
+
+def fenced_args(outcomes: Sequence[Outcome], now: datetime) -> tuple[object, ...]:
+    """The ``fenced`` query's arrays for outcomes whose tokens did not hold."""
+    return (
+        [o.id for o in outcomes],
+        [o.token for o in outcomes],
+        [tl.dumps([tl.fenced_entry(o, at=now, node=o.node)]) for o in outcomes],
     )
 
 
@@ -147,11 +169,13 @@ def row_to_schedule(row: Any) -> ScheduleState:
     )
 
 
-def rescued(row: Any, now: datetime, max_rescues: int) -> tuple[int, str, str]:
-    """(id, new state, error JSON) of a running task taken back from its owner."""
+def rescued(row: Any, now: datetime, max_rescues: int) -> tuple[int, str, str, str]:
+    """(id, new state, error JSON, timeline entries JSON) of a running task taken back
+    from its owner."""
     task = row_to_task(row)
     verdict, error = rescue(task, now=now, live=row["live"], max_rescues=max_rescues)
-    return task.id, str(verdict), error_json(error)
+    entries = tl.dumps([tl.rescued_entry(task, at=now, live=row["live"], state=verdict)])
+    return task.id, str(verdict), error_json(error), entries
 
 
 def sorted_claim(rows: Sequence[Any]) -> list[Task]:

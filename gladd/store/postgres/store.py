@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import anyio
 import asyncpg  # type: ignore[import-untyped]
+from loguru import logger
 
 from gladd.errors import (
     StoreError,
@@ -78,6 +79,7 @@ from gladd.errors import (
     TaskStateConflict,
 )
 from gladd.instruments.acquire import AcquireMeter
+from gladd.store import timeline as tl
 from gladd.store.base import (
     FINISHED_STATES,
     Enqueued,
@@ -112,11 +114,13 @@ from gladd.store.postgres.errors import map_error
 from gladd.store.postgres.listener import NotifyListener
 from gladd.store.postgres.queries import Q
 from gladd.store.postgres.rows import (
+    fenced_args,
     finish_args,
     rescued,
     row_to_kind,
     row_to_schedule,
     row_to_task,
+    row_to_task_with_timeline,
     sorted_claim,
 )
 from gladd.store.postgres.schema import LATEST, MIGRATIONS, apply_migrations
@@ -401,6 +405,7 @@ class PostgresStore:
         unsettled = self._unsettled_claims.pop(worker, None)
         claim_id = secrets.randbits(63) if unsettled is None else unsettled
         sent = unsettled is not None
+        at = now.isoformat()  # the timeline's entries' time, formatted once
 
         async def work(conn: Any) -> list[Task]:
             nonlocal sent
@@ -410,9 +415,9 @@ class PostgresStore:
                     return sorted_claim(rows)
             sent = True
             if kinds is None:
-                rows = await conn.fetch(Q["claim"], worker, now, limit, claim_id)
+                rows = await conn.fetch(Q["claim"], worker, now, limit, claim_id, at)
             else:
-                rows = await conn.fetch(Q["claim_kinds"], worker, now, limit, claim_id, kinds)
+                rows = await conn.fetch(Q["claim_kinds"], worker, now, limit, claim_id, kinds, at)
             return sorted_claim(rows)
 
         try:
@@ -567,7 +572,23 @@ class PostgresStore:
             return {row["id"] for row in await conn.fetch(Q["finish"], *args)}
 
         held = await self._run("finish", work)
-        return [i in first and o.id in held for i, o in enumerate(outcomes)]
+        applied = [i in first and o.id in held for i, o in enumerate(outcomes)]
+        if not all(applied):
+            await self._fenced([o for o, ok in zip(outcomes, applied, strict=True) if not ok], now)
+        return applied
+
+    async def _fenced(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """Outcomes whose tokens did not hold: their tasks' timelines say so. Only then,
+        after the finish, so the finish of the many that hold pays nothing for it."""
+        args = fenced_args(outcomes, now)
+
+        async def work(conn: Any) -> None:
+            await conn.execute(Q["fenced"], *args)
+
+        try:
+            await self._run("finish", work)
+        except StoreError as exc:  # a note only: the finish stands, the caller goes on
+            logger.warning("the timeline's fenced entries were not stored: {}", exc)
 
     async def record_progress(
         self, reports: Sequence[ProgressReport], *, now: datetime
@@ -627,12 +648,14 @@ class PostgresStore:
                 victims = await conn.fetch(Q["rescue_victims"], now)
                 verdicts = [rescued(row, now, max_rescues) for row in victims]
                 if verdicts:
-                    ids, states, errors = (list(column) for column in zip(*verdicts, strict=True))
-                    await conn.execute(Q["rescue_apply"], now, ids, states, errors)
+                    ids, states, errors, entries = (
+                        list(column) for column in zip(*verdicts, strict=True)
+                    )
+                    await conn.execute(Q["rescue_apply"], now, ids, states, errors, entries)
             lost = dead | {r["owner"] for r in victims if not r["live"] and r["owner"]}
             return RescueReport(
-                to_pending=tuple(i for i, state, _ in verdicts if state == TaskState.PENDING),
-                to_dead=tuple(i for i, state, _ in verdicts if state == TaskState.DEAD),
+                to_pending=tuple(v[0] for v in verdicts if v[1] == TaskState.PENDING),
+                to_dead=tuple(v[0] for v in verdicts if v[1] == TaskState.DEAD),
                 dead_workers=tuple(sorted(lost)),
             )
 
@@ -645,7 +668,11 @@ class PostgresStore:
         await self._run("forget_worker", work)
 
     async def get(self, task_id: int) -> Task | None:
-        return await self._one("get", Q["get"], task_id)
+        async def work(conn: Any) -> Task | None:
+            row = await conn.fetchrow(Q["get"], task_id)
+            return None if row is None else row_to_task_with_timeline(row)
+
+        return await self._run("get", work)
 
     async def list(
         self,
@@ -663,23 +690,24 @@ class PostgresStore:
 
         return await self._run("list", work)
 
-    async def cancel(self, task_id: int, *, now: datetime) -> Task | None:
+    async def cancel(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
         now = utc(now)
 
         async def work(conn: Any) -> Task | None:
-            row = await conn.fetchrow(Q["cancel"], task_id, now)
+            row = await conn.fetchrow(Q["cancel"], task_id, now, by)
             if row is not None:
                 await conn.execute(Q["task_changed"], str(task_id))
             return None if row is None else row_to_task(row)
 
         return await self._run("cancel", work)
 
-    async def retry(self, task_id: int, *, now: datetime) -> Task | None:
+    async def retry(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
         now = utc(now)
+        entries = tl.dumps([tl.entry(now, tl.RETRIED, by=by)])
 
         async def work(conn: Any) -> Task | None:
             try:
-                row = await conn.fetchrow(Q["retry"], task_id, now)
+                row = await conn.fetchrow(Q["retry"], task_id, now, entries)
             except asyncpg.UniqueViolationError:
                 key = await conn.fetchval(
                     "SELECT unique_key FROM gladd_tasks WHERE id = $1", task_id
@@ -773,13 +801,6 @@ class PostgresStore:
         self._wakeup.notify()
 
     # -- plumbing ----------------------------------------------------------------------
-
-    async def _one(self, op: str, query: str, *args: object) -> Task | None:
-        async def work(conn: Any) -> Task | None:
-            row = await conn.fetchrow(query, *args)
-            return None if row is None else row_to_task(row)
-
-        return await self._run(op, work)
 
     async def _run(
         self, op: str, work: Callable[[Any], Awaitable[T]], *, bounded: bool = True

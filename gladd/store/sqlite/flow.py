@@ -75,7 +75,12 @@ def claim_gated(conn: sqlite3.Connection, request: GatedRequest) -> tuple[list[T
     )
     tasks: list[Task] = []
     if plan.take:
-        start = {"worker": request.worker, "now": now_us, "ids": json.dumps(plan.take)}
+        start = {
+            "worker": request.worker,
+            "now": now_us,
+            "ids": json.dumps(plan.take),
+            "at": request.now.isoformat(),
+        }
         tasks = [row_to_task(r) for r in conn.execute(Q["gated_start"], start).fetchall()]
         tasks.sort(key=lambda t: (-t.priority, t.run_at, t.id))  # RETURNING has no order
     conn.executemany(

@@ -20,7 +20,7 @@ COLUMNS = (
     "id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key, "
     "owner, token, rescues, deadline, cancel_requested, result, errors, created_at, "
     "updated_at, finished_at, traceparent, schedule, scheduled_for, "
-    "progress, progress_message, progress_at, progress_attempt"
+    "progress, progress_message, progress_at, progress_attempt, started_at"
 )
 
 
@@ -66,7 +66,7 @@ def row_to_task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
     (id_, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
      owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
      updated_at, finished_at, traceparent, schedule, scheduled_for,
-     progress, progress_message, progress_at, progress_attempt) = row  # fmt: skip
+     progress, progress_message, progress_at, progress_attempt, started_at) = row  # fmt: skip
     return Task(
         id=id_,
         kind=kind,
@@ -92,6 +92,7 @@ def row_to_task(row: sqlite3.Row | tuple[Any, ...]) -> Task:
         schedule=schedule,
         scheduled_for=from_us(scheduled_for),
         progress=_progress(progress, progress_message, progress_at, progress_attempt),
+        started_at=from_us(started_at),
     )
 
 

@@ -4,8 +4,14 @@ Concurrency: one connection, used from one dedicated thread that runs every stat
 queue feeds it; the event loop never blocks on SQLite). Every write is one ``BEGIN
 IMMEDIATE`` transaction, so a claim, a batch of outcomes or a batch of enqueues is atomic,
 and several processes on one file serialise on SQLite's write lock (WAL mode,
-``synchronous=NORMAL``, ``busy_timeout``). A waiter for the lock longer than the busy timeout
-gets :class:`~gladd.errors.StoreUnavailable`.
+``busy_timeout``). A waiter for the lock longer than the busy timeout gets
+:class:`~gladd.errors.StoreUnavailable`.
+
+Durability: an enqueue commits with ``synchronous=FULL`` (the WAL is fsynced before the
+commit returns), so an acknowledged task survives a power cut, not only a crash of the
+process: issue 15, "a 201 means committed". The executor's own writes (claims, outcomes,
+heartbeats) commit with ``synchronous=NORMAL``: one lost on a power cut costs a task run
+again, which at-least-once already allows; and the next enqueue's fsync carries them too.
 
 Storage: times are INTEGER microseconds since the Unix epoch (UTC), JSON is TEXT. The schema
 is versioned by ``sqlite/sql/NNNN_name.sql`` files, applied at :meth:`SQLiteStore.open` in one
@@ -50,6 +56,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -57,6 +64,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import anyio
 
 from gladd.errors import StoreError, StoreNotFound
+from gladd.store import timeline as tl
 from gladd.store.base import (
     FINISHED_STATES,
     Enqueued,
@@ -90,7 +98,14 @@ from gladd.store.gates import (
     LimitUsage,
     Pause,
 )
-from gladd.store.rules import Wakeup, check_new_task, purge_states, unique_conflict, utc
+from gladd.store.rules import (
+    Wakeup,
+    check_new_task,
+    load_json,
+    purge_states,
+    unique_conflict,
+    utc,
+)
 from gladd.store.sqlite import flow, listing
 from gladd.store.sqlite.doorbell import Doorbell
 from gladd.store.sqlite.errors import map_error
@@ -110,7 +125,9 @@ from gladd.store.sqlite.thread import DbThread
 from gladd.store.sqlite.writes import (
     Advance,
     NewRow,
+    Stamp,
     advance_schedule,
+    fenced,
     insert,
     outcome_write,
     rescue_running,
@@ -157,9 +174,24 @@ def _new_rows(tasks: Sequence[NewTask], now: datetime) -> list[NewRow]:
     return rows
 
 
+def add_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions gladd's queries call (0007_timeline.sql): the timeline's bound, the
+    rule every store shares, and a claim's entries."""
+    conn.create_function("gladd_timeline", 2, tl.append_json, deterministic=True)
+    conn.create_function("gladd_claimed", 5, tl.claimed_json, deterministic=True)
+
+
 def _get(conn: sqlite3.Connection, task_id: int) -> Task | None:
     found = conn.execute(Q["get"], (task_id,)).fetchone()
     return None if found is None else row_to_task(found)
+
+
+def _get_with_timeline(conn: sqlite3.Connection, task_id: int) -> Task | None:
+    task = _get(conn, task_id)
+    if task is None:
+        return None
+    (text,) = conn.execute(Q["timeline"], (task_id,)).fetchone()
+    return replace(task, timeline=tl.read_entries(load_json(text) or ()))
 
 
 # -- the store ------------------------------------------------------------------------------
@@ -242,6 +274,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise map_error(exc, self.path) from exc
         conn.text_factory = text_value
+        add_functions(conn)
         try:
             try:
                 conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
@@ -303,10 +336,23 @@ class SQLiteStore:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``work`` in one BEGIN IMMEDIATE transaction (in the database thread)."""
+    def _transaction(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        """Run ``work`` in one BEGIN IMMEDIATE transaction (in the database thread);
+        ``durable``: fsync the WAL at its commit (see the module docstring)."""
         conn = self._conn
         assert conn is not None
+        if not durable:
+            return self._committed(conn, work)
+        try:
+            conn.execute("PRAGMA synchronous = FULL")  # not allowed inside a transaction
+            try:
+                return self._committed(conn, work)
+            finally:
+                conn.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise map_error(exc, self.path) from exc
+
+    def _committed(self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -328,8 +374,8 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise map_error(exc, self.path) from exc
 
-    async def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await self._open_thread().call(lambda: self._transaction(work))
+    async def _write(self, work: Callable[[sqlite3.Connection], T], *, durable: bool = False) -> T:
+        return await self._open_thread().call(lambda: self._transaction(work, durable=durable))
 
     async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
         return await self._open_thread().call(lambda: self._reading(work))
@@ -354,7 +400,9 @@ class SQLiteStore:
         now = utc(now)
         rows = _new_rows(tasks, now)
         now_us = to_us(now)
-        enqueued = await self._write(lambda c: [insert(c, row, now_us) for row in rows])
+        enqueued = await self._write(
+            lambda c: [insert(c, row, now_us) for row in rows], durable=True
+        )
         if any(e.created for e in enqueued):
             self._notify()
         return enqueued
@@ -384,7 +432,7 @@ class SQLiteStore:
             now=to_us(now),
         )
         rows = _new_rows(tasks, now)  # TaskRejected before the transaction
-        enqueued = await self._write(lambda c: advance_schedule(c, advance, rows))
+        enqueued = await self._write(lambda c: advance_schedule(c, advance, rows), durable=True)
         if enqueued and any(e.created for e in enqueued):
             self._notify()
         return enqueued
@@ -427,7 +475,12 @@ class SQLiteStore:
         if limit < 0:
             raise ValueError(f"limit must not be negative, got {limit}")
         now_us = to_us(utc(now))
-        params: dict[str, Any] = {"worker": worker, "now": now_us, "limit": limit}
+        params: dict[str, Any] = {
+            "worker": worker,
+            "now": now_us,
+            "limit": limit,
+            "at": utc(now).isoformat(),
+        }
         if kinds is not None:
             params["kinds"] = json.dumps(list(kinds))
 
@@ -548,11 +601,16 @@ class SQLiteStore:
     # -- outcomes ---------------------------------------------------------------------------
 
     async def finish(self, outcomes: Sequence[Outcome], *, now: datetime) -> list[bool]:
-        now_us = to_us(utc(now))
-        writes = [outcome_write(o, now_us) for o in outcomes]
+        now = utc(now)
+        stamp = Stamp.of(now)
+        writes = [outcome_write(o, stamp) for o in outcomes]
 
         def finish(conn: sqlite3.Connection) -> list[bool]:
-            return [conn.execute(sql, params).rowcount == 1 for sql, params in writes]
+            applied = [conn.execute(sql, params).rowcount == 1 for sql, params in writes]
+            for outcome, ok in zip(outcomes, applied, strict=True):
+                if not ok:
+                    fenced(conn, outcome, now)
+            return applied
 
         applied = await self._write(finish)
         self._watchers.changed(o.id for o, ok in zip(outcomes, applied, strict=True) if ok)
@@ -624,7 +682,7 @@ class SQLiteStore:
     # -- operators --------------------------------------------------------------------------
 
     async def get(self, task_id: int) -> Task | None:
-        return await self._read(lambda c: _get(c, task_id))
+        return await self._read(lambda c: _get_with_timeline(c, task_id))
 
     async def list(
         self,
@@ -642,19 +700,25 @@ class SQLiteStore:
         }
         return await self._read(lambda c: [row_to_task(r) for r in c.execute(Q["list"], params)])
 
-    async def cancel(self, task_id: int, *, now: datetime) -> Task | None:
-        now_us = to_us(utc(now))
+    async def cancel(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
+        now = utc(now)
+        params = {"id": task_id, "now": to_us(now), "at": now.isoformat(), "by": by}
 
         def cancel(conn: sqlite3.Connection) -> Task | None:
-            rows = conn.execute(Q["cancel"], {"id": task_id, "now": now_us}).fetchall()
+            rows = conn.execute(Q["cancel"], params).fetchall()
             return row_to_task(rows[0]) if rows else _get(conn, task_id)
 
         task = await self._write(cancel)
         self._watchers.changed((task_id,))
         return task
 
-    async def retry(self, task_id: int, *, now: datetime) -> Task | None:
-        now_us = to_us(utc(now))
+    async def retry(self, task_id: int, *, now: datetime, by: str | None = None) -> Task | None:
+        now = utc(now)
+        params = {
+            "id": task_id,
+            "now": to_us(now),
+            "entries": tl.dumps([tl.entry(now, tl.RETRIED, by=by)]),
+        }
 
         def retry(conn: sqlite3.Connection) -> Task | None:
             task = _get(conn, task_id)
@@ -666,7 +730,7 @@ class SQLiteStore:
                 other = conn.execute(Q["unfinished_id_by_key"], (task.unique_key,)).fetchone()
                 if other is not None:
                     raise unique_conflict(task_id, task.unique_key, other[0])
-            updated = conn.execute(Q["retry"], {"id": task_id, "now": now_us}).fetchone()
+            updated = conn.execute(Q["retry"], params).fetchone()
             return row_to_task(updated)
 
         task = await self._write(retry)

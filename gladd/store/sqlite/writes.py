@@ -5,12 +5,14 @@ thread, inside the transaction :class:`~gladd.store.sqlite.store.SQLiteStore` op
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from gladd.store import timeline as tl
 from gladd.store.base import (
     Cancelled,
     Enqueued,
@@ -28,7 +30,7 @@ from gladd.store.rules import (
     utc,
 )
 from gladd.store.sqlite.queries import Q
-from gladd.store.sqlite.rows import error_json, row_to_task, to_us
+from gladd.store.sqlite.rows import EPOCH, error_json, row_to_task, to_us
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,7 @@ class NewRow:
 
 def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     new = row.new
+    at = (EPOCH + timedelta(microseconds=now)).isoformat()  # the `created` entry's
     scheduled_for = None if new.scheduled_for is None else to_us(new.scheduled_for)
     if new.unique_key is not None:
         existing = conn.execute(Q["unfinished_id_by_key"], (new.unique_key,)).fetchone()
@@ -50,23 +53,47 @@ def insert(conn: sqlite3.Connection, row: NewRow, now: int) -> Enqueued:
     cursor = conn.execute(
         Q["insert"],
         (new.kind, row.payload, new.priority, row.run_at, new.max_attempts, new.timeout,
-         new.unique_key, new.traceparent, new.schedule, scheduled_for, now, now),
+         new.unique_key, new.traceparent, new.schedule, scheduled_for, now, now,
+         at, new.source),
     )  # fmt: skip
     assert cursor.lastrowid is not None
     return Enqueued(id=cursor.lastrowid, created=True)
 
 
-def outcome_write(outcome: Outcome, now: int) -> tuple[str, dict[str, Any]]:
-    params: dict[str, Any] = {"id": outcome.id, "token": outcome.token, "now": now}
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """A batch of outcomes' time, in the forms their statements take, made once."""
+
+    now: datetime
+    us: int
+    iso: str
+
+    @classmethod
+    def of(cls, now: datetime) -> Stamp:
+        return cls(now=now, us=to_us(now), iso=now.isoformat())
+
+
+def outcome_write(outcome: Outcome, stamp: Stamp) -> tuple[str, dict[str, Any]]:
+    entries = tl.outcome_json(outcome, at=stamp.now, at_text=stamp.iso)
+    params: dict[str, Any] = {
+        "id": outcome.id,
+        "token": outcome.token,
+        "now": stamp.us,
+        "tail": entries[2:],  # queries.sql puts `[{"attempt":N,` before it
+    }
     match outcome:
         case Succeeded(result=result):
             params["result"] = dump_json(result, f"result of task {outcome.id}")
             return Q["succeed"], params
-        case Failed(error=error, retry_at=retry_at):
+        case Failed(error=error, retry_at=None):
             params["error"] = error_json(error)
-            if retry_at is None:
-                return Q["fail_dead"], params
-            params["run_at"] = to_us(utc(retry_at, "retry_at"))
+            return Q["fail_dead"], params
+    # The statements that may end the task cancelled (its cancellation was requested).
+    cancelled = json.dumps(tl.cancelled_entry(stamp.now), separators=(",", ":"))
+    params["if_cancelled_tail"] = tl.with_entry(entries, cancelled)[2:]
+    match outcome:
+        case Failed(error=error, retry_at=datetime() as retry_at):
+            params.update(error=error_json(error), run_at=to_us(utc(retry_at, "retry_at")))
             return Q["fail_retry"], params
         case Released(run_at=run_at):
             params["run_at"] = to_us(utc(run_at, "run_at"))
@@ -74,6 +101,13 @@ def outcome_write(outcome: Outcome, now: int) -> tuple[str, dict[str, Any]]:
         case Cancelled():
             return Q["cancelled"], params
     raise TypeError(f"not a task outcome: {outcome!r}")
+
+
+def fenced(conn: sqlite3.Connection, outcome: Outcome, now: datetime) -> None:
+    """An outcome whose token did not hold: its task's timeline says so (if its token
+    moved on: a second outcome under the same token is no late result)."""
+    entries = tl.dumps([tl.fenced_entry(outcome, at=now, node=outcome.node)])
+    conn.execute(Q["fenced"], {"id": outcome.id, "token": outcome.token, "entries": entries})
 
 
 def rescue_running(
@@ -104,6 +138,7 @@ def rescue_running(
                 "error": error_json(error),
                 "now": now_us,
                 "finished_at": None if pending else now_us,
+                "entries": tl.dumps([tl.rescued_entry(task, at=now, live=live, state=state)]),
             },
         )
         if pending:

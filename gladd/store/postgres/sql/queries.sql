@@ -10,15 +10,18 @@
 WITH input AS MATERIALIZED (
     SELECT nextval('gladd_tasks_id_seq') AS id, i.*
     FROM unnest($2::text[], $3::text[], $4::integer[], $5::timestamptz[], $6::integer[],
-                $7::double precision[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])
+                $7::double precision[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
+                $12::text[])
          WITH ORDINALITY AS i(kind, payload, priority, run_at, max_attempts, timeout,
-                              traceparent, schedule, scheduled_for, unique_key, ord)
+                              traceparent, schedule, scheduled_for, source, unique_key, ord)
 ), inserted AS (
     INSERT INTO gladd_tasks AS t (id, kind, payload, priority, run_at, max_attempts, timeout,
                                   traceparent, schedule, scheduled_for, unique_key,
-                                  created_at, updated_at)
+                                  created_at, updated_at, timeline)
     SELECT id, kind, payload::jsonb, priority, run_at, max_attempts, timeout, traceparent,
-           schedule, scheduled_for, unique_key, $1, $1
+           schedule, scheduled_for, unique_key, $1, $1,
+           jsonb_build_array(jsonb_build_object('at', (SELECT gladd_iso($1)), 'event', 'created',
+                                                'source', source))
     FROM input
     ORDER BY ord
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
@@ -41,20 +44,23 @@ JOIN gladd_tasks AS e ON e.unique_key = i.unique_key AND e.state IN ('pending', 
 WHERE i.unique_key IS NOT NULL AND NOT EXISTS (SELECT 1 FROM inserted AS n WHERE n.id = i.id);
 
 -- name: enqueue_plain
--- enqueue's batch when no task has a unique_key (nothing can conflict): $1 now, $2..$10 its
+-- enqueue's batch when no task has a unique_key (nothing can conflict): $1 now, $2..$11 its
 -- arrays but unique_key's. No conflict arbiter and no joins back; the ids come back as one
 -- array in input order (1.3x enqueue's rate for 1,000 tasks, bench/bench_producer.py).
 WITH input AS MATERIALIZED (
     SELECT nextval('gladd_tasks_id_seq') AS id, i.*
     FROM unnest($2::text[], $3::text[], $4::integer[], $5::timestamptz[], $6::integer[],
-                $7::double precision[], $8::text[], $9::text[], $10::timestamptz[])
+                $7::double precision[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])
          WITH ORDINALITY AS i(kind, payload, priority, run_at, max_attempts, timeout,
-                              traceparent, schedule, scheduled_for, ord)
+                              traceparent, schedule, scheduled_for, source, ord)
 ), inserted AS (
     INSERT INTO gladd_tasks (id, kind, payload, priority, run_at, max_attempts, timeout,
-                             traceparent, schedule, scheduled_for, created_at, updated_at)
+                             traceparent, schedule, scheduled_for, created_at, updated_at,
+                             timeline)
     SELECT id, kind, payload::jsonb, priority, run_at, max_attempts, timeout, traceparent,
-           schedule, scheduled_for, $1, $1
+           schedule, scheduled_for, $1, $1,
+           jsonb_build_array(jsonb_build_object('at', (SELECT gladd_iso($1)), 'event', 'created',
+                                                'source', source))
     FROM input
     ORDER BY ord
 )
@@ -65,8 +71,11 @@ SELECT array_agg(id ORDER BY ord) FROM input;
 -- a plain insert that costs the server less than enqueue's arrays do; a unique_key conflict
 -- inserts nothing and returns no row (unfinished_id_by_key then finds the holder).
 INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout, traceparent,
-                         schedule, scheduled_for, unique_key, created_at, updated_at)
-VALUES ($2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10, $11, $1, $1)
+                         schedule, scheduled_for, timeline, unique_key, created_at, updated_at)
+VALUES ($2, $3::text::jsonb, $4, $5, $6, $7, $8, $9, $10,
+        jsonb_build_array(jsonb_build_object('at', (SELECT gladd_iso($1)), 'event', 'created',
+                                             'source', $11::text)),
+        $12, $1, $1)
 ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND state IN ('pending', 'running')
 DO NOTHING
 RETURNING id;
@@ -89,7 +98,8 @@ WITH seen AS (  -- a claim is a sign of life, as a heartbeat is
 UPDATE gladd_tasks AS t
 SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
     deadline = $2::timestamptz + make_interval(secs => t.timeout),
-    claim_id = $4, updated_at = $2
+    claim_id = $4, updated_at = $2, started_at = coalesce(t.started_at, $2),
+    timeline = gladd_claimed(t.timeline, $1, $5::text, t.token + 1, t.attempt + 1)
 WHERE t.id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= $2
@@ -108,7 +118,8 @@ WITH seen AS (  -- a claim is a sign of life, as a heartbeat is
 UPDATE gladd_tasks AS t
 SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
     deadline = $2::timestamptz + make_interval(secs => t.timeout),
-    claim_id = $4, updated_at = $2
+    claim_id = $4, updated_at = $2, started_at = coalesce(t.started_at, $2),
+    timeline = gladd_claimed(t.timeline, $1, $6::text, t.token + 1, t.attempt + 1)
 WHERE t.id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= $2 AND kind = ANY($5::text[])
@@ -128,11 +139,17 @@ SELECT * FROM gladd_tasks WHERE state = 'running' AND owner = $1 AND claim_id = 
 -- (and NULL rows, the waiters' notes).
 -- A task whose cancellation was requested never goes back to pending: it ends cancelled.
 -- A task back to pending and due at once wakes the listeners.
+-- o.entries: what the outcome appends to the timeline (timeline.outcome_entries); its first
+-- entry, `attempt ended`, gets the attempt number here, and a task ending cancelled because
+-- its cancellation was requested gets $18 (a `cancelled` entry) after them.
 WITH succeeded AS (
     UPDATE gladd_tasks AS t
     SET state = 'succeeded', result = o.result::jsonb, owner = NULL, deadline = NULL,
-        finished_at = $1, updated_at = $1
-    FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS o(id, token, result)
+        finished_at = $1, updated_at = $1,
+        timeline = gladd_timeline(t.timeline,
+            jsonb_set(o.entries::jsonb, '{0,attempt}', to_jsonb(t.attempt)))
+    FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[])
+         AS o(id, token, result, entries)
     WHERE t.id = o.id AND t.token = o.token AND t.state = 'running'
     RETURNING t.id, t.state, t.run_at
 ), failed AS (
@@ -145,9 +162,14 @@ WITH succeeded AS (
         owner = NULL, deadline = NULL,
         finished_at = CASE WHEN t.cancel_requested OR o.retry_at IS NULL
                            THEN $1::timestamptz END,
-        updated_at = $1
-    FROM unnest($5::bigint[], $6::bigint[], $7::text[], $8::timestamptz[])
-         AS o(id, token, error, retry_at)
+        updated_at = $1,
+        timeline = gladd_timeline(t.timeline,
+            jsonb_set(o.entries::jsonb, '{0,attempt}', to_jsonb(t.attempt))
+            || CASE WHEN t.cancel_requested AND o.retry_at IS NOT NULL
+                    THEN $18::text::jsonb
+                    ELSE '[]'::jsonb END)
+    FROM unnest($6::bigint[], $7::bigint[], $8::text[], $9::timestamptz[], $10::text[])
+         AS o(id, token, error, retry_at, entries)
     WHERE t.id = o.id AND t.token = o.token AND t.state = 'running'
     RETURNING t.id, t.state, t.run_at
 ), released AS (
@@ -156,14 +178,23 @@ WITH succeeded AS (
         run_at = CASE WHEN t.cancel_requested THEN t.run_at ELSE o.run_at END,
         attempt = CASE WHEN t.cancel_requested THEN t.attempt ELSE t.attempt - 1 END,
         finished_at = CASE WHEN t.cancel_requested THEN $1::timestamptz END,
-        owner = NULL, deadline = NULL, updated_at = $1
-    FROM unnest($9::bigint[], $10::bigint[], $11::timestamptz[]) AS o(id, token, run_at)
+        owner = NULL, deadline = NULL, updated_at = $1,
+        timeline = gladd_timeline(t.timeline,
+            jsonb_set(o.entries::jsonb, '{0,attempt}', to_jsonb(t.attempt))
+            || CASE WHEN t.cancel_requested
+                    THEN $18::text::jsonb
+                    ELSE '[]'::jsonb END)
+    FROM unnest($11::bigint[], $12::bigint[], $13::timestamptz[], $14::text[])
+         AS o(id, token, run_at, entries)
     WHERE t.id = o.id AND t.token = o.token AND t.state = 'running'
     RETURNING t.id, t.state, t.run_at
 ), cancelled AS (
     UPDATE gladd_tasks AS t
-    SET state = 'cancelled', owner = NULL, deadline = NULL, finished_at = $1, updated_at = $1
-    FROM unnest($12::bigint[], $13::bigint[]) AS o(id, token)
+    SET state = 'cancelled', owner = NULL, deadline = NULL, finished_at = $1, updated_at = $1,
+        timeline = gladd_timeline(t.timeline,
+            jsonb_set(o.entries::jsonb, '{0,attempt}', to_jsonb(t.attempt))
+            || $18::text::jsonb)
+    FROM unnest($15::bigint[], $16::bigint[], $17::text[]) AS o(id, token, entries)
     WHERE t.id = o.id AND t.token = o.token AND t.state = 'running'
     RETURNING t.id, t.state, t.run_at
 ), done AS (
@@ -176,6 +207,13 @@ UNION ALL  -- and every outcome stored tells the waiters (0005_progress.sql), 50
 SELECT NULL, pg_notify('gladd_task_events', string_agg(id::text, ','))
 FROM (SELECT id, (row_number() OVER () - 1) / 500 AS note FROM done) AS d
 GROUP BY note;
+
+-- name: fenced
+-- After a finish, for the outcomes whose tokens did not hold: each task whose token moved on
+-- gets its `fenced` entry (o.entries), and nothing else changes.
+UPDATE gladd_tasks AS t SET timeline = gladd_timeline(t.timeline, o.entries::jsonb)
+FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS o(id, token, entries)
+WHERE t.id = o.id AND t.token <> o.token;
 
 -- name: heartbeat
 WITH seen AS (
@@ -213,8 +251,8 @@ WITH rescued AS (
         owner = NULL, deadline = NULL, token = t.token + 1, rescues = t.rescues + 1,
         errors = t.errors || jsonb_build_array(r.error::jsonb),
         finished_at = CASE WHEN r.state = 'pending' THEN NULL ELSE $1::timestamptz END,
-        updated_at = $1
-    FROM unnest($2::bigint[], $3::text[], $4::text[]) AS r(id, state, error)
+        updated_at = $1, timeline = gladd_timeline(t.timeline, r.entries::jsonb)
+    FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[]) AS r(id, state, error, entries)
     WHERE t.id = r.id AND t.state = 'running'
     RETURNING t.id, t.state
 )
@@ -245,7 +283,11 @@ WITH changed AS (
     SET state = CASE WHEN t.state = 'pending' THEN 'cancelled' ELSE t.state END,
         cancel_requested = t.cancel_requested OR t.state = 'running',
         finished_at = CASE WHEN t.state = 'pending' THEN $2::timestamptz ELSE t.finished_at END,
-        updated_at = $2
+        updated_at = $2,
+        timeline = gladd_timeline(t.timeline, jsonb_build_array(jsonb_strip_nulls(
+            jsonb_build_object('at', (SELECT gladd_iso($2)),
+                'event', CASE WHEN t.state = 'pending' THEN 'cancelled' ELSE 'cancel requested' END,
+                'by', $3::text))))
     WHERE t.id = $1
       AND (t.state = 'pending' OR (t.state = 'running' AND NOT t.cancel_requested))
     RETURNING t.*
@@ -259,7 +301,7 @@ WITH changed AS (
     UPDATE gladd_tasks AS t
     SET state = 'pending', run_at = $2, attempt = 0, rescues = 0, owner = NULL,
         deadline = NULL, cancel_requested = false, result = NULL, finished_at = NULL,
-        updated_at = $2
+        updated_at = $2, timeline = gladd_timeline(t.timeline, $3::text::jsonb)
     WHERE t.id = $1 AND t.state IN ('dead', 'cancelled')
     RETURNING t.*
 )
@@ -357,7 +399,8 @@ LIMIT $4;
 UPDATE gladd_tasks AS t
 SET state = 'running', owner = $1, attempt = t.attempt + 1, token = t.token + 1,
     deadline = $2::timestamptz + make_interval(secs => t.timeout),
-    claim_id = $4, updated_at = $2
+    claim_id = $4, updated_at = $2, started_at = coalesce(t.started_at, $2),
+    timeline = gladd_claimed(t.timeline, $1, $5::text, t.token + 1, t.attempt + 1)
 WHERE t.id = ANY($3::bigint[]) AND t.state = 'pending'
 RETURNING t.*;
 

@@ -18,11 +18,13 @@ SELECT version FROM gladd_migrations;
 INSERT INTO gladd_migrations (version, applied_at) VALUES (?, ?);
 
 -- name: insert
--- Named fields; the rest take the schema's defaults.
+-- Named fields; the rest take the schema's defaults. The last two are the timeline's
+-- `created` entry's time (ISO 8601) and source (gladd/store/timeline.py).
 INSERT INTO gladd_tasks (kind, payload, priority, run_at, max_attempts, timeout,
                          unique_key, traceparent, schedule, scheduled_for, result,
-                         created_at, updated_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'null', ?, ?);
+                         created_at, updated_at, timeline)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'null', ?, ?,
+        json_array(json_object('at', ?, 'event', 'created', 'source', ?)));
 
 -- name: unfinished_id_by_key
 SELECT id FROM gladd_tasks WHERE unique_key = ? AND state IN ('pending', 'running');
@@ -35,7 +37,14 @@ ON CONFLICT (id) DO UPDATE SET last_seen = max(last_seen, excluded.last_seen);
 -- Walks the claim index in its order (priority desc, run_at, id): see 0001_initial.sql.
 UPDATE gladd_tasks SET
     state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
-    deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now
+    deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now,
+    started_at = coalesce(started_at, :now),
+    timeline = CASE WHEN length(timeline) > 2115
+        THEN gladd_claimed(timeline, :at, :worker, token + 1, attempt + 1)
+        ELSE substr(timeline, 1, length(timeline) - 1) || CASE timeline WHEN '[]' THEN '' ELSE ',' END
+            || '{"at":"' || :at || '","event":"claimed","node":' || json_quote(:worker)
+            || ',"token":' || (token + 1) || '},{"at":"' || :at
+            || '","event":"attempt started","attempt":' || (attempt + 1) || '}]' END
 WHERE id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= :now
@@ -44,13 +53,20 @@ WHERE id IN (
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
           created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
-          progress, progress_message, progress_at, progress_attempt;
+          progress, progress_message, progress_at, progress_attempt, started_at;
 
 -- name: claim_kinds
 -- The claim, of the kinds in the JSON array :kinds only.
 UPDATE gladd_tasks SET
     state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
-    deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now
+    deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now,
+    started_at = coalesce(started_at, :now),
+    timeline = CASE WHEN length(timeline) > 2115
+        THEN gladd_claimed(timeline, :at, :worker, token + 1, attempt + 1)
+        ELSE substr(timeline, 1, length(timeline) - 1) || CASE timeline WHEN '[]' THEN '' ELSE ',' END
+            || '{"at":"' || :at || '","event":"claimed","node":' || json_quote(:worker)
+            || ',"token":' || (token + 1) || '},{"at":"' || :at
+            || '","event":"attempt started","attempt":' || (attempt + 1) || '}]' END
 WHERE id IN (
     SELECT id FROM gladd_tasks
     WHERE state = 'pending' AND run_at <= :now AND kind IN (SELECT value FROM json_each(:kinds))
@@ -59,20 +75,37 @@ WHERE id IN (
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
           created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
-          progress, progress_message, progress_at, progress_attempt;
+          progress, progress_message, progress_at, progress_attempt, started_at;
 
 -- Outcomes. Each applies only while the task is running under the token named; a task whose
 -- cancellation was requested finishes cancelled instead of going back to pending.
+-- :tail is the compact JSON array the outcome appends to the timeline
+-- (timeline.outcome_entries) without its first two characters, `[{`: its first entry,
+-- `attempt ended`, gets `{"attempt":N,` here. :if_cancelled_tail is the same with a
+-- `cancelled` entry after them, for a task that ends cancelled. Until a timeline is long
+-- (2115 characters: no entry is shorter than 45, so it holds at most 47 and cannot pass the
+-- bound of 50) the texts are joined as text, never decoded; past it the bound runs
+-- (gladd_timeline, in Python). A Python function on every row made the database thread
+-- wait for the GIL, and JSON functions on every row cost the drain a quarter of its rate
+-- (bench/bench_executor.py).
 
 -- name: succeed
 UPDATE gladd_tasks SET state = 'succeeded', result = :result, finished_at = :now,
-    owner = NULL, deadline = NULL, updated_at = :now
+    owner = NULL, deadline = NULL, updated_at = :now,
+    timeline = CASE WHEN length(timeline) > 2115 THEN gladd_timeline(timeline, '[{"attempt":' || attempt || ',' || :tail)
+        ELSE substr(timeline, 1, length(timeline) - 1)
+            || CASE timeline WHEN '[]' THEN '' ELSE ',' END || '{"attempt":' || attempt || ','
+            || :tail END
 WHERE id = :id AND token = :token AND state = 'running';
 
 -- name: fail_dead
 UPDATE gladd_tasks SET state = 'dead', finished_at = :now,
     errors = json_insert(errors, '$[#]', json(:error)),
-    owner = NULL, deadline = NULL, updated_at = :now
+    owner = NULL, deadline = NULL, updated_at = :now,
+    timeline = CASE WHEN length(timeline) > 2115 THEN gladd_timeline(timeline, '[{"attempt":' || attempt || ',' || :tail)
+        ELSE substr(timeline, 1, length(timeline) - 1)
+            || CASE timeline WHEN '[]' THEN '' ELSE ',' END || '{"attempt":' || attempt || ','
+            || :tail END
 WHERE id = :id AND token = :token AND state = 'running';
 
 -- name: fail_retry
@@ -81,7 +114,11 @@ UPDATE gladd_tasks SET
     run_at = CASE WHEN cancel_requested THEN run_at ELSE :run_at END,
     finished_at = CASE WHEN cancel_requested THEN :now END,
     errors = json_insert(errors, '$[#]', json(:error)),
-    owner = NULL, deadline = NULL, updated_at = :now
+    owner = NULL, deadline = NULL, updated_at = :now,
+    timeline = CASE WHEN length(timeline) > 2115 THEN gladd_timeline(timeline, '[{"attempt":' || attempt || ',' || CASE WHEN cancel_requested THEN :if_cancelled_tail ELSE :tail END)
+        ELSE substr(timeline, 1, length(timeline) - 1)
+            || CASE timeline WHEN '[]' THEN '' ELSE ',' END || '{"attempt":' || attempt || ','
+            || CASE WHEN cancel_requested THEN :if_cancelled_tail ELSE :tail END END
 WHERE id = :id AND token = :token AND state = 'running';
 
 -- name: release
@@ -91,13 +128,27 @@ UPDATE gladd_tasks SET
     run_at = CASE WHEN cancel_requested THEN run_at ELSE :run_at END,
     finished_at = CASE WHEN cancel_requested THEN :now END,
     attempt = CASE WHEN cancel_requested THEN attempt ELSE attempt - 1 END,
-    owner = NULL, deadline = NULL, updated_at = :now
+    owner = NULL, deadline = NULL, updated_at = :now,
+    timeline = CASE WHEN length(timeline) > 2115 THEN gladd_timeline(timeline, '[{"attempt":' || attempt || ',' || CASE WHEN cancel_requested THEN :if_cancelled_tail ELSE :tail END)
+        ELSE substr(timeline, 1, length(timeline) - 1)
+            || CASE timeline WHEN '[]' THEN '' ELSE ',' END || '{"attempt":' || attempt || ','
+            || CASE WHEN cancel_requested THEN :if_cancelled_tail ELSE :tail END END
 WHERE id = :id AND token = :token AND state = 'running';
 
 -- name: cancelled
 UPDATE gladd_tasks SET state = 'cancelled', finished_at = :now,
-    owner = NULL, deadline = NULL, updated_at = :now
+    owner = NULL, deadline = NULL, updated_at = :now,
+    timeline = CASE WHEN length(timeline) > 2115 THEN gladd_timeline(timeline, '[{"attempt":' || attempt || ',' || :if_cancelled_tail)
+        ELSE substr(timeline, 1, length(timeline) - 1)
+            || CASE timeline WHEN '[]' THEN '' ELSE ',' END || '{"attempt":' || attempt || ','
+            || :if_cancelled_tail END
 WHERE id = :id AND token = :token AND state = 'running';
+
+-- name: fenced
+-- An outcome whose token no longer holds changes nothing but the timeline: :entries holds
+-- its `fenced` entry.
+UPDATE gladd_tasks SET timeline = gladd_timeline(timeline, :entries)
+WHERE id = :id AND token <> :token;
 
 -- name: cancel_requests
 -- Of the JSON array of ids a worker runs, those whose cancellation was requested.
@@ -111,14 +162,14 @@ SELECT id, last_seen FROM gladd_workers;
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
        updated_at, finished_at, traceparent, schedule, scheduled_for,
-       progress, progress_message, progress_at, progress_attempt
+       progress, progress_message, progress_at, progress_attempt, started_at
 FROM gladd_tasks WHERE state = 'running';
 
 -- name: rescue
 UPDATE gladd_tasks SET state = :state, run_at = :run_at, owner = NULL, deadline = NULL,
     token = token + 1, rescues = rescues + 1,
     errors = json_insert(errors, '$[#]', json(:error)), updated_at = :now,
-    finished_at = :finished_at
+    finished_at = :finished_at, timeline = gladd_timeline(timeline, :entries)
 WHERE id = :id;
 
 -- name: forget_workers_seen_before
@@ -131,15 +182,18 @@ DELETE FROM gladd_workers WHERE id = ?;
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
        updated_at, finished_at, traceparent, schedule, scheduled_for,
-       progress, progress_message, progress_at, progress_attempt
+       progress, progress_message, progress_at, progress_attempt, started_at
 FROM gladd_tasks WHERE id = ?;
+
+-- name: timeline
+SELECT timeline FROM gladd_tasks WHERE id = ?;
 
 -- name: list
 -- Newest first; each filter is skipped when its parameter is NULL.
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
        updated_at, finished_at, traceparent, schedule, scheduled_for,
-       progress, progress_message, progress_at, progress_attempt
+       progress, progress_message, progress_at, progress_attempt, started_at
 FROM gladd_tasks
 WHERE (:state IS NULL OR state = :state)
   AND (:kind IS NULL OR kind = :kind)
@@ -152,22 +206,25 @@ ORDER BY id DESC LIMIT :limit;
 UPDATE gladd_tasks SET
     state = CASE state WHEN 'pending' THEN 'cancelled' ELSE state END,
     finished_at = CASE state WHEN 'pending' THEN :now ELSE finished_at END,
-    cancel_requested = cancel_requested OR state = 'running', updated_at = :now
+    cancel_requested = cancel_requested OR state = 'running', updated_at = :now,
+    timeline = gladd_timeline(timeline, json_array(json_object(
+        'at', :at, 'event', CASE state WHEN 'pending' THEN 'cancelled' ELSE 'cancel requested' END,
+        'by', :by)))
 WHERE id = :id AND (state = 'pending' OR (state = 'running' AND NOT cancel_requested))
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
           created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
-          progress, progress_message, progress_at, progress_attempt;
+          progress, progress_message, progress_at, progress_attempt, started_at;
 
 -- name: retry
 UPDATE gladd_tasks SET state = 'pending', run_at = :now, attempt = 0, rescues = 0,
     owner = NULL, deadline = NULL, cancel_requested = 0, result = 'null', finished_at = NULL,
-    updated_at = :now
+    updated_at = :now, timeline = gladd_timeline(timeline, :entries)
 WHERE id = :id
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
           created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
-          progress, progress_message, progress_at, progress_attempt;
+          progress, progress_message, progress_at, progress_attempt, started_at;
 
 -- name: purge
 -- :states is a JSON array of finished states.
@@ -240,12 +297,19 @@ LIMIT :scan;
 -- The claim's update, of the ids in the JSON array :ids.
 UPDATE gladd_tasks SET
     state = 'running', owner = :worker, attempt = attempt + 1, token = token + 1,
-    deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now
+    deadline = :now + CAST(round(timeout * 1000000) AS INTEGER), updated_at = :now,
+    started_at = coalesce(started_at, :now),
+    timeline = CASE WHEN length(timeline) > 2115
+        THEN gladd_claimed(timeline, :at, :worker, token + 1, attempt + 1)
+        ELSE substr(timeline, 1, length(timeline) - 1) || CASE timeline WHEN '[]' THEN '' ELSE ',' END
+            || '{"at":"' || :at || '","event":"claimed","node":' || json_quote(:worker)
+            || ',"token":' || (token + 1) || '},{"at":"' || :at
+            || '","event":"attempt started","attempt":' || (attempt + 1) || '}]' END
 WHERE id IN (SELECT value FROM json_each(:ids)) AND state = 'pending'
 RETURNING id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout,
           unique_key, owner, token, rescues, deadline, cancel_requested, result, errors,
           created_at, updated_at, finished_at, traceparent, schedule, scheduled_for,
-          progress, progress_message, progress_at, progress_attempt;
+          progress, progress_message, progress_at, progress_attempt, started_at;
 
 -- name: limit_buckets
 -- The stored buckets of the gates named in the JSON array :gates.
@@ -334,7 +398,7 @@ id < :below
 SELECT id, kind, payload, state, priority, run_at, attempt, max_attempts, timeout, unique_key,
        owner, token, rescues, deadline, cancel_requested, result, errors, created_at,
        updated_at, finished_at, traceparent, schedule, scheduled_for,
-       progress, progress_message, progress_at, progress_attempt
+       progress, progress_message, progress_at, progress_attempt, started_at
 FROM gladd_tasks WHERE {task_filter} ORDER BY id DESC LIMIT :limit;
 
 -- name: count_matching
