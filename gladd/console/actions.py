@@ -97,13 +97,13 @@ def _task_id(request: Request) -> int:
 
 async def retry_task(deps: ConsoleDeps, request: Request, form: dict[str, str]) -> None:
     task_id = _task_id(request)
-    await deps.tasks.retry(task_id)
+    await deps.tasks.retry(task_id, by=who(request))
     log_action(request, "retry", describe_ids([task_id]))
 
 
 async def cancel_task(deps: ConsoleDeps, request: Request, form: dict[str, str]) -> None:
     task_id = _task_id(request)
-    await deps.tasks.cancel(task_id)
+    await deps.tasks.cancel(task_id, by=who(request))
     log_action(request, "cancel", describe_ids([task_id]))
 
 
@@ -137,7 +137,9 @@ async def bulk_tasks(deps: ConsoleDeps, request: Request, form: dict[str, str]) 
         raise BadListing(
             "expect", f"the previewed count, a whole number (got {expect[:40]!r}): preview again"
         )
-    done = await bulk.run(deps.tasks.store, action, where, expect=int(expect), now=deps.now())
+    done = await bulk.run(
+        deps.tasks.store, action, where, expect=int(expect), now=deps.now(), by=who(request)
+    )
     log_action(request, action.value, paging.described(done.changed, done.skipped))
     verb = "retried" if action is bulk.BulkAction.RETRY else "cancelled"
     said = f"{verb} {len(done.changed)} task{'' if len(done.changed) == 1 else 's'}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,7 +27,7 @@ from gladd.executor.catalogue import kind_specs
 from gladd.executor.flow import gates_of
 from gladd.executor.service import task_json
 from gladd.observe.health import Status
-from gladd.store import Task, TaskState
+from gladd.store import Task, TaskState, timeline
 from gladd.store.base import TaskFilter
 from gladd.store.listing import BadListing
 
@@ -144,6 +145,46 @@ async def tasks(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
     }
 
 
+def timeline_rows(task: Task) -> list[dict[str, Any]]:
+    """A task's timeline as the detail page shows it: each entry's time, event and fields
+    (masked like a payload: a handler's error could quote one), the ``dropped`` marker's
+    count, and the time since the entry before."""
+    rows = []
+    before: datetime | None = None
+    for entry in task.timeline:
+        shown = mask_secrets(dict(entry.fields))
+        rows.append(
+            {
+                "at": entry.at.isoformat(),
+                "event": entry.event,
+                "fields": list(shown.items()) if isinstance(shown, dict) else [],
+                "dropped": entry.fields.get("count", "?")
+                if entry.event == timeline.DROPPED
+                else None,
+                "after": _seconds(entry.at - before) if before is not None else "",
+            }
+        )
+        before = entry.at
+    return rows
+
+
+def durations(task: Task) -> list[tuple[str, str]]:
+    """How long the task waited for its first attempt, ran, and took in all (so far)."""
+    shown = []
+    if task.started_at is not None:
+        shown.append(("waited", _seconds(task.started_at - task.created_at)))
+        if task.finished_at is not None:
+            shown.append(("ran", _seconds(task.finished_at - task.started_at)))
+    if task.finished_at is not None:
+        shown.append(("in all", _seconds(task.finished_at - task.created_at)))
+    return shown
+
+
+def _seconds(delta: timedelta) -> str:
+    seconds = delta.total_seconds()
+    return f"{seconds * 1000:.0f} ms" if abs(seconds) < 1 else format_duration(round(seconds, 1))
+
+
 async def task_detail(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
     task = await deps.tasks.get(int(request.path_params["task_id"]))
     shown = task_row(task)
@@ -152,7 +193,8 @@ async def task_detail(deps: ConsoleDeps, request: Request) -> dict[str, Any]:
         "payload": pretty(shown["payload"]),
         "result": pretty(shown["result"]),
         "waiting": await deps.tasks.waiting(task),
-        # ROUND 2: the task's timeline (h/timeline), and started_at beside created/finished.
+        "timeline": timeline_rows(task),
+        "durations": durations(task),
     }
 
 

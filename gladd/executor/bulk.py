@@ -105,10 +105,16 @@ def counted_by_stats(stats: TaskStats, where: TaskFilter) -> int:
 
 
 async def run(
-    store: Store, action: BulkAction, where: TaskFilter, *, expect: int, now: datetime
+    store: Store,
+    action: BulkAction,
+    where: TaskFilter,
+    *,
+    expect: int,
+    now: datetime,
+    by: str | None = None,
 ) -> BulkResult:
     """Act on the tasks matching now, chunk by chunk; BulkCountChanged (nothing changed)
-    when more than ``expect`` match."""
+    when more than ``expect`` match. ``by``: who asked, for each task's timeline."""
     where = narrowed(action, where)
     top = await store.find(where, limit=1)
     if not top.tasks:
@@ -123,7 +129,7 @@ async def run(
     while True:
         page = await store.find(fixed, limit=CHUNK, before=before)
         for task in page.tasks:
-            if await _act(store, action, task.id, now):
+            if await _act(store, action, task.id, now, by):
                 changed.append(task.id)
             else:
                 skipped += 1
@@ -132,12 +138,14 @@ async def run(
         before = decode_cursor(page.next)
 
 
-async def _act(store: Store, action: BulkAction, task_id: int, now: datetime) -> bool:
+async def _act(
+    store: Store, action: BulkAction, task_id: int, now: datetime, by: str | None
+) -> bool:
     if action is BulkAction.RETRY:
         try:
-            task = await store.retry(task_id, now=now)
+            task = await store.retry(task_id, now=now, by=by)
         except TaskStateConflict:  # another unfinished task holds its unique key
             return False
         return task is not None and task.state is TaskState.PENDING
-    task = await store.cancel(task_id, now=now)
+    task = await store.cancel(task_id, now=now, by=by)
     return task is not None and (task.state is TaskState.CANCELLED or task.cancel_requested)

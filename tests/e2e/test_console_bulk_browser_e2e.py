@@ -1,7 +1,7 @@
 """The console's task lists in a real browser (headless Chromium) against a real gladd
 process: filter by error text, page through with "older" and back with "newer", then
 bulk-retry every dead task from the dead screen — the count first, then the confirmed
-action — and see them run."""
+action — see them run, and read one's timeline."""
 
 from __future__ import annotations
 
@@ -159,6 +159,33 @@ def test_an_operator_filters_by_error_pages_through_and_bulk_retries_the_dead(
         str(MISSING + 1)
     )
     browser.shot("overview after the bulk retry")
+
+    # A task's page tells its story: dead at its first attempt, retried by the operator,
+    # then succeeded.
+    browser.open(f"{node.url}/ui/tasks?state=succeeded")
+    browser.follow(f'tr.task[data-id="{down[0]}"] a', what="the task's page")
+    assert browser.text("#task-state") == "succeeded"
+    events = browser.texts("#timeline tr.entry td.event")
+    assert events == [
+        "created",
+        "claimed",
+        "attempt started",
+        "attempt ended",
+        "retried",
+        "claimed",
+        "attempt started",
+        "attempt ended",
+    ]
+    ended = browser.texts('#timeline tr.entry[data-event="attempt ended"] td:nth-child(4)')
+    assert "outcome dead" in ended[0]
+    assert "disk on fire" in ended[0]
+    assert "outcome succeeded" in ended[1]
+    assert browser.text('#timeline tr.entry[data-event="retried"]').endswith(
+        "by 127.0.0.1 (no token)"
+    )
+    assert browser.text("#started-at") != "-"
+    assert browser.text("#durations").startswith("waited ")
+    browser.shot("task timeline")
     code, log = node.stop()
     assert code == 0
     assert "admin action retry on tasks " in log

@@ -158,6 +158,10 @@ async def test_bulk_retry_previews_then_acts_on_what_was_counted(
     assert body["count"] == 4
     assert body["skipped"] == 0
     assert set(failed) <= set(body["ids"])
+    retried = await store.get(failed[0])
+    assert retried is not None
+    assert retried.timeline[-1].event == "retried"
+    assert retried.timeline[-1].fields == {"by": "127.0.0.1 (no token)"}
     stats = (await store.stats()).by_kind
     assert stats["mail"]["pending"] == 4
     assert stats["sms"]["dead"] == 1

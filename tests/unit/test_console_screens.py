@@ -22,7 +22,7 @@ from gladd.resilience import FakeClock
 from gladd.runtime import Runtime
 from gladd.settings import Settings
 from gladd.store import TaskState
-from gladd.store.base import Failed, NewTask, TaskError
+from gladd.store.base import Failed, NewTask, Released, TaskError
 from gladd.store.memory import MemoryStore
 from tests.unit.test_admin_breakers import POLICIES
 
@@ -195,6 +195,10 @@ async def test_a_bulk_retry_shows_the_count_first_and_refuses_a_set_that_grew(
         task = await runtime.tasks.store.get(task_id)
         assert task is not None
         assert task.state is TaskState.PENDING
+        assert (task.timeline[-1].event, task.timeline[-1].fields) == (
+            "retried",
+            {"by": "127.0.0.1 (no token)"},
+        )
     assert (await runtime.tasks.store.counts())[TaskState.DEAD] == 1  # the other kind's
     assert any(line.startswith("admin action retry on tasks ") for line in audit)
 
@@ -244,3 +248,51 @@ def test_a_diff_is_shown_line_by_line_with_its_kind() -> None:
         ("del", "-b = 2"),
         ("add", "+b = 3"),
     ]
+
+
+async def test_a_task_page_shows_its_timeline_times_and_durations(
+    runtime: Runtime, wall: Wall
+) -> None:
+    store = runtime.tasks.store
+    made = await store.enqueue(
+        NewTask(kind="gladd.noop", payload={"password": "hunter2"}, max_attempts=1), now=wall.at
+    )
+    wall.at += timedelta(seconds=2)
+    (claimed,) = await store.claim(worker="w1", limit=1, now=wall.at)
+    wall.at += timedelta(seconds=3)
+    error = TaskError(type="RuntimeError", message="boom", attempt=1, at=wall.at)
+    await store.finish(
+        [Failed(id=made.id, token=claimed.token, error=error, retry_at=None)], now=wall.at
+    )
+    async with admin(runtime) as client:
+        page = (await client.get(f"/ui/tasks/{made.id}")).text
+    events = re.findall(r'<tr class="entry" data-event="([^"]+)">', page)
+    assert events == ["created", "claimed", "attempt started", "attempt ended"]
+    assert "<b>node</b> w1" in page
+    assert "<b>outcome</b> dead" in page
+    assert "<b>error</b> RuntimeError: boom" in page
+    assert f'<time id="started-at">{(START + timedelta(seconds=2)).isoformat()}</time>' in page
+    assert f'<time id="finished-at">{(START + timedelta(seconds=5)).isoformat()}</time>' in page
+    assert '<dd id="durations">waited 2s, ran 3s, in all 5s</dd>' in page
+    assert "hunter2" not in page
+
+
+async def test_a_long_timeline_shows_where_entries_were_dropped(
+    runtime: Runtime, wall: Wall
+) -> None:
+    store = runtime.tasks.store
+    made = await runtime.tasks.enqueue("gladd.noop", None)
+    for _ in range(30):  # claimed, attempt started, attempt ended (released): 90 entries
+        wall.at += timedelta(seconds=1)
+        (claimed,) = await store.claim(worker="w1", limit=1, now=wall.at)
+        await store.finish([Released(id=made.id, token=claimed.token, run_at=wall.at)], now=wall.at)
+    task = await store.get(made.id)
+    assert task is not None
+    kept = len(task.timeline)
+    async with admin(runtime) as client:
+        page = (await client.get(f"/ui/tasks/{made.id}")).text
+    dropped = re.search(r'<tr class="entry dropped" data-event="dropped">.*?</tr>', page, re.S)
+    assert dropped is not None
+    count = next(e.fields["count"] for e in task.timeline if e.event == "dropped")
+    assert f"… {count} entries dropped between the first and the last ones" in dropped.group(0)
+    assert len(re.findall(r'<tr class="entry[^"]*" data-event=', page)) == kept
