@@ -21,7 +21,6 @@ Exits 1 when a target is missed.
 
 from __future__ import annotations
 
-import argparse
 import sqlite3
 import statistics
 import sys
@@ -36,7 +35,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_executor import ROOT, Report, gladd_url
-from bench_stats import PG_ERROR, SQLITE_ERROR
+from bench_stats import PG_ERROR, SQLITE_ERROR, _timed, command
 
 from gladd.admin.app import create_app
 from gladd.console.app import console_app
@@ -245,32 +244,8 @@ async def measure(backend: str, rows: int, samples: int, report: Report) -> None
             await store.close()
 
 
-async def _timed(client: httpx.AsyncClient, path: str, samples: int) -> list[float]:
-    answer = await client.get(path)  # warm-up: plans, caches, templates compiled
-    assert answer.status_code == 200, (path, answer.status_code, answer.text[:500])
-    times = []
-    for _ in range(samples):
-        started = time.perf_counter()
-        answer = await client.get(path)
-        times.append((time.perf_counter() - started) * 1000)
-        assert answer.status_code == 200, (path, answer.status_code)
-    return times
-
-
-async def run(args: argparse.Namespace) -> int:
-    report = Report()
-    started = time.perf_counter()
-    for backend in args.backends.split(","):
-        await measure(backend, args.rows, args.samples, report)
-    return report.finish(started)
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--samples", type=int, default=20)
-    parser.add_argument("--backends", default="sqlite,postgresql")
-    return anyio.run(run, parser.parse_args())
+    return command(measure, __doc__, samples=20)
 
 
 if __name__ == "__main__":

@@ -6,17 +6,14 @@ history's diff lines."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from html import unescape
 from pathlib import Path
 
 import httpx
 import pytest
-from loguru import logger
 
-from gladd.admin.app import create_app
-from gladd.console.app import console_app
 from gladd.console.views import diff_lines
 from gladd.resilience import FakeClock
 from gladd.runtime import Runtime
@@ -25,8 +22,11 @@ from gladd.store import TaskState
 from gladd.store.base import Failed, NewTask, Released, TaskError
 from gladd.store.memory import MemoryStore
 from tests.unit.test_admin_breakers import POLICIES
+from tests.unit.test_console_safety import admin as safety_admin
+from tests.unit.test_console_safety import audit
 
 pytestmark = pytest.mark.anyio
+__all__ = ["audit"]  # fixtures
 
 START = datetime(2026, 12, 4, 18, 0, tzinfo=UTC)
 
@@ -63,24 +63,7 @@ async def runtime(tmp_path: Path, wall: Wall) -> AsyncIterator[Runtime]:
 
 
 def admin(runtime: Runtime, *, read_only: bool = False) -> httpx.AsyncClient:
-    app = create_app(
-        runtime.board,
-        tasks=runtime.tasks,
-        resilience=runtime.resilience,
-        now=runtime.wall_now,
-        persist_breaker=runtime.persist_breaker,
-        console=console_app(runtime.console_deps(token=None, read_only=read_only)),
-        read_only=read_only,
-    )
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://admin")
-
-
-@pytest.fixture
-def audit() -> Iterator[list[str]]:
-    lines: list[str] = []
-    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
-    yield lines
-    logger.remove(sink)
+    return safety_admin(runtime, token=None, read_only=read_only)
 
 
 async def dead_tasks(runtime: Runtime, kind: str, messages: list[str]) -> list[int]:
