@@ -20,6 +20,7 @@ import sqlite3
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -135,20 +136,28 @@ async def _timed(client: httpx.AsyncClient, path: str, samples: int) -> list[flo
     return times
 
 
-async def run(args: argparse.Namespace) -> int:
+Measure = Callable[[str, int, int, Report], Awaitable[None]]
+
+
+async def run(measure_one: Measure, args: argparse.Namespace) -> int:
     report = Report()
     started = time.perf_counter()
     for backend in args.backends.split(","):
-        await measure(backend, args.rows, args.samples, report)
+        await measure_one(backend, args.rows, args.samples, report)
     return report.finish(started)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def command(measure_one: Measure, doc: str, *, samples: int) -> int:
+    """A bench's command line: ``--rows``, ``--samples``, ``--backends``; its exit code."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--samples", type=int, default=samples)
     parser.add_argument("--backends", default="sqlite,postgresql")
-    return anyio.run(run, parser.parse_args())
+    return anyio.run(run, measure_one, parser.parse_args())
+
+
+def main() -> int:
+    return command(measure, __doc__, samples=30)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gladd.admin.audit import describe_ids, log_action
+from gladd.admin.audit import describe_ids, log_action, who
 from gladd.admin.listing import filter_request, stats_json, workers_json
 from gladd.admin.tasks import BODY_TIMEOUT, JSONBody, _guarded, _read_json, error
 from gladd.executor import bulk
@@ -79,7 +79,9 @@ def _act(timeout: float) -> Callable[[Request, TaskService], Any]:
                 f"(got {expect!r})",
             )
         try:
-            done = await bulk.run(tasks.store, action, where, expect=expect, now=tasks.now())
+            done = await bulk.run(
+                tasks.store, action, where, expect=expect, now=tasks.now(), by=who(request)
+            )
         except bulk.BulkCountChanged as exc:
             return error(409, str(exc))
         log_action(request, action.value, describe_ids(done.changed))

@@ -33,7 +33,7 @@ async def act_on_all(args: argparse.Namespace, service: TaskService) -> int:
     if not args.yes and not await _confirmed(f"{action.value} {count} task(s)? [y/N] "):
         fail("nothing changed (answer y, or pass --yes)")
         return EXIT_CONFLICT
-    done = await bulk.run(service.store, action, where, expect=count, now=service.now())
+    done = await bulk.run(service.store, action, where, expect=count, now=service.now(), by="cli")
     skipped = f"; {done.skipped} skipped (no longer {states})" if done.skipped else ""
     verb = "retried" if action is bulk.BulkAction.RETRY else "cancelled"
     print(f"{verb} {len(done.changed)} task(s){skipped}")

@@ -158,6 +158,10 @@ async def test_bulk_retry_previews_then_acts_on_what_was_counted(
     assert body["count"] == 4
     assert body["skipped"] == 0
     assert set(failed) <= set(body["ids"])
+    retried = await store.get(failed[0])
+    assert retried is not None
+    assert retried.timeline[-1].event == "retried"
+    assert retried.timeline[-1].fields == {"by": "127.0.0.1 (no token)"}
     stats = (await store.stats()).by_kind
     assert stats["mail"]["pending"] == 4
     assert stats["sms"]["dead"] == 1
@@ -173,6 +177,26 @@ async def test_bulk_cancel_takes_only_pending_and_running(
     body = (await api.post("/tasks/bulk", json={**request, "expect": 2})).json()
     assert sorted(body["ids"]) == pending
     assert (await store.stats()).by_kind["mail"]["cancelled"] == 2
+
+
+async def test_a_bulk_preview_counts_the_same_from_the_kept_counts_as_by_counting(
+    api: httpx.AsyncClient, store: Store
+) -> None:
+    # state and kind only: read from the counts the store keeps; with error text: counted.
+    await dead(store, 2)
+    await dead(store, 3, message="Connection refused")
+    await dead(store, 1, kind="sms")
+    cases = [
+        ({"state": "dead"}, 6),
+        ({"kind": "mail"}, 5),
+        ({"kind": "nothing"}, 0),
+        ({}, 6),
+        ({"kind": "mail", "error": "refused"}, 3),
+        ({"error": "mailbox"}, 3),
+    ]
+    for where, count in cases:
+        preview = await api.post("/tasks/bulk/preview", json={"action": "retry", "filter": where})
+        assert preview.json()["count"] == count, where
 
 
 @pytest.mark.parametrize(
