@@ -29,12 +29,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import anyio
 import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_executor import ROOT, Report, gladd_url
+from bench_executor import ROOT, Report, gladd_url, run_fill
 from bench_stats import PG_ERROR, SQLITE_ERROR, _timed, command
 
 from gladd.admin.app import create_app
@@ -138,36 +137,23 @@ def _sql(*, store: str, rows: int, started: bool) -> str:
 
 async def fill(url: str, rows: int) -> None:
     """``rows`` tasks and the running node's worker row, in one statement each."""
-    if url.startswith("sqlite"):
-        now_us = int(time.time() * 1_000_000)
+    now_us = int(time.time() * 1_000_000)
 
-        def insert() -> None:
-            conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
-            try:
-                columns = {r[1] for r in conn.execute("PRAGMA table_info(gladd_tasks)")}
-                sql = _sql(store="sqlite", rows=rows, started="started_at" in columns)
-                with conn:
-                    conn.execute(sql, (SQLITE_ERROR, now_us - rows * 1_000_000))
-                    conn.execute(
-                        "INSERT INTO gladd_workers (id, last_seen) VALUES (?, ?)", (NODE, now_us)
-                    )
-                conn.execute("ANALYZE")
-            finally:
-                conn.close()
+    def on_sqlite(conn: sqlite3.Connection) -> None:
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(gladd_tasks)")}
+        sql = _sql(store="sqlite", rows=rows, started="started_at" in columns)
+        conn.execute(sql, (SQLITE_ERROR, now_us - rows * 1_000_000))
+        conn.execute("INSERT INTO gladd_workers (id, last_seen) VALUES (?, ?)", (NODE, now_us))
 
-        await anyio.to_thread.run_sync(insert)
-        return
-    conn = await asyncpg.connect(url)
-    try:
+    async def on_postgres(conn: asyncpg.Connection) -> None:
         started = await conn.fetchval(
             "SELECT count(*) FROM information_schema.columns "
             "WHERE table_name = 'gladd_tasks' AND column_name = 'started_at'"
         )
         await conn.execute(_sql(store="postgresql", rows=rows, started=bool(started)), PG_ERROR)
         await conn.execute("INSERT INTO gladd_workers (id, last_seen) VALUES ($1, now())", NODE)
-        await conn.execute("VACUUM ANALYZE gladd_tasks")
-    finally:
-        await conn.close()
+
+    await run_fill(url, on_sqlite, on_postgres)
 
 
 def pages(rows: int) -> list[tuple[str, str]]:

@@ -28,7 +28,7 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_executor import Report, gladd_url
+from bench_executor import Report, gladd_url, run_fill
 
 from gladd.admin.app import create_app
 from gladd.executor.service import TaskService
@@ -74,26 +74,15 @@ would cost every drain an index write per state change); reported, not held to a
 
 
 async def fill(url: str, rows: int) -> None:
-    if url.startswith("sqlite"):
-        now_us = int((time.time() - rows) * 1_000_000)
+    now_us = int((time.time() - rows) * 1_000_000)
 
-        def insert() -> None:
-            conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
-            try:
-                with conn:
-                    conn.execute(_SQLITE_FILL, (rows, SQLITE_ERROR, now_us, now_us, now_us, now_us))
-                conn.execute("ANALYZE")
-            finally:
-                conn.close()
+    def on_sqlite(conn: sqlite3.Connection) -> None:
+        conn.execute(_SQLITE_FILL, (rows, SQLITE_ERROR, now_us, now_us, now_us, now_us))
 
-        await anyio.to_thread.run_sync(insert)
-        return
-    conn = await asyncpg.connect(url)
-    try:
+    async def on_postgres(conn: asyncpg.Connection) -> None:
         await conn.execute(_PG_FILL, rows, PG_ERROR)
-        await conn.execute("VACUUM ANALYZE gladd_tasks")
-    finally:
-        await conn.close()
+
+    await run_fill(url, on_sqlite, on_postgres)
 
 
 async def measure(backend: str, rows: int, samples: int, report: Report) -> None:

@@ -585,15 +585,21 @@ async def test_a_lone_enqueue_of_a_key_another_node_is_inserting_waits_for_it(
 # -- claims ----------------------------------------------------------------------------------
 
 
+async def _finished_tasks(conn: asyncpg.Connection, n: int) -> None:
+    """``n`` succeeded tasks by plain SQL: the table a long-running store has."""
+    await conn.execute(
+        "INSERT INTO gladd_tasks (kind, state, finished_at)"
+        " SELECT 'noop', 'succeeded', now() FROM generate_series(1, $1)",
+        n,
+    )
+
+
 async def test_claims_use_the_pending_index_among_many_finished_tasks(
     store: PostgresStore, db_url: str
 ) -> None:
     conn = await asyncpg.connect(db_url)
     try:
-        await conn.execute(
-            "INSERT INTO gladd_tasks (kind, state, finished_at)"
-            " SELECT 'noop', 'succeeded', now() FROM generate_series(1, 100000)"
-        )
+        await _finished_tasks(conn, 100_000)
         await store.enqueue_many(_tasks(10), now=NOW)
         await conn.execute("ANALYZE gladd_tasks")
         for query, args in (
@@ -633,10 +639,7 @@ async def test_the_running_list_reads_the_running_index_on_a_generic_plan_too(
     not even on the generic plan PostgreSQL switches to after five executions."""
     conn = await asyncpg.connect(db_url)
     try:
-        await conn.execute(
-            "INSERT INTO gladd_tasks (kind, state, finished_at)"
-            " SELECT 'noop', 'succeeded', now() FROM generate_series(1, 100000)"
-        )
+        await _finished_tasks(conn, 100_000)
         await store.enqueue_many(_tasks(3), now=NOW)
         await conn.execute("ANALYZE gladd_tasks")
         await conn.execute("SET plan_cache_mode = force_generic_plan")
