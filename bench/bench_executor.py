@@ -124,24 +124,21 @@ async def gladd_url(backend: str) -> AsyncIterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-async def fill_finished(url: str, rows: int) -> None:
-    """``rows`` succeeded tasks, inserted with one SQL statement."""
+async def run_fill(
+    url: str,
+    sqlite: Callable[[sqlite3.Connection], None],
+    postgres: Callable[[asyncpg.Connection], Awaitable[None]],
+) -> None:
+    """Fill a store's tables with plain SQL, then analyze them as autovacuum soon would:
+    ``sqlite`` runs in one transaction on a connection of its own (in a thread),
+    ``postgres`` on a fresh connection. The benches with a million rows share it."""
     if url.startswith("sqlite"):
-        path = url[len("sqlite:///") :]
-        now_us = int(time.time() * 1_000_000)
 
         def insert() -> None:
-            conn = sqlite3.connect(path, timeout=30)
+            conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
             try:
                 with conn:
-                    conn.execute(
-                        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s"
-                        " WHERE i < :rows) INSERT INTO gladd_tasks (kind, state, attempt,"
-                        " max_attempts, token, result, run_at, created_at, updated_at,"
-                        " finished_at) SELECT 'gladd.noop', 'succeeded', 1, 1, 1, 'null',"
-                        " :now, :now, :now, :now FROM s",
-                        {"rows": rows, "now": now_us},
-                    )
+                    sqlite(conn)
                 conn.execute("ANALYZE")
             finally:
                 conn.close()
@@ -150,15 +147,35 @@ async def fill_finished(url: str, rows: int) -> None:
         return
     conn = await asyncpg.connect(url)
     try:
+        await postgres(conn)
+        await conn.execute("VACUUM ANALYZE gladd_tasks")
+    finally:
+        await conn.close()
+
+
+async def fill_finished(url: str, rows: int) -> None:
+    """``rows`` succeeded tasks, inserted with one SQL statement."""
+    now_us = int(time.time() * 1_000_000)
+
+    def on_sqlite(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s"
+            " WHERE i < :rows) INSERT INTO gladd_tasks (kind, state, attempt,"
+            " max_attempts, token, result, run_at, created_at, updated_at,"
+            " finished_at) SELECT 'gladd.noop', 'succeeded', 1, 1, 1, 'null',"
+            " :now, :now, :now, :now FROM s",
+            {"rows": rows, "now": now_us},
+        )
+
+    async def on_postgres(conn: asyncpg.Connection) -> None:
         await conn.execute(
             "INSERT INTO gladd_tasks (kind, state, attempt, max_attempts, token, result,"
             " finished_at) SELECT 'gladd.noop', 'succeeded', 1, 1, 1, 'null'::jsonb, now()"
             " FROM generate_series(1, $1)",
             rows,
         )
-        await conn.execute("VACUUM ANALYZE gladd_tasks")  # what autovacuum does soon after
-    finally:
-        await conn.close()
+
+    await run_fill(url, on_sqlite, on_postgres)
 
 
 async def _analyze(url: str) -> None:

@@ -20,6 +20,7 @@ import sqlite3
 import statistics
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import anyio
@@ -27,7 +28,7 @@ import asyncpg
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_executor import Report, gladd_url
+from bench_executor import Report, gladd_url, run_fill
 
 from gladd.admin.app import create_app
 from gladd.executor.service import TaskService
@@ -73,26 +74,15 @@ would cost every drain an index write per state change); reported, not held to a
 
 
 async def fill(url: str, rows: int) -> None:
-    if url.startswith("sqlite"):
-        now_us = int((time.time() - rows) * 1_000_000)
+    now_us = int((time.time() - rows) * 1_000_000)
 
-        def insert() -> None:
-            conn = sqlite3.connect(url.removeprefix("sqlite:///"), timeout=30)
-            try:
-                with conn:
-                    conn.execute(_SQLITE_FILL, (rows, SQLITE_ERROR, now_us, now_us, now_us, now_us))
-                conn.execute("ANALYZE")
-            finally:
-                conn.close()
+    def on_sqlite(conn: sqlite3.Connection) -> None:
+        conn.execute(_SQLITE_FILL, (rows, SQLITE_ERROR, now_us, now_us, now_us, now_us))
 
-        await anyio.to_thread.run_sync(insert)
-        return
-    conn = await asyncpg.connect(url)
-    try:
+    async def on_postgres(conn: asyncpg.Connection) -> None:
         await conn.execute(_PG_FILL, rows, PG_ERROR)
-        await conn.execute("VACUUM ANALYZE gladd_tasks")
-    finally:
-        await conn.close()
+
+    await run_fill(url, on_sqlite, on_postgres)
 
 
 async def measure(backend: str, rows: int, samples: int, report: Report) -> None:
@@ -135,20 +125,28 @@ async def _timed(client: httpx.AsyncClient, path: str, samples: int) -> list[flo
     return times
 
 
-async def run(args: argparse.Namespace) -> int:
+Measure = Callable[[str, int, int, Report], Awaitable[None]]
+
+
+async def run(measure_one: Measure, args: argparse.Namespace) -> int:
     report = Report()
     started = time.perf_counter()
     for backend in args.backends.split(","):
-        await measure(backend, args.rows, args.samples, report)
+        await measure_one(backend, args.rows, args.samples, report)
     return report.finish(started)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def command(measure_one: Measure, doc: str, *, samples: int) -> int:
+    """A bench's command line: ``--rows``, ``--samples``, ``--backends``; its exit code."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--samples", type=int, default=30)
+    parser.add_argument("--samples", type=int, default=samples)
     parser.add_argument("--backends", default="sqlite,postgresql")
-    return anyio.run(run, parser.parse_args())
+    return anyio.run(run, measure_one, parser.parse_args())
+
+
+def main() -> int:
+    return command(measure, __doc__, samples=30)
 
 
 if __name__ == "__main__":

@@ -127,6 +127,7 @@ class Daemon:
                 rt.console_deps(token=secret, read_only=self.settings.admin_read_only)
             ),
             read_only=self.settings.admin_read_only,
+            own_names=[self.settings.admin_host],
         )
         admin = AdminServer(app, sock)
         _ensure_state_dir(self.settings.state_dir)

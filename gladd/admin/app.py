@@ -6,7 +6,8 @@ Health reads only the board; every other route needs the admin token when one is
 :func:`create_app` composes plain ASGI layers, outermost first::
 
     TokenAuth        the admin token (or the console's login cookie), for every route but
-                     the health probes (gladd.admin.session)
+                     the health probes (gladd.admin.session); without a token,
+    OwnNamesOnly     a Host that is not this address's own name (DNS rebinding; .hosts)
     CrossSiteGuard   a POST a browser says comes from another site (gladd.admin.cross_site)
     ReadOnly         with GLADD_ADMIN_READ_ONLY, every operator action (gladd.admin.read_only)
     FastEnqueue      POST /tasks, answered without Starlette (gladd.admin.fast_enqueue)
@@ -31,7 +32,9 @@ from starlette.types import ASGIApp
 from gladd.admin.breakers import Persist, breaker_routes
 from gladd.admin.cross_site import CrossSiteGuard
 from gladd.admin.fast_enqueue import FastEnqueue
+from gladd.admin.hosts import OwnNamesOnly
 from gladd.admin.overview import overview_routes
+from gladd.admin.page_headers import PageHeaders
 from gladd.admin.policies import policy_routes
 from gladd.admin.read_only import ReadOnly
 from gladd.admin.refusals import CONSOLE_PREFIX
@@ -85,6 +88,7 @@ def create_app(
     policies: PolicyHistory | None = None,
     console: ASGIApp | None = None,
     read_only: bool = False,
+    own_names: Sequence[str] | None = None,
 ) -> ASGIApp:
     """The admin routes. Health reads only the board (never the database directly); every
     other route needs ``Authorization: Bearer TOKEN`` when a token is configured. Without
@@ -138,7 +142,7 @@ def create_app(
     if metrics is not None:
         routes.append(Route("/metrics", metrics_endpoint(metrics), methods=["GET"]))
     if console is not None:
-        routes.append(Mount(CONSOLE_PREFIX, app=console))
+        routes.append(Mount(CONSOLE_PREFIX, app=PageHeaders(console)))
     app: ASGIApp = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
     if tasks is not None:
         app = FastEnqueue(
@@ -148,12 +152,21 @@ def create_app(
             body_timeout=body_timeout,
             store_sha256=store_sha256,
         )
-    # Outermost first: the token (or the console's cookie), the cross-site check, read-only,
-    # then POST /tasks's lean layer in front of Starlette's routes.
+    return _guarded(app, token=token, read_only=read_only, own_names=own_names)
+
+
+def _guarded(
+    app: ASGIApp, *, token: str | None, read_only: bool, own_names: Sequence[str] | None
+) -> ASGIApp:
+    """The checks around the routes, outermost first: the token (or the console's cookie) —
+    or, with no token, the address's own names only —, the cross-site check, read-only."""
     if read_only:
         app = ReadOnly(app)
     app = CrossSiteGuard(app)
-    return TokenAuth(app, token=token) if token else app
+    if token:
+        return TokenAuth(app, token=token)
+    # No token: loopback only, so only its own names (a DNS-rebound page is refused).
+    return OwnNamesOnly(app, names=own_names) if own_names is not None else app
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

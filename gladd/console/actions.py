@@ -17,6 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from gladd.admin.audit import describe_ids, log_action, who
 from gladd.admin.breakers import change_breaker
 from gladd.admin.refusals import CONSOLE_PREFIX, refusal
+from gladd.console import paging
 from gladd.console.deps import ConsoleDeps
 from gladd.errors import (
     StoreError,
@@ -25,6 +26,8 @@ from gladd.errors import (
     TaskStateConflict,
     UnknownTask,
 )
+from gladd.executor import bulk
+from gladd.store.listing import BadListing
 
 MAX_FORM = 64 * 1024
 """Bytes of an action's form: a reason at most."""
@@ -66,6 +69,8 @@ def acting(
         form = await read_form(request)
         try:
             answered = await action(deps, request, form)
+        except BadListing as exc:
+            return failed(request, 400, str(exc))
         except UnknownTask as exc:
             return failed(request, 404, str(exc))
         except TaskStateConflict as exc:
@@ -92,13 +97,13 @@ def _task_id(request: Request) -> int:
 
 async def retry_task(deps: ConsoleDeps, request: Request, form: dict[str, str]) -> None:
     task_id = _task_id(request)
-    await deps.tasks.retry(task_id)
+    await deps.tasks.retry(task_id, by=who(request))
     log_action(request, "retry", describe_ids([task_id]))
 
 
 async def cancel_task(deps: ConsoleDeps, request: Request, form: dict[str, str]) -> None:
     task_id = _task_id(request)
-    await deps.tasks.cancel(task_id)
+    await deps.tasks.cancel(task_id, by=who(request))
     log_action(request, "cancel", describe_ids([task_id]))
 
 
@@ -119,6 +124,28 @@ async def run_schedule(deps: ConsoleDeps, request: Request, form: dict[str, str]
     name = request.path_params["name"]
     enqueued = await deps.tasks.run_schedule(name)
     log_action(request, "run", f"schedule {name} (task {enqueued.id})")
+
+
+async def bulk_tasks(deps: ConsoleDeps, request: Request, form: dict[str, str]) -> Response:
+    """Retry or cancel every task matching the form's filter, as ``POST /tasks/bulk`` does:
+    refused (409, nothing changed) when more match than the previewed ``expect``."""
+    action = bulk.parse_action(form.get("action"))
+    query = {k: [form[k]] for k in paging.FILTER_KEYS if form.get(k)}
+    where = paging.read_page(query, limit=1, now=deps.now()).where
+    expect = form.get("expect", "")
+    if not expect.isascii() or not expect.isdigit() or len(expect) > 12:
+        raise BadListing(
+            "expect", f"the previewed count, a whole number (got {expect[:40]!r}): preview again"
+        )
+    done = await bulk.run(
+        deps.tasks.store, action, where, expect=int(expect), now=deps.now(), by=who(request)
+    )
+    log_action(request, action.value, paging.described(done.changed, done.skipped))
+    verb = "retried" if action is bulk.BulkAction.RETRY else "cancelled"
+    said = f"{verb} {len(done.changed)} task{'' if len(done.changed) == 1 else 's'}"
+    said += f" ({done.skipped} no longer could be)" if done.skipped else ""
+    back = back_to(form, f"{CONSOLE_PREFIX}/tasks")
+    return RedirectResponse(paging.with_done(back, said), status_code=303)
 
 
 def breaker_change(isolate: bool) -> Action:

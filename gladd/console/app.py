@@ -1,6 +1,7 @@
 """The console's Starlette app, mounted at ``/ui`` by :func:`gladd.admin.app.create_app`.
 
-Routes (under ``/ui``): ``/`` overview, ``/tasks`` (``?state=&kind=``), ``/tasks/{id}``,
+Routes (under ``/ui``): ``/`` overview, ``/tasks`` (the filters and cursor of ``GET /tasks``,
+:mod:`.paging`), ``/tasks/bulk`` (a bulk action's count to confirm), ``/tasks/{id}``,
 ``/dead``, ``/kinds``, ``/breakers``, ``/schedules``, ``/policies``; ``/login`` and
 ``/logout`` when a token is set; ``/static/`` the stylesheet and the vendored htmx. The
 actions are POSTs next to what they act on (:mod:`.actions`).
@@ -134,6 +135,7 @@ def console_app(deps: ConsoleDeps) -> Starlette:
     routes = [
         Route("/", screen(deps, views.overview, "overview.html")),
         Route("/tasks", screen(deps, views.tasks, "tasks.html")),
+        Route("/tasks/bulk", screen(deps, views.bulk_preview, "bulk.html")),
         Route("/tasks/{task_id:int}", screen(deps, views.task_detail, "task.html")),
         Route("/dead", screen(deps, views.dead, "dead.html")),
         Route("/kinds", screen(deps, views.kinds, "kinds.html")),
@@ -144,6 +146,7 @@ def console_app(deps: ConsoleDeps) -> Starlette:
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     posts = [
+        ("/tasks/bulk", actions.bulk_tasks, "/tasks"),
         ("/tasks/{task_id}/retry", actions.retry_task, "/dead"),
         ("/tasks/{task_id}/cancel", actions.cancel_task, "/tasks"),
         ("/kinds/{kind:path}/pause", actions.pause_kind, "/kinds"),

@@ -24,7 +24,7 @@ from enum import StrEnum
 
 from gladd.errors import GladdError, TaskStateConflict
 from gladd.store import Store, TaskState
-from gladd.store.base import BULK_CHUNK, TaskFilter
+from gladd.store.base import BULK_CHUNK, TaskFilter, TaskStats
 from gladd.store.listing import BadListing
 
 CHUNK = BULK_CHUNK
@@ -78,8 +78,31 @@ def narrowed(action: BulkAction, where: TaskFilter) -> TaskFilter:
 
 
 async def preview(store: Store, action: BulkAction, where: TaskFilter) -> int:
-    """How many tasks :func:`run` would act on now."""
-    return await store.count_matching(narrowed(action, where))
+    """How many tasks :func:`run` would act on now: from the counts the store keeps when
+    the filter is by state and kind only (a count of a million rows is most of 100 ms,
+    bench/bench_console.py), else counted."""
+    where = narrowed(action, where)
+    if by_stats(where):
+        return counted_by_stats(await store.stats(), where)
+    return await store.count_matching(where)
+
+
+def by_stats(where: TaskFilter) -> bool:
+    """Whether the counts by state and kind answer how many tasks match ``where``."""
+    return (
+        where.error is None
+        and where.since is None
+        and where.until is None
+        and (where.max_id is None)
+    )
+
+
+def counted_by_stats(stats: TaskStats, where: TaskFilter) -> int:
+    """How many tasks of ``where``'s kind (any kind: None) and states (any: empty) the
+    counts hold; exact when :func:`by_stats`, an upper bound otherwise."""
+    kinds = [where.kind] if where.kind is not None else list(stats.by_kind)
+    states = where.states or frozenset(TaskState)
+    return sum(stats.by_kind.get(k, {}).get(s, 0) for k in kinds for s in states)
 
 
 async def run(

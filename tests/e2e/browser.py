@@ -89,14 +89,21 @@ class Browser:
             time.sleep(0.1)
 
     def unswapped(self, read: Callable[[], T], *, timeout: float = 10) -> T:
-        """``read()``, again when the live part was swapped under it (a stale element)."""
-        from selenium.common.exceptions import StaleElementReferenceException  # noqa: PLC0415
+        """``read()`` once the element it reads is there: again when the page it was clicked
+        to is still loading (no such element yet) or the live part was swapped under it (a
+        stale element). A click that navigates returns before the next page is in, so
+        reading at once finds the old page or none (the chromedriver stack traces of a
+        loaded machine)."""
+        from selenium.common.exceptions import (  # noqa: PLC0415
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
 
         deadline = time.monotonic() + timeout
         while True:
             try:
                 return read()
-            except StaleElementReferenceException:
+            except (NoSuchElementException, StaleElementReferenceException):
                 if time.monotonic() > deadline:
                     raise
             time.sleep(0.05)
@@ -134,18 +141,45 @@ class Browser:
 
         self.retrying(press, what=f"click {css}")
 
+    def follow(self, css: str, *, what: str = "") -> None:
+        """Click what ``css`` names (a link, a form's button) and wait for the page it leads
+        to: reading the page at once would find the old one, or none yet."""
+        since = self.page_id()
+        self.click(css)
+        self.navigated(since, what=what or f"the page after clicking {css}")
+
     def type(self, css: str, text: str) -> None:
         from selenium.webdriver.common.by import By  # noqa: PLC0415
 
-        field = self.driver.find_element(By.CSS_SELECTOR, css)
-        field.clear()
-        field.send_keys(text)
+        def fill() -> None:
+            field = self.driver.find_element(By.CSS_SELECTOR, css)
+            field.clear()
+            field.send_keys(text)
+
+        self.unswapped(fill)
 
     def select(self, css: str, value: str) -> None:
         from selenium.webdriver.common.by import By  # noqa: PLC0415
         from selenium.webdriver.support.select import Select  # noqa: PLC0415
 
-        Select(self.driver.find_element(By.CSS_SELECTOR, css)).select_by_value(value)
+        self.unswapped(
+            lambda: Select(self.driver.find_element(By.CSS_SELECTOR, css)).select_by_value(value)
+        )
+
+    def page_id(self) -> str:
+        """An id of the page now shown: another once a click has navigated."""
+        return str(self.driver.execute_script("return window.performance.timeOrigin"))
+
+    def navigated(self, since: str, *, what: str, timeout: float = 10) -> None:
+        """Wait until a page other than ``since`` (:meth:`page_id`) is in, fully loaded."""
+        self.retrying(
+            lambda: (
+                self.page_id() != since
+                and self.driver.execute_script("return document.readyState") == "complete"
+            ),
+            timeout=timeout,
+            what=what,
+        )
 
     @property
     def url(self) -> str:

@@ -585,15 +585,21 @@ async def test_a_lone_enqueue_of_a_key_another_node_is_inserting_waits_for_it(
 # -- claims ----------------------------------------------------------------------------------
 
 
+async def _finished_tasks(conn: asyncpg.Connection, n: int) -> None:
+    """``n`` succeeded tasks by plain SQL: the table a long-running store has."""
+    await conn.execute(
+        "INSERT INTO gladd_tasks (kind, state, finished_at)"
+        " SELECT 'noop', 'succeeded', now() FROM generate_series(1, $1)",
+        n,
+    )
+
+
 async def test_claims_use_the_pending_index_among_many_finished_tasks(
     store: PostgresStore, db_url: str
 ) -> None:
     conn = await asyncpg.connect(db_url)
     try:
-        await conn.execute(
-            "INSERT INTO gladd_tasks (kind, state, finished_at)"
-            " SELECT 'noop', 'succeeded', now() FROM generate_series(1, 100000)"
-        )
+        await _finished_tasks(conn, 100_000)
         await store.enqueue_many(_tasks(10), now=NOW)
         await conn.execute("ANALYZE gladd_tasks")
         for query, args in (
@@ -624,6 +630,31 @@ async def test_claims_use_the_pending_index_among_many_finished_tasks(
         await conn.close()
     claimed = await store.claim(worker="w", limit=100, now=NOW)
     assert len(claimed) == 10
+
+
+async def test_the_running_list_reads_the_running_index_on_a_generic_plan_too(
+    store: PostgresStore, db_url: str
+) -> None:
+    """The console's "running now" among many finished tasks: never a scan of the table,
+    not even on the generic plan PostgreSQL switches to after five executions."""
+    conn = await asyncpg.connect(db_url)
+    try:
+        await _finished_tasks(conn, 100_000)
+        await store.enqueue_many(_tasks(3), now=NOW)
+        await conn.execute("ANALYZE gladd_tasks")
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE running_now AS {Q['list_running'].rstrip().rstrip(';')}")
+        plan = "\n".join(
+            r[0] for r in await conn.fetch("EXPLAIN EXECUTE running_now('running', NULL, NULL, 20)")
+        )
+        assert "gladd_tasks_running" in plan, plan
+        assert "gladd_tasks_pkey" not in plan, plan
+        assert "Seq Scan" not in plan, plan
+    finally:
+        await conn.close()
+    claimed = await store.claim(worker="w", limit=2, now=NOW)
+    running = await store.list(state=TaskState.RUNNING, limit=20)
+    assert sorted(t.id for t in running) == sorted(t.id for t in claimed)
 
 
 async def test_a_claim_repeated_after_an_unknown_outcome_returns_what_it_took(

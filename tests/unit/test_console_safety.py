@@ -43,7 +43,11 @@ async def runtime(tmp_path: Path) -> AsyncIterator[Runtime]:
 
 
 def admin(
-    runtime: Runtime, *, token: str | None = TOKEN, read_only: bool = False
+    runtime: Runtime,
+    *,
+    token: str | None = TOKEN,
+    read_only: bool = False,
+    own_names: list[str] | None = None,
 ) -> httpx.AsyncClient:
     app = create_app(
         runtime.board,
@@ -54,6 +58,7 @@ def admin(
         token=token,
         console=console_app(runtime.console_deps(token=token, read_only=read_only)),
         read_only=read_only,
+        own_names=own_names,
     )
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://admin")
 
@@ -252,3 +257,40 @@ async def test_payload_secrets_are_masked_and_actions_logged_with_who_asked(
         assert "api:billing" in unknown.text
     assert f"admin action retry on task {task_id} by 127.0.0.1 (cookie)" in audit
     assert "admin action isolate on breaker api:billing (was closed) by 127.0.0.1 (cookie)" in audit
+
+
+async def test_without_a_token_a_rebound_name_is_refused_and_loopback_names_answer(
+    runtime: Runtime,
+) -> None:
+    """DNS rebinding: a page whose name now points at 127.0.0.1 sends its own Host."""
+    async with admin(runtime, token=None, own_names=["127.0.0.1"]) as client:
+        for host in ("evil.example:8000", "evil.example", "127.0.0.1.evil.example"):
+            refused = await client.get("/tasks", headers={"Host": host})
+            assert refused.status_code == 421, host
+            assert "does not answer to the name" in refused.json()["error"]
+            page = await client.get("/ui/", headers={"Host": host})
+            assert page.status_code == 421
+            assert "text/html" in page.headers["content-type"]
+        for host in ("127.0.0.1:8000", "localhost:8000", "[::1]:8000", "127.0.0.2", "LOCALHOST"):
+            assert (await client.get("/tasks", headers={"Host": host})).status_code == 200, host
+    # The configured admin host is one of its names too; with a token the token decides.
+    async with admin(runtime, token=None, own_names=["gladd.internal"]) as client:
+        ok = await client.get("/tasks", headers={"Host": "gladd.internal:8000"})
+        assert ok.status_code == 200
+    async with admin(runtime, own_names=["127.0.0.1"]) as client:
+        ok = await client.get("/tasks", headers={"Host": "anything.example", **BEARER})
+        assert ok.status_code == 200
+
+
+async def test_console_pages_may_not_be_framed_nor_run_scripts_from_elsewhere(
+    runtime: Runtime,
+) -> None:
+    async with admin(runtime) as client:
+        for path in ("/ui/", "/ui/login", "/ui/tasks"):
+            page = await client.get(path, headers=logged_in())
+            assert page.headers["x-frame-options"] == "DENY", path
+            policy = page.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in policy
+            assert "script-src 'self'" in policy
+        api = await client.get("/tasks", headers=BEARER)
+        assert "x-frame-options" not in api.headers  # JSON is not framed; nothing to add

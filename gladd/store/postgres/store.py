@@ -689,9 +689,12 @@ class PostgresStore:
         before_id: int | None = None,
     ) -> list[Task]:
         state_text = None if state is None else str(state)
+        # Running tasks are few however many tasks there are: read them from their partial
+        # index on every plan (a generic `state = $1` plan may scan the table for them).
+        query = Q["list_running"] if state is TaskState.RUNNING else Q["list"]
 
         async def work(conn: Any) -> list[Task]:
-            rows = await conn.fetch(Q["list"], state_text, kind, before_id, limit)
+            rows = await conn.fetch(query, state_text, kind, before_id, limit)
             return [row_to_task(row) for row in rows]
 
         return await self._run("list", work)

@@ -276,6 +276,16 @@ WHERE ($1::text IS NULL OR state = $1)
 ORDER BY id DESC
 LIMIT $4;
 
+-- name: list_running
+-- list with $1 'running': running tasks are exactly those with an owner, so the condition
+-- `owner IS NOT NULL` lets every plan read the small partial index gladd_tasks_running.
+SELECT * FROM gladd_tasks
+WHERE owner IS NOT NULL AND state = $1
+  AND ($2::text IS NULL OR kind = $2)
+  AND ($3::bigint IS NULL OR id < $3)
+ORDER BY id DESC
+LIMIT $4;
+
 -- name: retry
 WITH changed AS (
     UPDATE gladd_tasks AS t
