@@ -41,6 +41,7 @@ from gladd.errors import (
 )
 from gladd.executor.service import MAX_BATCH, TaskService
 from gladd.light_settings import SOURCE_HEADER, STORE_HEADER
+from gladd.store.listing import BadListing
 from gladd.store.rules import MAX_DEPTH
 
 MAX_BODY = 1024 * 1024
@@ -107,6 +108,8 @@ def problem_answer(exc: Exception) -> Answer | None:
         # A body left unread (too large, too slow, gone) ends the connection with it.
         close = {"Connection": "close"} if exc.unread_body else None
         return error_answer(exc.status, str(exc), headers=close)
+    if isinstance(exc, BadListing):  # a task listing's or a bulk action's filter
+        return error_answer(400, str(exc))
     if isinstance(exc, UnknownTask):
         return error_answer(404, str(exc))
     if isinstance(exc, TaskStateConflict):
@@ -126,7 +129,7 @@ def problem_answer(exc: Exception) -> Answer | None:
 
 
 NOT_OPEN = error_answer(503, "the task store is not open yet (database unavailable?)")
-PROBLEMS = (BadRequest, UnknownTask, TaskStateConflict, TaskRejected, StoreError)
+PROBLEMS = (BadRequest, BadListing, UnknownTask, TaskStateConflict, TaskRejected, StoreError)
 """What :func:`problem_answer` answers (BatchTooLarge and BatchRejected are TaskRejected)."""
 
 

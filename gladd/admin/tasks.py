@@ -63,7 +63,6 @@ from gladd.executor.catalogue import kind_specs
 from gladd.executor.service import MAX_REASON, TaskService, pause_json, task_json
 from gladd.executor.waiting import wait_seconds
 from gladd.store import KindSpec
-from gladd.store.listing import BadListing
 
 BODY_TIMEOUT = 30.0
 """Seconds to receive a request body once its headers are in (the server bounds those)."""
@@ -108,8 +107,6 @@ def _guarded(
             return _response(NOT_OPEN)
         try:
             return await handler(request, tasks)
-        except BadListing as exc:
-            return error(400, str(exc))
         except PROBLEMS as exc:  # the answers POST /tasks's fast path gives too
             answer = problem_answer(exc)
             assert answer is not None  # PROBLEMS are what it answers

@@ -16,14 +16,11 @@ from starlette.responses import RedirectResponse, Response
 
 from gladd.admin.audit import describe_ids, log_action, who
 from gladd.admin.breakers import change_breaker
+from gladd.admin.fast_enqueue import PROBLEMS, problem_answer
 from gladd.admin.refusals import CONSOLE_PREFIX, refusal
 from gladd.console import paging
 from gladd.console.deps import ConsoleDeps
 from gladd.errors import (
-    StoreError,
-    StoreUnavailable,
-    TaskRejected,
-    TaskStateConflict,
     UnknownTask,
 )
 from gladd.executor import bulk
@@ -69,18 +66,10 @@ def acting(
         form = await read_form(request)
         try:
             answered = await action(deps, request, form)
-        except BadListing as exc:
-            return failed(request, 400, str(exc))
-        except UnknownTask as exc:
-            return failed(request, 404, str(exc))
-        except TaskStateConflict as exc:
-            return failed(request, 409, str(exc))
-        except TaskRejected as exc:
-            return failed(request, 422, str(exc))
-        except StoreUnavailable as exc:
-            return failed(request, 503, str(exc))
-        except StoreError as exc:
-            return failed(request, 500, str(exc))
+        except PROBLEMS as exc:  # the statuses the API answers with
+            answer = problem_answer(exc)
+            assert answer is not None  # PROBLEMS are what it answers
+            return failed(request, answer.status, str(exc))
         if answered is not None:
             return answered
         return RedirectResponse(back_to(form, default), status_code=303)
