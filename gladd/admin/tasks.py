@@ -16,7 +16,8 @@ a daemon serving another store answers 421 Misdirected Request and stores nothin
 caller enqueues into its store directly.
 
 ``POST /tasks`` with an array body is a batch, stored in one transaction or not at all. A
-batch's body may be up to :data:`MAX_BATCH_BODY` (an object's, :data:`MAX_BODY`), its items
+batch's body may be up to :data:`~gladd.admin.fast_enqueue.MAX_BATCH_BODY` (an object's,
+:data:`~gladd.admin.fast_enqueue.MAX_BODY`), its items
 up to :data:`~gladd.executor.service.MAX_BATCH` (more: 413). Every problem of its items —
 wrong field types as much as an unknown kind — is a 422 whose ``items`` lists each refused
 item's ``index``, ``field`` and ``message``, every item checked (an item whose fields have
@@ -43,9 +44,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gladd.admin.audit import who
-from gladd.admin.fast_enqueue import (  # noqa: F401 - the body limits, read here too
-    MAX_BATCH_BODY,
-    MAX_BODY,
+from gladd.admin.fast_enqueue import (
     NOT_OPEN,
     PROBLEMS,
     Answer,

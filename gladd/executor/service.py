@@ -48,7 +48,6 @@ from gladd.store.base import FINISHED_STATES
 from gladd.store.gates import Pause
 from gladd.store.rules import json_problem, text_problem
 
-MAX_LIST = 1000
 MAX_BATCH = 10_000
 """Tasks one batch enqueue may hold: one transaction, so a bound on its size and time."""
 ITEM_FIELDS = ("kind", "payload", "delay", "priority", "unique_key", "timeout")
@@ -290,14 +289,6 @@ class TaskService:
         seconds = wait_seconds(timeout)
         await self.get(task_id)  # UnknownTask, said as get says it
         return await wait_finished(self.store, task_id, timeout=seconds, on_change=on_change)
-
-    async def list(
-        self, *, state: str | None = None, kind: str | None = None, limit: int = 100
-    ) -> list[Task]:
-        wanted = parse_state(state)
-        if kind is not None and text_problem(kind) is not None:
-            return []  # no stored task can have it (and PostgreSQL refuses to compare NUL)
-        return await self.store.list(state=wanted, kind=kind, limit=max(1, min(limit, MAX_LIST)))
 
     async def cancel(self, task_id: int, *, by: str | None = None) -> Task:
         """Cancel a pending task, or ask a running one's worker to stop it; a finished task

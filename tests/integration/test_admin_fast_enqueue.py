@@ -14,7 +14,8 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from gladd.admin.app import create_app
-from gladd.admin.tasks import MAX_BODY, task_routes
+from gladd.admin.fast_enqueue import MAX_BODY
+from gladd.admin.tasks import task_routes
 from gladd.executor.kinds import KindRegistry, builtin_kinds
 from gladd.executor.service import TaskService
 from gladd.observe.health import HealthBoard

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from loguru import logger
 
 from gladd.admin.app import create_app
-from gladd.admin.tasks import MAX_BATCH_BODY, MAX_BODY
+from gladd.admin.fast_enqueue import MAX_BATCH_BODY, MAX_BODY
 from gladd.executor.service import MAX_BATCH, TaskService
 from gladd.observe.health import HealthBoard
 from gladd.plugins.known_kinds import known_kinds
