@@ -107,6 +107,7 @@ def test_env_example_documents_every_setting_commented_out() -> None:
     assert examples == {
         "GLADD_DATABASE_URL",
         "GLADD_ADMIN_TOKEN",
+        "GLADD_ADMIN_READ_ONLY",
         "GLADD_LOG_LEVEL",
         "GLADD_LOG_FORMAT",
         "GLADD_LOG_FILE",
