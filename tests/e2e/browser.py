@@ -52,6 +52,8 @@ class Browser:
             "--no-first-run",
         ):
             options.add_argument(argument)
+        # The page's console errors (a script the Content-Security-Policy refused, say).
+        options.set_capability("goog:loggingPrefs", {"browser": "SEVERE"})
         self.driver = webdriver.Chrome(
             service=Service(executable_path=str(CHROMEDRIVER)), options=options
         )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -235,3 +236,39 @@ def test_a_cross_site_post_is_refused_and_read_only_mode_has_no_buttons(
     refused = httpx.post(f"{node.url}/breakers/up:up/reset", timeout=5)
     assert refused.status_code == 403
     assert "GLADD_ADMIN_READ_ONLY" in refused.json()["error"]
+
+
+def test_the_live_part_polls_only_while_the_tab_is_visible(
+    node: LoggedGladd, switch: Switch, browser: Browser
+) -> None:
+    """Every 2 s while shown; nothing while hidden; at once when shown again. And no page
+    script is refused by the console's Content-Security-Policy on the way."""
+    node.policies.write_text(POLICIES.format(port=switch.server_address[1]))
+    node.start_serving()
+    browser.open(f"{node.url}/ui/")
+    polls = (
+        "return performance.getEntriesByType('resource')"
+        ".filter(e => e.initiatorType === 'xmlhttprequest').length"
+    )
+    seen = browser.retrying(lambda: browser.driver.execute_script(polls) >= 1, what="a poll")
+    assert seen
+    hide = (
+        "Object.defineProperty(document, 'visibilityState', {configurable: true, get: () => "
+        "arguments[0]}); document.dispatchEvent(new Event('visibilitychange'));"
+    )
+    browser.driver.execute_script(hide.replace("arguments[0]", "'hidden'"))
+    hidden_at = browser.driver.execute_script(polls)
+    hidden_until = time.monotonic() + 5  # two and a half poll periods
+    while time.monotonic() < hidden_until:
+        assert browser.driver.execute_script(polls) == hidden_at, "polled while hidden"
+        time.sleep(0.25)
+    browser.driver.execute_script(hide.replace("arguments[0]", "'visible'"))
+    browser.retrying(
+        lambda: browser.driver.execute_script(polls) > hidden_at, what="a poll once shown"
+    )
+    refused = [
+        e["message"]
+        for e in browser.driver.get_log("browser")
+        if "Content Security Policy" in e["message"]
+    ]
+    assert refused == []
